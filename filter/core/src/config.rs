@@ -1,0 +1,317 @@
+//! Plugin configuration: parsed once in `on_configure`, strictly, so a typo is refused by Envoy
+//! instead of silently running with defaults.
+
+use serde_json::{Map, Value};
+
+use crate::tagging::is_dns1123_label;
+
+/// Loop guard used when `max_hops` is absent.
+pub const DEFAULT_MAX_HOPS: u32 = 10;
+
+/// Which side of the call this sidecar listener sits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The callee's sidecar: traffic coming into the app.
+    Inbound,
+    /// The caller's sidecar: traffic leaving the app.
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+
+    /// Maps Envoy's `listener_direction` property (`envoy.config.core.v3.TrafficDirection`).
+    pub fn from_listener_direction(value: i64) -> Option<Direction> {
+        match value {
+            1 => Some(Direction::Inbound),
+            2 => Some(Direction::Outbound),
+            _ => None,
+        }
+    }
+}
+
+/// Why a plugin config was refused. Each variant names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("plugin config is not valid JSON: {0}")]
+    Json(String),
+    #[error("plugin config must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    #[error("plugin config field `{0}` is unknown (expected service, direction, max_hops)")]
+    UnknownField(String),
+    #[error("plugin config field `{field}`: expected {expected}, got {got}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+        got: String,
+    },
+    #[error("plugin config field `direction`: expected \"inbound\" or \"outbound\", got {0:?}")]
+    BadDirection(String),
+    #[error(
+        "plugin config field `service`: {0:?} is not a DNS-1123 label of at most 63 characters"
+    )]
+    BadService(String),
+    #[error("plugin config field `service` is absent and node metadata has neither WORKLOAD_NAME nor LABELS.app")]
+    NoService,
+}
+
+/// What the Istio node metadata offers when `service` is not configured.
+#[derive(Debug, Default, Clone)]
+pub struct NodeMetadata {
+    pub workload_name: Option<Vec<u8>>,
+    pub app_label: Option<Vec<u8>>,
+}
+
+/// The validated plugin configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// This workload's name, used as the source outbound and the destination inbound.
+    pub service: String,
+    /// `None` means: read Envoy's `listener_direction` property.
+    pub direction: Option<Direction>,
+    pub max_hops: u32,
+}
+
+impl Config {
+    /// Parses the raw `configuration` bytes. An empty buffer means `{}`, as Envoy sends nothing
+    /// when a WasmPlugin has no `pluginConfig`.
+    pub fn parse(raw: &[u8], node: &NodeMetadata) -> Result<Config, ConfigError> {
+        let trimmed = raw.iter().all(|b| b.is_ascii_whitespace());
+        let value: Value = if trimmed {
+            Value::Object(Map::new())
+        } else {
+            serde_json::from_slice(raw).map_err(|e| ConfigError::Json(e.to_string()))?
+        };
+        let Value::Object(fields) = value else {
+            return Err(ConfigError::NotAnObject(type_name(&value)));
+        };
+
+        let mut service = None;
+        let mut direction = None;
+        let mut max_hops = DEFAULT_MAX_HOPS;
+        for (key, value) in &fields {
+            match key.as_str() {
+                "service" => service = Some(string_field("service", value)?.to_owned()),
+                "direction" => {
+                    direction = Some(match string_field("direction", value)? {
+                        "inbound" => Direction::Inbound,
+                        "outbound" => Direction::Outbound,
+                        other => return Err(ConfigError::BadDirection(other.to_owned())),
+                    })
+                }
+                "max_hops" => max_hops = max_hops_field(value)?,
+                other => return Err(ConfigError::UnknownField(other.to_owned())),
+            }
+        }
+
+        let service = match service {
+            Some(name) if is_dns1123_label(name.as_bytes()) => name,
+            Some(name) => return Err(ConfigError::BadService(name)),
+            None => service_from_node(node)?,
+        };
+        Ok(Config {
+            service,
+            direction,
+            max_hops,
+        })
+    }
+}
+
+fn service_from_node(node: &NodeMetadata) -> Result<String, ConfigError> {
+    // WORKLOAD_NAME is what Istio's own telemetry calls the workload; the `app` label is the
+    // fallback Istio documents for canonical service names.
+    let candidate = [&node.workload_name, &node.app_label]
+        .into_iter()
+        .flatten()
+        .find(|v| !v.is_empty())
+        .ok_or(ConfigError::NoService)?;
+    let name = String::from_utf8_lossy(candidate).into_owned();
+    if is_dns1123_label(name.as_bytes()) {
+        Ok(name)
+    } else {
+        Err(ConfigError::BadService(name))
+    }
+}
+
+fn string_field<'a>(field: &'static str, value: &'a Value) -> Result<&'a str, ConfigError> {
+    value.as_str().ok_or_else(|| ConfigError::WrongType {
+        field,
+        expected: "a string",
+        got: describe(value),
+    })
+}
+
+fn max_hops_field(value: &Value) -> Result<u32, ConfigError> {
+    let wrong = || ConfigError::WrongType {
+        field: "max_hops",
+        expected: "an integer from 1 to 4294967295",
+        got: describe(value),
+    };
+    let n = value.as_u64().ok_or_else(wrong)?;
+    match u32::try_from(n) {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(wrong()),
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A short description of a bad value for an error line: its type, and the value when it is small.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.len() <= 64 => format!("the string {s:?}"),
+        Value::Bool(b) => format!("{b}"),
+        other => type_name(other).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Config, ConfigError> {
+        Config::parse(raw.as_bytes(), &NodeMetadata::default())
+    }
+
+    #[test]
+    fn full_config() {
+        let c = parse(r#"{"service":"service-a","direction":"outbound","max_hops":3}"#).unwrap();
+        assert_eq!(
+            c,
+            Config {
+                service: "service-a".into(),
+                direction: Some(Direction::Outbound),
+                max_hops: 3
+            }
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(r#"{"service":"a"}"#).unwrap();
+        assert_eq!(c.direction, None);
+        assert_eq!(c.max_hops, DEFAULT_MAX_HOPS);
+    }
+
+    #[test]
+    fn empty_config_uses_node_metadata() {
+        let node = NodeMetadata {
+            workload_name: Some(b"reviews-v1".to_vec()),
+            app_label: Some(b"reviews".to_vec()),
+        };
+        assert_eq!(Config::parse(b"{}", &node).unwrap().service, "reviews-v1");
+        assert_eq!(Config::parse(b"", &node).unwrap().service, "reviews-v1");
+        let node = NodeMetadata {
+            workload_name: None,
+            app_label: Some(b"reviews".to_vec()),
+        };
+        assert_eq!(Config::parse(b"{}", &node).unwrap().service, "reviews");
+        let node = NodeMetadata {
+            workload_name: Some(Vec::new()),
+            app_label: Some(b"reviews".to_vec()),
+        };
+        assert_eq!(Config::parse(b"  ", &node).unwrap().service, "reviews");
+    }
+
+    #[test]
+    fn configured_service_beats_node_metadata() {
+        let node = NodeMetadata {
+            workload_name: Some(b"x".to_vec()),
+            app_label: None,
+        };
+        assert_eq!(
+            Config::parse(br#"{"service":"y"}"#, &node).unwrap().service,
+            "y"
+        );
+    }
+
+    #[test]
+    fn no_service_anywhere_is_rejected() {
+        assert_eq!(parse("{}"), Err(ConfigError::NoService));
+        assert!(ConfigError::NoService.to_string().contains("`service`"));
+    }
+
+    #[test]
+    fn rejections_name_the_field() {
+        let cases: &[(&str, &str)] = &[
+            (r#"{"service":"a","direction":"sideways"}"#, "`direction`"),
+            (r#"{"service":"a","direction":1}"#, "`direction`"),
+            (r#"{"service":"a","max_hops":"10"}"#, "`max_hops`"),
+            (r#"{"service":"a","max_hops":-1}"#, "`max_hops`"),
+            (r#"{"service":"a","max_hops":0}"#, "`max_hops`"),
+            (r#"{"service":"a","max_hops":1.5}"#, "`max_hops`"),
+            (r#"{"service":"a","max_hops":4294967296}"#, "`max_hops`"),
+            (r#"{"service":"a","max_hops":null}"#, "`max_hops`"),
+            (r#"{"service":7}"#, "`service`"),
+            (r#"{"service":"Service_A"}"#, "`service`"),
+            (r#"{"service":""}"#, "`service`"),
+            (r#"{"service":"a","colour":"red"}"#, "`colour`"),
+        ];
+        for (raw, field) in cases {
+            let err = parse(raw).unwrap_err().to_string();
+            assert!(err.contains(field), "{raw}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn sideways_message() {
+        let err = parse(r#"{"service":"a","direction":"sideways"}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "plugin config field `direction`: expected \"inbound\" or \"outbound\", got \"sideways\""
+        );
+    }
+
+    #[test]
+    fn non_objects_and_bad_json_are_rejected() {
+        assert_eq!(parse("[]"), Err(ConfigError::NotAnObject("an array")));
+        assert_eq!(parse("\"a\""), Err(ConfigError::NotAnObject("a string")));
+        assert!(matches!(parse("{"), Err(ConfigError::Json(_))));
+        assert!(matches!(
+            Config::parse(&[0xff, 0xfe], &NodeMetadata::default()),
+            Err(ConfigError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn bad_node_metadata_name_is_rejected() {
+        let node = NodeMetadata {
+            workload_name: Some(b"Bad_Name".to_vec()),
+            app_label: None,
+        };
+        assert_eq!(
+            Config::parse(b"{}", &node),
+            Err(ConfigError::BadService("Bad_Name".into()))
+        );
+    }
+
+    #[test]
+    fn listener_direction_mapping() {
+        assert_eq!(
+            Direction::from_listener_direction(1),
+            Some(Direction::Inbound)
+        );
+        assert_eq!(
+            Direction::from_listener_direction(2),
+            Some(Direction::Outbound)
+        );
+        assert_eq!(Direction::from_listener_direction(0), None);
+        assert_eq!(Direction::from_listener_direction(-5), None);
+    }
+}

@@ -1,0 +1,34 @@
+//! Pure logic of the meshtally filter, kept apart from the proxy-wasm host so it can be
+//! unit-tested natively and, compiled to wasm, under Node with wasm-bindgen-test.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod config;
+pub mod metrics;
+pub mod tagging;
+
+pub use config::{Config, ConfigError, Direction, NodeMetadata};
+pub use metrics::{CodeClass, MetricCache, MetricKind};
+pub use tagging::{Caller, HopDecision};
+
+/// Header names the filter owns. Anything a client sends under these names is replaced.
+pub mod headers {
+    pub const SOURCE: &str = "x-mesh-source";
+    pub const DESTINATION: &str = "x-mesh-destination";
+    pub const PEER_VERIFIED: &str = "x-mesh-peer-verified";
+    pub const HOPS: &str = "x-mesh-hops";
+    pub const SERVED_BY: &str = "x-mesh-served-by";
+}

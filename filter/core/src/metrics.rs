@@ -1,0 +1,264 @@
+//! Metric naming and the per-tag-set id cache. Tags are encoded in the metric name in the
+//! `<tag>=.=<value>;.;` form that Istio's extraStatTags and Envoy's `stats_tags` extract, so
+//! `/stats/prometheus` shows `meshtally_requests_total{source=…,destination=…,…}`.
+
+use std::collections::HashMap;
+
+use crate::config::Direction;
+
+pub const REQUESTS_TOTAL: &str = "meshtally_requests_total";
+pub const REQUEST_DURATION: &str = "meshtally_request_duration_milliseconds";
+
+/// Tag names, in the order they appear in a metric name.
+pub const TAG_NAMES: [&str; 4] = ["source", "destination", "direction", "response_code_class"];
+
+/// At most this many (source, destination) pairs get metrics of their own per listener; further
+/// pairs are folded into `source="other"`/`destination="other"` so forged names cannot grow
+/// Envoy's stats store without bound.
+pub const MAX_PAIRS: usize = 1024;
+pub const OVERFLOW: &str = "other";
+
+/// The `stats_tags` entries (tag name, regex) Envoy needs to turn our names into labels.
+pub fn stats_tags() -> [(&'static str, String); 4] {
+    TAG_NAMES.map(|tag| (tag, format!("({tag}=\\.=(.*?);\\.;)")))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Histogram,
+}
+
+/// Response code class of a finished stream; `None` when no response was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeClass {
+    C1xx,
+    C2xx,
+    C3xx,
+    C4xx,
+    C5xx,
+    None,
+}
+
+impl CodeClass {
+    const ALL: usize = 6;
+
+    pub fn from_code(code: Option<u64>) -> CodeClass {
+        match code {
+            Some(100..=199) => CodeClass::C1xx,
+            Some(200..=299) => CodeClass::C2xx,
+            Some(300..=399) => CodeClass::C3xx,
+            Some(400..=499) => CodeClass::C4xx,
+            Some(500..=599) => CodeClass::C5xx,
+            // Envoy reports 0 for streams that ended before any response.
+            _ => CodeClass::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeClass::C1xx => "1xx",
+            CodeClass::C2xx => "2xx",
+            CodeClass::C3xx => "3xx",
+            CodeClass::C4xx => "4xx",
+            CodeClass::C5xx => "5xx",
+            CodeClass::None => "none",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The full Envoy stat name for one metric and tag set.
+pub fn metric_name(
+    metric: &str,
+    source: &str,
+    destination: &str,
+    direction: Direction,
+    class: CodeClass,
+) -> String {
+    let values = [source, destination, direction.as_str(), class.as_str()];
+    let mut name = String::with_capacity(96);
+    for (tag, value) in TAG_NAMES.iter().zip(values) {
+        name.push_str(tag);
+        name.push_str("=.=");
+        name.push_str(value);
+        name.push_str(";.;");
+    }
+    name.push_str(metric);
+    name
+}
+
+/// Metric ids for one tag set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricIds {
+    pub requests: u32,
+    pub duration: u32,
+}
+
+type Classes = [Option<MetricIds>; CodeClass::ALL];
+
+/// Caches metric ids per (source, destination, class) for one listener direction, so a metric is
+/// defined with the host once and later requests only look up two small maps without allocating.
+#[derive(Debug)]
+pub struct MetricCache {
+    direction: Direction,
+    by_pair: HashMap<String, HashMap<String, Classes>>,
+    pairs: usize,
+}
+
+impl MetricCache {
+    pub fn new(direction: Direction) -> MetricCache {
+        MetricCache {
+            direction,
+            by_pair: HashMap::new(),
+            pairs: 0,
+        }
+    }
+
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// Returns the ids for a tag set, defining the metrics through `define` on first use.
+    /// `None` when the host refused to define a metric (the request then goes uncounted, and
+    /// the caller logs it).
+    pub fn ids(
+        &mut self,
+        source: &str,
+        destination: &str,
+        class: CodeClass,
+        mut define: impl FnMut(MetricKind, &str) -> Option<u32>,
+    ) -> Option<MetricIds> {
+        let known = self
+            .by_pair
+            .get(source)
+            .is_some_and(|d| d.contains_key(destination));
+        let (source, destination) = if known || self.pairs < MAX_PAIRS {
+            (source, destination)
+        } else {
+            (OVERFLOW, OVERFLOW)
+        };
+        if let Some(ids) = self
+            .by_pair
+            .get(source)
+            .and_then(|d| d.get(destination))
+            .and_then(|classes| classes.get(class.index()).copied().flatten())
+        {
+            return Some(ids);
+        }
+        let requests = define(
+            MetricKind::Counter,
+            &metric_name(REQUESTS_TOTAL, source, destination, self.direction, class),
+        )?;
+        let duration = define(
+            MetricKind::Histogram,
+            &metric_name(REQUEST_DURATION, source, destination, self.direction, class),
+        )?;
+        let ids = MetricIds { requests, duration };
+        let by_dest = self.by_pair.entry(source.to_owned()).or_default();
+        if !by_dest.contains_key(destination) {
+            self.pairs += 1;
+        }
+        let classes = by_dest
+            .entry(destination.to_owned())
+            .or_insert([None; CodeClass::ALL]);
+        if let Some(slot) = classes.get_mut(class.index()) {
+            *slot = Some(ids);
+        }
+        Some(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_every_tag() {
+        assert_eq!(
+            metric_name(REQUESTS_TOTAL, "service-a", "service-b", Direction::Outbound, CodeClass::C2xx),
+            "source=.=service-a;.;destination=.=service-b;.;direction=.=outbound;.;response_code_class=.=2xx;.;meshtally_requests_total"
+        );
+    }
+
+    #[test]
+    fn code_classes() {
+        let cases = [
+            (None, "none"),
+            (Some(0), "none"),
+            (Some(101), "1xx"),
+            (Some(200), "2xx"),
+            (Some(302), "3xx"),
+            (Some(404), "4xx"),
+            (Some(508), "5xx"),
+            (Some(600), "none"),
+        ];
+        for (code, want) in cases {
+            assert_eq!(CodeClass::from_code(code).as_str(), want, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn stats_tag_regexes() {
+        let tags = stats_tags();
+        assert_eq!(tags[0], ("source", "(source=\\.=(.*?);\\.;)".to_owned()));
+        assert_eq!(tags[3].0, "response_code_class");
+    }
+
+    #[test]
+    fn cache_defines_each_tag_set_once() {
+        let mut cache = MetricCache::new(Direction::Inbound);
+        let mut defined = Vec::new();
+        let mut next = 0;
+        let mut define = |kind: MetricKind, name: &str| {
+            defined.push((kind, name.to_owned()));
+            next += 1;
+            Some(next)
+        };
+        let a = cache.ids("a", "b", CodeClass::C2xx, &mut define).unwrap();
+        let again = cache.ids("a", "b", CodeClass::C2xx, &mut define).unwrap();
+        let other = cache.ids("a", "b", CodeClass::C5xx, &mut define).unwrap();
+        assert_eq!(a, again);
+        assert_ne!(a, other);
+        assert_eq!(defined.len(), 4);
+        assert_eq!(defined[0].0, MetricKind::Counter);
+        assert_eq!(defined[1].0, MetricKind::Histogram);
+        assert!(defined[1].1.ends_with(REQUEST_DURATION));
+        assert!(defined[0].1.contains("direction=.=inbound;.;"));
+    }
+
+    #[test]
+    fn host_refusal_is_not_cached() {
+        let mut cache = MetricCache::new(Direction::Outbound);
+        assert_eq!(cache.ids("a", "b", CodeClass::C2xx, |_, _| None), None);
+        assert!(cache
+            .ids("a", "b", CodeClass::C2xx, |_, _| Some(7))
+            .is_some());
+    }
+
+    #[test]
+    fn pairs_beyond_the_cap_fold_into_other() {
+        let mut cache = MetricCache::new(Direction::Inbound);
+        let mut names = Vec::new();
+        for i in 0..MAX_PAIRS + 5 {
+            cache.ids("a", &format!("d{i}"), CodeClass::C2xx, |_, n| {
+                names.push(n.to_owned());
+                Some(1)
+            });
+        }
+        // Known pairs keep their own metrics after the cap is reached.
+        cache.ids("a", "d0", CodeClass::C4xx, |_, n| {
+            names.push(n.to_owned());
+            Some(1)
+        });
+        assert!(names
+            .iter()
+            .any(|n| n.starts_with("source=.=other;.;destination=.=other;.;")));
+        assert!(names.last().unwrap().contains("destination=.=d0;.;"));
+        let distinct: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(distinct.len(), (MAX_PAIRS + 1 + 1) * 2);
+    }
+}

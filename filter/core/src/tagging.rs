@@ -1,0 +1,317 @@
+//! Tagging rules: who called whom and how many hops, decided from raw header and property bytes.
+//! Everything here takes untrusted input, so nothing here can fail or allocate without bound.
+
+/// Header values longer than this are treated as absent: they are never valid tags and we do
+/// not want to copy them.
+pub const MAX_HEADER_VALUE: usize = 8 * 1024;
+
+/// The caller name used when nothing trustworthy identifies it.
+pub const UNKNOWN: &str = "unknown";
+
+/// True for an RFC 1123 label as Kubernetes uses it: 1–63 of `[a-z0-9-]`, alphanumeric at both ends.
+pub fn is_dns1123_label(name: &[u8]) -> bool {
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    match (name.first(), name.last()) {
+        (Some(first), Some(last)) => {
+            name.len() <= 63
+                && alnum(first)
+                && alnum(last)
+                && name.iter().all(|b| alnum(b) || *b == b'-')
+        }
+        _ => false,
+    }
+}
+
+/// Reads an incoming `x-mesh-hops`. Missing, negative, malformed, oversized or out-of-range
+/// values count as 0: the header is client-controlled, so it can only ever lower our guard's
+/// count to where a fresh request starts.
+pub fn parse_hops(value: Option<&[u8]>) -> u32 {
+    let Some(raw) = value else { return 0 };
+    let raw = raw.trim_ascii();
+    if raw.is_empty() || raw.len() > 10 {
+        return 0;
+    }
+    let mut n: u32 = 0;
+    for &b in raw {
+        if !b.is_ascii_digit() {
+            return 0;
+        }
+        n = match n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u32::from(b - b'0')))
+        {
+            Some(n) => n,
+            None => return 0,
+        };
+    }
+    n
+}
+
+/// What the outbound side does with a request, given the hops it already made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopDecision {
+    /// Forward with this `x-mesh-hops` value.
+    Forward(u32),
+    /// Answer `508 Loop Detected` locally; the value is the hop count that was refused.
+    Loop(u32),
+}
+
+pub fn outbound_hops(incoming: u32, max_hops: u32) -> HopDecision {
+    let next = incoming.saturating_add(1);
+    if next > max_hops {
+        HopDecision::Loop(next)
+    } else {
+        HopDecision::Forward(next)
+    }
+}
+
+/// The destination service named by a request authority: its first DNS label, without the port
+/// (`service-a.istio-demo.svc.cluster.local:8000` → `service-a`). Anything that is not a valid
+/// label becomes `unknown`, so a client cannot mint arbitrary metric names through `Host`.
+pub fn destination_from_authority(authority: Option<&[u8]>) -> &str {
+    let Some(authority) = authority else {
+        return UNKNOWN;
+    };
+    if authority.len() > MAX_HEADER_VALUE {
+        return UNKNOWN;
+    }
+    let end = authority
+        .iter()
+        .position(|b| *b == b'.' || *b == b':')
+        .unwrap_or(authority.len());
+    let label = authority.get(..end).unwrap_or_default();
+    if is_dns1123_label(label) {
+        std::str::from_utf8(label).unwrap_or(UNKNOWN)
+    } else {
+        UNKNOWN
+    }
+}
+
+/// The service account named by an Istio SPIFFE identity:
+/// `spiffe://<trust-domain>/ns/<namespace>/sa/<name>` → `(namespace, name)`.
+pub fn spiffe_identity(uri: &[u8]) -> Option<(&str, &str)> {
+    let uri = std::str::from_utf8(uri).ok()?;
+    let rest = uri.strip_prefix("spiffe://")?;
+    let mut parts = rest.split('/');
+    let trust_domain = parts.next()?;
+    let (ns_key, ns, sa_key, sa) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || trust_domain.is_empty() || ns_key != "ns" || sa_key != "sa" {
+        return None;
+    }
+    (is_dns1123_label(ns.as_bytes()) && is_dns1123_label(sa.as_bytes())).then_some((ns, sa))
+}
+
+/// Who called, and whether a verified certificate said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller<'a> {
+    pub name: &'a str,
+    pub verified: bool,
+}
+
+/// Resolves the caller on the inbound side. A SPIFFE URI SAN from an mTLS peer certificate wins
+/// over any header; a header is only used when it is a well-formed label; otherwise `unknown`.
+pub fn resolve_caller<'a>(
+    peer_uri_san: Option<&'a [u8]>,
+    source_header: Option<&'a [u8]>,
+) -> Caller<'a> {
+    if let Some((_, sa)) = peer_uri_san.and_then(spiffe_identity) {
+        return Caller {
+            name: sa,
+            verified: true,
+        };
+    }
+    let claimed = source_header
+        .filter(|v| v.len() <= MAX_HEADER_VALUE && is_dns1123_label(v))
+        .and_then(|v| std::str::from_utf8(v).ok());
+    match claimed {
+        Some(name) => Caller {
+            name,
+            verified: false,
+        },
+        None => Caller {
+            name: UNKNOWN,
+            verified: false,
+        },
+    }
+}
+
+/// Formats a hop count without going through `core::fmt`, which keeps the module small.
+pub fn format_u32(mut n: u32, buf: &mut [u8; 10]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or("0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        for ok in ["a", "service-a", "a1", "1a", &"x".repeat(63)] {
+            assert!(is_dns1123_label(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Service_A",
+            "A",
+            "a.b",
+            "a b",
+            &"x".repeat(64),
+            "é",
+        ] {
+            assert!(!is_dns1123_label(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hops_parsing() {
+        let cases: &[(Option<&[u8]>, u32)] = &[
+            (None, 0),
+            (Some(b""), 0),
+            (Some(b"0"), 0),
+            (Some(b"3"), 3),
+            (Some(b" 7 "), 7),
+            (Some(b"-1"), 0),
+            (Some(b"+1"), 0),
+            (Some(b"1e3"), 0),
+            (Some(b"0x10"), 0),
+            (Some(b"3.0"), 0),
+            (Some(b"999999999999999999999"), 0),
+            (Some(b"4294967295"), u32::MAX),
+            (Some(b"4294967296"), 0),
+            (Some(b"\xff\xfe"), 0),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(parse_hops(*raw), *want, "{raw:?}");
+        }
+        assert_eq!(parse_hops(Some("9".repeat(9000).as_bytes())), 0);
+    }
+
+    #[test]
+    fn hop_guard() {
+        assert_eq!(outbound_hops(0, 10), HopDecision::Forward(1));
+        assert_eq!(outbound_hops(9, 10), HopDecision::Forward(10));
+        assert_eq!(outbound_hops(10, 10), HopDecision::Loop(11));
+        assert_eq!(outbound_hops(u32::MAX, 10), HopDecision::Loop(u32::MAX));
+        assert_eq!(outbound_hops(0, 1), HopDecision::Forward(1));
+        assert_eq!(outbound_hops(1, 1), HopDecision::Loop(2));
+    }
+
+    #[test]
+    fn authority_to_destination() {
+        let cases: &[(Option<&[u8]>, &str)] = &[
+            (
+                Some(b"service-a.istio-demo.svc.cluster.local:8000"),
+                "service-a",
+            ),
+            (Some(b"service-b:8001"), "service-b"),
+            (Some(b"service-c"), "service-c"),
+            (Some(b"127.0.0.1:8000"), "127"),
+            (Some(b"Evil;.;x"), UNKNOWN),
+            (Some(b"a=.=b;.;c"), UNKNOWN),
+            (Some(b""), UNKNOWN),
+            (Some(b":80"), UNKNOWN),
+            (Some(b"[::1]:80"), UNKNOWN),
+            (None, UNKNOWN),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(destination_from_authority(*raw), *want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn spiffe_ids() {
+        assert_eq!(
+            spiffe_identity(b"spiffe://cluster.local/ns/istio-demo/sa/service-b"),
+            Some(("istio-demo", "service-b"))
+        );
+        for bad in [
+            &b"spiffe://cluster.local/ns/istio-demo/sa/"[..],
+            b"spiffe://cluster.local/ns/istio-demo/sa/b/extra",
+            b"spiffe:///ns/x/sa/b",
+            b"https://cluster.local/ns/x/sa/b",
+            b"spiffe://cluster.local/sa/b/ns/x",
+            b"spiffe://cluster.local/ns/x/sa/Bad_Name",
+            b"\xff",
+        ] {
+            assert_eq!(spiffe_identity(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn caller_resolution() {
+        let san = Some(&b"spiffe://cluster.local/ns/demo/sa/service-c"[..]);
+        assert_eq!(
+            resolve_caller(san, Some(b"service-b")),
+            Caller {
+                name: "service-c",
+                verified: true
+            }
+        );
+        assert_eq!(
+            resolve_caller(None, Some(b"service-b")),
+            Caller {
+                name: "service-b",
+                verified: false
+            }
+        );
+        assert_eq!(
+            resolve_caller(None, None),
+            Caller {
+                name: UNKNOWN,
+                verified: false
+            }
+        );
+        assert_eq!(
+            resolve_caller(None, Some(b"Bad Name")),
+            Caller {
+                name: UNKNOWN,
+                verified: false
+            }
+        );
+        assert_eq!(
+            resolve_caller(None, Some(b"\xc3\x28")),
+            Caller {
+                name: UNKNOWN,
+                verified: false
+            }
+        );
+        let huge = vec![b'a'; MAX_HEADER_VALUE + 1];
+        assert_eq!(
+            resolve_caller(None, Some(&huge)),
+            Caller {
+                name: UNKNOWN,
+                verified: false
+            }
+        );
+        // A URI SAN that is not an Istio identity does not verify anything.
+        let other = Some(&b"spiffe://cluster.local/workload/x"[..]);
+        assert_eq!(
+            resolve_caller(other, Some(b"service-b")),
+            Caller {
+                name: "service-b",
+                verified: false
+            }
+        );
+    }
+
+    #[test]
+    fn number_formatting() {
+        for n in [0, 1, 9, 10, 11, 4096, u32::MAX] {
+            let mut buf = [0; 10];
+            assert_eq!(format_u32(n, &mut buf), n.to_string());
+        }
+    }
+}
