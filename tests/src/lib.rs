@@ -1,1 +1,31 @@
-//! Shared harness for the end-to-end tests.
+//! Shared harness for the end-to-end tests: real Envoy processes, a recording upstream, a raw
+//! HTTP/1.1 client and throwaway certificates, all on loopback and all stopped on drop.
+
+pub mod bootstrap;
+pub mod certs;
+pub mod echo;
+pub mod envoy;
+pub mod http;
+
+use std::path::PathBuf;
+
+/// The workspace root, so tests find `.venv` and `target/` wherever cargo runs them from.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The built filter. Tests do not build it themselves (a nested cargo would fight over the build
+/// lock); `make test` builds it first.
+pub fn filter_wasm() -> PathBuf {
+    let path = std::env::var_os("MESHTALLY_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            workspace_root().join("target/wasm32-wasip1/release/meshtally_filter.wasm")
+        });
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `make wasm` (cargo build --release --target wasm32-wasip1 -p meshtally-filter)",
+        path.display()
+    );
+    path
+}

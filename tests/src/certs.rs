@@ -1,0 +1,68 @@
+//! Throwaway mesh PKI for tests: a CA and workload certificates carrying Istio-style SPIFFE
+//! URI SANs, written as PEM files Envoy can load.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pub cert_pem: String,
+    pub cert_path: PathBuf,
+}
+
+/// PEM files of one workload identity.
+pub struct Identity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Ca {
+    pub fn new(dir: &Path, name: &str) -> Result<Ca> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} root CA"));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        let cert_path = dir.join(format!("{name}-ca.pem"));
+        std::fs::write(&cert_path, cert.pem())?;
+        Ok(Ca {
+            issuer: Issuer::new(params, key),
+            cert_pem: cert.pem(),
+            cert_path,
+        })
+    }
+
+    /// A workload certificate for `spiffe://cluster.local/ns/<ns>/sa/<sa>`, usable as both
+    /// server and client, as Istio's are.
+    pub fn issue(&self, dir: &Path, namespace: &str, sa: &str) -> Result<Identity> {
+        let uri = format!("spiffe://cluster.local/ns/{namespace}/sa/{sa}");
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.subject_alt_names = vec![SanType::URI(uri.as_str().try_into()?)];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let stem = format!("{namespace}-{sa}");
+        let identity = Identity {
+            cert: dir.join(format!("{stem}.pem")),
+            key: dir.join(format!("{stem}-key.pem")),
+        };
+        std::fs::write(&identity.cert, cert.pem())?;
+        std::fs::write(&identity.key, key.serialize_pem())?;
+        Ok(identity)
+    }
+}

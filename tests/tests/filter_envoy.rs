@@ -1,0 +1,397 @@
+//! The built filter inside real Envoy: a caller sidecar (outbound) and a callee sidecar (inbound)
+//! in front of a recording upstream, over plain HTTP and over mTLS with SPIFFE certificates.
+
+use std::path::Path;
+
+use anyhow::Result;
+use meshtally_tests::bootstrap::{self, Inbound, Outbound, Peer, Sidecar, Tls};
+use meshtally_tests::certs::Ca;
+use meshtally_tests::echo::{values, Echo};
+use meshtally_tests::envoy::Envoy;
+use meshtally_tests::{filter_wasm, http};
+use serde_json::{json, Value};
+
+const B_HOST: &str = "service-b.istio-demo.svc.cluster.local:8001";
+
+/// service-a's sidecar → service-b's sidecar → upstream app.
+struct Mesh {
+    app: Echo,
+    callee: Envoy,
+    caller: Envoy,
+    callee_port: u16,
+    caller_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Default)]
+struct Options {
+    mtls: bool,
+    /// The SPIFFE service account in service-a's certificate (defaults to service-a).
+    caller_identity: Option<&'static str>,
+    caller_config: Option<Value>,
+}
+
+fn mesh(opts: Options) -> Result<Mesh> {
+    let dir = tempfile::tempdir()?;
+    let wasm = filter_wasm();
+    let app = Echo::start()?;
+    let ca = Ca::new(dir.path(), "mesh")?;
+    let b_id = ca.issue(dir.path(), "istio-demo", "service-b")?;
+    let a_id = ca.issue(
+        dir.path(),
+        "istio-demo",
+        opts.caller_identity.unwrap_or("service-a"),
+    )?;
+
+    let callee = Envoy::start(
+        dir.path(),
+        "service-b",
+        &bootstrap::sidecar(&Sidecar {
+            wasm: &wasm,
+            node_metadata: json!({"WORKLOAD_NAME": "service-b", "LABELS": {"app": "service-b"}}),
+            inbound: Some(Inbound {
+                plugin_config: json!({}),
+                app_port: app.port,
+                tls: opts.mtls.then_some(Tls {
+                    identity: &b_id,
+                    ca: &ca.cert_path,
+                }),
+                permissive: true,
+            }),
+            outbound: None,
+        }),
+    )?;
+    let callee_port = callee.listener_port("inbound")?;
+    let caller = Envoy::start(
+        dir.path(),
+        "service-a",
+        &bootstrap::sidecar(&Sidecar {
+            wasm: &wasm,
+            node_metadata: json!({}),
+            inbound: None,
+            outbound: Some(Outbound {
+                plugin_config: opts
+                    .caller_config
+                    .unwrap_or(json!({"service": "service-a", "max_hops": 10})),
+                peers: vec![
+                    Peer {
+                        name: "service-b",
+                        port: callee_port,
+                        tls: opts.mtls.then_some(Tls {
+                            identity: &a_id,
+                            ca: &ca.cert_path,
+                        }),
+                    },
+                    // Nothing listens on port 1: calls to service-d fail upstream.
+                    Peer {
+                        name: "service-d",
+                        port: 1,
+                        tls: None,
+                    },
+                ],
+            }),
+        }),
+    )?;
+    let caller_port = caller.listener_port("outbound")?;
+    Ok(Mesh {
+        app,
+        callee,
+        caller,
+        callee_port,
+        caller_port,
+        _dir: dir,
+    })
+}
+
+fn call(m: &Mesh, headers: &[(&str, &[u8])]) -> Result<http::Response> {
+    http::get_host(m.caller_port, B_HOST, "/info", headers)
+}
+
+fn metric(source: &str, dest: &str, direction: &str, class: &str) -> String {
+    format!(
+        "wasmcustom.source=.={source};.;destination=.={dest};.;direction=.={direction};.;response_code_class=.={class};.;meshtally_requests_total"
+    )
+}
+
+#[test]
+fn tags_request_and_response_and_replaces_spoofed_headers() -> Result<()> {
+    let m = mesh(Options::default())?;
+    let resp = call(
+        &m,
+        &[
+            ("x-mesh-source", b"service-z"),
+            ("x-mesh-peer-verified", b"true"),
+            ("x-mesh-destination", b"elsewhere"),
+        ],
+    )?;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.header("x-mesh-served-by").as_deref(),
+        Some("service-b")
+    );
+    let seen = m.app.last();
+    assert_eq!(values(&seen, "x-mesh-source"), ["service-a"]);
+    assert_eq!(values(&seen, "x-mesh-destination"), ["service-b"]);
+    assert_eq!(values(&seen, "x-mesh-peer-verified"), ["false"]);
+    assert_eq!(values(&seen, "x-mesh-hops"), ["1"]);
+    Ok(())
+}
+
+#[test]
+fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
+    let m = mesh(Options::default())?;
+    const N: u64 = 25;
+    for _ in 0..N {
+        assert_eq!(call(&m, &[])?.status, 200);
+    }
+    // A call whose upstream is down is counted too, as 5xx.
+    let down = http::get_host(m.caller_port, "service-d:8003", "/info", &[])?;
+    assert_eq!(down.status, 503);
+
+    assert_eq!(
+        m.caller
+            .counter(&metric("service-a", "service-b", "outbound", "2xx"))?,
+        N
+    );
+    assert_eq!(
+        m.caller
+            .counter(&metric("service-a", "service-d", "outbound", "5xx"))?,
+        1
+    );
+    assert_eq!(
+        m.callee
+            .counter(&metric("service-a", "service-b", "inbound", "2xx"))?,
+        N
+    );
+    assert_eq!(m.app.count() as u64, N);
+
+    let prom = m.callee.prometheus()?;
+    let want = format!(
+        "meshtally_requests_total{{source=\"service-a\",destination=\"service-b\",direction=\"inbound\",response_code_class=\"2xx\"}} {N}"
+    );
+    assert!(
+        prom.lines().any(|l| l == want),
+        "missing {want} in:\n{prom}"
+    );
+    assert!(
+        prom.contains("# TYPE meshtally_request_duration_milliseconds histogram"),
+        "{prom}"
+    );
+    let count_line = format!(
+        "meshtally_request_duration_milliseconds_count{{source=\"service-a\",destination=\"service-b\",direction=\"inbound\",response_code_class=\"2xx\"}} {N}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !m.callee.prometheus()?.lines().any(|l| l == count_line) {
+        assert!(std::time::Instant::now() < deadline, "missing {count_line}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let caller_prom = m.caller.prometheus()?;
+    assert!(caller_prom.contains(
+        "meshtally_requests_total{source=\"service-a\",destination=\"service-d\",direction=\"outbound\",response_code_class=\"5xx\"} 1"
+    ));
+    Ok(())
+}
+
+#[test]
+fn loop_guard_answers_508_without_forwarding() -> Result<()> {
+    let m = mesh(Options::default())?;
+    let ok = call(&m, &[("x-mesh-hops", b"9")])?;
+    assert_eq!(ok.status, 200);
+    assert_eq!(values(&m.app.last(), "x-mesh-hops"), ["10"]);
+
+    let looped = call(&m, &[("x-mesh-hops", b"10")])?;
+    assert_eq!(looped.status, 508, "{}", looped.text());
+    assert!(looped.text().contains("loop detected"), "{}", looped.text());
+    assert_eq!(
+        m.app.count(),
+        1,
+        "the looping request must not reach the upstream"
+    );
+    assert_eq!(
+        m.caller
+            .counter(&metric("service-a", "service-b", "outbound", "5xx"))?,
+        1
+    );
+    assert_eq!(
+        m.callee
+            .counter(&metric("service-a", "service-b", "inbound", "5xx"))?,
+        0
+    );
+
+    // A tight max_hops from config is honoured.
+    let tight = mesh(Options {
+        caller_config: Some(json!({"service": "service-a", "max_hops": 1})),
+        ..Options::default()
+    })?;
+    assert_eq!(call(&tight, &[])?.status, 200);
+    assert_eq!(call(&tight, &[("x-mesh-hops", b"1")])?.status, 508);
+    Ok(())
+}
+
+#[test]
+fn inbound_never_trusts_client_headers() -> Result<()> {
+    let m = mesh(Options::default())?;
+    // Straight to the callee's sidecar, skipping service-a's.
+    let direct =
+        |headers: &[(&str, &[u8])]| http::get_host(m.callee_port, "service-b", "/info", headers);
+
+    let r = direct(&[
+        ("x-mesh-source", b"service-c"),
+        ("x-mesh-peer-verified", b"true"),
+    ])?;
+    assert_eq!(r.status, 200);
+    let seen = m.app.last();
+    assert_eq!(values(&seen, "x-mesh-source"), ["service-c"]);
+    assert_eq!(values(&seen, "x-mesh-peer-verified"), ["false"]);
+
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("x-mesh-source", b"Evil_Name".to_vec()),
+        ("x-mesh-source", vec![0xff, 0xfe, b'a']),
+        ("x-mesh-source", vec![b'a'; 9 * 1024]),
+        ("x-mesh-source", b"a=.=b;.;c".to_vec()),
+    ];
+    for (name, value) in &hostile {
+        let r = direct(&[(name, value), ("x-mesh-hops", b"999999999999999999999")])?;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = m.app.last();
+        assert_eq!(
+            values(&seen, "x-mesh-source"),
+            ["unknown"],
+            "for {:?}",
+            String::from_utf8_lossy(value)
+        );
+        assert_eq!(values(&seen, "x-mesh-hops"), ["0"]);
+    }
+    // Repeated headers: one sanitised value comes out, never the client's list.
+    let r = direct(&[
+        ("x-mesh-source", b"service-c"),
+        ("x-mesh-source", b"service-d"),
+        ("x-mesh-hops", b"-1"),
+        ("x-mesh-hops", b"3"),
+    ])?;
+    assert_eq!(r.status, 200);
+    let seen = m.app.last();
+    assert_eq!(values(&seen, "x-mesh-source").len(), 1);
+    assert_eq!(values(&seen, "x-mesh-hops").len(), 1);
+    assert_eq!(values(&seen, "x-mesh-peer-verified"), ["false"]);
+
+    assert_eq!(
+        m.callee
+            .counter(&metric("unknown", "service-b", "inbound", "2xx"))?,
+        hostile.len() as u64
+    );
+    assert!(
+        m.callee.log_text().lines().all(|l| !l.contains("panicked")),
+        "{}",
+        m.callee.log_tail()
+    );
+    Ok(())
+}
+
+#[test]
+fn mtls_identity_beats_the_header() -> Result<()> {
+    // service-a's sidecar holds service-c's certificate: the callee must believe the
+    // certificate, not the x-mesh-source header the caller's filter set.
+    let m = mesh(Options {
+        mtls: true,
+        caller_identity: Some("service-c"),
+        ..Options::default()
+    })?;
+    let r = call(&m, &[("x-mesh-source", b"service-z")])?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = m.app.last();
+    assert_eq!(values(&seen, "x-mesh-source"), ["service-c"]);
+    assert_eq!(values(&seen, "x-mesh-peer-verified"), ["true"]);
+    assert_eq!(r.header("x-mesh-served-by").as_deref(), Some("service-b"));
+    assert_eq!(
+        m.callee
+            .counter(&metric("service-c", "service-b", "inbound", "2xx"))?,
+        1
+    );
+    assert_eq!(
+        m.caller
+            .counter(&metric("service-a", "service-b", "outbound", "2xx"))?,
+        1
+    );
+
+    // Plain HTTP still works in PERMISSIVE mode, and is not verified.
+    let plain = http::get_host(
+        m.callee_port,
+        "service-b",
+        "/info",
+        &[("x-mesh-source", b"service-a")],
+    )?;
+    assert_eq!(plain.status, 200);
+    assert_eq!(values(&m.app.last(), "x-mesh-peer-verified"), ["false"]);
+    Ok(())
+}
+
+#[test]
+fn service_and_direction_come_from_node_metadata_and_listener() -> Result<()> {
+    // The callee runs with `{}`: its name is WORKLOAD_NAME, its direction the listener's.
+    let m = mesh(Options::default())?;
+    assert_eq!(call(&m, &[])?.status, 200);
+    assert_eq!(values(&m.app.last(), "x-mesh-destination"), ["service-b"]);
+    assert!(m
+        .callee
+        .log_text()
+        .contains("configured service=service-b direction=listener_direction"));
+    Ok(())
+}
+
+fn refused(dir: &Path, name: &str, config: Value, metadata: Value) -> Result<String> {
+    let app_port = 1;
+    let spec = Sidecar {
+        wasm: &filter_wasm(),
+        node_metadata: metadata,
+        inbound: Some(Inbound {
+            plugin_config: config,
+            app_port,
+            tls: None,
+            permissive: true,
+        }),
+        outbound: None,
+    };
+    Envoy::start_expect_failure(dir, name, &bootstrap::sidecar(&spec))
+}
+
+#[test]
+fn bad_configs_are_refused_naming_the_field() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cases = [
+        (
+            json!({"service": "a", "direction": "sideways"}),
+            json!({}),
+            "field `direction`: expected \"inbound\" or \"outbound\", got \"sideways\"",
+        ),
+        (
+            json!({"service": "a", "max_hops": "ten"}),
+            json!({}),
+            "field `max_hops`",
+        ),
+        (
+            json!({"service": "a", "colour": "red"}),
+            json!({}),
+            "field `colour` is unknown",
+        ),
+        (
+            json!({"service": "Service_A"}),
+            json!({}),
+            "field `service`",
+        ),
+        (json!({}), json!({}), "field `service` is absent"),
+        (json!("not json {"), json!({}), "not valid JSON"),
+    ];
+    for (i, (config, metadata, want)) in cases.into_iter().enumerate() {
+        let log = refused(dir.path(), &format!("bad{i}"), config.clone(), metadata)?;
+        assert!(
+            log.contains("meshtally: rejecting config: plugin config"),
+            "{config}: {log}"
+        );
+        assert!(
+            log.contains(want),
+            "{config}: expected {want:?} in log:\n{log}"
+        );
+    }
+    Ok(())
+}
