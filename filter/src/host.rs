@@ -47,19 +47,28 @@ pub fn request_header(name: &str) -> Option<Vec<u8>> {
 
 pub fn set_request_header(name: &str, value: &str) {
     if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
-        log::warn!("meshtally: could not set request header {name}: {status:?}");
+        log::warn!(
+            "meshtally: could not set request header {name}: status {}",
+            status as u32
+        );
     }
 }
 
 pub fn set_response_header(name: &str, value: &str) {
     if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
-        log::warn!("meshtally: could not set response header {name}: {status:?}");
+        log::warn!(
+            "meshtally: could not set response header {name}: status {}",
+            status as u32
+        );
     }
 }
 
 pub fn send_local_response(status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {
     if let Err(status) = hostcalls::send_http_response(status, headers, Some(body)) {
-        log::warn!("meshtally: could not send local response: {status:?}");
+        log::warn!(
+            "meshtally: could not send local response: status {}",
+            status as u32
+        );
     }
 }
 
@@ -69,7 +78,12 @@ pub fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {
         MetricKind::Histogram => MetricType::Histogram,
     };
     hostcalls::define_metric(kind, name)
-        .map_err(|status| log::warn!("meshtally: could not define metric {name}: {status:?}"))
+        .map_err(|status| {
+            log::warn!(
+                "meshtally: could not define metric {name}: status {}",
+                status as u32
+            )
+        })
         .ok()
 }
 

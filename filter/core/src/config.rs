@@ -50,10 +50,10 @@ pub enum ConfigError {
         expected: &'static str,
         got: String,
     },
-    #[error("plugin config field `direction`: expected \"inbound\" or \"outbound\", got {0:?}")]
+    #[error("plugin config field `direction`: expected \"inbound\" or \"outbound\", got \"{0}\"")]
     BadDirection(String),
     #[error(
-        "plugin config field `service`: {0:?} is not a DNS-1123 label of at most 63 characters"
+        "plugin config field `service`: \"{0}\" is not a DNS-1123 label of at most 63 characters"
     )]
     BadService(String),
     #[error("plugin config field `service` is absent and node metadata has neither WORKLOAD_NAME nor LABELS.app")]
@@ -101,7 +101,7 @@ impl Config {
                     direction = Some(match string_field("direction", value)? {
                         "inbound" => Direction::Inbound,
                         "outbound" => Direction::Outbound,
-                        other => return Err(ConfigError::BadDirection(other.to_owned())),
+                        other => return Err(ConfigError::BadDirection(printable(other))),
                     })
                 }
                 "max_hops" => max_hops = max_hops_field(value)?,
@@ -111,7 +111,7 @@ impl Config {
 
         let service = match service {
             Some(name) if is_dns1123_label(name.as_bytes()) => name,
-            Some(name) => return Err(ConfigError::BadService(name)),
+            Some(name) => return Err(ConfigError::BadService(printable(&name))),
             None => service_from_node(node)?,
         };
         Ok(Config {
@@ -134,7 +134,7 @@ fn service_from_node(node: &NodeMetadata) -> Result<String, ConfigError> {
     if is_dns1123_label(name.as_bytes()) {
         Ok(name)
     } else {
-        Err(ConfigError::BadService(name))
+        Err(ConfigError::BadService(printable(&name)))
     }
 }
 
@@ -173,11 +173,31 @@ fn type_name(value: &Value) -> &'static str {
 /// A short description of a bad value for an error line: its type, and the value when it is small.
 fn describe(value: &Value) -> String {
     match value {
-        Value::Number(n) => format!("the number {n}"),
-        Value::String(s) if s.len() <= 64 => format!("the string {s:?}"),
+        // Integers print exactly; other numbers are only named, which keeps float
+        // formatting (several KiB of wasm) out of the module.
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => format!("the number {u}"),
+            (_, Some(i)) => format!("the number {i}"),
+            _ => "a non-integer number".to_owned(),
+        },
+        Value::String(s) => format!("the string \"{}\"", printable(s)),
         Value::Bool(b) => format!("{b}"),
         other => type_name(other).to_owned(),
     }
+}
+
+/// A config value made safe for a one-line log: at most 64 characters, control characters
+/// and quotes replaced. (`{:?}` would do it but drags Unicode tables into the module.)
+fn printable(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(64)
+        .map(|c| if c.is_control() || c == '"' { '?' } else { c })
+        .collect();
+    if s.chars().nth(64).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! `<tag>=.=<value>;.;` form that Istio's extraStatTags and Envoy's `stats_tags` extract, so
 //! `/stats/prometheus` shows `meshtally_requests_total{source=…,destination=…,…}`.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::config::Direction;
 
@@ -102,10 +102,12 @@ type Classes = [Option<MetricIds>; CodeClass::ALL];
 
 /// Caches metric ids per (source, destination, class) for one listener direction, so a metric is
 /// defined with the host once and later requests only look up two small maps without allocating.
+/// B-trees rather than hash maps: lookups by `&str` stay cheap for the few pairs a sidecar sees,
+/// and std's SipHash and seeding stay out of the module.
 #[derive(Debug)]
 pub struct MetricCache {
     direction: Direction,
-    by_pair: HashMap<String, HashMap<String, Classes>>,
+    by_pair: BTreeMap<String, BTreeMap<String, Classes>>,
     pairs: usize,
 }
 
@@ -113,7 +115,7 @@ impl MetricCache {
     pub fn new(direction: Direction) -> MetricCache {
         MetricCache {
             direction,
-            by_pair: HashMap::new(),
+            by_pair: BTreeMap::new(),
             pairs: 0,
         }
     }
