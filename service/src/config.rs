@@ -150,7 +150,7 @@ fn parse_http_url(raw: &str) -> Result<Url> {
     if url.scheme() != "http" {
         bail!("{raw:?} must be an http:// URL (no TLS in the app; the sidecar does that)");
     }
-    if url.host_str().map_or(true, str::is_empty) {
+    if url.host_str().is_none_or(str::is_empty) {
         bail!("{raw:?} has no host");
     }
     Ok(url)
