@@ -7,7 +7,7 @@ WASM := target/wasm32-wasip1/release/meshtally_filter.wasm
 export ENVOY_BIN ?= $(CURDIR)/.venv/bin/envoy-bin
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(CURDIR)/.tools/bin/wasm-bindgen-test-runner
 
-.PHONY: help setup wasm size lint unit wasm-unit e2e test manifests clean
+.PHONY: help setup wasm size lint unit wasm-unit e2e test demo manifests clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,13 @@ e2e: wasm ## end-to-end tests against real Envoy
 
 test: setup lint size unit wasm-unit e2e ## everything, as CI runs it
 	@echo "make test: all checks passed"
+
+demo: setup wasm ## the local mesh: 3 services on 8000-8002 with Envoy sidecars, gateway on 8080 (Ctrl-C stops)
+	cargo build --release -p meshtally-deployer -p demo-service
+	target/release/deployer up --services 3 --base-port 8000 --gateway-port 8080
+
+manifests: wasm ## render the default mesh into manifests/ (incl. the generated filter ConfigMap)
+	cargo run -q --release -p meshtally-deployer -- render --output manifests
 
 clean: ## remove build output
 	cargo clean

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use meshtally_core::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SOURCE};
-use meshtally_core::metrics::{CodeClass, MetricCache};
+use meshtally_core::metrics::CodeClass;
 use meshtally_core::tagging::{self, HopDecision};
 use meshtally_core::Direction;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -95,10 +95,9 @@ impl Stream {
         let code = host::property_i64(&["response", "code"]).and_then(|c| u64::try_from(c).ok());
         let class = CodeClass::from_code(code);
 
-        let Ok(mut metrics) = self.plugin.metrics.try_borrow_mut() else {
+        let Ok(mut cache) = self.plugin.metrics(direction).try_borrow_mut() else {
             return;
         };
-        let cache = metrics.get_or_insert_with(|| MetricCache::new(direction));
         let Some(ids) = cache.ids(source, destination, class, host::define_metric) else {
             return;
         };

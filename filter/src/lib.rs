@@ -11,7 +11,7 @@
 mod host;
 mod http;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use meshtally_core::{Config, Direction, MetricCache, NodeMetadata};
@@ -29,25 +29,30 @@ mod entry {
     }}
 }
 
-/// What every stream of one listener shares: the config, the direction once known, the metric ids.
+/// What every stream of a root context shares: the config and the metric ids.
+///
+/// Envoy shares one root context between listeners whose plugin config is identical — an Istio
+/// sidecar's inbound and outbound listeners both get the WasmPlugin's one `pluginConfig` — so
+/// nothing here may assume a single listener: the direction is a per-stream fact.
 pub(crate) struct Plugin {
     pub config: Config,
-    direction: Cell<Option<Direction>>,
-    pub metrics: RefCell<Option<MetricCache>>,
+    inbound: RefCell<MetricCache>,
+    outbound: RefCell<MetricCache>,
 }
 
 impl Plugin {
-    /// The listener's direction: configured, or read once from Envoy's `listener_direction`
-    /// (it is fixed per listener, so one read serves every later stream).
+    /// The stream's direction: configured, or the listener's (`listener_direction`).
     pub fn direction(&self) -> Option<Direction> {
-        if let Some(d) = self.direction.get() {
-            return Some(d);
+        self.config
+            .direction
+            .or_else(|| host::listener_direction().and_then(Direction::from_listener_direction))
+    }
+
+    pub fn metrics(&self, direction: Direction) -> &RefCell<MetricCache> {
+        match direction {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
         }
-        let found = host::listener_direction().and_then(Direction::from_listener_direction);
-        if let Some(d) = found {
-            self.direction.set(Some(d));
-        }
-        found
     }
 }
 
@@ -75,15 +80,10 @@ impl RootContext for Root {
                         .map_or("listener_direction", Direction::as_str),
                     config.max_hops
                 );
-                // Envoy knows the listener's direction at configure time; reading it here keeps
-                // the lookup off the request path.
-                let direction = Cell::new(config.direction.or_else(|| {
-                    host::listener_direction().and_then(Direction::from_listener_direction)
-                }));
                 self.plugin = Some(Rc::new(Plugin {
                     config,
-                    direction,
-                    metrics: RefCell::new(None),
+                    inbound: RefCell::new(MetricCache::new(Direction::Inbound)),
+                    outbound: RefCell::new(MetricCache::new(Direction::Outbound)),
                 }));
                 true
             }

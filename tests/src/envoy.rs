@@ -27,22 +27,9 @@ pub fn envoy_bin() -> Result<PathBuf> {
     )
 }
 
-/// Runs `envoy --mode validate` on a config file and returns its output on failure.
+/// Runs `envoy --mode validate` on a config file.
 pub fn validate(config: &Path) -> Result<()> {
-    let out = Command::new(envoy_bin()?)
-        .args(["--mode", "validate", "-l", "error", "-c"])
-        .arg(config)
-        .output()
-        .context("running envoy --mode validate")?;
-    if !out.status.success() {
-        bail!(
-            "envoy --mode validate rejected {}:\n{}{}",
-            config.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    meshtally_deployer::local::envoy::validate(&envoy_bin()?, config)
 }
 
 /// A running Envoy, killed on drop.

@@ -1,11 +1,12 @@
 //! Shared harness for the end-to-end tests: real Envoy processes, a recording upstream, a raw
 //! HTTP/1.1 client and throwaway certificates, all on loopback and all stopped on drop.
 
-pub mod bootstrap;
-pub mod certs;
 pub mod echo;
 pub mod envoy;
-pub mod http;
+
+// The local mesh's own building blocks, so tests exercise the same configs `deployer up` runs.
+pub use meshtally_deployer::http;
+pub use meshtally_deployer::local::{bootstrap, certs};
 
 use std::path::PathBuf;
 

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use anyhow::Result;
-use meshtally_tests::bootstrap::{self, Inbound, Outbound, Peer, Sidecar, Tls};
-use meshtally_tests::certs::Ca;
+use meshtally_tests::bootstrap::{self, Inbound, Mtls, Outbound, Peer, Proxy};
+use meshtally_tests::certs::{spiffe_uri, Ca};
 use meshtally_tests::echo::{values, Echo};
 use meshtally_tests::envoy::Envoy;
 use meshtally_tests::{filter_wasm, http};
@@ -46,50 +46,54 @@ fn mesh(opts: Options) -> Result<Mesh> {
     let callee = Envoy::start(
         dir.path(),
         "service-b",
-        &bootstrap::sidecar(&Sidecar {
-            wasm: &wasm,
+        &bootstrap::render(&Proxy {
+            wasm: wasm.clone(),
+            fail_open: false,
             node_metadata: json!({"WORKLOAD_NAME": "service-b", "LABELS": {"app": "service-b"}}),
+            admin_port: 0,
             inbound: Some(Inbound {
-                plugin_config: json!({}),
+                port: 0,
                 app_port: app.port,
-                tls: opts.mtls.then_some(Tls {
-                    identity: &b_id,
-                    ca: &ca.cert_path,
-                }),
-                permissive: true,
+                plugin_config: json!({}),
+                tls: opts.mtls.then(|| (b_id.clone(), Mtls::Permissive)),
+                allowed_peers: Vec::new(),
             }),
             outbound: None,
+            ingress: None,
         }),
     )?;
     let callee_port = callee.listener_port("inbound")?;
     let caller = Envoy::start(
         dir.path(),
         "service-a",
-        &bootstrap::sidecar(&Sidecar {
-            wasm: &wasm,
+        &bootstrap::render(&Proxy {
+            wasm,
+            fail_open: false,
             node_metadata: json!({}),
+            admin_port: 0,
             inbound: None,
             outbound: Some(Outbound {
+                port: 0,
                 plugin_config: opts
                     .caller_config
                     .unwrap_or(json!({"service": "service-a", "max_hops": 10})),
                 peers: vec![
                     Peer {
-                        name: "service-b",
+                        name: "service-b".into(),
                         port: callee_port,
-                        tls: opts.mtls.then_some(Tls {
-                            identity: &a_id,
-                            ca: &ca.cert_path,
-                        }),
+                        tls: opts
+                            .mtls
+                            .then(|| (a_id.clone(), spiffe_uri("istio-demo", "service-b"))),
                     },
                     // Nothing listens on port 1: calls to service-d fail upstream.
                     Peer {
-                        name: "service-d",
+                        name: "service-d".into(),
                         port: 1,
                         tls: None,
                     },
                 ],
             }),
+            ingress: None,
         }),
     )?;
     let caller_port = caller.listener_port("outbound")?;
@@ -340,19 +344,22 @@ fn service_and_direction_come_from_node_metadata_and_listener() -> Result<()> {
 }
 
 fn refused(dir: &Path, name: &str, config: Value, metadata: Value) -> Result<String> {
-    let app_port = 1;
-    let spec = Sidecar {
-        wasm: &filter_wasm(),
+    let spec = Proxy {
+        wasm: filter_wasm(),
+        fail_open: false,
         node_metadata: metadata,
+        admin_port: 0,
         inbound: Some(Inbound {
+            port: 0,
+            app_port: 1,
             plugin_config: config,
-            app_port,
             tls: None,
-            permissive: true,
+            allowed_peers: Vec::new(),
         }),
         outbound: None,
+        ingress: None,
     };
-    Envoy::start_expect_failure(dir, name, &bootstrap::sidecar(&spec))
+    Envoy::start_expect_failure(dir, name, &bootstrap::render(&spec))
 }
 
 #[test]
@@ -393,5 +400,79 @@ fn bad_configs_are_refused_naming_the_field() -> Result<()> {
             "{config}: expected {want:?} in log:\n{log}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
+    // Istio gives a sidecar's inbound and outbound listeners the same pluginConfig, and Envoy
+    // then shares one root context between them: direction must be decided per stream.
+    let dir = tempfile::tempdir()?;
+    let (app, peer) = (Echo::start()?, Echo::start()?);
+    let sidecar = Envoy::start(
+        dir.path(),
+        "service-a",
+        &bootstrap::render(&Proxy {
+            wasm: filter_wasm(),
+            fail_open: false,
+            node_metadata: json!({"WORKLOAD_NAME": "service-a"}),
+            admin_port: 0,
+            inbound: Some(Inbound {
+                port: 0,
+                app_port: app.port,
+                plugin_config: json!({}),
+                tls: None,
+                allowed_peers: Vec::new(),
+            }),
+            outbound: Some(Outbound {
+                port: 0,
+                plugin_config: json!({}),
+                peers: vec![Peer {
+                    name: "service-b".into(),
+                    port: peer.port,
+                    tls: None,
+                }],
+            }),
+            ingress: None,
+        }),
+    )?;
+    let (inbound, outbound) = (
+        sidecar.listener_port("inbound")?,
+        sidecar.listener_port("outbound")?,
+    );
+    for _ in 0..3 {
+        let r = http::get_host(
+            inbound,
+            "service-a",
+            "/info",
+            &[("x-mesh-source", b"service-c")],
+        )?;
+        assert_eq!(r.header("x-mesh-served-by").as_deref(), Some("service-a"));
+        let r = http::get_host(
+            outbound,
+            "service-b:8001",
+            "/info",
+            &[("x-mesh-hops", b"2")],
+        )?;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("x-mesh-served-by"),
+            None,
+            "outbound must not tag responses"
+        );
+        let seen = peer.last();
+        assert_eq!(values(&seen, "x-mesh-source"), ["service-a"]);
+        assert_eq!(values(&seen, "x-mesh-hops"), ["3"]);
+        assert!(values(&seen, "x-mesh-destination").is_empty());
+    }
+    let admin = meshtally_deployer::local::envoy::Admin(sidecar.admin);
+    assert_eq!(
+        admin.counter(&metric("service-c", "service-a", "inbound", "2xx"))?,
+        3
+    );
+    assert_eq!(
+        admin.counter(&metric("service-a", "service-b", "outbound", "2xx"))?,
+        3
+    );
     Ok(())
 }

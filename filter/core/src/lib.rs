@@ -21,7 +21,7 @@ pub mod metrics;
 pub mod tagging;
 
 pub use config::{Config, ConfigError, Direction, NodeMetadata};
-pub use metrics::{CodeClass, MetricCache, MetricKind};
+pub use metrics::{parse_metric_name, CodeClass, MetricCache, MetricKind, ParsedMetric};
 pub use tagging::{Caller, HopDecision};
 
 /// Header names the filter owns. Anything a client sends under these names is replaced.

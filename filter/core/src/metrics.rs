@@ -91,6 +91,37 @@ pub fn metric_name(
     name
 }
 
+/// One parsed meshtally stat: the inverse of [`metric_name`], for readers of `/stats` that do
+/// not have Envoy's tag extraction at hand (`deployer stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedMetric<'a> {
+    pub metric: &'a str,
+    pub source: &'a str,
+    pub destination: &'a str,
+    pub direction: &'a str,
+    pub response_code_class: &'a str,
+}
+
+/// Parses `[wasmcustom.]source=.=a;.;destination=.=b;.;direction=.=d;.;response_code_class=.=c;.;<metric>`.
+pub fn parse_metric_name(name: &str) -> Option<ParsedMetric<'_>> {
+    let mut rest = name.strip_prefix("wasmcustom.").unwrap_or(name);
+    let mut values = [""; 4];
+    for (tag, slot) in TAG_NAMES.iter().zip(values.iter_mut()) {
+        rest = rest.strip_prefix(tag)?.strip_prefix("=.=")?;
+        let end = rest.find(";.;")?;
+        *slot = rest.get(..end)?;
+        rest = rest.get(end + 3..)?;
+    }
+    let [source, destination, direction, response_code_class] = values;
+    Some(ParsedMetric {
+        metric: rest,
+        source,
+        destination,
+        direction,
+        response_code_class,
+    })
+}
+
 /// Metric ids for one tag set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricIds {
@@ -187,6 +218,28 @@ mod tests {
             metric_name(REQUESTS_TOTAL, "service-a", "service-b", Direction::Outbound, CodeClass::C2xx),
             "source=.=service-a;.;destination=.=service-b;.;direction=.=outbound;.;response_code_class=.=2xx;.;meshtally_requests_total"
         );
+    }
+
+    #[test]
+    fn names_parse_back() {
+        let name = metric_name(
+            REQUESTS_TOTAL,
+            "a",
+            "b",
+            Direction::Inbound,
+            CodeClass::C5xx,
+        );
+        let want = ParsedMetric {
+            metric: REQUESTS_TOTAL,
+            source: "a",
+            destination: "b",
+            direction: "inbound",
+            response_code_class: "5xx",
+        };
+        assert_eq!(parse_metric_name(&name), Some(want.clone()));
+        assert_eq!(parse_metric_name(&format!("wasmcustom.{name}")), Some(want));
+        assert_eq!(parse_metric_name("cluster.app.upstream_rq_200"), None);
+        assert_eq!(parse_metric_name("source=.=a;.;destination=.=b"), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Throwaway mesh PKI for tests: a CA and workload certificates carrying Istio-style SPIFFE
-//! URI SANs, written as PEM files Envoy can load.
+//! The local mesh's PKI: a CA and workload certificates carrying Istio-style SPIFFE URI SANs,
+//! written as PEM files Envoy loads. Made fresh at every `up`, as istiod would issue them.
 
 use std::path::{Path, PathBuf};
 
@@ -9,19 +9,20 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
+use super::bootstrap::Tls;
+
+/// Istio's identity URI for a service account.
+pub fn spiffe_uri(namespace: &str, sa: &str) -> String {
+    format!("spiffe://cluster.local/ns/{namespace}/sa/{sa}")
+}
+
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
-    pub cert_pem: String,
     pub cert_path: PathBuf,
 }
 
-/// PEM files of one workload identity.
-pub struct Identity {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
 impl Ca {
+    /// A new CA, written to `dir/<name>-ca.pem`.
     pub fn new(dir: &Path, name: &str) -> Result<Ca> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -35,15 +36,14 @@ impl Ca {
         std::fs::write(&cert_path, cert.pem())?;
         Ok(Ca {
             issuer: Issuer::new(params, key),
-            cert_pem: cert.pem(),
             cert_path,
         })
     }
 
-    /// A workload certificate for `spiffe://cluster.local/ns/<ns>/sa/<sa>`, usable as both
-    /// server and client, as Istio's are.
-    pub fn issue(&self, dir: &Path, namespace: &str, sa: &str) -> Result<Identity> {
-        let uri = format!("spiffe://cluster.local/ns/{namespace}/sa/{sa}");
+    /// A workload certificate for `spiffe_uri(namespace, sa)`, usable as both server and
+    /// client, as Istio's are.
+    pub fn issue(&self, dir: &Path, namespace: &str, sa: &str) -> Result<Tls> {
+        let uri = spiffe_uri(namespace, sa);
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.subject_alt_names = vec![SanType::URI(uri.as_str().try_into()?)];
         params.extended_key_usages = vec![
@@ -57,12 +57,13 @@ impl Ca {
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         let stem = format!("{namespace}-{sa}");
-        let identity = Identity {
+        let tls = Tls {
             cert: dir.join(format!("{stem}.pem")),
             key: dir.join(format!("{stem}-key.pem")),
+            ca: self.cert_path.clone(),
         };
-        std::fs::write(&identity.cert, cert.pem())?;
-        std::fs::write(&identity.key, key.serialize_pem())?;
-        Ok(identity)
+        std::fs::write(&tls.cert, cert.pem())?;
+        std::fs::write(&tls.key, key.serialize_pem())?;
+        Ok(tls)
     }
 }

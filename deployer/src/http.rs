@@ -1,5 +1,6 @@
-//! A raw HTTP/1.1 client: it can send what real clients must not (duplicate, non-UTF-8 or huge
-//! headers), which is exactly what the filter has to survive.
+//! A small blocking HTTP/1.1 client for loopback: Envoy admin endpoints, `verify` through the
+//! gateway, and tests. Raw on purpose: tests send what real clients must not (duplicate,
+//! non-UTF-8 or huge headers), which is exactly what the filter has to survive.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -39,6 +40,28 @@ pub fn get(port: u16, path: &str, headers: &[(&str, &[u8])]) -> Result<Response>
 }
 
 pub fn get_host(port: u16, host: &str, path: &str, headers: &[(&str, &[u8])]) -> Result<Response> {
+    get_with_timeout(port, host, path, headers, Duration::from_secs(20))
+}
+
+pub fn get_with_timeout(
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    timeout: Duration,
+) -> Result<Response> {
+    request("127.0.0.1", port, host, path, headers, timeout)
+}
+
+/// `GET path` on any host (for `verify --gateway` against a cluster), one request per connection.
+pub fn request(
+    addr: &str,
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    timeout: Duration,
+) -> Result<Response> {
     let mut req =
         format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n").into_bytes();
     for (name, value) in headers {
@@ -48,9 +71,14 @@ pub fn get_host(port: u16, host: &str, path: &str, headers: &[(&str, &[u8])]) ->
         req.extend_from_slice(b"\r\n");
     }
     req.extend_from_slice(b"\r\n");
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let target = std::net::ToSocketAddrs::to_socket_addrs(&(addr, port))
+        .with_context(|| format!("resolving {addr}:{port}"))?
+        .next()
+        .with_context(|| format!("{addr} has no address"))?;
+    let mut stream = TcpStream::connect_timeout(&target, timeout)
+        .with_context(|| format!("connecting to {addr}:{port}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     stream.write_all(&req)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
@@ -62,8 +90,8 @@ fn parse_response(raw: &[u8]) -> Result<Response> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .context("response has no header end")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut body = raw[split + 4..].to_vec();
+    let head = String::from_utf8_lossy(raw.get(..split).unwrap_or_default()).into_owned();
+    let mut body = raw.get(split + 4..).unwrap_or_default().to_vec();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line
@@ -100,16 +128,16 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
             .windows(2)
             .position(|w| w == b"\r\n")
             .context("bad chunk")?;
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size_text = String::from_utf8_lossy(data.get(..line_end).unwrap_or_default());
         let size = usize::from_str_radix(size_text.trim(), 16).context("bad chunk size")?;
-        data = &data[line_end + 2..];
+        data = data.get(line_end + 2..).unwrap_or_default();
         if size == 0 {
             return Ok(out);
         }
         if data.len() < size {
             bail!("truncated chunk");
         }
-        out.extend_from_slice(&data[..size]);
-        data = &data[(size + 2).min(data.len())..];
+        out.extend_from_slice(data.get(..size).unwrap_or_default());
+        data = data.get((size + 2).min(data.len())..).unwrap_or_default();
     }
 }

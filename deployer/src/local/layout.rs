@@ -1,0 +1,257 @@
+//! The local mesh's plan: which process runs where. Service i's sidecar inbound listener takes
+//! the model's port (playing the Kubernetes Service port); the app, the outbound listener and the
+//! admin endpoints take private loopback ports. Saved as `state.json`, so `down`, `verify`,
+//! `stats` and a detached supervisor all read the same plan.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::bootstrap::{self, Inbound, Ingress, Mtls, Outbound, Peer, Proxy, Tls};
+use super::certs::{spiffe_uri, Ca};
+use crate::model::Mesh;
+
+/// The gateway's workload name: the filter's source for calls entering the mesh.
+pub const GATEWAY: &str = "ingress-gateway";
+/// The gateway's identity lives in istio-system, as Istio's ingress gateway does.
+pub const GATEWAY_NAMESPACE: &str = "istio-system";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MtlsMode {
+    /// mTLS between sidecars, plain HTTP accepted from outside (Istio PERMISSIVE).
+    Permissive,
+    /// Plain HTTP to a sidecar is refused (Istio STRICT).
+    Strict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalService {
+    pub name: String,
+    /// The public port: the sidecar's inbound listener.
+    pub port: u16,
+    pub app_port: u16,
+    pub outbound_port: u16,
+    pub admin_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayPorts {
+    pub port: u16,
+    pub outbound_port: u16,
+    pub admin_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub namespace: String,
+    pub mtls: MtlsMode,
+    pub fail_open: bool,
+    pub envoy: PathBuf,
+    pub wasm: PathBuf,
+    pub service_bin: PathBuf,
+    pub gateway: GatewayPorts,
+    pub services: Vec<LocalService>,
+}
+
+/// What `up` needs besides the mesh model.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub envoy: PathBuf,
+    pub wasm: PathBuf,
+    pub service_bin: PathBuf,
+}
+
+impl Layout {
+    /// Checks that every public port is free and picks private ports.
+    pub fn plan(mesh: &Mesh, gateway_port: u16, mtls: MtlsMode, tools: Tools) -> Result<Layout> {
+        let mut public: Vec<(u16, &str)> = mesh
+            .services
+            .iter()
+            .map(|s| (s.port, s.name.as_str()))
+            .collect();
+        public.push((gateway_port, GATEWAY));
+        for (i, (port, name)) in public.iter().enumerate() {
+            if public[..i].iter().any(|(p, _)| p == port) {
+                bail!("port {port} ({name}) is also taken by another service of this mesh: pick another --gateway-port or --base-port");
+            }
+            if TcpListener::bind(("127.0.0.1", *port)).is_err() {
+                bail!("port {port} ({name}) is already in use: stop what holds it, or pick another --base-port / --gateway-port");
+            }
+        }
+        let mut private = free_ports(mesh.services.len() * 3 + 2)?.into_iter();
+        let mut next = || private.next().context("ran out of private ports");
+        let services = mesh
+            .services
+            .iter()
+            .map(|s| {
+                Ok(LocalService {
+                    name: s.name.clone(),
+                    port: s.port,
+                    app_port: next()?,
+                    outbound_port: next()?,
+                    admin_port: next()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let gateway = GatewayPorts {
+            port: gateway_port,
+            outbound_port: next()?,
+            admin_port: next()?,
+        };
+        Ok(Layout {
+            namespace: mesh.namespace.clone(),
+            mtls,
+            fail_open: true,
+            envoy: tools.envoy,
+            wasm: tools.wasm,
+            service_bin: tools.service_bin,
+            gateway,
+            services,
+        })
+    }
+
+    pub fn service(&self, name: &str) -> Option<&LocalService> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Certificates and Envoy bootstraps for every proxy, written into `dir` but naming their
+    /// files as they will be found under `final_dir` (a new state generation is renamed into
+    /// place). Returns the bootstrap paths in `dir` by proxy name.
+    pub fn write_configs(&self, dir: &Path, final_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+        let certs = dir.join("certs");
+        let envoy = dir.join("envoy");
+        std::fs::create_dir_all(&certs)?;
+        std::fs::create_dir_all(&envoy)?;
+        let ca = Ca::new(&certs, "mesh")?;
+        let mut written = Vec::new();
+        let gateway_tls = ca
+            .issue(&certs, GATEWAY_NAMESPACE, GATEWAY)?
+            .relocated(dir, final_dir);
+        let mut tls = Vec::new();
+        for s in &self.services {
+            tls.push(
+                ca.issue(&certs, &self.namespace, &s.name)?
+                    .relocated(dir, final_dir),
+            );
+        }
+        for (s, own) in self.services.iter().zip(&tls) {
+            let proxy = self.sidecar(s, own);
+            written.push((
+                sidecar_name(&s.name),
+                write_json(&envoy, &sidecar_name(&s.name), &bootstrap::render(&proxy))?,
+            ));
+        }
+        let gateway = self.gateway_proxy(&gateway_tls);
+        written.push((
+            GATEWAY.to_owned(),
+            write_json(&envoy, GATEWAY, &bootstrap::render(&gateway))?,
+        ));
+        Ok(written)
+    }
+
+    fn peers(&self, own: &Tls, except: Option<&str>) -> Vec<Peer> {
+        self.services
+            .iter()
+            .filter(|p| Some(p.name.as_str()) != except)
+            .map(|p| Peer {
+                name: p.name.clone(),
+                port: p.port,
+                tls: Some((own.clone(), spiffe_uri(&self.namespace, &p.name))),
+            })
+            .collect()
+    }
+
+    fn sidecar(&self, s: &LocalService, own: &Tls) -> Proxy {
+        // Mirrors the AuthorizationPolicy `render` writes: the other services and the gateway.
+        let mut allowed: Vec<String> = self
+            .services
+            .iter()
+            .filter(|p| p.name != s.name)
+            .map(|p| spiffe_uri(&self.namespace, &p.name))
+            .collect();
+        allowed.push(spiffe_uri(GATEWAY_NAMESPACE, GATEWAY));
+        let mode = match self.mtls {
+            MtlsMode::Permissive => Mtls::Permissive,
+            MtlsMode::Strict => Mtls::Strict,
+        };
+        Proxy {
+            wasm: self.wasm.clone(),
+            fail_open: self.fail_open,
+            // What Istio puts in a sidecar's node metadata; the filter reads its name from it.
+            node_metadata: json!({"WORKLOAD_NAME": s.name, "NAMESPACE": self.namespace, "LABELS": {"app": s.name, "version": "v1"}}),
+            admin_port: s.admin_port,
+            inbound: Some(Inbound {
+                port: s.port,
+                app_port: s.app_port,
+                plugin_config: json!({}),
+                tls: Some((own.clone(), mode)),
+                allowed_peers: allowed,
+            }),
+            outbound: Some(Outbound {
+                port: s.outbound_port,
+                plugin_config: json!({}),
+                peers: self.peers(own, Some(&s.name)),
+            }),
+            ingress: None,
+        }
+    }
+
+    fn gateway_proxy(&self, own: &Tls) -> Proxy {
+        Proxy {
+            wasm: self.wasm.clone(),
+            fail_open: self.fail_open,
+            node_metadata: json!({"WORKLOAD_NAME": GATEWAY, "NAMESPACE": GATEWAY_NAMESPACE, "LABELS": {"app": GATEWAY, "istio": "ingressgateway"}}),
+            admin_port: self.gateway.admin_port,
+            inbound: None,
+            outbound: Some(Outbound {
+                port: self.gateway.outbound_port,
+                plugin_config: json!({"service": GATEWAY, "direction": "outbound"}),
+                peers: self.peers(own, None),
+            }),
+            ingress: Some(Ingress {
+                port: self.gateway.port,
+                services: self.services.iter().map(|s| s.name.clone()).collect(),
+                outbound_port: self.gateway.outbound_port,
+            }),
+        }
+    }
+
+    /// `PEERS` for a service's app: every other service by its in-cluster name, reached through
+    /// the sidecar's outbound listener (`MESH_PROXY`).
+    pub fn peers_env(&self, s: &LocalService) -> String {
+        self.services
+            .iter()
+            .filter(|p| p.name != s.name)
+            .map(|p| {
+                format!(
+                    "{}=http://{}.{}.svc.cluster.local:{}",
+                    p.name, p.name, self.namespace, p.port
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+pub fn sidecar_name(service: &str) -> String {
+    format!("{service}-sidecar")
+}
+
+fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> Result<PathBuf> {
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Distinct free loopback ports, held together while picking so none repeats.
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let held = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding a free loopback port"))
+        .collect::<Result<Vec<_>>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}

@@ -1,0 +1,144 @@
+//! The state dir (`.meshtally` by default): the plan, generated configs and certificates, logs
+//! and pids of a local mesh. A new generation is written beside it and renamed into place, so
+//! the dir is never left half-written.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use super::layout::Layout;
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    pub root: PathBuf,
+}
+
+impl StateDir {
+    /// Relative roots are made absolute: Envoy configs name certificates by path.
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        let root = root.into();
+        let root = if root.is_absolute() {
+            root
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(&root))
+                .unwrap_or(root)
+        };
+        StateDir { root }
+    }
+
+    pub fn layout_path(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+    pub fn envoy_config(&self, proxy: &str) -> PathBuf {
+        self.root.join("envoy").join(format!("{proxy}.json"))
+    }
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{name}.log"))
+    }
+    pub fn supervisor_pid_path(&self) -> PathBuf {
+        self.root.join("supervisor.pid")
+    }
+    pub fn pids_path(&self) -> PathBuf {
+        self.root.join("pids.json")
+    }
+    pub fn ready_path(&self) -> PathBuf {
+        self.root.join("ready")
+    }
+
+    /// The pid of a live supervisor of this dir, if any.
+    pub fn running_supervisor(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.supervisor_pid_path())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        alive(pid).then_some(pid)
+    }
+
+    pub fn read_layout(&self) -> Result<Layout> {
+        let path = self.layout_path();
+        let text = std::fs::read(&path).with_context(|| {
+            format!(
+                "no local mesh in {}: start one with `deployer up`",
+                self.root.display()
+            )
+        })?;
+        serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a meshtally state file", path.display()))
+    }
+
+    /// Writes a fresh generation (plan, certificates, Envoy configs, empty logs) and swaps it in.
+    pub fn prepare(&self, layout: &Layout) -> Result<()> {
+        if let Some(pid) = self.running_supervisor() {
+            bail!(
+                "a mesh is already running in {} (supervisor pid {pid}): stop it with `deployer down` first",
+                self.root.display()
+            );
+        }
+        let parent = match self.root.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".meshtally-new-")
+            .tempdir_in(&parent)
+            .with_context(|| format!("creating a temporary dir in {}", parent.display()))?;
+        let fresh = StateDir::new(tmp.path());
+        std::fs::create_dir_all(tmp.path().join("logs"))?;
+        layout.write_configs(tmp.path(), &self.root)?;
+        write_atomic(&fresh.layout_path(), &serde_json::to_vec_pretty(layout)?)?;
+        if self.root.exists() {
+            std::fs::remove_dir_all(&self.root)
+                .with_context(|| format!("removing old {}", self.root.display()))?;
+        }
+        let kept = tmp.keep();
+        std::fs::rename(&kept, &self.root)
+            .with_context(|| format!("moving the new state into {}", self.root.display()))?;
+        Ok(())
+    }
+
+    pub fn write_pids(&self, pids: &BTreeMap<String, u32>) -> Result<()> {
+        write_atomic(&self.pids_path(), &serde_json::to_vec_pretty(pids)?)
+    }
+
+    pub fn read_pids(&self) -> BTreeMap<String, u32> {
+        std::fs::read(self.pids_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Removes the run markers (pids, ready) but keeps configs and logs for inspection.
+    pub fn clear_run(&self) {
+        for path in [
+            self.pids_path(),
+            self.ready_path(),
+            self.supervisor_pid_path(),
+        ] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+pub fn alive(pid: i32) -> bool {
+    pid > 0 && kill(Pid::from_raw(pid), None).is_ok()
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The last `n` lines of a log file, for error messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,336 @@
+//! Runs the local mesh's processes as a kubelet would: starts them, waits until each is ready,
+//! restarts any that dies (with backoff, reporting the tail of its log) and stops them all on
+//! SIGINT/SIGTERM — SIGTERM first, so Envoy and the apps drain, SIGKILL after a grace period.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::envoy::Admin;
+use super::layout::{sidecar_name, Layout, GATEWAY};
+use super::state::{tail, StateDir};
+use crate::http;
+
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A process that stayed up this long has its backoff reset.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+const GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub enum Ready {
+    /// Envoy's admin `/ready` answers 200 (listeners bound, filter configured).
+    Envoy(Admin),
+    /// The app's `/healthz` answers 200.
+    Healthz(u16),
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+    pub ready: Ready,
+    pub log: PathBuf,
+}
+
+impl ProcessSpec {
+    fn is_ready(&self) -> bool {
+        match &self.ready {
+            Ready::Envoy(admin) => admin.ready(),
+            Ready::Healthz(port) => http::get_with_timeout(
+                *port,
+                "localhost",
+                "/healthz",
+                &[],
+                Duration::from_millis(500),
+            )
+            .is_ok_and(|r| r.status == 200),
+        }
+    }
+
+    fn spawn(&self) -> Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: a Ctrl-C in the terminal reaches the supervisor only,
+            // which then stops the children in order.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {} ({})", self.name, self.program.display()))
+    }
+}
+
+/// Every process of a local mesh, in start order: apps first, then sidecars, then the gateway.
+pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
+    let envoy = |name: &str, admin: u16| ProcessSpec {
+        name: name.to_owned(),
+        program: layout.envoy.clone(),
+        args: [
+            "-c".into(),
+            state.envoy_config(name).into_os_string(),
+            // One worker: a sidecar serves one app, and every worker holds its own Wasm VM.
+            "--concurrency".into(),
+            "1".into(),
+            "--disable-hot-restart".into(),
+            "-l".into(),
+            "warning".into(),
+            "--drain-time-s".into(),
+            "2".into(),
+        ]
+        .into(),
+        env: Vec::new(),
+        ready: Ready::Envoy(Admin(admin)),
+        log: state.log(name),
+    };
+    let mut specs = Vec::new();
+    for s in &layout.services {
+        specs.push(ProcessSpec {
+            name: s.name.clone(),
+            program: layout.service_bin.clone(),
+            args: Vec::new(),
+            env: vec![
+                ("SERVICE_NAME".into(), s.name.clone()),
+                ("BIND".into(), "127.0.0.1".into()),
+                ("PORT".into(), s.app_port.to_string()),
+                ("VERSION".into(), "v1".into()),
+                ("PEERS".into(), layout.peers_env(s)),
+                (
+                    "MESH_PROXY".into(),
+                    format!("http://127.0.0.1:{}", s.outbound_port),
+                ),
+            ],
+            ready: Ready::Healthz(s.app_port),
+            log: state.log(&s.name),
+        });
+    }
+    for s in &layout.services {
+        specs.push(envoy(&sidecar_name(&s.name), s.admin_port));
+    }
+    specs.push(envoy(GATEWAY, layout.gateway.admin_port));
+    specs
+}
+
+struct Proc {
+    spec: ProcessSpec,
+    child: Option<Child>,
+    started: Instant,
+    restarts: u32,
+    restart_at: Option<Instant>,
+}
+
+pub struct Supervisor {
+    procs: Vec<Proc>,
+    state: StateDir,
+    stop: Arc<AtomicBool>,
+}
+
+impl Supervisor {
+    /// Installs the signal handlers and records this process as the dir's supervisor.
+    pub fn new(state: StateDir, specs: Vec<ProcessSpec>) -> Result<Supervisor> {
+        let stop = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, stop.clone())
+                .context("installing signal handlers")?;
+        }
+        // A detached supervisor outlives the terminal that started it.
+        signal_hook::flag::register(
+            signal_hook::consts::SIGHUP,
+            Arc::new(AtomicBool::new(false)),
+        )?;
+        std::fs::write(state.supervisor_pid_path(), std::process::id().to_string())?;
+        let procs = specs
+            .into_iter()
+            .map(|spec| Proc {
+                spec,
+                child: None,
+                started: Instant::now(),
+                restarts: 0,
+                restart_at: None,
+            })
+            .collect();
+        Ok(Supervisor { procs, state, stop })
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Starts everything and waits until every process is ready, calling `progress` as each
+    /// one becomes ready. On failure everything started is stopped again.
+    pub fn start(
+        &mut self,
+        timeout: Duration,
+        mut progress: impl FnMut(&str, usize, usize, Duration),
+    ) -> Result<()> {
+        let begin = Instant::now();
+        let result = self.start_inner(begin, timeout, &mut progress);
+        if result.is_err() {
+            self.stop_all();
+        }
+        result
+    }
+
+    fn start_inner(
+        &mut self,
+        begin: Instant,
+        timeout: Duration,
+        progress: &mut impl FnMut(&str, usize, usize, Duration),
+    ) -> Result<()> {
+        for p in &mut self.procs {
+            p.child = Some(p.spec.spawn()?);
+            p.started = Instant::now();
+        }
+        self.write_pids()?;
+        let total = self.procs.len();
+        let mut ready = vec![false; total];
+        while ready.iter().any(|r| !r) {
+            if self.stopping() {
+                bail!("interrupted while starting");
+            }
+            if begin.elapsed() > timeout {
+                let waiting: Vec<&str> = self
+                    .procs
+                    .iter()
+                    .zip(&ready)
+                    .filter(|(_, r)| !**r)
+                    .map(|(p, _)| p.spec.name.as_str())
+                    .collect();
+                bail!("not ready after {:?}: {}", timeout, waiting.join(", "));
+            }
+            for i in 0..total {
+                let (Some(p), Some(false)) = (self.procs.get_mut(i), ready.get(i).copied()) else {
+                    continue;
+                };
+                if let Some(status) = p.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    bail!(
+                        "{} exited during start-up ({status}); last log lines:\n{}",
+                        p.spec.name,
+                        tail(&p.spec.log, 8)
+                    );
+                }
+                if p.spec.is_ready() {
+                    if let Some(r) = ready.get_mut(i) {
+                        *r = true;
+                    }
+                    progress(&p.spec.name, ready_count(&ready), total, begin.elapsed());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        std::fs::write(self.state.ready_path(), b"ready\n")?;
+        Ok(())
+    }
+
+    /// Watches the processes until SIGINT/SIGTERM, restarting any that dies; then stops all.
+    pub fn run(&mut self, mut report: impl FnMut(&str)) {
+        while !self.stopping() {
+            let mut changed = false;
+            for p in &mut self.procs {
+                if let Some(at) = p.restart_at {
+                    if Instant::now() >= at {
+                        p.restart_at = None;
+                        match p.spec.spawn() {
+                            Ok(child) => {
+                                report(&format!(
+                                    "{}: restarted (restart #{})",
+                                    p.spec.name, p.restarts
+                                ));
+                                p.child = Some(child);
+                                p.started = Instant::now();
+                                changed = true;
+                            }
+                            Err(e) => {
+                                report(&format!("{}: restart failed: {e:#}", p.spec.name));
+                                p.restart_at = Some(Instant::now() + BACKOFF_MAX);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                let exited = p.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                if let Some(status) = exited {
+                    p.child = None;
+                    if p.started.elapsed() > HEALTHY_AFTER {
+                        p.restarts = 0;
+                    }
+                    let delay = BACKOFF_START
+                        .saturating_mul(1 << p.restarts.min(5))
+                        .min(BACKOFF_MAX);
+                    p.restarts += 1;
+                    p.restart_at = Some(Instant::now() + delay);
+                    report(&format!(
+                        "{} exited ({status}); restarting in {} ms; last log lines:\n{}",
+                        p.spec.name,
+                        delay.as_millis(),
+                        indent(&tail(&p.spec.log, 5))
+                    ));
+                    changed = true;
+                }
+            }
+            if changed {
+                let _ = self.write_pids();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.stop_all();
+    }
+
+    /// SIGTERM to every child, SIGKILL to those still running after the grace period.
+    pub fn stop_all(&mut self) {
+        for p in &mut self.procs {
+            if let Some(child) = &p.child {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + GRACE;
+        for p in &mut self.procs {
+            if let Some(mut child) = p.child.take() {
+                while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.state.clear_run();
+    }
+
+    fn write_pids(&self) -> Result<()> {
+        let pids: BTreeMap<String, u32> = self
+            .procs
+            .iter()
+            .filter_map(|p| Some((p.spec.name.clone(), p.child.as_ref()?.id())))
+            .collect();
+        self.state.write_pids(&pids)
+    }
+}
+
+fn ready_count(ready: &[bool]) -> usize {
+    ready.iter().filter(|r| **r).count()
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

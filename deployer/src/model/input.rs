@@ -1,0 +1,327 @@
+//! What the user asked for, before checking: the mesh file's fields and the command-line flags,
+//! both optional field by field, merged with flags winning.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::ModelError;
+
+/// How the services are chosen. One field, so a flag of either kind overrides the file's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceChoice {
+    /// `N` generated names (`service-a`, …) on `base_port + i`.
+    Count(u64),
+    /// Given names on `base_port + i`, or on an explicit port each.
+    Listed(Vec<ServiceEntry>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEntry {
+    pub name: String,
+    /// Defaults to `base_port + i`, `i` being the entry's position.
+    #[serde(default)]
+    pub port: Option<u64>,
+}
+
+/// Every input field, each optional: a mesh file, the flags, or the two merged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeshInput {
+    pub services: Option<ServiceChoice>,
+    pub namespace: Option<String>,
+    pub base_port: Option<u64>,
+    pub replicas: Option<u64>,
+    pub image: Option<String>,
+    pub wasm_url: Option<String>,
+    pub wasm_sha256: Option<String>,
+    pub wasm_file: Option<PathBuf>,
+}
+
+/// The mesh file as written. `services` is a count or a list whose entries are a name or a
+/// `{name, port}`; `names` is a list of names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeshFile {
+    #[serde(default)]
+    services: Option<ServicesField>,
+    #[serde(default)]
+    names: Option<Vec<String>>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    base_port: Option<u64>,
+    #[serde(default)]
+    replicas: Option<u64>,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    wasm_url: Option<String>,
+    #[serde(default)]
+    wasm_sha256: Option<String>,
+    #[serde(default)]
+    wasm_file: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+struct ServicesField(ServiceChoice);
+
+impl MeshInput {
+    /// Reads a mesh file. A relative `wasm_file` in it is taken relative to the file's folder,
+    /// so the file means the same thing from wherever it is used.
+    pub fn from_file(path: &Path) -> Result<MeshInput, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::FileUnreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut input = MeshInput::from_yaml(&text).map_err(|source| ModelError::FileSyntax {
+            path: path.to_owned(),
+            source,
+        })?;
+        if let Some(file) = input.wasm_file.take() {
+            let base = path.parent().unwrap_or(Path::new(""));
+            input.wasm_file = Some(base.join(file));
+        }
+        Ok(input)
+    }
+
+    /// Parses mesh-file text. Errors carry serde_norway's line and column.
+    pub fn from_yaml(text: &str) -> Result<MeshInput, serde_norway::Error> {
+        // An empty file is an empty mapping, not an error: every field has a default.
+        let file: MeshFile = if text.trim().is_empty() {
+            MeshFile::default()
+        } else {
+            serde_norway::from_str(text)?
+        };
+        let services = match (file.services, file.names) {
+            (Some(_), Some(_)) => {
+                return Err(de::Error::custom(
+                    "`services` and `names` both choose the services: give one",
+                ))
+            }
+            (Some(ServicesField(choice)), None) => Some(choice),
+            (None, Some(names)) => Some(ServiceChoice::Listed(
+                names
+                    .into_iter()
+                    .map(|name| ServiceEntry { name, port: None })
+                    .collect(),
+            )),
+            (None, None) => None,
+        };
+        Ok(MeshInput {
+            services,
+            namespace: file.namespace,
+            base_port: file.base_port,
+            replicas: file.replicas,
+            image: file.image,
+            wasm_url: file.wasm_url,
+            wasm_sha256: file.wasm_sha256,
+            wasm_file: file.wasm_file,
+        })
+    }
+
+    /// `self` (the flags) over `file`, field by field, except that the three module fields
+    /// go together: a digest from the file must not attach to a url from the flags, and a
+    /// `--wasm-file` must beat the file's url.
+    pub fn over(self, file: MeshInput) -> MeshInput {
+        let flags_choose_module =
+            self.wasm_url.is_some() || self.wasm_sha256.is_some() || self.wasm_file.is_some();
+        let module = if flags_choose_module { &self } else { &file };
+        let (wasm_url, wasm_sha256, wasm_file) = (
+            module.wasm_url.clone(),
+            module.wasm_sha256.clone(),
+            module.wasm_file.clone(),
+        );
+        MeshInput {
+            services: self.services.or(file.services),
+            namespace: self.namespace.or(file.namespace),
+            base_port: self.base_port.or(file.base_port),
+            replicas: self.replicas.or(file.replicas),
+            image: self.image.or(file.image),
+            wasm_url,
+            wasm_sha256,
+            wasm_file,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ServicesField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A hand-written visitor rather than `#[serde(untagged)]`, which would turn a typo inside
+        // one entry into "did not match any variant" and lose its line and column.
+        struct ServicesVisitor;
+
+        impl<'de> Visitor<'de> for ServicesVisitor {
+            type Value = ServicesField;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a service count or a list of {name, port} entries")
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<ServicesField, E> {
+                Ok(ServicesField(ServiceChoice::Count(n)))
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<ServicesField, E> {
+                u64::try_from(n)
+                    .map(|n| ServicesField(ServiceChoice::Count(n)))
+                    .map_err(|_| E::custom(format!("service count {n} is negative")))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ServicesField, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(EntryField(entry)) = seq.next_element()? {
+                    entries.push(entry);
+                }
+                Ok(ServicesField(ServiceChoice::Listed(entries)))
+            }
+        }
+
+        deserializer.deserialize_any(ServicesVisitor)
+    }
+}
+
+/// A `services` list entry: `{name, port}`, or just the name.
+struct EntryField(ServiceEntry);
+
+impl<'de> Deserialize<'de> for EntryField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = EntryField;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a service name or a {name, port} entry")
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<EntryField, E> {
+                Ok(EntryField(ServiceEntry {
+                    name: name.to_owned(),
+                    port: None,
+                }))
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<EntryField, A::Error> {
+                ServiceEntry::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(EntryField)
+            }
+        }
+
+        deserializer.deserialize_any(EntryVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_list_and_names() {
+        let count = MeshInput::from_yaml("services: 4\nnamespace: demo\n").unwrap();
+        assert_eq!(count.services, Some(ServiceChoice::Count(4)));
+        assert_eq!(count.namespace.as_deref(), Some("demo"));
+
+        let list =
+            MeshInput::from_yaml("services:\n  - name: web\n    port: 9000\n  - name: api\n")
+                .unwrap();
+        assert_eq!(
+            list.services,
+            Some(ServiceChoice::Listed(vec![
+                ServiceEntry {
+                    name: "web".into(),
+                    port: Some(9000)
+                },
+                ServiceEntry {
+                    name: "api".into(),
+                    port: None
+                },
+            ]))
+        );
+
+        let names = MeshInput::from_yaml("names: [x, y]\n").unwrap();
+        assert!(matches!(names.services, Some(ServiceChoice::Listed(v)) if v.len() == 2));
+        let mixed = MeshInput::from_yaml("services: [x, {name: y, port: 9}]\n").unwrap();
+        assert_eq!(
+            mixed.services,
+            Some(ServiceChoice::Listed(vec![
+                ServiceEntry {
+                    name: "x".into(),
+                    port: None
+                },
+                ServiceEntry {
+                    name: "y".into(),
+                    port: Some(9)
+                },
+            ]))
+        );
+        assert_eq!(MeshInput::from_yaml("").unwrap(), MeshInput::default());
+    }
+
+    #[test]
+    fn errors_carry_a_location() {
+        let unknown = MeshInput::from_yaml("namespace: demo\nreplica: 2\n").unwrap_err();
+        let text = unknown.to_string();
+        assert!(text.contains("unknown field `replica`"), "{text}");
+        assert!(text.contains("line 2 column 1"), "{text}");
+
+        let entry = MeshInput::from_yaml("services:\n  - name: a\n    prot: 1\n").unwrap_err();
+        let text = entry.to_string();
+        assert!(text.contains("unknown field `prot`"), "{text}");
+        assert!(text.contains("line 3"), "{text}");
+
+        let both = MeshInput::from_yaml("services: 2\nnames: [a]\n").unwrap_err();
+        assert!(both.to_string().contains("give one"), "{both}");
+
+        let negative = MeshInput::from_yaml("services: -1\n").unwrap_err();
+        assert!(negative.to_string().contains("negative"), "{negative}");
+    }
+
+    #[test]
+    fn flags_win() {
+        let file = MeshInput {
+            services: Some(ServiceChoice::Count(5)),
+            namespace: Some("file".into()),
+            replicas: Some(3),
+            ..MeshInput::default()
+        };
+        let flags = MeshInput {
+            namespace: Some("flag".into()),
+            ..MeshInput::default()
+        };
+        let merged = flags.over(file);
+        assert_eq!(merged.namespace.as_deref(), Some("flag"));
+        assert_eq!(merged.services, Some(ServiceChoice::Count(5)));
+        assert_eq!(merged.replicas, Some(3));
+    }
+
+    #[test]
+    fn module_fields_move_together() {
+        let file = MeshInput {
+            wasm_url: Some("oci://a".into()),
+            wasm_sha256: Some("d".into()),
+            ..MeshInput::default()
+        };
+        let flags = MeshInput {
+            wasm_url: Some("oci://b".into()),
+            ..MeshInput::default()
+        };
+        let merged = flags.over(file.clone());
+        assert_eq!(merged.wasm_url.as_deref(), Some("oci://b"));
+        assert_eq!(merged.wasm_sha256, None);
+
+        let flags = MeshInput {
+            wasm_file: Some("m.wasm".into()),
+            ..MeshInput::default()
+        };
+        let merged = flags.over(file.clone());
+        assert_eq!(merged.wasm_url, None);
+        assert_eq!(merged.wasm_file, Some("m.wasm".into()));
+
+        let merged = MeshInput::default().over(file.clone());
+        assert_eq!(merged.wasm_url, file.wasm_url);
+        assert_eq!(merged.wasm_sha256, file.wasm_sha256);
+    }
+}

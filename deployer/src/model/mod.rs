@@ -1,0 +1,170 @@
+//! The mesh model: which services exist, on which ports, in which namespace, with which filter
+//! module. Built only through [`Mesh::from_input`], so every `Mesh` is valid and the renderers
+//! (and later `up`/`apply`) never re-check it.
+
+mod error;
+mod input;
+pub mod names;
+pub mod ports;
+pub mod wasm;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+pub use error::ModelError;
+pub use input::{MeshInput, ServiceChoice, ServiceEntry};
+pub use wasm::{Delivery, Module, WasmSource};
+
+pub const DEFAULT_SERVICES: u64 = 3;
+pub const DEFAULT_NAMESPACE: &str = "istio-demo";
+pub const DEFAULT_BASE_PORT: u64 = 8000;
+pub const DEFAULT_REPLICAS: u64 = 2;
+/// Built from `service/Dockerfile`.
+pub const DEFAULT_IMAGE: &str = "ghcr.io/meshtally/demo-service:0.1.0";
+/// Where `make wasm` leaves the filter, relative to the workspace root.
+pub const DEFAULT_WASM_FILE: &str = "target/wasm32-wasip1/release/meshtally_filter.wasm";
+/// Every service lists every other one (peers, authorization principals), so the manifests grow
+/// with the square of the count: 1000 services already render to about 100 MB.
+pub const MAX_SERVICES: usize = 1000;
+/// Names starting with this are kept for the mesh's own objects (gateway routes, the filter).
+pub const RESERVED_PREFIX: &str = "meshtally-";
+
+/// A checked mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mesh {
+    pub namespace: String,
+    /// In the order given; the order fixes default ports and the output order.
+    pub services: Vec<Service>,
+    pub replicas: i32,
+    pub image: String,
+    pub wasm: WasmSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// A DNS-1035 label: the Deployment, Service, ServiceAccount and `app` label all use it.
+    pub name: String,
+    pub port: u16,
+}
+
+impl Mesh {
+    /// Fills defaults and checks everything; the first problem found is returned.
+    pub fn from_input(input: MeshInput) -> Result<Mesh, ModelError> {
+        let namespace = input
+            .namespace
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        if !names::is_dns1123_label(&namespace) {
+            return Err(ModelError::BadNamespace(namespace));
+        }
+        let base_port = input.base_port.unwrap_or(DEFAULT_BASE_PORT);
+        if ports::checked(base_port).is_none() {
+            return Err(ModelError::BasePortOutOfRange(base_port));
+        }
+        let entries = match input
+            .services
+            .unwrap_or(ServiceChoice::Count(DEFAULT_SERVICES))
+        {
+            ServiceChoice::Count(0) => return Err(ModelError::NoServices),
+            ServiceChoice::Count(n) if n > MAX_SERVICES as u64 => {
+                return Err(ModelError::TooManyServices {
+                    count: n,
+                    max: MAX_SERVICES,
+                })
+            }
+            ServiceChoice::Count(n) => (0..n as usize)
+                .map(|i| ServiceEntry {
+                    name: names::generated(i),
+                    port: None,
+                })
+                .collect(),
+            ServiceChoice::Listed(entries) => entries,
+        };
+        let services = services(entries, base_port)?;
+        let replicas = input.replicas.unwrap_or(DEFAULT_REPLICAS);
+        let replicas =
+            i32::try_from(replicas).map_err(|_| ModelError::TooManyReplicas(replicas))?;
+        let image = input.image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+        if image.is_empty() || image.chars().any(char::is_whitespace) {
+            return Err(ModelError::BadImage(image));
+        }
+        let wasm = match (input.wasm_url, input.wasm_sha256) {
+            (Some(url), sha256) => WasmSource::remote(&url, sha256.as_deref())?,
+            (None, Some(_)) => return Err(ModelError::DigestWithoutUrl),
+            (None, None) => WasmSource::ConfigMap {
+                path: input
+                    .wasm_file
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_WASM_FILE)),
+            },
+        };
+        Ok(Mesh {
+            namespace,
+            services,
+            replicas,
+            image,
+            wasm,
+        })
+    }
+
+    /// The name other pods use to reach `service`, and the host Istio routes on.
+    pub fn fqdn(&self, service: &Service) -> String {
+        format!("{}.{}.svc.cluster.local", service.name, self.namespace)
+    }
+
+    /// The SPIFFE identity Istio gives pods running as `service`'s ServiceAccount.
+    pub fn principal(&self, service: &Service) -> String {
+        format!("cluster.local/ns/{}/sa/{}", self.namespace, service.name)
+    }
+}
+
+fn services(entries: Vec<ServiceEntry>, base_port: u64) -> Result<Vec<Service>, ModelError> {
+    if entries.is_empty() {
+        return Err(ModelError::NoServices);
+    }
+    if entries.len() > MAX_SERVICES {
+        return Err(ModelError::TooManyServices {
+            count: entries.len() as u64,
+            max: MAX_SERVICES,
+        });
+    }
+    let mut seen_names = HashSet::new();
+    let mut seen_ports: HashMap<u16, usize> = HashMap::new();
+    let mut services: Vec<Service> = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.into_iter().enumerate() {
+        let name = entry.name;
+        if !names::is_dns1035_label(&name) {
+            return Err(ModelError::BadServiceName(name));
+        }
+        if name.starts_with(RESERVED_PREFIX) {
+            return Err(ModelError::ReservedServiceName(name));
+        }
+        if !seen_names.insert(name.clone()) {
+            return Err(ModelError::DuplicateService(name));
+        }
+        let wanted = entry.port.unwrap_or(base_port + i as u64);
+        let Some(port) = ports::checked(wanted) else {
+            return Err(ModelError::PortOutOfRange {
+                service: name,
+                port: wanted,
+            });
+        };
+        if ports::is_reserved(port) {
+            return Err(ModelError::ReservedPort {
+                service: name,
+                port,
+            });
+        }
+        if let Some(&first) = seen_ports.get(&port) {
+            return Err(ModelError::DuplicatePort {
+                port,
+                first: services[first].name.clone(),
+                second: name,
+            });
+        }
+        seen_ports.insert(port, i);
+        services.push(Service { name, port });
+    }
+    Ok(services)
+}
+
+#[cfg(test)]
+mod tests;

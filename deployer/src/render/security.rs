@@ -1,0 +1,62 @@
+//! Who may talk to whom: STRICT mTLS for the whole namespace, and per service an ALLOW policy
+//! naming exactly the other services' identities and the ingress gateway's.
+
+use super::directory::Directory;
+use super::istio::{
+    AuthorizationPolicy, AuthorizationPolicySpec, AuthzAction, Object, PeerAuthentication,
+    PeerAuthenticationSpec, PeerMtls, PeerMtlsMode, Rule, RuleFrom, Source, WorkloadSelector,
+    SECURITY_V1,
+};
+use super::meta;
+use crate::model::{Mesh, Service};
+
+/// The identity of Istio's default ingress gateway (`istioctl install`, demo and default
+/// profiles), which forwards `/<service>/…` from the Gateway.
+pub const INGRESS_PRINCIPAL: &str =
+    "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
+
+pub fn peer_authentication(mesh: &Mesh) -> PeerAuthentication {
+    Object::new(
+        SECURITY_V1,
+        "PeerAuthentication",
+        meta::meta(meta::PEER_AUTHENTICATION, Some(&mesh.namespace), &[]),
+        PeerAuthenticationSpec {
+            mtls: PeerMtls {
+                mode: PeerMtlsMode::Strict,
+            },
+        },
+    )
+}
+
+/// Once any ALLOW policy selects a workload, Istio denies whatever no policy allows, so this
+/// one policy is the whole list of callers. Kubelet's probes are not among them and need not
+/// be: the sidecar injector rewrites HTTP probes to istio-agent's port 15020, which is not
+/// intercepted, and the agent calls the app over localhost.
+pub fn authorization_policy(
+    mesh: &Mesh,
+    directory: &Directory,
+    service: &Service,
+) -> AuthorizationPolicy {
+    let mut principals = directory.principals(service);
+    principals.push(INGRESS_PRINCIPAL.to_owned());
+    Object::new(
+        SECURITY_V1,
+        "AuthorizationPolicy",
+        meta::meta(
+            &service.name,
+            Some(&mesh.namespace),
+            &[(meta::APP, &service.name)],
+        ),
+        AuthorizationPolicySpec {
+            selector: WorkloadSelector {
+                match_labels: meta::app_selector(service),
+            },
+            action: AuthzAction::Allow,
+            rules: vec![Rule {
+                from: vec![RuleFrom {
+                    source: Source { principals },
+                }],
+            }],
+        },
+    )
+}
