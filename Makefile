@@ -33,7 +33,8 @@ unit: ## native tests of every crate that needs no Envoy
 wasm-unit: ## the filter logic's tests compiled to wasm, run in Node by wasm-bindgen-test
 	cargo test -p meshtally-core --target wasm32-unknown-unknown
 
-e2e: wasm ## end-to-end tests against real Envoy
+e2e: wasm ## end-to-end tests against real Envoy (the filter alone, then the local mesh)
+	cargo build -p meshtally-deployer -p demo-service
 	cargo test -p meshtally-tests
 
 test: setup lint size unit wasm-unit e2e ## everything, as CI runs it

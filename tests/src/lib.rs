@@ -3,6 +3,7 @@
 
 pub mod echo;
 pub mod envoy;
+pub mod mesh;
 
 // The local mesh's own building blocks, so tests exercise the same configs `deployer up` runs.
 pub use meshtally_deployer::http;

@@ -125,8 +125,17 @@ impl StateDir {
     }
 }
 
+/// A process exists and is not a zombie (an exited child whose parent has not reaped it yet).
 pub fn alive(pid: i32) -> bool {
-    pid > 0 && kill(Pid::from_raw(pid), None).is_ok()
+    if pid <= 0 || kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state letter follows the parenthesised command name.
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    !matches!(state, Some('Z') | Some('X'))
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

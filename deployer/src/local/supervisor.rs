@@ -20,8 +20,9 @@ use super::layout::{sidecar_name, Layout, GATEWAY};
 use super::state::{tail, StateDir};
 use crate::http;
 
-const BACKOFF_START: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Like a kubelet's crash-loop backoff, scaled down for a laptop: 1 s, doubling, at most 10 s.
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A process that stayed up this long has its backoff reset.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 const GRACE: Duration = Duration::from_secs(5);

@@ -1,0 +1,157 @@
+//! A local mesh for tests: `deployer up --detach` in a temporary state dir, and `deployer down`
+//! (then SIGKILL to anything left) on drop, so a failing test leaves nothing running.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{bail, Result};
+use meshtally_deployer::local::layout::Layout;
+use meshtally_deployer::local::state::{alive, StateDir};
+
+/// A workspace binary built by `make e2e` (`cargo build -p meshtally-deployer -p demo-service`).
+pub fn binary(name: &str) -> PathBuf {
+    let path = crate::workspace_root().join("target/debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make e2e` (it builds the deployer and demo-service first)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `deployer` with the test's Envoy and filter.
+pub fn deployer(args: &[&str]) -> Output {
+    let envoy = crate::envoy::envoy_bin().expect("envoy");
+    Command::new(binary("deployer"))
+        .args(args)
+        .env("ENVOY_BIN", envoy)
+        .output()
+        .expect("running deployer")
+}
+
+pub struct LocalMesh {
+    pub dir: tempfile::TempDir,
+    pub layout: Layout,
+    pub up_stdout: String,
+}
+
+impl LocalMesh {
+    /// Starts a mesh of `services` on `base_port…` with the gateway on `gateway_port`.
+    pub fn up(
+        services: usize,
+        base_port: u16,
+        gateway_port: u16,
+        extra: &[&str],
+    ) -> Result<LocalMesh> {
+        let dir = tempfile::tempdir()?;
+        let state = dir.path().join("state");
+        let (n, base, gw) = (
+            services.to_string(),
+            base_port.to_string(),
+            gateway_port.to_string(),
+        );
+        let wasm = crate::filter_wasm();
+        let demo = binary("demo-service");
+        let mut args = vec![
+            "up",
+            "--detach",
+            "--services",
+            &n,
+            "--base-port",
+            &base,
+            "--gateway-port",
+            &gw,
+            "--state-dir",
+            state.to_str().unwrap_or_default(),
+            "--wasm",
+            wasm.to_str().unwrap_or_default(),
+            "--service-bin",
+            demo.to_str().unwrap_or_default(),
+        ];
+        args.extend_from_slice(extra);
+        let out = deployer(&args);
+        let up_stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "deployer up failed: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                up_stdout
+            );
+        }
+        let layout = StateDir::new(&state).read_layout()?;
+        Ok(LocalMesh {
+            dir,
+            layout,
+            up_stdout,
+        })
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn state(&self) -> StateDir {
+        StateDir::new(self.state_dir())
+    }
+
+    pub fn pids(&self) -> BTreeMap<String, u32> {
+        self.state().read_pids()
+    }
+
+    /// `deployer <cmd> --state-dir <ours> <args…>`.
+    pub fn run(&self, cmd: &str, args: &[&str]) -> Output {
+        let state = self.state_dir();
+        let mut all = vec![cmd, "--state-dir", state.to_str().unwrap_or_default()];
+        all.extend_from_slice(args);
+        deployer(&all)
+    }
+
+    pub fn port(&self, service: &str) -> u16 {
+        self.layout.service(service).map_or(0, |s| s.port)
+    }
+
+    pub fn gateway(&self) -> u16 {
+        self.layout.gateway.port
+    }
+
+    pub fn envoy_configs(&self) -> Vec<PathBuf> {
+        let dir = self.state_dir().join("envoy");
+        let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.state().log(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for LocalMesh {
+    fn drop(&mut self) {
+        let pids = self.pids();
+        let supervisor =
+            std::fs::read_to_string(self.state().supervisor_pid_path()).unwrap_or_default();
+        let _ = self.run("down", &[]);
+        for pid in pids
+            .values()
+            .map(|p| *p as i32)
+            .chain(supervisor.trim().parse().ok())
+        {
+            if alive(pid) {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            }
+        }
+    }
+}
+
+/// True when nothing listed is still running.
+pub fn all_gone(pids: impl IntoIterator<Item = u32>) -> bool {
+    pids.into_iter().all(|p| !alive(p as i32))
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

