@@ -62,8 +62,33 @@ pub fn request(
     headers: &[(&str, &[u8])],
     timeout: Duration,
 ) -> Result<Response> {
+    send("GET", addr, port, host, path, headers, timeout)
+}
+
+/// `POST path` with an empty body on 127.0.0.1:port (Envoy admin actions).
+pub fn post(port: u16, path: &str, timeout: Duration) -> Result<Response> {
+    send(
+        "POST",
+        "127.0.0.1",
+        port,
+        "localhost",
+        path,
+        &[("content-length", b"0")],
+        timeout,
+    )
+}
+
+fn send(
+    method: &str,
+    addr: &str,
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    timeout: Duration,
+) -> Result<Response> {
     let mut req =
-        format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n").into_bytes();
+        format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n").into_bytes();
     for (name, value) in headers {
         req.extend_from_slice(name.as_bytes());
         req.extend_from_slice(b": ");

@@ -3,6 +3,7 @@
 
 pub mod echo;
 pub mod envoy;
+pub mod load;
 pub mod mesh;
 
 // The local mesh's own building blocks, so tests exercise the same configs `deployer up` runs.

@@ -100,6 +100,27 @@ impl Admin {
             .map_or(0, |(_, v)| v))
     }
 
+    /// Stops accepting connections on every listener; open connections finish what they have.
+    pub fn drain_listeners(&self) -> Result<()> {
+        let resp = http::post(self.0, "/drain_listeners", Duration::from_secs(2))?;
+        anyhow::ensure!(
+            resp.status == 200,
+            "drain_listeners answered {}",
+            resp.status
+        );
+        Ok(())
+    }
+
+    /// Requests in flight on the proxy's HTTP listeners (the admin listener excluded).
+    pub fn active_requests(&self) -> Result<u64> {
+        Ok(self
+            .counters("downstream_rq_active")?
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("http.") && !name.starts_with("http.admin."))
+            .map(|(_, v)| v)
+            .sum())
+    }
+
     pub fn prometheus(&self) -> Result<String> {
         let resp = http::get_with_timeout(
             self.0,

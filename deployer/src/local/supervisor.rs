@@ -25,7 +25,11 @@ const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A process that stayed up this long has its backoff reset.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
-const GRACE: Duration = Duration::from_secs(5);
+const GRACE: Duration = Duration::from_secs(3);
+/// How long `down` waits for in-flight requests: through the gateway, then straight to sidecars.
+/// With the grace period this keeps `down` within 10 s.
+const DRAIN_GATEWAY: Duration = Duration::from_secs(4);
+const DRAIN_SIDECARS: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub enum Ready {
@@ -295,8 +299,46 @@ impl Supervisor {
         self.stop_all();
     }
 
-    /// SIGTERM to every child, SIGKILL to those still running after the grace period.
+    /// Stops the mesh without dropping a request it accepted: the gateway stops accepting and
+    /// finishes what it has, then the sidecars do the same, and only then do processes get
+    /// SIGTERM (apps drain on it) — SIGKILL for any still running after the grace period.
     pub fn stop_all(&mut self) {
+        let envoys: Vec<(bool, Admin)> = self
+            .procs
+            .iter()
+            .filter(|p| p.child.is_some())
+            .filter_map(|p| match p.spec.ready {
+                Ready::Envoy(admin) => Some((p.spec.name == GATEWAY, admin)),
+                Ready::Healthz(_) => None,
+            })
+            .collect();
+        for gateway_first in [true, false] {
+            let stage: Vec<Admin> = envoys
+                .iter()
+                .filter(|(g, _)| *g == gateway_first)
+                .map(|(_, a)| *a)
+                .collect();
+            for admin in &stage {
+                let _ = admin.drain_listeners();
+            }
+            let deadline = Instant::now()
+                + if gateway_first {
+                    DRAIN_GATEWAY
+                } else {
+                    DRAIN_SIDECARS
+                };
+            while Instant::now() < deadline
+                && stage
+                    .iter()
+                    .any(|a| a.active_requests().is_ok_and(|n| n > 0))
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.terminate_all();
+    }
+
+    fn terminate_all(&mut self) {
         for p in &mut self.procs {
             if let Some(child) = &p.child {
                 let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);

@@ -1,0 +1,363 @@
+//! Reliability under load: exact counts with 64 concurrent connections, faults (kill -9 of an
+//! app and of a sidecar) while traffic flows, and a graceful `down` that loses no request it
+//! had accepted. Bounded in count and time; loopback only.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use meshtally_tests::http;
+use meshtally_tests::load::{Load, Outcome};
+use meshtally_tests::mesh::{all_gone, LocalMesh};
+use serde_json::Value;
+
+type Key = (String, String, String, String);
+
+/// Every meshtally counter of the mesh, by (source, destination, direction, class).
+fn counters(m: &LocalMesh) -> Result<BTreeMap<Key, u64>> {
+    let out = m.run("stats", &["--json"]);
+    ensure!(
+        out.status.success(),
+        "stats failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout)?;
+    let mut map = BTreeMap::new();
+    for r in rows.as_array().into_iter().flatten() {
+        let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+        let key = (
+            s("source"),
+            s("destination"),
+            s("direction"),
+            s("response_code_class"),
+        );
+        *map.entry(key).or_default() += r["count"].as_u64().unwrap_or(0);
+    }
+    Ok(map)
+}
+
+fn key(source: &str, dest: &str, direction: &str, class: &str) -> Key {
+    (source.into(), dest.into(), direction.into(), class.into())
+}
+
+fn app_stats(m: &LocalMesh, service: &str) -> Result<Value> {
+    let port = m.layout.service(service).map_or(0, |s| s.app_port);
+    http::get(port, "/stats", &[])?.json()
+}
+
+fn ordered_pairs(names: &[String]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .flat_map(|a| {
+            names
+                .iter()
+                .filter(move |b| *b != a)
+                .map(move |b| (a.clone(), b.clone()))
+        })
+        .collect()
+}
+
+#[test]
+fn twenty_thousand_requests_counted_exactly() -> Result<()> {
+    const TOTAL: usize = 20_000;
+    let m = LocalMesh::up(4, 28500, 28590, &[])?;
+    let names: Vec<String> = m.layout.services.iter().map(|s| s.name.clone()).collect();
+    let pairs = ordered_pairs(&names);
+    // Every 10th request asks for a peer that does not exist: a 404 from the app, so the
+    // class split is exercised too.
+    let plan: Vec<(String, Option<String>)> = (0..TOTAL)
+        .map(|i| {
+            let (from, to) = &pairs[i % pairs.len()];
+            (from.clone(), (i % 10 != 9).then(|| to.clone()))
+        })
+        .collect();
+    let paths: Vec<String> = plan
+        .iter()
+        .map(|(from, to)| format!("/{from}/call/{}", to.as_deref().unwrap_or("nope")))
+        .collect();
+
+    let begin = Instant::now();
+    let outcomes = Load {
+        port: m.gateway(),
+        connections: 64,
+        paths: &paths,
+        stop: None,
+        deadline: Duration::from_secs(240),
+        keep_alive: true,
+    }
+    .run();
+    let elapsed = begin.elapsed();
+    assert_eq!(outcomes.len(), TOTAL, "every request was sent");
+    let mut sent_ok: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut sent_404: BTreeMap<String, u64> = BTreeMap::new();
+    for o in &outcomes {
+        let (from, to) = &plan[o.index];
+        match (to, o.status) {
+            (Some(to), Some(200)) => *sent_ok.entry((from.clone(), to.clone())).or_default() += 1,
+            (None, Some(404)) => *sent_404.entry(from.clone()).or_default() += 1,
+            (to, status) => panic!("request {} /{from}/call/{to:?} got {status:?}", o.index),
+        }
+    }
+    eprintln!(
+        "{TOTAL} requests over {} pairs in {:.1} s ({:.0} req/s)",
+        pairs.len(),
+        elapsed.as_secs_f64(),
+        TOTAL as f64 / elapsed.as_secs_f64()
+    );
+
+    let c = counters(&m)?;
+    let get = |k: Key| c.get(&k).copied().unwrap_or(0);
+    let mut expected_total = 0;
+    for (from, to) in &pairs {
+        let n = sent_ok[&(from.clone(), to.clone())];
+        // Both ends of the hop, exactly.
+        assert_eq!(
+            get(key(from, to, "outbound", "2xx")),
+            n,
+            "{from} → {to} outbound"
+        );
+        assert_eq!(
+            get(key(from, to, "inbound", "2xx")),
+            n,
+            "{from} → {to} inbound"
+        );
+        expected_total += n;
+    }
+    for name in &names {
+        let ok: u64 = pairs
+            .iter()
+            .filter(|(f, _)| f == name)
+            .map(|(f, t)| sent_ok[&(f.clone(), t.clone())])
+            .sum();
+        let nope = sent_404[name];
+        for direction in ["outbound", "inbound"] {
+            assert_eq!(
+                get(key("ingress-gateway", name, direction, "2xx")),
+                ok,
+                "gateway → {name} {direction}"
+            );
+            assert_eq!(
+                get(key("ingress-gateway", name, direction, "4xx")),
+                nope,
+                "gateway → {name} {direction} 4xx"
+            );
+        }
+        // The apps' own counts agree with the sidecars'.
+        let stats = app_stats(&m, name)?;
+        assert_eq!(
+            stats["served"]["call"].as_u64(),
+            Some(ok + nope),
+            "{name} served"
+        );
+        for other in names.iter().filter(|o| *o != name) {
+            let n = sent_ok[&(name.clone(), other.clone())];
+            assert_eq!(
+                stats["calls"][other]["200"].as_u64(),
+                Some(n),
+                "{name} app's calls to {other}"
+            );
+            let seen = app_stats(&m, other)?["seen_sources"][name].as_u64();
+            assert_eq!(seen, Some(n), "{other} app saw {name}");
+        }
+    }
+    // Nothing counted that was not sent: no unknown callers, no stray classes.
+    let total: u64 = c.values().sum();
+    let expected = 2 * expected_total + 2 * (TOTAL as u64);
+    assert_eq!(total, expected, "all counters together: {c:?}");
+    assert!(
+        !c.keys()
+            .any(|k| k.0 == "unknown" || k.3 == "5xx" || k.3 == "none"),
+        "{c:?}"
+    );
+    Ok(())
+}
+
+/// Sends a steady mix over every pair until `stop`, returning the outcomes with their paths.
+fn background_load<'a>(m: &LocalMesh, paths: &'a [String], stop: &'a AtomicBool) -> Load<'a> {
+    Load {
+        port: m.gateway(),
+        connections: 8,
+        paths,
+        stop: Some(stop),
+        deadline: Duration::from_secs(60),
+        keep_alive: true,
+    }
+}
+
+fn pair_of(path: &str) -> (String, String) {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    (parts[0].to_owned(), parts[2].to_owned())
+}
+
+fn wait_until_verified(m: &LocalMesh, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !m.run("verify", &[]).status.success() {
+        ensure!(
+            Instant::now() < deadline,
+            "{what} did not recover:\n{}",
+            m.log("supervisor")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+/// Runs load while `fault` happens; returns outcomes per pair.
+fn under_load(m: &LocalMesh, fault: impl FnOnce()) -> Vec<(Outcome, (String, String))> {
+    let names: Vec<String> = m.layout.services.iter().map(|s| s.name.clone()).collect();
+    let pairs = ordered_pairs(&names);
+    let paths: Vec<String> = (0..200_000)
+        .map(|i| {
+            let (a, b) = &pairs[i % pairs.len()];
+            format!("/{a}/call/{b}")
+        })
+        .collect();
+    let stop = AtomicBool::new(false);
+    let outcomes = std::thread::scope(|scope| {
+        let load = background_load(m, &paths, &stop);
+        let handle = scope.spawn(move || load.run());
+        std::thread::sleep(Duration::from_millis(500));
+        fault();
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::SeqCst);
+        handle.join().unwrap_or_default()
+    });
+    outcomes
+        .into_iter()
+        .map(|o| {
+            let p = pair_of(&paths[o.index]);
+            (o, p)
+        })
+        .collect()
+}
+
+#[test]
+fn faults_under_load_hit_only_the_broken_service() -> Result<()> {
+    let m = LocalMesh::up(3, 28600, 28690, &[])?;
+    let kill9 = |pid: u32| {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    };
+
+    // An app dies: only its pairs fail, and each failure is counted as 5xx for that pair.
+    let before = counters(&m)?;
+    let b_app = m.pids()["service-b"];
+    let results = under_load(&m, || kill9(b_app));
+    let mut failed: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for (o, (from, to)) in &results {
+        let involves_b = from == "service-b" || to == "service-b";
+        if !involves_b {
+            assert_eq!(
+                o.status,
+                Some(200),
+                "{from} → {to} failed while only service-b was down"
+            );
+        } else if o.status != Some(200) {
+            *failed.entry((from.clone(), to.clone())).or_default() += 1;
+        }
+    }
+    assert!(
+        !failed.is_empty(),
+        "killing service-b caused no failure at all: the fault was not exercised"
+    );
+    eprintln!(
+        "app kill: {} requests, failures per pair: {failed:?}",
+        results.len()
+    );
+    let after = counters(&m)?;
+    for caller in ["service-a", "service-c"] {
+        let k = key(caller, "service-b", "outbound", "5xx");
+        let counted = after.get(&k).copied().unwrap_or(0) - before.get(&k).copied().unwrap_or(0);
+        let seen = failed
+            .get(&(caller.to_owned(), "service-b".to_owned()))
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(
+            counted, seen,
+            "{caller} → service-b 5xx counted vs failed calls"
+        );
+    }
+    wait_until_verified(&m, "service-b's app")?;
+
+    // A sidecar dies: the gateway keeps serving the other services, then traffic recovers.
+    let c_sidecar = m.pids()["service-c-sidecar"];
+    let results = under_load(&m, || kill9(c_sidecar));
+    for (o, (from, to)) in &results {
+        if from != "service-c" && to != "service-c" {
+            assert_eq!(
+                o.status,
+                Some(200),
+                "{from} → {to} failed while only service-c's sidecar was down"
+            );
+        }
+    }
+    wait_until_verified(&m, "service-c's sidecar")?;
+    assert!(m.log("supervisor").contains("service-c-sidecar exited"));
+    Ok(())
+}
+
+#[test]
+fn down_during_load_drains_accepted_requests() -> Result<()> {
+    let m = LocalMesh::up(3, 28700, 28790, &[])?;
+    let names: Vec<String> = m.layout.services.iter().map(|s| s.name.clone()).collect();
+    let pairs = ordered_pairs(&names);
+    let paths: Vec<String> = (0..200_000)
+        .map(|i| {
+            let (a, b) = &pairs[i % pairs.len()];
+            format!("/{a}/call/{b}")
+        })
+        .collect();
+    let pids = m.pids();
+    let stop = AtomicBool::new(false);
+    let begin = Instant::now();
+    let (outcomes, down_started, down_took) = std::thread::scope(|scope| {
+        // One connection per request: a request is "accepted" once written on a connection
+        // the gateway accepted before shutdown began.
+        let load = Load {
+            port: m.gateway(),
+            connections: 16,
+            paths: &paths,
+            stop: Some(&stop),
+            deadline: Duration::from_secs(60),
+            keep_alive: false,
+        };
+        let handle = scope.spawn(move || load.run());
+        std::thread::sleep(Duration::from_millis(1000));
+        let started = begin.elapsed();
+        let t = Instant::now();
+        let out = m.run("down", &[]);
+        let took = t.elapsed();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stop.store(true, Ordering::SeqCst);
+        (handle.join().unwrap_or_default(), started, took)
+    });
+    let accepted: Vec<&Outcome> = outcomes.iter().filter(|o| o.sent < down_started).collect();
+    let lost: Vec<&&Outcome> = accepted.iter().filter(|o| o.status != Some(200)).collect();
+    eprintln!(
+        "down during load: {} requests sent before shutdown began, {} lost, down took {:.2} s",
+        accepted.len(),
+        lost.len(),
+        down_took.as_secs_f64()
+    );
+    assert!(
+        accepted.len() > 50,
+        "too little load to judge: {}",
+        accepted.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "requests accepted before shutdown were lost: {lost:?}"
+    );
+    assert!(
+        down_took < Duration::from_secs(10),
+        "down took {down_took:?}"
+    );
+    assert!(all_gone(pids.values().copied()), "left running: {pids:?}");
+    Ok(())
+}
