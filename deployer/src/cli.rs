@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
-use crate::local::layout::MtlsMode;
+use crate::local::layout::{FailStrategy, MtlsMode};
 use crate::model::{Mesh, MeshInput, ServiceChoice, ServiceEntry};
 
 #[derive(Debug, Parser)]
@@ -97,6 +97,17 @@ pub struct UpArgs {
     /// demo-service binary [default: the one next to this deployer executable]
     #[arg(long, value_name = "PATH")]
     pub service_bin: Option<PathBuf>,
+
+    /// The WasmPlugin's failStrategy. fail-open: a module or plugin config that cannot load is
+    /// skipped and traffic flows untagged; fail-close: all traffic is denied, as Istio does.
+    /// Unset, such a problem is an error before anything starts. Envoy's failure_policy for
+    /// the filter follows it (FAIL_OPEN unless fail-close).
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub fail_strategy: Option<FailStrategy>,
+
+    /// The WasmPlugin's pluginConfig (JSON) given to every sidecar's filter [default: {}]
+    #[arg(long, value_name = "JSON")]
+    pub plugin_config: Option<String>,
 }
 
 #[derive(Debug, Args)]

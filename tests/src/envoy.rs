@@ -83,6 +83,8 @@ impl Envoy {
     }
 
     fn spawn(dir: &Path, name: &str, config: &Path) -> Result<Child> {
+        // A stale admin-address file from an earlier Envoy of the same name would be read as ours.
+        let _ = std::fs::remove_file(dir.join(format!("{name}.admin")));
         let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
         Command::new(envoy_bin()?)
             .arg("-c")

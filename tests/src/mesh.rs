@@ -64,11 +64,12 @@ impl LocalMesh {
             &gw,
             "--state-dir",
             state.to_str().unwrap_or_default(),
-            "--wasm",
-            wasm.to_str().unwrap_or_default(),
             "--service-bin",
             demo.to_str().unwrap_or_default(),
         ];
+        if !extra.contains(&"--wasm") {
+            args.extend(["--wasm", wasm.to_str().unwrap_or_default()]);
+        }
         args.extend_from_slice(extra);
         let out = deployer(&args);
         let up_stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use meshtally_tests::bootstrap::{self, Inbound, Mtls, Outbound, Peer, Proxy};
+use meshtally_tests::bootstrap::{self, Filter, Inbound, Mtls, Outbound, Peer, Proxy};
 use meshtally_tests::certs::{spiffe_uri, Ca};
 use meshtally_tests::echo::{values, Echo};
 use meshtally_tests::envoy::Envoy;
@@ -47,7 +47,7 @@ fn mesh(opts: Options) -> Result<Mesh> {
         dir.path(),
         "service-b",
         &bootstrap::render(&Proxy {
-            wasm: wasm.clone(),
+            filter: Filter::Wasm(wasm.clone()),
             fail_open: false,
             node_metadata: json!({"WORKLOAD_NAME": "service-b", "LABELS": {"app": "service-b"}}),
             admin_port: 0,
@@ -67,7 +67,7 @@ fn mesh(opts: Options) -> Result<Mesh> {
         dir.path(),
         "service-a",
         &bootstrap::render(&Proxy {
-            wasm,
+            filter: Filter::Wasm(wasm),
             fail_open: false,
             node_metadata: json!({}),
             admin_port: 0,
@@ -345,7 +345,7 @@ fn service_and_direction_come_from_node_metadata_and_listener() -> Result<()> {
 
 fn refused(dir: &Path, name: &str, config: Value, metadata: Value) -> Result<String> {
     let spec = Proxy {
-        wasm: filter_wasm(),
+        filter: Filter::Wasm(filter_wasm()),
         fail_open: false,
         node_metadata: metadata,
         admin_port: 0,
@@ -413,7 +413,7 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
         dir.path(),
         "service-a",
         &bootstrap::render(&Proxy {
-            wasm: filter_wasm(),
+            filter: Filter::Wasm(filter_wasm()),
             fail_open: false,
             node_metadata: json!({"WORKLOAD_NAME": "service-a"}),
             admin_port: 0,

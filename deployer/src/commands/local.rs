@@ -23,6 +23,8 @@ pub fn up(args: UpArgs) -> Result<()> {
         envoy: args.envoy,
         wasm: args.wasm,
         service_bin: args.service_bin,
+        fail_strategy: args.fail_strategy,
+        plugin_config: args.plugin_config,
     };
     up::plan(&mesh, request)?.run()
 }

@@ -74,9 +74,20 @@ pub struct Ingress {
     pub outbound_port: u16,
 }
 
+/// What sits in each HTTP filter chain before the router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// The meshtally module.
+    Wasm(PathBuf),
+    /// Nothing: an Istio FAIL_OPEN plugin whose module or config failed.
+    Skipped,
+    /// Deny everything (RBAC with no policy): an Istio FAIL_CLOSE plugin that failed.
+    DenyAll,
+}
+
 #[derive(Debug, Clone)]
 pub struct Proxy {
-    pub wasm: PathBuf,
+    pub filter: Filter,
     /// Envoy's `failure_policy` for the filter: FAIL_OPEN lets traffic through a broken VM,
     /// as an Istio WasmPlugin's `failStrategy: FAIL_OPEN` does.
     pub fail_open: bool,
@@ -151,6 +162,24 @@ pub fn wasm_filter(wasm: &Path, config: &Value, fail_open: bool) -> Value {
     })
 }
 
+/// The proxy's filter, if any, then the router.
+fn http_filters(proxy: &Proxy, config: &Value) -> Vec<Value> {
+    let first = match &proxy.filter {
+        Filter::Wasm(path) => Some(wasm_filter(path, config, proxy.fail_open)),
+        Filter::Skipped => None,
+        // An RBAC filter with ALLOW and no policies matches nothing: every request gets 403,
+        // which is how Istio blocks traffic for a FAIL_CLOSE plugin it could not load.
+        Filter::DenyAll => Some(json!({
+            "name": "envoy.filters.http.rbac",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+                "rules": {"action": "ALLOW", "policies": {}},
+            },
+        })),
+    };
+    first.into_iter().chain([router()]).collect()
+}
+
 fn router() -> Value {
     json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
 }
@@ -169,12 +198,7 @@ fn hcm(stat_prefix: &str, http_filters: Vec<Value>, virtual_hosts: Value) -> Val
 
 fn inbound_listener(proxy: &Proxy, inbound: &Inbound) -> Value {
     let vhosts = json!([{"name": "app", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}]}]);
-    let filters = || {
-        vec![
-            wasm_filter(&proxy.wasm, &inbound.plugin_config, proxy.fail_open),
-            router(),
-        ]
-    };
+    let filters = || http_filters(proxy, &inbound.plugin_config);
     let plain = json!({"filters": [hcm("inbound_plain", filters(), vhosts.clone())]});
     let Some((tls, mode)) = &inbound.tls else {
         return json!({"name": "inbound", "traffic_direction": "INBOUND", "address": socket(inbound.port), "filter_chains": [plain]});
@@ -222,10 +246,7 @@ fn outbound_listener(proxy: &Proxy, outbound: &Outbound) -> Value {
                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": n}}]})
         })
         .collect();
-    let filters = vec![
-        wasm_filter(&proxy.wasm, &outbound.plugin_config, proxy.fail_open),
-        router(),
-    ];
+    let filters = http_filters(proxy, &outbound.plugin_config);
     json!({
         "name": "outbound",
         "traffic_direction": "OUTBOUND",

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::bootstrap::{self, Inbound, Ingress, Mtls, Outbound, Peer, Proxy, Tls};
+use super::bootstrap::{self, Filter, Inbound, Ingress, Mtls, Outbound, Peer, Proxy, Tls};
 use super::certs::{spiffe_uri, Ca};
 use crate::model::Mesh;
 
@@ -26,6 +26,27 @@ pub enum MtlsMode {
     Permissive,
     /// Plain HTTP to a sidecar is refused (Istio STRICT).
     Strict,
+}
+
+/// The WasmPlugin `failStrategy`, as the local mesh applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailStrategy {
+    /// A module or config that fails to load is skipped: traffic flows untagged (Istio FAIL_OPEN).
+    FailOpen,
+    /// A module or config that fails to load blocks all traffic (Istio FAIL_CLOSE).
+    FailClose,
+}
+
+/// Whether the sidecars run the filter, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "state", content = "reason")]
+pub enum FilterState {
+    Loaded,
+    /// FAIL_OPEN after a failure: running without the filter.
+    Skipped(String),
+    /// FAIL_CLOSE after a failure: denying all traffic.
+    DenyAll(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +70,13 @@ pub struct GatewayPorts {
 pub struct Layout {
     pub namespace: String,
     pub mtls: MtlsMode,
+    /// Envoy's `failure_policy` for the filter VM: FAIL_OPEN unless FAIL_CLOSE was asked for,
+    /// as the WasmPlugin `render` writes.
     pub fail_open: bool,
+    pub filter: FilterState,
+    /// The WasmPlugin's `pluginConfig`: what every sidecar's filter gets (the filter reads the
+    /// workload name from node metadata, as in Istio).
+    pub plugin_config: serde_json::Value,
     pub envoy: PathBuf,
     pub wasm: PathBuf,
     pub service_bin: PathBuf,
@@ -65,9 +92,23 @@ pub struct Tools {
     pub service_bin: PathBuf,
 }
 
+/// How the filter is to be loaded.
+#[derive(Debug, Clone)]
+pub struct FilterPlan {
+    pub state: FilterState,
+    pub plugin_config: serde_json::Value,
+    pub fail_open: bool,
+}
+
 impl Layout {
     /// Checks that every public port is free and picks private ports.
-    pub fn plan(mesh: &Mesh, gateway_port: u16, mtls: MtlsMode, tools: Tools) -> Result<Layout> {
+    pub fn plan(
+        mesh: &Mesh,
+        gateway_port: u16,
+        mtls: MtlsMode,
+        tools: Tools,
+        filter: FilterPlan,
+    ) -> Result<Layout> {
         let mut public: Vec<(u16, &str)> = mesh
             .services
             .iter()
@@ -105,7 +146,9 @@ impl Layout {
         Ok(Layout {
             namespace: mesh.namespace.clone(),
             mtls,
-            fail_open: true,
+            fail_open: filter.fail_open,
+            filter: filter.state,
+            plugin_config: filter.plugin_config,
             envoy: tools.envoy,
             wasm: tools.wasm,
             service_bin: tools.service_bin,
@@ -153,6 +196,25 @@ impl Layout {
         Ok(written)
     }
 
+    /// The mesh's plugin config, naming the gateway (which has no Istio workload metadata of
+    /// a demo service) and its direction.
+    fn gateway_plugin_config(&self) -> serde_json::Value {
+        let mut config = self.plugin_config.clone();
+        if let Some(fields) = config.as_object_mut() {
+            fields.insert("service".into(), json!(GATEWAY));
+            fields.insert("direction".into(), json!("outbound"));
+        }
+        config
+    }
+
+    fn proxy_filter(&self) -> Filter {
+        match self.filter {
+            FilterState::Loaded => Filter::Wasm(self.wasm.clone()),
+            FilterState::Skipped(_) => Filter::Skipped,
+            FilterState::DenyAll(_) => Filter::DenyAll,
+        }
+    }
+
     fn peers(&self, own: &Tls, except: Option<&str>) -> Vec<Peer> {
         self.services
             .iter()
@@ -179,7 +241,7 @@ impl Layout {
             MtlsMode::Strict => Mtls::Strict,
         };
         Proxy {
-            wasm: self.wasm.clone(),
+            filter: self.proxy_filter(),
             fail_open: self.fail_open,
             // What Istio puts in a sidecar's node metadata; the filter reads its name from it.
             node_metadata: json!({"WORKLOAD_NAME": s.name, "NAMESPACE": self.namespace, "LABELS": {"app": s.name, "version": "v1"}}),
@@ -187,13 +249,13 @@ impl Layout {
             inbound: Some(Inbound {
                 port: s.port,
                 app_port: s.app_port,
-                plugin_config: json!({}),
+                plugin_config: self.plugin_config.clone(),
                 tls: Some((own.clone(), mode)),
                 allowed_peers: allowed,
             }),
             outbound: Some(Outbound {
                 port: s.outbound_port,
-                plugin_config: json!({}),
+                plugin_config: self.plugin_config.clone(),
                 peers: self.peers(own, Some(&s.name)),
             }),
             ingress: None,
@@ -202,14 +264,14 @@ impl Layout {
 
     fn gateway_proxy(&self, own: &Tls) -> Proxy {
         Proxy {
-            wasm: self.wasm.clone(),
+            filter: self.proxy_filter(),
             fail_open: self.fail_open,
             node_metadata: json!({"WORKLOAD_NAME": GATEWAY, "NAMESPACE": GATEWAY_NAMESPACE, "LABELS": {"app": GATEWAY, "istio": "ingressgateway"}}),
             admin_port: self.gateway.admin_port,
             inbound: None,
             outbound: Some(Outbound {
                 port: self.gateway.outbound_port,
-                plugin_config: json!({"service": GATEWAY, "direction": "outbound"}),
+                plugin_config: self.gateway_plugin_config(),
                 peers: self.peers(own, None),
             }),
             ingress: Some(Ingress {

@@ -12,7 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::envoy;
-use super::layout::{Layout, MtlsMode, Tools, GATEWAY};
+use super::layout::{FailStrategy, FilterPlan, FilterState, Layout, MtlsMode, Tools, GATEWAY};
 use super::state::{alive, tail, StateDir};
 use super::supervisor::{processes, Supervisor};
 use crate::model::Mesh;
@@ -29,6 +29,9 @@ pub struct UpRequest {
     pub envoy: Option<PathBuf>,
     pub wasm: Option<PathBuf>,
     pub service_bin: Option<PathBuf>,
+    /// `None`: a module or config that cannot load is an error before anything starts.
+    pub fail_strategy: Option<FailStrategy>,
+    pub plugin_config: Option<String>,
 }
 
 /// A checked `up`: tools found, ports free, state dir free.
@@ -47,8 +50,44 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
         );
     }
     let envoy = envoy::find(req.envoy.as_deref())?;
-    let wasm = filter_module(req.wasm)?;
     let service_bin = demo_service(req.service_bin)?;
+    let plugin_config = match &req.plugin_config {
+        Some(text) => serde_json::from_str(text).context("--plugin-config is not valid JSON")?,
+        None => serde_json::json!({}),
+    };
+    // Module and config problems are found here, with the filter's own config rules, so a
+    // fail-open or fail-close mesh behaves as Istio would instead of Envoy refusing to start.
+    let module = filter_module(req.wasm);
+    let config_problem = mesh.services.iter().find_map(|s| {
+        let node = meshtally_core::NodeMetadata {
+            workload_name: Some(s.name.clone().into_bytes()),
+            app_label: None,
+        };
+        meshtally_core::Config::parse(plugin_config.to_string().as_bytes(), &node).err()
+    });
+    let problem = match (&module, config_problem) {
+        (Err(e), _) => Some(format!("{e:#}")),
+        (Ok(_), Some(e)) => Some(format!("--plugin-config rejected by the filter: {e}")),
+        (Ok(_), None) => None,
+    };
+    let filter_state = match (problem, req.fail_strategy) {
+        (None, _) => FilterState::Loaded,
+        (Some(p), None) => bail!("{p}"),
+        (Some(p), Some(FailStrategy::FailOpen)) => {
+            eprintln!("warning: {p}; fail-open: the sidecars run without the filter (traffic flows, untagged and uncounted)");
+            FilterState::Skipped(p)
+        }
+        (Some(p), Some(FailStrategy::FailClose)) => {
+            eprintln!("warning: {p}; fail-close: the sidecars deny all traffic");
+            FilterState::DenyAll(p)
+        }
+    };
+    let filter = FilterPlan {
+        state: filter_state,
+        plugin_config,
+        fail_open: req.fail_strategy != Some(FailStrategy::FailClose),
+    };
+    let wasm = module.unwrap_or_default();
     let layout = Layout::plan(
         mesh,
         req.gateway_port,
@@ -58,6 +97,7 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
             wasm,
             service_bin,
         },
+        filter,
     )?;
     Ok(UpPlan {
         layout,
@@ -193,8 +233,13 @@ fn print_table(layout: &Layout, elapsed: Duration) {
         .max()
         .unwrap_or(0)
         .max(GATEWAY.len());
+    let filter = match &layout.filter {
+        FilterState::Loaded => "filter loaded".to_owned(),
+        FilterState::Skipped(why) => format!("FILTER SKIPPED (fail-open): {why}"),
+        FilterState::DenyAll(why) => format!("ALL TRAFFIC DENIED (fail-close): {why}"),
+    };
     println!(
-        "\nmesh ready in {:.2} s (mTLS {:?})\n",
+        "\nmesh ready in {:.2} s (mTLS {:?}, {filter})\n",
         elapsed.as_secs_f64(),
         layout.mtls
     );
