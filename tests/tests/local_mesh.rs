@@ -329,5 +329,63 @@ fn clear_errors_before_anything_starts() -> Result<()> {
         stderr(&out)
     );
     assert!(stderr(&out).contains("deployer down"), "{}", stderr(&out));
+
+    // After `down`, a failed `up` (a busy port) leaves the previous state dir exactly as it
+    // was and starts nothing: a new generation only replaces the old one once it is complete.
+    assert!(m.run("down", &[]).status.success());
+    let snapshot = |dir: &std::path::Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut files = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p)
+                } else {
+                    files.push((p.clone(), std::fs::read(&p).unwrap_or_default()))
+                }
+            }
+        }
+        files.sort();
+        files
+    };
+    let before = snapshot(&state);
+    assert!(before.iter().any(|(p, _)| p.ends_with("state.json")));
+    let busy = std::net::TcpListener::bind("127.0.0.1:28421")?;
+    let out = deployer(&[
+        "up",
+        "--state-dir",
+        state.to_str().unwrap_or_default(),
+        "--services",
+        "2",
+        "--base-port",
+        "28420",
+        "--gateway-port",
+        "28492",
+    ]);
+    assert!(
+        stderr(&out).contains("port 28421 (service-b) is already in use"),
+        "{}",
+        stderr(&out)
+    );
+    drop(busy);
+    assert_eq!(
+        snapshot(&state),
+        before,
+        "a failed up changed the state dir"
+    );
+    assert!(!state.join("pids.json").exists() && !state.join("supervisor.pid").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(state.parent().unwrap_or(&state))?
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".meshtally-new-")
+        })
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "half-written generations left behind: {leftovers:?}"
+    );
     Ok(())
 }

@@ -278,13 +278,18 @@ fn filter_module(flag: Option<PathBuf>) -> Result<PathBuf> {
             .with_context(|| format!("filter module {} not found (--wasm)", path.display()));
     }
     let default = PathBuf::from(crate::model::DEFAULT_WASM_FILE);
-    if !default.is_file() {
-        if !Path::new("Cargo.toml").is_file() {
-            bail!(
-                "filter module {} not found: build it with `make wasm`, or pass --wasm PATH",
-                default.display()
-            );
-        }
+    if default.is_file() {
+        return absolute(&default);
+    }
+    // Inside the workspace (from any of its folders): the workspace's build, built now if missing.
+    let Some(target) = cargo_target_dir() else {
+        bail!(
+            "filter module {} not found: build it with `make wasm`, or pass --wasm PATH",
+            default.display()
+        );
+    };
+    let built = target.join("wasm32-wasip1/release/meshtally_filter.wasm");
+    if !built.is_file() {
         eprintln!("filter module not built yet: building it (cargo build --release --target wasm32-wasip1 -p meshtally-filter)…");
         let status = Command::new("cargo")
             .args([
@@ -297,14 +302,30 @@ fn filter_module(flag: Option<PathBuf>) -> Result<PathBuf> {
             ])
             .status()
             .context("running cargo to build the filter")?;
-        if !status.success() || !default.is_file() {
+        if !status.success() || !built.is_file() {
             bail!(
                 "filter module {} is not built and building it failed: run `make wasm`",
-                default.display()
+                built.display()
             );
         }
     }
-    absolute(&default)
+    absolute(&built)
+}
+
+/// The target dir of the cargo workspace around the current dir, if there is one that holds
+/// the filter.
+fn cargo_target_dir() -> Option<PathBuf> {
+    let out = Command::new("cargo")
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let has_filter = meta["packages"]
+        .as_array()?
+        .iter()
+        .any(|p| p["name"] == "meshtally-filter");
+    has_filter.then(|| PathBuf::from(meta["target_directory"].as_str().unwrap_or_default()))
 }
 
 /// `demo-service`: `--service-bin`, or the one built next to this executable.
