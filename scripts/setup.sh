@@ -53,4 +53,7 @@ if [ -f tests/schema/package-lock.json ] && ! [ -d tests/schema/node_modules ]; 
   npm ci --prefix tests/schema --no-audit --no-fund --loglevel=error
 fi
 
+# 5. A real OCI registry and an independent client for the `deployer push` tests.
+deployer/tests/setup-registry.sh >/dev/null
+
 step "setup done: $("$root/.venv/bin/envoy-bin" --version 2>/dev/null | grep -o "[0-9]*\.[0-9]*\.[0-9]*/Clean/RELEASE" | cut -d/ -f1 | sed "s/^/envoy /")"

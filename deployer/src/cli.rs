@@ -38,6 +38,16 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Read every sidecar's meshtally counters and print the call-count matrix.
     Stats(StatsArgs),
+    /// Render the mesh and apply it to the cluster kubectl points at (server-side apply, field
+    /// manager `meshtally`), wait for every rollout and say how to reach the ingress gateway.
+    Apply(ApplyArgs),
+    /// Delete from the cluster what `apply` created: objects labelled
+    /// app.kubernetes.io/managed-by=meshtally in the mesh's namespace, and the namespace itself
+    /// when meshtally alone manages it.
+    Delete(DeleteArgs),
+    /// Pack the built filter module as a Wasm OCI image (Istio's compat layout) and push it;
+    /// prints the digest-pinned url for --wasm-url.
+    Push(PushArgs),
     /// The supervisor of a detached `up` (started by `up --detach`).
     #[command(hide = true)]
     Supervise(StateArgs),
@@ -49,8 +59,13 @@ impl Cli {
             Command::Render(args) => commands::render::plan(args)?.run(),
             Command::Up(args) => commands::local::up(args),
             Command::Down(args) => commands::local::down(args),
+            Command::Verify(args) if args.kubectl.is_some() => commands::cluster::verify(args),
             Command::Verify(args) => commands::local::verify(args),
+            Command::Stats(args) if args.kubectl.is_some() => commands::cluster::stats(args),
             Command::Stats(args) => commands::local::stats(args),
+            Command::Apply(args) => commands::cluster::apply(args),
+            Command::Delete(args) => commands::cluster::delete(args),
+            Command::Push(args) => commands::cluster::push(args),
             Command::Supervise(args) => commands::local::supervise(args),
         }
     }
@@ -111,6 +126,7 @@ pub struct UpArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("cluster").args(["gateway", "kubectl"]))]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub state: StateArgs,
@@ -120,21 +136,31 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "URL")]
     pub gateway: Option<String>,
 
-    /// With --gateway: number of services (service-a, service-b, …) [default: 3]
-    #[arg(long, value_name = "N", requires = "gateway", conflicts_with = "names")]
+    /// Verify the cluster mesh kubectl points at: port-forward to
+    /// istio-system/istio-ingressgateway for the checks, then stop the forward. Takes the
+    /// kubectl binary to use [default: kubectl on PATH]
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub kubectl: Option<Option<PathBuf>>,
+
+    /// With --kubectl: the kubeconfig context to use.
+    #[arg(long, value_name = "CTX", requires = "kubectl")]
+    pub context: Option<String>,
+
+    /// With --gateway or --kubectl: number of services (service-a, service-b, …) [default: 3]
+    #[arg(long, value_name = "N", requires = "cluster", conflicts_with = "names")]
     pub services: Option<u64>,
 
-    /// With --gateway: the service names, comma-separated.
+    /// With --gateway or --kubectl: the service names, comma-separated.
     #[arg(
         long,
         value_name = "A,B,…",
         value_delimiter = ',',
-        requires = "gateway"
+        requires = "cluster"
     )]
     pub names: Option<Vec<String>>,
 
-    /// With --gateway: take the services from this mesh file.
-    #[arg(short, long, value_name = "PATH", requires = "gateway")]
+    /// With --gateway or --kubectl: take the services from this mesh file.
+    #[arg(short, long, value_name = "PATH", requires = "cluster")]
     pub file: Option<PathBuf>,
 
     /// Per-call timeout in milliseconds.
@@ -151,9 +177,100 @@ pub struct StatsArgs {
     #[command(flatten)]
     pub state: StateArgs,
 
+    /// Read the cluster mesh kubectl points at: every running meshtally pod's sidecar, through
+    /// `kubectl exec … -c istio-proxy -- pilot-agent request GET stats…`. Takes the kubectl
+    /// binary to use [default: kubectl on PATH]
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub kubectl: Option<Option<PathBuf>>,
+
+    /// With --kubectl: the kubeconfig context to use.
+    #[arg(long, value_name = "CTX", requires = "kubectl")]
+    pub context: Option<String>,
+
+    /// With --kubectl: the mesh's namespace [default: istio-demo]
+    #[arg(long, value_name = "NS", requires = "kubectl")]
+    pub namespace: Option<String>,
+
+    /// With --kubectl: take the namespace from this mesh file.
+    #[arg(short, long, value_name = "PATH", requires = "kubectl")]
+    pub file: Option<PathBuf>,
+
     /// Print a JSON array of {source, destination, direction, response_code_class, count}.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which kubectl, talking to which cluster.
+#[derive(Debug, Args)]
+pub struct KubectlArgs {
+    /// kubectl binary [default: kubectl on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub kubectl: Option<PathBuf>,
+
+    /// kubeconfig context, passed to every kubectl call as --context [default: the current one]
+    #[arg(long, value_name = "CTX")]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+
+    #[command(flatten)]
+    pub cluster: KubectlArgs,
+
+    /// Print the documents that would be applied (exactly what `deployer render` prints with
+    /// the same flags) and touch nothing: kubectl is not run.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Seconds to wait for the namespace and all rollouts together.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Namespace the mesh was applied to [default: istio-demo]
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Take the namespace from this mesh file (the one given to `apply`).
+    #[arg(short, long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub cluster: KubectlArgs,
+
+    /// Print the kubectl commands delete would run and run none.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Seconds each delete may wait for its objects (and the workloads' pods) to be gone.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Where to push: REGISTRY/REPO:TAG, e.g. localhost:5001/meshtally/filter:dev
+    #[arg(long, value_name = "REGISTRY/REPO:TAG")]
+    pub image: String,
+
+    /// Built filter module [default: target/wasm32-wasip1/release/meshtally_filter.wasm]
+    #[arg(long, value_name = "PATH")]
+    pub wasm: Option<PathBuf>,
+
+    /// Talk plain HTTP to the registry (a local registry without TLS).
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// The registry as the cluster reaches it, when that differs from where this machine
+    /// pushes (kind's local registry: push to localhost:5001, pods pull from
+    /// kind-registry:5000). Changes only the printed --wasm-url.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub pull_registry: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -210,7 +327,9 @@ pub struct MeshArgs {
     #[arg(long, value_name = "URL")]
     pub wasm_url: Option<String>,
 
-    /// Digest Istio checks the --wasm-url module against (64 lowercase hex digits).
+    /// Digest Istio checks the --wasm-url download against (64 lowercase hex digits): for
+    /// oci:// the image's manifest digest (what `deployer push` prints), for https:// the
+    /// module's sha256.
     #[arg(long, value_name = "HEX", requires = "wasm_url")]
     pub wasm_sha256: Option<String>,
 

@@ -1,5 +1,6 @@
 //! One module per subcommand. Each builds a plan from its flags (reading and checking
 //! everything it needs) and only then runs it, so a bad input fails before any output.
 
+pub mod cluster;
 pub mod local;
 pub mod render;

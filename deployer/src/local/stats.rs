@@ -21,25 +21,33 @@ pub struct Row {
 
 /// Reads and merges the counters of the given admin endpoints.
 pub fn collect(admins: &[Admin]) -> Result<Vec<Row>> {
-    let mut merged: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
+    let mut all = Vec::new();
     for admin in admins {
-        for (name, value) in admin.counters(REQUESTS_TOTAL)? {
-            let Some(m) = parse_metric_name(&name) else {
-                continue;
-            };
-            if m.metric != REQUESTS_TOTAL {
-                continue;
-            }
-            let key = (
-                m.source.to_owned(),
-                m.destination.to_owned(),
-                m.direction.to_owned(),
-                m.response_code_class.to_owned(),
-            );
-            *merged.entry(key).or_default() += value;
-        }
+        all.extend(admin.counters(REQUESTS_TOTAL)?);
     }
-    Ok(merged
+    Ok(merge(all))
+}
+
+/// Sums counters with the same labels across sidecars; names that are not meshtally's request
+/// counter (Envoy's stats filter matches by substring) are skipped.
+pub fn merge(counters: impl IntoIterator<Item = (String, u64)>) -> Vec<Row> {
+    let mut merged: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
+    for (name, value) in counters {
+        let Some(m) = parse_metric_name(&name) else {
+            continue;
+        };
+        if m.metric != REQUESTS_TOTAL {
+            continue;
+        }
+        let key = (
+            m.source.to_owned(),
+            m.destination.to_owned(),
+            m.direction.to_owned(),
+            m.response_code_class.to_owned(),
+        );
+        *merged.entry(key).or_default() += value;
+    }
+    merged
         .into_iter()
         .map(
             |((source, destination, direction, response_code_class), count)| Row {
@@ -50,7 +58,7 @@ pub fn collect(admins: &[Admin]) -> Result<Vec<Row>> {
                 count,
             },
         )
-        .collect())
+        .collect()
 }
 
 /// One matrix per direction: calls counted by callees (inbound) and by callers (outbound),

@@ -312,6 +312,18 @@ fn filter_module(flag: Option<PathBuf>) -> Result<PathBuf> {
     absolute(&built)
 }
 
+/// Where the built filter is expected when no path is given: the default relative path if it
+/// exists, else the build of the cargo workspace around the current dir (which may not exist).
+pub fn default_module_path() -> PathBuf {
+    let default = PathBuf::from(crate::model::DEFAULT_WASM_FILE);
+    if default.is_file() {
+        return default;
+    }
+    cargo_target_dir().map_or(default, |t| {
+        t.join("wasm32-wasip1/release/meshtally_filter.wasm")
+    })
+}
+
 /// The target dir of the cargo workspace around the current dir, if there is one that holds
 /// the filter.
 fn cargo_target_dir() -> Option<PathBuf> {

@@ -1,0 +1,272 @@
+//! `deployer apply`: the checks, then the render sent to `kubectl apply --server-side` in two
+//! steps — the Namespace first (waited for until Active, since a namespace left Terminating by
+//! an earlier `delete` refuses new objects), then everything else — then one rollout wait per
+//! service, and how to reach the result.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+
+use super::checks;
+use super::kubectl::Kubectl;
+use crate::model::{names, Delivery, Mesh};
+use crate::render;
+
+/// The field manager every apply uses, so a re-apply updates (and prunes within) its own
+/// fields and a conflicting edit by someone else is reported rather than overwritten.
+pub const FIELD_MANAGER: &str = "meshtally";
+/// Istio's default ingress gateway, which the rendered Gateway selects (`istio: ingressgateway`).
+pub const INGRESS_NAMESPACE: &str = "istio-system";
+pub const INGRESS_SERVICE: &str = "istio-ingressgateway";
+
+/// A checked apply: the cluster answers and has Istio.
+pub struct ApplyPlan {
+    kubectl: Kubectl,
+    mesh: Mesh,
+    delivery: Delivery,
+    timeout: Duration,
+}
+
+pub fn plan(
+    kubectl: Kubectl,
+    mesh: Mesh,
+    delivery: Delivery,
+    timeout: Duration,
+) -> Result<ApplyPlan> {
+    checks::reachable(&kubectl)?;
+    checks::istio_installed(&kubectl)?;
+    Ok(ApplyPlan {
+        kubectl,
+        mesh,
+        delivery,
+        timeout,
+    })
+}
+
+impl ApplyPlan {
+    pub fn run(self) -> Result<()> {
+        let begin = Instant::now();
+        let deadline = begin + self.timeout;
+        let bundle = render::render(&self.mesh, &self.delivery)?;
+        let mut stream = Vec::new();
+        bundle.write_stream(&mut stream)?;
+        let (namespace_doc, rest) = split_namespace(&stream)?;
+        let ns = self.mesh.namespace.as_str();
+
+        eprintln!("applying namespace {ns}…");
+        self.apply(namespace_doc)?;
+        self.kubectl
+            .run(
+                &[
+                    "wait",
+                    "--for=jsonpath={.status.phase}=Active",
+                    &format!("namespace/{ns}"),
+                    &timeout_flag(deadline),
+                ],
+                None,
+            )
+            .with_context(|| {
+                format!(
+                    "namespace {ns} is not Active (still terminating from a `deployer delete`?)"
+                )
+            })?;
+        let objects = count_documents(rest);
+        eprintln!("applying {objects} objects…");
+        self.apply(rest)?;
+
+        let services = &self.mesh.services;
+        eprintln!(
+            "waiting for {} rollouts (at most {}s)…",
+            services.len(),
+            self.timeout.as_secs()
+        );
+        for service in services {
+            let started = Instant::now();
+            self.kubectl
+                .run(
+                    &[
+                        "rollout",
+                        "status",
+                        &format!("deployment/{}", service.name),
+                        "-n",
+                        ns,
+                        &timeout_flag(deadline),
+                    ],
+                    None,
+                )
+                .with_context(|| {
+                    format!(
+                        "deployment {name} did not roll out (see `kubectl -n {ns} get pods -l app={name}` \
+                         and `kubectl -n {ns} describe deployment {name}`)",
+                        name = service.name
+                    )
+                })?;
+            eprintln!(
+                "  {}  rolled out ({:.1}s)",
+                service.name,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        println!(
+            "applied {} objects to namespace {ns}; {} deployments rolled out in {:.1}s",
+            objects + 1,
+            services.len(),
+            begin.elapsed().as_secs_f64()
+        );
+        print!("{}", self.next_steps());
+        Ok(())
+    }
+
+    fn apply(&self, docs: &[u8]) -> Result<()> {
+        let manager = format!("--field-manager={FIELD_MANAGER}");
+        self.kubectl
+            .run(&["apply", "--server-side", &manager, "-f", "-"], Some(docs))?;
+        Ok(())
+    }
+
+    /// How to reach the ingress gateway and check the mesh through it.
+    fn next_steps(&self) -> String {
+        let context = self
+            .kubectl
+            .context
+            .as_ref()
+            .map(|c| format!(" --context {c}"))
+            .unwrap_or_default();
+        let services = services_flag(&self.mesh);
+        let mut out = String::from("\nreach it through Istio's ingress gateway:\n");
+        match self.gateway_address() {
+            Ok(Some(address)) => out.push_str(&format!(
+                "  deployer verify --gateway http://{address} {services}\n"
+            )),
+            Ok(None) => out.push_str(&format!(
+                "  kubectl{context} -n {INGRESS_NAMESPACE} get svc {INGRESS_SERVICE}   \
+                 # EXTERNAL-IP, once a load balancer gives it one; else:\n"
+            )),
+            Err(note) => out.push_str(&format!("  (note: {note})\n")),
+        }
+        out.push_str(&format!(
+            "  kubectl{context} -n {INGRESS_NAMESPACE} port-forward svc/{INGRESS_SERVICE} 8080:80\n  \
+             deployer verify --gateway http://127.0.0.1:8080 {services}\n\
+             or let deployer port-forward while it checks:\n  \
+             deployer verify --kubectl{context} {services}\n\
+             then see who called whom:\n  \
+             deployer stats --kubectl{context} --namespace {}\n",
+            self.mesh.namespace
+        ));
+        out
+    }
+
+    /// The ingress gateway's external address when it has one (a cloud LoadBalancer); kind and
+    /// k3d without a load-balancer controller have none, and port-forward is the way in.
+    fn gateway_address(&self) -> Result<Option<String>, String> {
+        let output = self
+            .kubectl
+            .output(
+                &[
+                    "get",
+                    "svc",
+                    INGRESS_SERVICE,
+                    "-n",
+                    INGRESS_NAMESPACE,
+                    "-o",
+                    "jsonpath={.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}",
+                    "--request-timeout=10s",
+                ],
+                None,
+            )
+            .map_err(|e| e.to_string())?;
+        if !output.status.success() {
+            return Err(format!(
+                "no {INGRESS_NAMESPACE}/{INGRESS_SERVICE} Service ({}): the Gateway needs Istio's \
+                 ingress gateway, which `istioctl install --set profile=demo -y` installs",
+                super::kubectl::reason(&output)
+            ));
+        }
+        let address = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        Ok((!address.is_empty()).then_some(address))
+    }
+}
+
+/// `--services N` when the names are the generated ones, else `--names a,b,…`.
+pub fn services_flag(mesh: &Mesh) -> String {
+    let generated = mesh
+        .services
+        .iter()
+        .enumerate()
+        .all(|(i, s)| s.name == names::generated(i));
+    if generated {
+        format!("--services {}", mesh.services.len())
+    } else {
+        let names: Vec<&str> = mesh.services.iter().map(|s| s.name.as_str()).collect();
+        format!("--names {}", names.join(","))
+    }
+}
+
+/// The render stream cut after its first document, which the renderer makes the Namespace.
+pub fn split_namespace(stream: &[u8]) -> Result<(&[u8], &[u8])> {
+    const SEPARATOR: &[u8] = b"\n---\n";
+    let cut = stream
+        .windows(SEPARATOR.len())
+        .position(|w| w == SEPARATOR)
+        .map_or(stream.len(), |i| i + 1);
+    let (first, rest) = stream.split_at(cut);
+    let text = String::from_utf8_lossy(first);
+    if !text.starts_with("---\n") || !text.lines().any(|l| l == "kind: Namespace") {
+        bail!("the render does not start with the Namespace: cannot apply it first");
+    }
+    Ok((first, rest))
+}
+
+/// Documents in a stream: each is opened by a `---` line.
+pub fn count_documents(stream: &[u8]) -> usize {
+    stream
+        .split(|b| *b == b'\n')
+        .filter(|l| *l == b"---")
+        .count()
+}
+
+/// `--timeout=<seconds left>s`, at least one second.
+fn timeout_flag(deadline: Instant) -> String {
+    let left = deadline.saturating_duration_since(Instant::now());
+    format!("--timeout={}s", left.as_secs().max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MeshInput, ServiceChoice, ServiceEntry};
+
+    #[test]
+    fn namespace_first() {
+        let stream = b"---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n---\nkind: ConfigMap\n---\nkind: Service\n";
+        let (ns, rest) = split_namespace(stream).unwrap();
+        assert_eq!(
+            ns,
+            b"---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n"
+        );
+        assert_eq!(rest, b"---\nkind: ConfigMap\n---\nkind: Service\n");
+        assert_eq!(count_documents(rest), 2);
+        assert!(split_namespace(b"---\nkind: Service\n---\nkind: Namespace\n").is_err());
+    }
+
+    #[test]
+    fn verify_flag_names_the_services() {
+        let mesh = Mesh::from_input(MeshInput::default()).unwrap();
+        assert_eq!(services_flag(&mesh), "--services 3");
+        let named = Mesh::from_input(MeshInput {
+            services: Some(ServiceChoice::Listed(vec![
+                ServiceEntry {
+                    name: "web".into(),
+                    port: None,
+                },
+                ServiceEntry {
+                    name: "api".into(),
+                    port: None,
+                },
+            ])),
+            ..MeshInput::default()
+        })
+        .unwrap();
+        assert_eq!(services_flag(&named), "--names web,api");
+    }
+}

@@ -1,0 +1,13 @@
+//! Delivery to a real cluster. Kubernetes is reached only through `kubectl` (so kind, k3d or
+//! GKE work with the contexts and credentials the user already has), registries through the
+//! OCI distribution API. `apply`/`delete` change the cluster, `push` a registry; `verify` and
+//! `stats` read a cluster mesh through a port-forward and the sidecars.
+
+pub mod apply;
+pub mod checks;
+pub mod delete;
+pub mod kubectl;
+pub mod oci;
+pub mod portforward;
+pub mod push;
+pub mod sidecars;

@@ -1,0 +1,258 @@
+//! `deployer apply` through the kubectl stand-in: the exact calls and their order (checks, the
+//! Namespace, the rest, the rollouts), the documents sent (the render, byte for byte), the field
+//! manager and `--context` on every call; each failed check is one line and applies nothing;
+//! `--dry-run` prints the render and runs no kubectl at all.
+
+mod common;
+mod standin;
+
+use standin::{one_line_failure, without_context, StandIn};
+
+const MODULE: [&str; 2] = ["--wasm-file", "meshtally_filter.wasm"];
+const CRDS: [&str; 6] = [
+    "gateways.networking.istio.io",
+    "virtualservices.networking.istio.io",
+    "destinationrules.networking.istio.io",
+    "peerauthentications.security.istio.io",
+    "authorizationpolicies.security.istio.io",
+    "wasmplugins.extensions.istio.io",
+];
+
+fn apply(standin: &StandIn, extra: &[&str]) -> std::process::Output {
+    let flags = standin.kubectl_flags();
+    let mut args = vec!["apply"];
+    args.extend(MODULE);
+    args.extend(flags.iter().map(String::as_str));
+    args.extend(extra);
+    standin.run(&args)
+}
+
+fn render(standin: &StandIn, extra: &[&str]) -> Vec<u8> {
+    let mut args = vec!["render"];
+    args.extend(MODULE);
+    args.extend(extra);
+    let out = common::deployer_in(standin.work.path(), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn applies_namespace_first_then_the_rest_then_waits_for_each_rollout() {
+    let standin = StandIn::new();
+    let out = apply(&standin, &["--timeout", "120"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    let calls = standin.calls();
+    let args: Vec<Vec<&str>> = calls.iter().map(|c| without_context(c)).collect();
+    let mut crd_check = vec!["get", "crd"];
+    crd_check.extend(CRDS);
+    crd_check.extend(["--ignore-not-found", "-o", "name", "--request-timeout=10s"]);
+    let apply = [
+        "apply",
+        "--server-side",
+        "--field-manager=meshtally",
+        "-f",
+        "-",
+    ];
+    assert_eq!(args.len(), 9, "{args:#?}");
+    assert_eq!(args[0], ["get", "--raw=/readyz", "--request-timeout=10s"]);
+    assert_eq!(args[1], crd_check);
+    assert_eq!(args[2], apply);
+    assert_eq!(
+        args[3][..3],
+        [
+            "wait",
+            "--for=jsonpath={.status.phase}=Active",
+            "namespace/istio-demo"
+        ]
+    );
+    assert!(timeout_within(args[3][3], 120), "{:?}", args[3]);
+    assert_eq!(args[4], apply);
+    for (call, service) in args[5..8]
+        .iter()
+        .zip(["service-a", "service-b", "service-c"])
+    {
+        let deployment = format!("deployment/{service}");
+        assert_eq!(
+            call[..5],
+            ["rollout", "status", deployment.as_str(), "-n", "istio-demo"]
+        );
+        assert!(timeout_within(call[5], 120), "{call:?}");
+        assert_eq!(call.len(), 6);
+        assert!(
+            stderr.contains(&format!("  {service}  rolled out")),
+            "{stderr}"
+        );
+    }
+    assert_eq!(args[8][..4], ["get", "svc", "istio-ingressgateway", "-n"]);
+
+    // The two applies together are the render, cut after its first document, the Namespace.
+    let namespace = standin.stdin_of(3);
+    let rest = standin.stdin_of(5);
+    let text = String::from_utf8_lossy(&namespace);
+    assert_eq!(text.matches("\n---\n").count() + 1, 1, "{text}");
+    assert!(text.contains("\nkind: Namespace\n"), "{text}");
+    assert!(!String::from_utf8_lossy(&rest).contains("kind: Namespace"));
+    assert_eq!([namespace, rest].concat(), render(&standin, &[]));
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "applied 24 objects to namespace istio-demo; 3 deployments rolled out",
+        "kubectl --context kind-standin -n istio-system port-forward svc/istio-ingressgateway 8080:80",
+        "deployer verify --gateway http://127.0.0.1:8080 --services 3",
+        "deployer verify --kubectl --context kind-standin --services 3",
+        "deployer stats --kubectl --context kind-standin --namespace istio-demo",
+    ] {
+        assert!(stdout.contains(want), "{stdout} lacks {want:?}");
+    }
+}
+
+/// `--timeout=<n>s` with 0 < n <= max.
+fn timeout_within(flag: &str, max: u64) -> bool {
+    flag.strip_prefix("--timeout=")
+        .and_then(|t| t.strip_suffix('s'))
+        .and_then(|t| t.parse::<u64>().ok())
+        .is_some_and(|t| t > 0 && t <= max)
+}
+
+#[test]
+fn kubectl_from_path_and_mesh_flags_pass_through() {
+    let standin = StandIn::new().on_path().env("STANDIN_LB", "203.0.113.7");
+    let mesh = [
+        "--names",
+        "web,api",
+        "--namespace",
+        "shop",
+        "--replicas",
+        "1",
+    ];
+    let out = apply(&standin, &mesh);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = standin.calls();
+    let rollouts: Vec<&str> = calls
+        .iter()
+        .map(|c| without_context(c))
+        .filter(|c| c[..2] == ["rollout", "status"])
+        .map(|c| c[2])
+        .collect();
+    assert_eq!(rollouts, ["deployment/web", "deployment/api"]);
+    assert_eq!(
+        [standin.stdin_of(3), standin.stdin_of(5)].concat(),
+        render(&standin, &mesh)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("deployer verify --gateway http://203.0.113.7 --names web,api"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("--namespace shop"), "{stdout}");
+}
+
+#[test]
+fn dry_run_is_the_render_and_runs_no_kubectl() {
+    let standin = StandIn::new();
+    let mesh = ["--services", "4", "--namespace", "dry"];
+    let mut args = vec!["apply", "--dry-run"];
+    args.extend(MODULE);
+    args.extend(mesh);
+    let flags = standin.kubectl_flags();
+    args.extend(flags.iter().map(String::as_str));
+    let out = standin.run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, render(&standin, &mesh));
+    assert!(out.stderr.is_empty());
+    assert!(standin.calls().is_empty(), "{:?}", standin.calls());
+
+    // Not even a kubectl to find.
+    let bare = StandIn::new().without_kubectl();
+    let out = bare.run(&["apply", "--dry-run", "--wasm-file", "meshtally_filter.wasm"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, render(&bare, &[]));
+}
+
+#[test]
+fn no_kubectl_is_one_line() {
+    let standin = StandIn::new().without_kubectl();
+    let out = standin.run(&["apply", "--wasm-file", "meshtally_filter.wasm"]);
+    one_line_failure(&out, "kubectl not found on PATH: install it");
+    let out = standin.run(&[
+        "apply",
+        "--wasm-file",
+        "meshtally_filter.wasm",
+        "--kubectl",
+        "/nonexistent/kubectl",
+    ]);
+    one_line_failure(
+        &out,
+        "kubectl /nonexistent/kubectl does not exist or is not an executable file",
+    );
+}
+
+#[test]
+fn unreachable_cluster_is_one_line_and_applies_nothing() {
+    let standin = StandIn::new().env("STANDIN_UNREACHABLE", "1");
+    let out = apply(&standin, &[]);
+    one_line_failure(
+        &out,
+        "cannot reach the cluster of context `kind-standin`: The connection to the server \
+         127.0.0.1:6443 was refused",
+    );
+    assert_eq!(standin.calls().len(), 1, "{:?}", standin.calls());
+}
+
+#[test]
+fn missing_istio_is_one_line_and_applies_nothing() {
+    let standin = StandIn::new().env(
+        "STANDIN_MISSING_CRDS",
+        "wasmplugins.extensions.istio.io peerauthentications.security.istio.io",
+    );
+    let out = apply(&standin, &[]);
+    one_line_failure(
+        &out,
+        "Istio is not installed in this cluster (missing CRDs: \
+         peerauthentications.security.istio.io, wasmplugins.extensions.istio.io): install it \
+         with `istioctl install --set profile=demo -y`",
+    );
+    let calls = standin.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(!calls.iter().any(|c| c.contains(&"apply".to_owned())));
+}
+
+#[test]
+fn a_failed_rollout_names_the_deployment() {
+    let standin = StandIn::new().env("STANDIN_ROLLOUT_FAIL", "service-b");
+    let out = apply(&standin, &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: deployment service-b did not roll out")
+            && last.contains("timed out waiting for the condition"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  service-a  rolled out"), "{stderr}");
+    // It stops at the first failure: service-c is not waited for.
+    let rollouts = standin
+        .calls()
+        .iter()
+        .filter(|c| c.contains(&"rollout".to_owned()))
+        .count();
+    assert_eq!(rollouts, 2);
+}
