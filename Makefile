@@ -7,7 +7,7 @@ WASM := target/wasm32-wasip1/release/meshtally_filter.wasm
 export ENVOY_BIN ?= $(CURDIR)/.venv/bin/envoy-bin
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(CURDIR)/.tools/bin/wasm-bindgen-test-runner
 
-.PHONY: help setup wasm size lint unit wasm-unit e2e test demo manifests clean
+.PHONY: help setup wasm size lint unit wasm-unit e2e test demo manifests bench fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ size: wasm ## print the module's size and initial memory
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p meshtally-filter --target wasm32-wasip1 -- -D warnings
+	cargo clippy -p meshtally-filter -p meshtally-empty-filter --target wasm32-wasip1 -- -D warnings
 
 unit: ## native tests of every crate that needs no Envoy
 	cargo test --workspace --exclude meshtally-tests
@@ -46,6 +46,12 @@ demo: setup wasm ## the local mesh: 3 services on 8000-8002 with Envoy sidecars,
 
 manifests: wasm ## render the default mesh into manifests/ (incl. the generated filter ConfigMap)
 	cargo run -q --release -p meshtally-deployer -- render --output manifests
+
+bench: ## meshtally vs no filter, empty Wasm, Lua and native rules in real Envoy (~4 min); writes BENCHMARKS.md
+	@bench/run.sh --out BENCHMARKS.md
+
+fuzz: ## a long property-based pass over the filter's input handling
+	PROPTEST_CASES=50000 cargo test --release -p meshtally-core --test fuzz
 
 clean: ## remove build output
 	cargo clean

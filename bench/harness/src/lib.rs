@@ -1,0 +1,122 @@
+//! meshtally's benchmark harness: Envoy with no filter, with an empty proxy-wasm filter, with
+//! meshtally (outbound, inbound, inbound over mTLS), with Lua and with native header rules, all
+//! under the same load from oha on loopback, measured in alternation. `run` does the whole job
+//! and returns a `Report`; the binary prints it and writes BENCHMARKS.md.
+
+pub mod admin;
+pub mod certs;
+pub mod cli;
+pub mod configs;
+pub mod envoy;
+pub mod figures;
+pub mod guard;
+pub mod hooks;
+pub mod load;
+pub mod machine;
+pub mod markdown;
+pub mod measure;
+pub mod procfs;
+pub mod report;
+pub mod summary;
+pub mod table;
+pub mod variants;
+pub mod wasm_size;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+pub use cli::Options;
+pub use report::Report;
+
+/// The workspace root, so the harness finds `.venv`, `.tools` and `target/` from anywhere.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A module from its flag, then its environment variable, then the workspace's target dir.
+fn module(
+    explicit: Option<&Path>,
+    env: &str,
+    root: &Path,
+    file: &str,
+    build: &str,
+) -> Result<PathBuf> {
+    let path = explicit
+        .map(Path::to_owned)
+        .or_else(|| std::env::var_os(env).map(PathBuf::from))
+        .unwrap_or_else(|| root.join("target/wasm32-wasip1/release").join(file));
+    if !path.is_file() {
+        anyhow::bail!(
+            "{} is missing: build it with `{build}` then `scripts/wasm-opt.sh <it>` (bench/run.sh does both)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Runs the benchmark; `progress` receives one short line per step.
+pub fn run(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report> {
+    let root = workspace_root();
+    let variants = variants::select(options.variants.as_deref(), &options.candidates)?;
+    let settings = options.settings();
+    let envoy_bin = envoy::find_envoy(options.envoy.as_deref(), &root)?;
+    let oha = load::find_oha(options.oha.as_deref(), &root)?;
+    let meshtally = module(
+        options.meshtally_wasm.as_deref(),
+        "MESHTALLY_WASM",
+        &root,
+        "meshtally_filter.wasm",
+        "cargo build --release --target wasm32-wasip1 -p meshtally-filter",
+    )?;
+    let empty = module(
+        options.empty_wasm.as_deref(),
+        "MESHTALLY_EMPTY_WASM",
+        &root,
+        "meshtally_empty_filter.wasm",
+        "cargo build --release --target wasm32-wasip1 -p meshtally-empty-filter",
+    )?;
+
+    let mut machine = machine::Machine::probe(&envoy_bin, &oha);
+    let dir = tempfile::Builder::new()
+        .prefix("meshtally-bench-")
+        .tempdir()
+        .context("creating a scratch directory")?;
+    guard::remove_on_signal(dir.path());
+    let pki = certs::Pki::create(dir.path())?;
+    let setup = measure::Setup {
+        envoy_bin: &envoy_bin,
+        oha: &oha,
+        modules: configs::Modules {
+            meshtally: &meshtally,
+            empty: &empty,
+        },
+        dir: dir.path(),
+        pki: &pki,
+    };
+    let measured = measure::run(&setup, &variants, &settings, progress)?;
+    machine.load_after = procfs::load_average();
+
+    let modules = vec![
+        report::ModuleRow {
+            name: "meshtally",
+            size: wasm_size::measure(&meshtally)?,
+        },
+        report::ModuleRow {
+            name: "empty",
+            size: wasm_size::measure(&empty)?,
+        },
+    ];
+    let extras = hooks::extras(&hooks::Context {
+        root: &root,
+        quick: options.quick,
+    })?;
+    Ok(Report {
+        machine,
+        settings,
+        quick: options.quick,
+        measured,
+        modules,
+        extras,
+    })
+}
