@@ -297,7 +297,12 @@ pub struct MeshArgs {
 
     /// Number of services, named service-a … service-z, then service-aa, service-ab, …
     /// (at most 1000) [default: 3]
-    #[arg(long, value_name = "N", conflicts_with = "names")]
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "names",
+        allow_negative_numbers = true
+    )]
     pub services: Option<u64>,
 
     /// Service names instead of generated ones, comma-separated (DNS-1035 labels).
@@ -310,11 +315,11 @@ pub struct MeshArgs {
 
     /// Port of the first service; service i listens on BASE + i. Ports 15000-15090 belong to
     /// the Istio sidecar and are refused [default: 8000]
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
     pub base_port: Option<u64>,
 
     /// Pods per service [default: 2]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub replicas: Option<u64>,
 
     /// Demo service image, built from service/Dockerfile

@@ -16,9 +16,22 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
             }
-            // clap adds usage and tips on further lines; the first line says what is wrong.
+            // clap adds usage and tips after a blank line; what is wrong comes before it, at
+            // times over two lines ("…not provided:" then the argument), joined here.
             let text = e.render().to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            let what: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!(
+                "{}",
+                if what.is_empty() {
+                    "error: bad arguments".to_owned()
+                } else {
+                    what.join(" ")
+                }
+            );
             return ExitCode::from(2);
         }
     };

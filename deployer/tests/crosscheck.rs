@@ -17,6 +17,17 @@ fn topologies(module: &str) -> Vec<(&'static str, Vec<String>)> {
         ("defaults", with(&[])),
         ("twelve services", with(&["--services", "12"])),
         (
+            "twelve services in shop from 9000",
+            with(&[
+                "--services",
+                "12",
+                "--namespace",
+                "shop",
+                "--base-port",
+                "9000",
+            ]),
+        ),
+        (
             "past z",
             with(&["--services", "30", "--base-port", "20000"]),
         ),

@@ -40,6 +40,17 @@ fn rendered_documents_match_the_schemas() {
         ("3 services", vec![]),
         ("12 services", vec!["--services", "12"]),
         (
+            "12 services in shop from 9000",
+            vec![
+                "--services",
+                "12",
+                "--namespace",
+                "shop",
+                "--base-port",
+                "9000",
+            ],
+        ),
+        (
             "custom namespace",
             vec!["--namespace", "team-7", "--services", "2"],
         ),

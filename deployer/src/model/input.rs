@@ -43,7 +43,7 @@ pub struct MeshInput {
 /// The mesh file as written. `services` is a count or a list whose entries are a name or a
 /// `{name, port}`; `names` is a list of names.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping of mesh fields")]
 struct MeshFile {
     #[serde(default)]
     services: Option<ServicesField>,
