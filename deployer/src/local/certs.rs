@@ -45,7 +45,12 @@ impl Ca {
     pub fn issue(&self, dir: &Path, namespace: &str, sa: &str) -> Result<Tls> {
         let uri = spiffe_uri(namespace, sa);
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.subject_alt_names = vec![SanType::URI(uri.as_str().try_into()?)];
+        // The loopback address too, so a client connecting to 127.0.0.1 directly (a load
+        // generator, curl --cacert) can verify the server as it would any host.
+        params.subject_alt_names = vec![
+            SanType::URI(uri.as_str().try_into()?),
+            SanType::IpAddress([127, 0, 0, 1].into()),
+        ];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,

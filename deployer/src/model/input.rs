@@ -18,6 +18,25 @@ pub enum ServiceChoice {
     Listed(Vec<ServiceEntry>),
 }
 
+impl ServiceChoice {
+    /// The `--services N` / `--names a,b` flags; a count wins, as clap lets only one through.
+    pub fn from_flags(count: Option<u64>, names: Option<&[String]>) -> Option<ServiceChoice> {
+        match (count, names) {
+            (Some(n), _) => Some(ServiceChoice::Count(n)),
+            (None, Some(names)) => Some(ServiceChoice::Listed(
+                names
+                    .iter()
+                    .map(|name| ServiceEntry {
+                        name: name.clone(),
+                        port: None,
+                    })
+                    .collect(),
+            )),
+            (None, None) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceEntry {
