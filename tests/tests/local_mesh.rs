@@ -207,13 +207,21 @@ fn three_services_tag_count_guard_and_recover() -> Result<()> {
 }
 
 #[test]
-fn six_services_verify_every_pair() -> Result<()> {
+fn six_and_ten_services_verify_every_pair() -> Result<()> {
     let m = LocalMesh::up(6, 28200, 28290, &[])?;
     let out = m.run("verify", &[]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("all 30 pairs passed"), "{text}");
     assert_eq!(text.matches('✓').count(), 30, "{text}");
+
+    let ten = LocalMesh::up(10, 28240, 28291, &[])?;
+    let out = ten.run("verify", &["--json"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["pairs"].as_array().map(Vec::len), Some(90));
+    assert_eq!(report["ok"], true);
+    drop(ten);
     let rows = inbound_counts(&m)?;
     for a in &m.layout.services {
         for b in &m.layout.services {
