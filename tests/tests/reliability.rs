@@ -203,16 +203,21 @@ fn wait_until_verified(m: &LocalMesh, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs load while `fault` happens; returns outcomes per pair.
-fn under_load(m: &LocalMesh, fault: impl FnOnce()) -> Vec<(Outcome, (String, String))> {
+/// `/a/call/b` over every ordered pair in turn, more than any bounded run can send.
+fn round_robin_calls(m: &LocalMesh) -> Vec<String> {
     let names: Vec<String> = m.layout.services.iter().map(|s| s.name.clone()).collect();
     let pairs = ordered_pairs(&names);
-    let paths: Vec<String> = (0..200_000)
+    (0..200_000)
         .map(|i| {
             let (a, b) = &pairs[i % pairs.len()];
             format!("/{a}/call/{b}")
         })
-        .collect();
+        .collect()
+}
+
+/// Runs load while `fault` happens; returns outcomes per pair.
+fn under_load(m: &LocalMesh, fault: impl FnOnce()) -> Vec<(Outcome, (String, String))> {
+    let paths = round_robin_calls(m);
     let stop = AtomicBool::new(false);
     let outcomes = std::thread::scope(|scope| {
         let load = background_load(m, &paths, &stop);
@@ -301,14 +306,7 @@ fn faults_under_load_hit_only_the_broken_service() -> Result<()> {
 #[test]
 fn down_during_load_drains_accepted_requests() -> Result<()> {
     let m = LocalMesh::up(3, 28700, 28790, &[])?;
-    let names: Vec<String> = m.layout.services.iter().map(|s| s.name.clone()).collect();
-    let pairs = ordered_pairs(&names);
-    let paths: Vec<String> = (0..200_000)
-        .map(|i| {
-            let (a, b) = &pairs[i % pairs.len()];
-            format!("/{a}/call/{b}")
-        })
-        .collect();
+    let paths = round_robin_calls(&m);
     let pids = m.pids();
     let stop = AtomicBool::new(false);
     let begin = Instant::now();
