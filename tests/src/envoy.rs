@@ -134,21 +134,7 @@ impl Envoy {
 
     /// The port Envoy bound for a named listener.
     pub fn listener_port(&self, listener: &str) -> Result<u16> {
-        let resp = http::get(self.admin, "/listeners?format=json", &[])?;
-        let json: Value = serde_json::from_slice(&resp.body)?;
-        json["listener_statuses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| l["name"] == listener)
-            .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
-            .and_then(|p| u16::try_from(p).ok())
-            .with_context(|| {
-                format!(
-                    "listener {listener} not found in {}",
-                    String::from_utf8_lossy(&resp.body)
-                )
-            })
+        meshtally_deployer::local::envoy::Admin(self.admin).listener_port(listener)
     }
 
     /// The value of one counter from `/stats`, 0 when it does not exist yet.

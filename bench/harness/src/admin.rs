@@ -6,7 +6,6 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
 
 /// `GET path` on 127.0.0.1:port; returns (status, body). One request per connection.
 pub fn get(port: u16, path: &str) -> Result<(u16, String)> {
@@ -60,17 +59,7 @@ fn dechunk(body: &str) -> String {
 
 /// Every counter and gauge of `/stats?format=json`, by full (untagged) name.
 pub fn stats(port: u16) -> Result<Vec<(String, u64)>> {
-    let (status, body) = get(port, "/stats?format=json")?;
-    if status != 200 {
-        bail!("/stats answered {status}");
-    }
-    let json: Value = serde_json::from_str(&body).context("parsing /stats?format=json")?;
-    Ok(json["stats"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["value"].as_u64()?)))
-        .collect())
+    meshtally_deployer::local::envoy::Admin(port).counters("")
 }
 
 /// One stat by exact name, 0 when absent.

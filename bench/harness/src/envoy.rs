@@ -164,16 +164,7 @@ impl Envoy {
 
     /// The port Envoy bound for a named listener.
     pub fn listener_port(&self, listener: &str) -> Result<u16> {
-        let (_, body) = admin::get(self.admin, "/listeners?format=json")?;
-        let json: Value = serde_json::from_str(&body)?;
-        json["listener_statuses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| l["name"] == listener)
-            .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
-            .and_then(|p| u16::try_from(p).ok())
-            .with_context(|| format!("listener {listener} not found in {body}"))
+        meshtally_deployer::local::envoy::Admin(self.admin).listener_port(listener)
     }
 
     pub fn stats(&self) -> Result<Vec<(String, u64)>> {

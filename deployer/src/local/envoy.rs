@@ -106,6 +106,27 @@ impl Admin {
             .map_or(0, |(_, v)| v))
     }
 
+    /// The port Envoy bound for a named listener (listeners that asked for port 0).
+    pub fn listener_port(&self, listener: &str) -> Result<u16> {
+        let resp = http::get_with_timeout(
+            self.0,
+            "localhost",
+            "/listeners?format=json",
+            &[],
+            Duration::from_secs(5),
+        )?;
+        let json: Value =
+            serde_json::from_slice(&resp.body).context("Envoy /listeners is not JSON")?;
+        json["listener_statuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["name"] == listener)
+            .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+            .with_context(|| format!("listener {listener} not found in {}", resp.text()))
+    }
+
     /// Stops accepting connections on every listener; open connections finish what they have.
     pub fn drain_listeners(&self) -> Result<()> {
         let resp = http::post(self.0, "/drain_listeners", Duration::from_secs(2))?;
