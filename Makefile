@@ -7,7 +7,12 @@ WASM := target/wasm32-wasip1/release/meshtally_filter.wasm
 export ENVOY_BIN ?= $(CURDIR)/.venv/bin/envoy-bin
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(CURDIR)/.tools/bin/wasm-bindgen-test-runner
 
-.PHONY: help setup wasm size lint unit wasm-unit e2e test demo manifests bench fuzz clean
+PREFIX ?= $(HOME)/.local
+# `make install PROFILE=debug` installs the debug build (the install test uses it: same files,
+# no extra release build in CI).
+PROFILE ?= release
+
+.PHONY: help setup wasm size lint unit wasm-unit e2e install install-test test demo manifests bench fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,10 +39,22 @@ wasm-unit: ## the filter logic's tests compiled to wasm, run in Node by wasm-bin
 	cargo test -p meshtally-core --target wasm32-unknown-unknown
 
 e2e: wasm ## end-to-end tests against real Envoy (the filter alone, then the local mesh)
+	cargo build --target wasm32-wasip1
 	cargo build -p meshtally-deployer -p demo-service
 	cargo test -p meshtally-tests
 
-test: setup lint size unit wasm-unit e2e ## everything, as CI runs it
+install: setup wasm ## put deployer and demo-service in $(PREFIX)/bin (default ~/.local), the module and Envoy beside them
+	cargo build $(if $(filter release,$(PROFILE)),--release) -p meshtally-deployer -p demo-service
+	install -Dm755 target/$(if $(filter release,$(PROFILE)),release,debug)/deployer $(PREFIX)/bin/deployer
+	install -Dm755 target/$(if $(filter release,$(PROFILE)),release,debug)/demo-service $(PREFIX)/bin/demo-service
+	install -Dm644 $(WASM) $(PREFIX)/share/meshtally/meshtally_filter.wasm
+	install -Dm755 "$$(readlink -f $(ENVOY_BIN))" $(PREFIX)/lib/meshtally/envoy
+	@echo "installed into $(PREFIX): make sure $(PREFIX)/bin is on PATH, then: deployer up"
+
+install-test: ## make install into a temporary prefix, then up/verify/down from outside the checkout
+	tests/install.sh
+
+test: setup lint size unit wasm-unit e2e install-test ## everything, as CI runs it
 	@echo "make test: all checks passed"
 
 demo: setup wasm ## the local mesh: 3 services on 8000-8002 with Envoy sidecars, gateway on 8080 (Ctrl-C stops)

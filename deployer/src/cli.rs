@@ -14,7 +14,7 @@ use crate::model::{Mesh, MeshInput, ServiceChoice};
 #[derive(Debug, Parser)]
 #[command(
     name = "deployer",
-    version,
+    version = env!("MESHTALLY_LONG_VERSION"),
     about = "The meshtally demo mesh: N services calling each other through Istio, with mTLS, \
              per-service authorization and the meshtally filter - rendered for Kubernetes, or run \
              on this machine with real Envoy sidecars."
@@ -100,16 +100,18 @@ pub struct UpArgs {
     #[command(flatten)]
     pub state: StateArgs,
 
-    /// Envoy binary [default: $ENVOY_BIN, then envoy on PATH, then .venv/bin/envoy]
+    /// Envoy binary [default: $ENVOY_BIN, then envoy on PATH, then <prefix>/lib/meshtally/envoy
+    /// when installed, then the checkout's .venv from `make setup`]
     #[arg(long, value_name = "PATH")]
     pub envoy: Option<PathBuf>,
 
-    /// Filter module [default: target/wasm32-wasip1/release/meshtally_filter.wasm, built
-    /// first if missing]
+    /// Filter module [default: $MESHTALLY_WASM, then <prefix>/share/meshtally/meshtally_filter.wasm
+    /// when installed, then the release build of the checkout (`make wasm`); never built here]
     #[arg(long, value_name = "PATH")]
     pub wasm: Option<PathBuf>,
 
-    /// demo-service binary [default: the one next to this deployer executable]
+    /// demo-service binary [default: the one next to this deployer executable, where `make
+    /// install` and cargo put it]
     #[arg(long, value_name = "PATH")]
     pub service_bin: Option<PathBuf>,
 
@@ -367,6 +369,12 @@ impl MeshArgs {
             Some(path) => MeshInput::from_file(path)?,
             None => MeshInput::default(),
         };
-        Mesh::from_input(self.flags().over(file)).context("invalid mesh")
+        let mut input = self.flags().over(file);
+        if input.wasm_url.is_none() && input.wasm_file.is_none() {
+            // The built module wherever `deployer` finds it (install prefix, its own build,
+            // the checkout around the current folder); else the model's workspace default.
+            input.wasm_file = crate::locate::Places::here().find_module();
+        }
+        Mesh::from_input(input).context("invalid mesh")
     }
 }

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod commands;
 pub mod http;
 pub mod local;
+pub mod locate;
 pub mod model;
 pub mod output;
 pub mod render;

@@ -29,11 +29,13 @@ struct Options {
     /// The SPIFFE service account in service-a's certificate (defaults to service-a).
     caller_identity: Option<&'static str>,
     caller_config: Option<Value>,
+    /// Another build of the module than `make wasm`'s.
+    wasm: Option<std::path::PathBuf>,
 }
 
 fn mesh(opts: Options) -> Result<Mesh> {
     let dir = tempfile::tempdir()?;
-    let wasm = filter_wasm();
+    let wasm = opts.wasm.clone().unwrap_or_else(filter_wasm);
     let app = Echo::start()?;
     let ca = Ca::new(dir.path(), "mesh")?;
     let b_id = ca.issue(dir.path(), "istio-demo", "service-b")?;
@@ -138,6 +140,40 @@ fn tags_request_and_response_and_replaces_spoofed_headers() -> Result<()> {
     assert_eq!(values(&seen, "x-mesh-destination"), ["service-b"]);
     assert_eq!(values(&seen, "x-mesh-peer-verified"), ["false"]);
     assert_eq!(values(&seen, "x-mesh-hops"), ["1"]);
+    Ok(())
+}
+
+/// The design's build command, typed as is at the root (`cargo build --target wasm32-wasip1`,
+/// a debug build that `make e2e` runs first), gives a module that tags and counts in real Envoy.
+#[test]
+fn the_debug_build_of_the_design_command_tags_and_counts() -> Result<()> {
+    let debug =
+        meshtally_tests::workspace_root().join("target/wasm32-wasip1/debug/meshtally_filter.wasm");
+    assert!(
+        debug.is_file(),
+        "{} is missing: run `cargo build --target wasm32-wasip1` at the root (make e2e does)",
+        debug.display()
+    );
+    let m = mesh(Options {
+        mtls: true,
+        wasm: Some(debug),
+        ..Options::default()
+    })?;
+    let resp = call(&m, &[("x-mesh-source", b"service-z")])?;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.header("x-mesh-served-by").as_deref(),
+        Some("service-b")
+    );
+    let seen = m.app.last();
+    assert_eq!(values(&seen, "x-mesh-source"), ["service-a"]);
+    assert_eq!(values(&seen, "x-mesh-peer-verified"), ["true"]);
+    assert_eq!(values(&seen, "x-mesh-hops"), ["1"]);
+    assert_eq!(
+        m.callee
+            .counter(&metric("service-a", "service-b", "inbound", "2xx"))?,
+        1
+    );
     Ok(())
 }
 

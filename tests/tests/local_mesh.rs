@@ -52,6 +52,67 @@ fn count(rows: &[(String, String, String, u64)], source: &str, dest: &str, class
         .sum()
 }
 
+/// The README's first screen pastes a real `curl -si` through the gateway: the same status, the
+/// same header names, the same body shape and the same x-mesh-* values as a run now.
+fn readme_sample_matches(real: &meshtally_tests::http::Response, real_body: &Value) {
+    let readme = std::fs::read_to_string(meshtally_tests::workspace_root().join("README.md"))
+        .expect("README.md");
+    let sample: Vec<&str> = readme
+        .split("$ curl -si localhost:8080/service-c/call/service-a\n")
+        .nth(1)
+        .expect("the README's curl sample")
+        .lines()
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    assert_eq!(
+        sample.first().copied(),
+        Some(format!("HTTP/1.1 {} OK", real.status)).as_deref()
+    );
+    let blank = sample
+        .iter()
+        .position(|l| l.is_empty())
+        .expect("blank line after headers");
+    let mut names: Vec<String> = sample[1..blank]
+        .iter()
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_owned()))
+        .collect();
+    // `connection: close` answers the test client's own `Connection: close`; curl keeps alive.
+    let mut real_names: Vec<String> = real
+        .headers
+        .iter()
+        .map(|(n, _)| n.to_lowercase())
+        .filter(|n| n != "connection")
+        .collect();
+    names.sort();
+    real_names.sort();
+    assert_eq!(names, real_names, "README header names");
+    assert!(sample.contains(&"x-mesh-served-by: service-c"));
+    let body: Value = serde_json::from_str(sample[blank + 1]).expect("README body is JSON");
+    let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(keys(&body), keys(real_body), "README body keys");
+    assert_eq!(
+        keys(&body["body"]),
+        keys(&real_body["body"]),
+        "README body.body keys"
+    );
+    for tag in [
+        "x-mesh-source",
+        "x-mesh-destination",
+        "x-mesh-peer-verified",
+        "x-mesh-hops",
+    ] {
+        let (said, seen) = (
+            &body["body"]["request_headers"][tag],
+            &real_body["body"]["request_headers"][tag],
+        );
+        assert_eq!(said, seen, "README {tag}");
+    }
+    assert_eq!(
+        body["response_headers"]["x-mesh-served-by"],
+        real_body["response_headers"]["x-mesh-served-by"]
+    );
+}
+
 #[test]
 fn three_services_tag_count_guard_and_recover() -> Result<()> {
     let m = LocalMesh::up(3, 28100, 28190, &[])?;
@@ -71,6 +132,7 @@ fn three_services_tag_count_guard_and_recover() -> Result<()> {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-mesh-served-by").as_deref(), Some("service-c"));
     let body = r.json()?;
+    readme_sample_matches(&r, &body);
     let seen = &body["body"]["request_headers"];
     assert_eq!(seen["x-mesh-source"], "service-c");
     assert_eq!(seen["x-mesh-peer-verified"], "true");

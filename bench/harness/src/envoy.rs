@@ -13,9 +13,11 @@ use crate::admin;
 use crate::guard::Guarded;
 
 /// Envoy as `deployer up` finds it: `--envoy`, then `ENVOY_BIN`, then `PATH`, then the
-/// workspace's `.venv`.
+/// workspace's `.venv` (the bench runs from the workspace root).
 pub fn find_envoy(explicit: Option<&Path>, root: &Path) -> Result<PathBuf> {
-    meshtally_deployer::local::envoy::find_from(explicit, root)
+    let mut places = meshtally_deployer::locate::Places::here();
+    places.cwd = root.to_path_buf();
+    places.envoy(explicit)
 }
 
 /// The first line of `envoy --version`, for the report.

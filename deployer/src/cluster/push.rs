@@ -52,9 +52,7 @@ pub fn plan(req: PushRequest) -> Result<PushPlan> {
     if let Some(host) = &req.pull_registry {
         check_host(host)?;
     }
-    let module_path = req
-        .wasm
-        .unwrap_or_else(crate::local::up::default_module_path);
+    let module_path = req.wasm.unwrap_or_else(crate::locate::default_module);
     let module = read_module(&module_path)?;
     let image = image::build(&module).context("packing the module as an OCI image")?;
     let credentials = auth::credentials(reference.resolve_registry())?;

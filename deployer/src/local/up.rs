@@ -11,10 +11,10 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::envoy;
 use super::layout::{FailStrategy, FilterPlan, FilterState, Layout, MtlsMode, Tools, GATEWAY};
 use super::state::{alive, tail, StateDir};
 use super::supervisor::{processes, Supervisor};
+use crate::locate::Places;
 use crate::model::Mesh;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,15 +49,16 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
             state.root.display()
         );
     }
-    let envoy = envoy::find(req.envoy.as_deref())?;
-    let service_bin = demo_service(req.service_bin)?;
+    let places = Places::here();
+    let envoy = places.envoy(req.envoy.as_deref())?;
+    let service_bin = places.demo_service(req.service_bin.as_deref())?;
     let plugin_config = match &req.plugin_config {
         Some(text) => serde_json::from_str(text).context("--plugin-config is not valid JSON")?,
         None => serde_json::json!({}),
     };
     // Module and config problems are found here, with the filter's own config rules, so a
     // fail-open or fail-close mesh behaves as Istio would instead of Envoy refusing to start.
-    let module = filter_module(req.wasm);
+    let module = places.module(req.wasm.as_deref());
     let config_problem = mesh.services.iter().find_map(|s| {
         let node = meshtally_core::NodeMetadata {
             workload_name: Some(s.name.clone().into_bytes()),
@@ -269,101 +270,4 @@ fn print_table(layout: &Layout, elapsed: Duration) {
         &layout.services[layout.services.len() - 1].name,
     );
     println!("\ntry:\n  curl -sv localhost:{}/{last}/call/{first}\n  deployer verify\n  deployer stats\n", g.port);
-}
-
-/// The filter module: `--wasm`, or the workspace build (built now if missing).
-fn filter_module(flag: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(path) = flag {
-        return absolute(&path)
-            .with_context(|| format!("filter module {} not found (--wasm)", path.display()));
-    }
-    let default = PathBuf::from(crate::model::DEFAULT_WASM_FILE);
-    if default.is_file() {
-        return absolute(&default);
-    }
-    // Inside the workspace (from any of its folders): the workspace's build, built now if missing.
-    let Some(target) = cargo_target_dir() else {
-        bail!(
-            "filter module {} not found: build it with `make wasm`, or pass --wasm PATH",
-            default.display()
-        );
-    };
-    let built = target.join("wasm32-wasip1/release/meshtally_filter.wasm");
-    if !built.is_file() {
-        eprintln!("filter module not built yet: building it (cargo build --release --target wasm32-wasip1 -p meshtally-filter)…");
-        let status = Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip1",
-                "-p",
-                "meshtally-filter",
-            ])
-            .status()
-            .context("running cargo to build the filter")?;
-        if !status.success() || !built.is_file() {
-            bail!(
-                "filter module {} is not built and building it failed: run `make wasm`",
-                built.display()
-            );
-        }
-    }
-    absolute(&built)
-}
-
-/// Where the built filter is expected when no path is given: the default relative path if it
-/// exists, else the build of the cargo workspace around the current dir (which may not exist).
-pub fn default_module_path() -> PathBuf {
-    let default = PathBuf::from(crate::model::DEFAULT_WASM_FILE);
-    if default.is_file() {
-        return default;
-    }
-    cargo_target_dir().map_or(default, |t| {
-        t.join("wasm32-wasip1/release/meshtally_filter.wasm")
-    })
-}
-
-/// The target dir of the cargo workspace around the current dir, if there is one that holds
-/// the filter.
-fn cargo_target_dir() -> Option<PathBuf> {
-    let out = Command::new("cargo")
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let has_filter = meta["packages"]
-        .as_array()?
-        .iter()
-        .any(|p| p["name"] == "meshtally-filter");
-    has_filter.then(|| PathBuf::from(meta["target_directory"].as_str().unwrap_or_default()))
-}
-
-/// `demo-service`: `--service-bin`, or the one built next to this executable.
-fn demo_service(flag: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(path) = flag {
-        return absolute(&path).with_context(|| {
-            format!(
-                "demo-service binary {} not found (--service-bin)",
-                path.display()
-            )
-        });
-    }
-    let exe = std::env::current_exe().context("finding the deployer executable")?;
-    let sibling = exe.with_file_name("demo-service");
-    if sibling.is_file() {
-        return Ok(sibling);
-    }
-    bail!(
-        "demo-service binary not found next to {}: build it with `cargo build --release -p demo-service`, or pass --service-bin PATH",
-        exe.display()
-    )
-}
-
-fn absolute(path: &Path) -> Result<PathBuf> {
-    if !path.is_file() {
-        bail!("no such file");
-    }
-    Ok(std::fs::canonicalize(path)?)
 }

