@@ -17,11 +17,21 @@
 )]
 
 pub mod config;
+#[cfg(any(test, feature = "fake-host"))]
+pub mod fake;
+pub mod host;
+#[cfg(any(test, feature = "fake-host"))]
+pub mod ledger;
 pub mod metrics;
+pub mod stream;
+#[cfg(test)]
+mod stream_tests;
 pub mod tagging;
 
 pub use config::{Config, ConfigError, Direction, NodeMetadata};
+pub use host::{Host, LogLevel};
 pub use metrics::{parse_metric_name, CodeClass, MetricCache, MetricKind, ParsedMetric};
+pub use stream::{Flow, Plugin, Stream};
 pub use tagging::{Caller, HopDecision};
 
 /// Header names the filter owns. Anything a client sends under these names is replaced.

@@ -1,0 +1,206 @@
+//! Per-stream behaviour, written against [`Host`]: tag the request on the way in or out, and
+//! count the stream once at its end (`on_log`), so local replies, upstream failures and resets
+//! are all counted. `meshtally-filter` forwards proxy-wasm's callbacks here with Envoy as the
+//! host; the tests drive the same code with the fake host.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::config::{Config, ConfigError, Direction, NodeMetadata};
+use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SOURCE};
+use crate::host::{Host, LogLevel};
+use crate::metrics::{CodeClass, MetricCache};
+use crate::tagging::{self, HopDecision};
+
+/// What the proxy should do after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Stop the filter chain (the stream was answered locally).
+    Pause,
+}
+
+/// The body of the 508 the outbound side answers when `x-mesh-hops` exceeds `max_hops`.
+pub const LOOP_BODY: &[u8] = b"meshtally: loop detected: x-mesh-hops exceeds max_hops\n";
+
+/// What every stream of a root context shares: the config and the metric ids.
+///
+/// Envoy shares one root context between listeners whose plugin config is identical — an Istio
+/// sidecar's inbound and outbound listeners both get the WasmPlugin's one `pluginConfig` — so
+/// nothing here may assume a single listener: the direction is a per-stream fact.
+#[derive(Debug)]
+pub struct Plugin {
+    pub config: Config,
+    inbound: RefCell<MetricCache>,
+    outbound: RefCell<MetricCache>,
+}
+
+impl Plugin {
+    /// `on_configure`: reads and checks the plugin config (with the node metadata as the
+    /// fallback for `service`). The error names the field at fault.
+    pub fn configure(host: &impl Host) -> Result<Plugin, ConfigError> {
+        let raw = host.plugin_configuration();
+        let node = NodeMetadata {
+            workload_name: host.node_metadata(&["WORKLOAD_NAME"]),
+            app_label: host.node_metadata(&["LABELS", "app"]),
+        };
+        let config = Config::parse(&raw, &node)?;
+        Ok(Plugin {
+            config,
+            inbound: RefCell::new(MetricCache::new(Direction::Inbound)),
+            outbound: RefCell::new(MetricCache::new(Direction::Outbound)),
+        })
+    }
+
+    /// The stream's direction: configured, or the listener's.
+    fn direction(&self, host: &impl Host) -> Option<Direction> {
+        self.config.direction.or_else(|| host.listener_direction())
+    }
+
+    fn metrics(&self, direction: Direction) -> &RefCell<MetricCache> {
+        match direction {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        }
+    }
+}
+
+/// One HTTP stream through the filter.
+pub struct Stream<H> {
+    plugin: Rc<Plugin>,
+    host: H,
+    direction: Option<Direction>,
+    /// The peer on the other side of this sidecar; the local service is the other end.
+    /// Outbound: the destination. Inbound: the caller.
+    peer: Option<String>,
+}
+
+impl<H: Host> Stream<H> {
+    pub fn new(plugin: Rc<Plugin>, host: H) -> Stream<H> {
+        Stream {
+            plugin,
+            host,
+            direction: None,
+            peer: None,
+        }
+    }
+
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    pub fn on_request_headers(&mut self) -> Flow {
+        self.direction = self.plugin.direction(&self.host);
+        match self.direction {
+            Some(Direction::Outbound) => self.outbound(),
+            Some(Direction::Inbound) => self.inbound(),
+            None => {
+                self.host.log(
+                    LogLevel::Warn,
+                    "meshtally: listener direction unknown; set `direction` in the plugin config",
+                );
+                Flow::Continue
+            }
+        }
+    }
+
+    pub fn on_response_headers(&mut self) -> Flow {
+        if self.direction == Some(Direction::Inbound) {
+            self.host
+                .set_response_header(SERVED_BY, &self.plugin.config.service);
+        }
+        Flow::Continue
+    }
+
+    /// The stream is over (completed, answered locally, failed or reset): count it once.
+    pub fn on_log(&mut self) {
+        if let Some(direction) = self.direction {
+            self.count(direction);
+        }
+    }
+
+    fn outbound(&mut self) -> Flow {
+        let host = &self.host;
+        let service = self.plugin.config.service.as_str();
+        let authority = host.request_header(":authority");
+        self.peer = Some(tagging::destination_from_authority(authority.as_deref()).to_owned());
+
+        let incoming = tagging::parse_hops(host.request_header(HOPS).as_deref());
+        let mut buf = [0; 10];
+        match tagging::outbound_hops(incoming, self.plugin.config.max_hops) {
+            HopDecision::Forward(hops) => {
+                // Set, not add: whatever the app sent as x-mesh-source is replaced.
+                host.set_request_header(SOURCE, service);
+                host.set_request_header(HOPS, tagging::format_u32(hops, &mut buf));
+                Flow::Continue
+            }
+            HopDecision::Loop(hops) => {
+                let hops = tagging::format_u32(hops, &mut buf);
+                host.send_local_response(
+                    508,
+                    &[
+                        (SOURCE, service),
+                        (HOPS, hops),
+                        ("content-type", "text/plain"),
+                    ],
+                    LOOP_BODY,
+                );
+                Flow::Pause
+            }
+        }
+    }
+
+    fn inbound(&mut self) -> Flow {
+        let host = &self.host;
+        let service = self.plugin.config.service.as_str();
+        let san = host.property(&["connection", "uri_san_peer_certificate"]);
+        let claimed = host.request_header(SOURCE);
+        let caller = tagging::resolve_caller(san.as_deref(), claimed.as_deref());
+        host.set_request_header(SOURCE, caller.name);
+        host.set_request_header(DESTINATION, service);
+        host.set_request_header(
+            PEER_VERIFIED,
+            if caller.verified { "true" } else { "false" },
+        );
+        self.peer = Some(caller.name.to_owned());
+
+        // Hops pass through inbound, but only as a number we parsed ourselves.
+        if let Some(raw) = host.request_header(HOPS) {
+            let mut buf = [0; 10];
+            host.set_request_header(
+                HOPS,
+                tagging::format_u32(tagging::parse_hops(Some(&raw)), &mut buf),
+            );
+        }
+        Flow::Continue
+    }
+
+    fn count(&self, direction: Direction) {
+        let Some(peer) = self.peer.as_deref() else {
+            return;
+        };
+        let host = &self.host;
+        let service = self.plugin.config.service.as_str();
+        let (source, destination) = match direction {
+            Direction::Outbound => (service, peer),
+            Direction::Inbound => (peer, service),
+        };
+        let code = host
+            .property_i64(&["response", "code"])
+            .and_then(|c| u64::try_from(c).ok());
+        let class = CodeClass::from_code(code);
+
+        let Ok(mut cache) = self.plugin.metrics(direction).try_borrow_mut() else {
+            return;
+        };
+        let Some(ids) = cache.ids(source, destination, class, |kind, name| {
+            host.define_metric(kind, name)
+        }) else {
+            return;
+        };
+        host.increment(ids.requests);
+        if let Some(nanos) = host.property_i64(&["request", "duration"]) {
+            host.record(ids.duration, u64::try_from(nanos / 1_000_000).unwrap_or(0));
+        }
+    }
+}

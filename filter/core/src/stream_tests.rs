@@ -1,0 +1,328 @@
+//! `Stream`'s behaviour, end to end through the fake host: outbound and inbound tagging, the
+//! 508 loop guard, counting at `on_log`, and the host calls each request costs.
+
+use std::rc::Rc;
+
+use crate::config::ConfigError;
+use crate::fake::{CallKind, FakeHost};
+use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SOURCE};
+use crate::host::LogLevel;
+use crate::ledger;
+use crate::metrics::{metric_name, CodeClass, REQUESTS_TOTAL, REQUEST_DURATION};
+use crate::stream::{Flow, Plugin, Stream, LOOP_BODY};
+use crate::Direction;
+// Under wasm32 the same tests run in Node through wasm-bindgen-test.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const SAN: &[u8] = b"spiffe://cluster.local/ns/demo/sa/service-c";
+
+fn host(config: &str) -> FakeHost {
+    FakeHost {
+        configuration: config.as_bytes().to_vec(),
+        ..FakeHost::default()
+    }
+    .with_i64_property("response.code", 200)
+    .with_i64_property("request.duration", 7_900_000)
+}
+
+fn plugin(host: &FakeHost) -> Rc<Plugin> {
+    Rc::new(Plugin::configure(host).unwrap())
+}
+
+/// One whole stream: request headers, response headers (unless answered locally), log.
+fn run(plugin: &Rc<Plugin>, host: &FakeHost, headers: &[(&str, &[u8])]) -> Flow {
+    host.start_request(headers);
+    let mut stream = Stream::new(Rc::clone(plugin), host);
+    let flow = stream.on_request_headers();
+    if flow == Flow::Continue {
+        stream.on_response_headers();
+    }
+    stream.on_log();
+    flow
+}
+
+fn requests(source: &str, destination: &str, direction: Direction, class: CodeClass) -> String {
+    metric_name(REQUESTS_TOTAL, source, destination, direction, class)
+}
+
+#[test]
+fn outbound_tags_and_counts() {
+    let host = host(r#"{"service":"service-a","direction":"outbound"}"#);
+    let plugin = plugin(&host);
+    let flow = run(
+        &plugin,
+        &host,
+        &[
+            (":authority", b"service-b.demo.svc.cluster.local:8001"),
+            (SOURCE, b"forged"),
+            (HOPS, b"2"),
+        ],
+    );
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(
+        host.request_header_value(SOURCE).as_deref(),
+        Some("service-a")
+    );
+    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("3"));
+    // Outbound adds nothing else, and nothing to the response.
+    assert_eq!(host.request_header_value(DESTINATION), None);
+    assert_eq!(host.request_header_value(PEER_VERIFIED), None);
+    assert_eq!(host.response_header_value(SERVED_BY), None);
+    let name = requests(
+        "service-a",
+        "service-b",
+        Direction::Outbound,
+        CodeClass::C2xx,
+    );
+    assert_eq!(host.counter(&name), 1);
+    let duration = metric_name(
+        REQUEST_DURATION,
+        "service-a",
+        "service-b",
+        Direction::Outbound,
+        CodeClass::C2xx,
+    );
+    assert_eq!(host.histogram(&duration), vec![7]);
+}
+
+#[test]
+fn outbound_without_hops_starts_at_one() {
+    let host = host(r#"{"service":"service-a","direction":"outbound"}"#);
+    let plugin = plugin(&host);
+    run(&plugin, &host, &[(":authority", b"service-b:8001")]);
+    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("1"));
+}
+
+#[test]
+fn outbound_past_max_hops_answers_508_and_counts_it() {
+    let mut host = host(r#"{"service":"service-a","direction":"outbound","max_hops":3}"#);
+    host = host.with_i64_property("response.code", 508);
+    let plugin = plugin(&host);
+    let flow = run(
+        &plugin,
+        &host,
+        &[(":authority", b"service-b:8001"), (HOPS, b"3")],
+    );
+    assert_eq!(flow, Flow::Pause);
+    let reply = host.local_response.borrow().clone().unwrap();
+    assert_eq!(reply.status, 508);
+    assert_eq!(reply.body, LOOP_BODY);
+    assert!(reply
+        .headers
+        .contains(&(SOURCE.to_owned(), "service-a".to_owned())));
+    assert!(reply.headers.contains(&(HOPS.to_owned(), "4".to_owned())));
+    // The request was not tagged for forwarding: it goes nowhere.
+    assert_eq!(host.request_header_value(SOURCE), None);
+    let name = requests(
+        "service-a",
+        "service-b",
+        Direction::Outbound,
+        CodeClass::C5xx,
+    );
+    assert_eq!(host.counter(&name), 1);
+}
+
+#[test]
+fn inbound_plain_trusts_only_a_well_formed_claim_and_never_verifies_it() {
+    let host = host(r#"{"service":"service-b","direction":"inbound"}"#);
+    let plugin = plugin(&host);
+    run(
+        &plugin,
+        &host,
+        &[
+            (SOURCE, b"service-a"),
+            (PEER_VERIFIED, b"true"),
+            (HOPS, b" 4 "),
+            (DESTINATION, b"elsewhere"),
+        ],
+    );
+    assert_eq!(
+        host.request_header_value(SOURCE).as_deref(),
+        Some("service-a")
+    );
+    assert_eq!(
+        host.request_header_value(DESTINATION).as_deref(),
+        Some("service-b")
+    );
+    assert_eq!(
+        host.request_header_value(PEER_VERIFIED).as_deref(),
+        Some("false")
+    );
+    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("4"));
+    assert_eq!(
+        host.response_header_value(SERVED_BY).as_deref(),
+        Some("service-b")
+    );
+    let name = requests(
+        "service-a",
+        "service-b",
+        Direction::Inbound,
+        CodeClass::C2xx,
+    );
+    assert_eq!(host.counter(&name), 1);
+
+    run(&plugin, &host, &[(SOURCE, b"Not A Label")]);
+    assert_eq!(
+        host.request_header_value(SOURCE).as_deref(),
+        Some("unknown")
+    );
+    // No incoming hops: none invented inbound.
+    assert_eq!(host.request_header_value(HOPS), None);
+}
+
+#[test]
+fn inbound_mtls_certificate_beats_the_header() {
+    let host = host(r#"{"service":"service-b","direction":"inbound"}"#)
+        .with_property("connection.uri_san_peer_certificate", SAN);
+    let plugin = plugin(&host);
+    run(&plugin, &host, &[(SOURCE, b"service-a")]);
+    assert_eq!(
+        host.request_header_value(SOURCE).as_deref(),
+        Some("service-c")
+    );
+    assert_eq!(
+        host.request_header_value(PEER_VERIFIED).as_deref(),
+        Some("true")
+    );
+    let name = requests(
+        "service-c",
+        "service-b",
+        Direction::Inbound,
+        CodeClass::C2xx,
+    );
+    assert_eq!(host.counter(&name), 1);
+}
+
+#[test]
+fn direction_comes_from_the_listener_when_not_configured() {
+    // One root context serves both listeners: each stream reads its own listener's direction.
+    for (path, value, want) in [
+        ("xds.listener_direction", 1, Direction::Inbound),
+        ("xds.listener_direction", 2, Direction::Outbound),
+        // Envoy before 1.28 serves it without the `xds.` prefix.
+        ("listener_direction", 1, Direction::Inbound),
+    ] {
+        let host = host(r#"{"service":"service-b"}"#).with_i64_property(path, value);
+        let plugin = plugin(&host);
+        run(
+            &plugin,
+            &host,
+            &[(":authority", b"service-c"), (SOURCE, b"service-a")],
+        );
+        let name = match want {
+            Direction::Inbound => requests("service-a", "service-b", want, CodeClass::C2xx),
+            Direction::Outbound => requests("service-b", "service-c", want, CodeClass::C2xx),
+        };
+        assert_eq!(host.counter(&name), 1, "{path}={value}");
+    }
+}
+
+#[test]
+fn unknown_direction_is_logged_and_passes_untouched() {
+    let host = host(r#"{"service":"service-b"}"#).with_i64_property("xds.listener_direction", 0);
+    let plugin = plugin(&host);
+    let flow = run(&plugin, &host, &[(SOURCE, b"forged")]);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.request_header_value(SOURCE).as_deref(), Some("forged"));
+    assert!(host.metrics.borrow().is_empty());
+    let logs = host.logs.borrow();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].0, LogLevel::Warn);
+    assert!(logs[0].1.contains("`direction`"));
+}
+
+#[test]
+fn counted_at_on_log_exactly_once_per_stream() {
+    let host = host(r#"{"service":"service-a","direction":"outbound"}"#);
+    let plugin = plugin(&host);
+    let name = requests(
+        "service-a",
+        "service-b",
+        Direction::Outbound,
+        CodeClass::C2xx,
+    );
+    host.start_request(&[(":authority", b"service-b")]);
+    let mut stream = Stream::new(Rc::clone(&plugin), &host);
+    stream.on_request_headers();
+    stream.on_response_headers();
+    // Not before the stream ends: on_log is Envoy's "stream complete".
+    assert_eq!(host.counter(&name), 0);
+    stream.on_log();
+    assert_eq!(host.counter(&name), 1);
+    for _ in 0..99 {
+        run(&plugin, &host, &[(":authority", b"service-b")]);
+    }
+    assert_eq!(host.counter(&name), 100);
+    // Metrics are defined once per tag set, not per request.
+    assert_eq!(host.metrics.borrow().len(), 2);
+}
+
+#[test]
+fn a_reset_stream_counts_as_none() {
+    let mut host = host(r#"{"service":"service-a","direction":"outbound"}"#);
+    host.properties.remove("response.code");
+    host.properties.remove("request.duration");
+    let plugin = plugin(&host);
+    host.start_request(&[(":authority", b"service-b")]);
+    let mut stream = Stream::new(Rc::clone(&plugin), &host);
+    stream.on_request_headers();
+    stream.on_log();
+    let name = requests(
+        "service-a",
+        "service-b",
+        Direction::Outbound,
+        CodeClass::None,
+    );
+    assert_eq!(host.counter(&name), 1);
+    // No duration known: nothing recorded rather than a made-up value.
+    assert!(host.histograms.borrow().is_empty());
+}
+
+#[test]
+fn refused_metrics_leave_the_request_uncounted_but_tagged() {
+    let mut host = host(r#"{"service":"service-a","direction":"outbound"}"#);
+    host.refuse_metrics = true;
+    let plugin = plugin(&host);
+    run(&plugin, &host, &[(":authority", b"service-b")]);
+    assert_eq!(
+        host.request_header_value(SOURCE).as_deref(),
+        Some("service-a")
+    );
+    assert!(host.counters.borrow().is_empty());
+}
+
+#[test]
+fn configure_refuses_bad_config_and_reads_node_metadata() {
+    let bad = host(r#"{"service":"a","direction":"sideways"}"#);
+    let err = Plugin::configure(&bad).unwrap_err();
+    assert!(matches!(err, ConfigError::BadDirection(_)));
+    assert!(err.to_string().contains("`direction`"));
+
+    let istio = host("").with_property("xds.node.metadata.WORKLOAD_NAME", b"reviews-v1");
+    assert_eq!(
+        Plugin::configure(&istio).unwrap().config.service,
+        "reviews-v1"
+    );
+    let old = host("{}").with_property("node.metadata.LABELS.app", b"reviews");
+    assert_eq!(Plugin::configure(&old).unwrap().config.service, "reviews");
+}
+
+/// The per-request host-call budget: a change that adds a host call to the hot path fails here
+/// and has to justify itself in `make bench`.
+#[test]
+fn host_calls_per_request() {
+    let count =
+        |kind: CallKind, s: &ledger::Scenario| s.calls.iter().filter(|c| c.kind == kind).count();
+    let scenarios = ledger::per_request();
+    let [outbound, inbound, mtls] = &scenarios[..] else {
+        panic!("three scenarios")
+    };
+    assert_eq!(outbound.calls.len(), 8, "{:#?}", outbound.calls);
+    assert_eq!(count(CallKind::Property, outbound), 2);
+    assert_eq!(count(CallKind::DefineMetric, outbound), 0);
+    assert_eq!(inbound.calls.len(), 12, "{:#?}", inbound.calls);
+    assert_eq!(count(CallKind::Property, inbound), 3);
+    assert_eq!(mtls.calls.len(), inbound.calls.len());
+    assert!(mtls.bytes_out() > inbound.bytes_out());
+}
