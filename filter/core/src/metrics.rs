@@ -2,8 +2,6 @@
 //! `<tag>=.=<value>;.;` form that Istio's extraStatTags and Envoy's `stats_tags` extract, so
 //! `/stats/prometheus` shows `meshtally_requests_total{source=…,destination=…,…}`.
 
-use std::collections::BTreeMap;
-
 use crate::config::Direction;
 
 pub const REQUESTS_TOTAL: &str = "meshtally_requests_total";
@@ -131,28 +129,41 @@ pub struct MetricIds {
 
 type Classes = [Option<MetricIds>; CodeClass::ALL];
 
+/// One (source, destination) pair and its metric ids per code class.
+#[derive(Debug)]
+struct Pair {
+    source: String,
+    destination: String,
+    classes: Classes,
+}
+
 /// Caches metric ids per (source, destination, class) for one listener direction, so a metric is
-/// defined with the host once and later requests only look up two small maps without allocating.
-/// B-trees rather than hash maps: lookups by `&str` stay cheap for the few pairs a sidecar sees,
-/// and std's SipHash and seeding stay out of the module.
+/// defined with the host once and later requests only look it up, without allocating.
+/// A vector sorted by pair, searched by bisection: lookups by `&str` stay O(log n) for up to
+/// [`MAX_PAIRS`] pairs, inserts (once per pair) move at most that many entries, and the module
+/// carries neither a B-tree (≈5 KB of wasm) nor std's SipHash and seeding.
 #[derive(Debug)]
 pub struct MetricCache {
     direction: Direction,
-    by_pair: BTreeMap<String, BTreeMap<String, Classes>>,
-    pairs: usize,
+    pairs: Vec<Pair>,
 }
 
 impl MetricCache {
     pub fn new(direction: Direction) -> MetricCache {
         MetricCache {
             direction,
-            by_pair: BTreeMap::new(),
-            pairs: 0,
+            pairs: Vec::new(),
         }
     }
 
     pub fn direction(&self) -> Direction {
         self.direction
+    }
+
+    fn find(&self, source: &str, destination: &str) -> Result<usize, usize> {
+        self.pairs.binary_search_by(|p| {
+            (p.source.as_str(), p.destination.as_str()).cmp(&(source, destination))
+        })
     }
 
     /// Returns the ids for a tag set, defining the metrics through `define` on first use.
@@ -165,33 +176,34 @@ impl MetricCache {
         class: CodeClass,
         mut define: impl FnMut(MetricKind, &str) -> Option<u32>,
     ) -> Option<MetricIds> {
-        let known = self
-            .by_pair
-            .get(source)
-            .is_some_and(|d| d.contains_key(destination));
-        let (source, destination) = if known || self.pairs < MAX_PAIRS {
-            (source, destination)
-        } else {
-            (OVERFLOW, OVERFLOW)
+        let known = self.find(source, destination);
+        let (source, destination, at) = match known {
+            Ok(at) => (source, destination, Ok(at)),
+            Err(_) if self.pairs.len() < MAX_PAIRS => (source, destination, known),
+            Err(_) => (OVERFLOW, OVERFLOW, self.find(OVERFLOW, OVERFLOW)),
         };
-        if let Some(ids) = self
-            .by_pair
-            .get(source)
-            .and_then(|d| d.get(destination))
-            .and_then(|classes| classes.get(class.index()).copied().flatten())
-        {
-            return Some(ids);
-        }
         // The pair takes its place under the cap before anything is defined: a host that
         // defines the counter and then refuses the histogram would otherwise keep a counter
-        // for every forged pair, none of them counted against MAX_PAIRS.
-        let by_dest = self.by_pair.entry(source.to_owned()).or_default();
-        if !by_dest.contains_key(destination) {
-            self.pairs += 1;
+        // for every forged pair, none of them counted against MAX_PAIRS. (The overflow pair
+        // itself may be the one entry past the cap.)
+        let at = match at {
+            Ok(at) => at,
+            Err(at) => {
+                self.pairs.insert(
+                    at,
+                    Pair {
+                        source: source.to_owned(),
+                        destination: destination.to_owned(),
+                        classes: [None; CodeClass::ALL],
+                    },
+                );
+                at
+            }
+        };
+        let slot = self.pairs.get_mut(at)?.classes.get_mut(class.index())?;
+        if let Some(ids) = slot {
+            return Some(*ids);
         }
-        let classes = by_dest
-            .entry(destination.to_owned())
-            .or_insert([None; CodeClass::ALL]);
         let requests = define(
             MetricKind::Counter,
             &metric_name(REQUESTS_TOTAL, source, destination, self.direction, class),
@@ -201,9 +213,7 @@ impl MetricCache {
             &metric_name(REQUEST_DURATION, source, destination, self.direction, class),
         )?;
         let ids = MetricIds { requests, duration };
-        if let Some(slot) = classes.get_mut(class.index()) {
-            *slot = Some(ids);
-        }
+        *slot = Some(ids);
         Some(ids)
     }
 }
