@@ -10,6 +10,14 @@ case $target in /*) ;; *) target=$PWD/$target ;; esac
 built=$target/wasm32-wasip1/release
 cargo build --release --target wasm32-wasip1 -p meshtally-filter
 cargo build --release --target wasm32-wasip1 -p meshtally-empty-filter
+# The size goal compares the modules as cargo leaves them too: copies before any wasm-opt
+# (cargo has just put its own output back, see scripts/wasm-opt.sh).
+mkdir -p "$target/bench/plain"
+for module in meshtally_filter meshtally_empty_filter; do
+  cp "$built/$module.wasm" "$target/bench/plain/$module.wasm"
+done
+export MESHTALLY_PLAIN_WASM=${MESHTALLY_PLAIN_WASM:-$target/bench/plain/meshtally_filter.wasm}
+export MESHTALLY_EMPTY_PLAIN_WASM=${MESHTALLY_EMPTY_PLAIN_WASM:-$target/bench/plain/meshtally_empty_filter.wasm}
 # For the render and local-mesh figures.
 cargo build --release -p meshtally-deployer -p demo-service
 scripts/wasm-opt.sh "$built/meshtally_filter.wasm"

@@ -22,9 +22,10 @@ pub struct Options {
     /// none-mtls, empty-mtls, inbound-mtls.
     #[arg(long)]
     pub variants: Option<String>,
-    /// NAME=PATH: also measure meshtally outbound loaded from another build of the module, in
-    /// the same alternation (an A/B test of a filter change). Repeatable.
-    #[arg(long = "candidate", value_name = "NAME=PATH")]
+    /// NAME[:inbound]=PATH: also measure meshtally (outbound unless `:inbound`) loaded from
+    /// another build of the module, in the same alternation (an A/B test of a filter change).
+    /// Repeatable.
+    #[arg(long = "candidate", value_name = "NAME[:inbound]=PATH")]
     pub candidates: Vec<String>,
     /// Rounds of alternation (default 5, quick 1).
     #[arg(long)]
@@ -41,6 +42,22 @@ pub struct Options {
     /// Connections of the saturation runs.
     #[arg(long, default_value_t = 16)]
     pub connections: u32,
+    /// Only the callgrind instruction counts (and the host-call ledger): no timed runs.
+    #[arg(long)]
+    pub callgrind_only: bool,
+    /// Rounds of callgrind instruction counts (default 3, quick 0 = none).
+    #[arg(long)]
+    pub callgrind_rounds: Option<u32>,
+    /// Requests per variant and round under callgrind.
+    #[arg(long, default_value_t = 200)]
+    pub callgrind_requests: u32,
+    /// The meshtally module as `cargo build` left it, before wasm-opt (for the size goal; else
+    /// MESHTALLY_PLAIN_WASM).
+    #[arg(long)]
+    pub meshtally_plain_wasm: Option<PathBuf>,
+    /// The empty module before wasm-opt (else MESHTALLY_EMPTY_PLAIN_WASM).
+    #[arg(long)]
+    pub empty_plain_wasm: Option<PathBuf>,
     /// Envoy binary (else ENVOY_BIN, PATH, .venv/bin/envoy-bin).
     #[arg(long)]
     pub envoy: Option<PathBuf>,
@@ -58,6 +75,17 @@ pub struct Options {
 }
 
 impl Options {
+    pub fn callgrind(&self) -> crate::callgrind::Settings {
+        crate::callgrind::Settings {
+            rounds: self
+                .callgrind_rounds
+                .unwrap_or(if self.quick { 0 } else { 3 })
+                .min(20),
+            requests: self.callgrind_requests.clamp(10, 100_000),
+            warmup: 200,
+        }
+    }
+
     pub fn settings(&self) -> Settings {
         let (rounds, seconds, warmup) = if self.quick {
             (1, 1.0, 0.5)

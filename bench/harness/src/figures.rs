@@ -124,7 +124,7 @@ pub fn added(all: &[Measured], v: &Variant, baseline: &str, metric: Metric) -> O
 /// per-round differences over the median of the empty filter's (a median of per-round quotients
 /// would be thrown by any round whose empty − none is near zero). The range is that of the
 /// per-round quotients, left out when some round could not tell the empty filter from no filter
-/// (empty − none ≤ 0), where a quotient means nothing. meshtally's goal is ≤ 1.25.
+/// (empty − none ≤ 0), where a quotient means nothing.
 pub fn added_cpu_ratio(all: &[Measured], v: &Variant) -> Option<Derived> {
     let cpu = |id: &str| find(all, id).map(|m| figure(m, Metric::CpuPerRequest));
     let (me, none, empty) = (
@@ -154,9 +154,6 @@ pub fn added_cpu_ratio(all: &[Measured], v: &Variant) -> Option<Derived> {
     };
     value.is_finite().then_some(Derived { value, range })
 }
-
-/// The CPU target for meshtally's added CPU over the empty filter's.
-pub const ADDED_CPU_TARGET: f64 = 1.25;
 
 #[cfg(test)]
 mod tests {

@@ -4,18 +4,23 @@
 //! and returns a `Report`; the binary prints it and writes BENCHMARKS.md.
 
 pub mod admin;
+pub mod callgrind;
 pub mod certs;
 pub mod cli;
 pub mod configs;
 pub mod envoy;
 pub mod figures;
+pub mod goals;
 pub mod guard;
 pub mod hooks;
+pub mod host_calls;
 pub mod load;
 pub mod machine;
 pub mod markdown;
 pub mod measure;
+pub mod paired;
 pub mod procfs;
+pub mod repeat;
 pub mod report;
 pub mod summary;
 pub mod table;
@@ -94,8 +99,43 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report> 
         dir: dir.path(),
         pki: &pki,
     };
-    let measured = measure::run(&setup, &variants, &settings, progress)?;
+    let previous = options
+        .out
+        .as_deref()
+        .and_then(|out| std::fs::read_to_string(out).ok())
+        .and_then(|text| repeat::parse(&text));
+    let measured = if options.callgrind_only {
+        Vec::new()
+    } else {
+        measure::run(&setup, &variants, &settings, progress)?
+    };
+    let callgrind_settings = options.callgrind();
+    let counted = if callgrind_settings.rounds > 0 {
+        callgrind::run(&setup, &variants, &callgrind_settings, progress)?
+    } else {
+        Vec::new()
+    };
     machine.load_after = procfs::load_average();
+    let plain = |explicit: Option<&Path>, env: &str| {
+        explicit
+            .map(Path::to_owned)
+            .or_else(|| std::env::var_os(env).map(PathBuf::from))
+            .map(|p| wasm_size::measure(&p))
+            .transpose()
+    };
+    let plain_sizes = match (
+        plain(
+            options.meshtally_plain_wasm.as_deref(),
+            "MESHTALLY_PLAIN_WASM",
+        )?,
+        plain(
+            options.empty_plain_wasm.as_deref(),
+            "MESHTALLY_EMPTY_PLAIN_WASM",
+        )?,
+    ) {
+        (Some(meshtally), Some(empty)) => Some(goals::Sizes { meshtally, empty }),
+        _ => None,
+    };
 
     let modules = vec![
         report::ModuleRow {
@@ -107,15 +147,24 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report> 
             size: wasm_size::measure(&empty)?,
         },
     ];
-    let extras = hooks::extras(&hooks::Context {
-        root: &root,
-        quick: options.quick,
-    })?;
+    let extras = if options.callgrind_only {
+        Vec::new()
+    } else {
+        hooks::extras(&hooks::Context {
+            root: &root,
+            quick: options.quick,
+        })?
+    };
     Ok(Report {
         machine,
         settings,
         quick: options.quick,
         measured,
+        counted,
+        callgrind: callgrind_settings,
+        ledger: meshtally_core::ledger::per_request(),
+        plain_sizes,
+        previous,
         modules,
         extras,
     })

@@ -112,9 +112,29 @@ impl Outcome {
     }
 }
 
+/// Sends exactly `requests` requests over one keep-alive connection, one at a time: the fixed
+/// workload the instruction counts are taken over.
+pub fn fixed_count(oha: &Path, target: &Target<'_>, requests: u32) -> Result<Outcome> {
+    let mut command = crate::procfs::pinned_command(oha, Some(crate::procfs::LOAD_CPU));
+    target.base_args(&mut command);
+    command
+        .args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "-c",
+            "1",
+            "-t",
+            "60s",
+        ])
+        .arg("-n")
+        .arg(requests.to_string());
+    report(command, "oha -n", Duration::from_secs(600))
+}
+
 /// Runs oha once against `target` for `seconds` and parses its JSON report.
 pub fn run(oha: &Path, target: &Target<'_>, mode: Mode, seconds: f64) -> Result<Outcome> {
-    let mut command = Command::new(oha);
+    let mut command = crate::procfs::pinned_command(oha, Some(crate::procfs::LOAD_CPU));
     target.base_args(&mut command);
     command
         .args(["--no-tui", "--output-format", "json"])
@@ -139,6 +159,12 @@ pub fn run(oha: &Path, target: &Target<'_>, mode: Mode, seconds: f64) -> Result<
                 .arg("--latency-correction");
         }
     }
+    report(command, "oha", Duration::from_secs_f64(seconds + 30.0))
+}
+
+/// Runs a prepared oha command with its JSON report written to a temporary file, bounded by
+/// `limit`, and parses the report.
+fn report(mut command: Command, what: &str, limit: Duration) -> Result<Outcome> {
     let out_path = tempfile::NamedTempFile::new()?.into_temp_path();
     command
         .arg("-o")
@@ -146,11 +172,10 @@ pub fn run(oha: &Path, target: &Target<'_>, mode: Mode, seconds: f64) -> Result<
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut process = Guarded::spawn(command, "oha")?;
-    let limit = Duration::from_secs_f64(seconds + 30.0);
+    let mut process = Guarded::spawn(command, what)?;
     let status = process.wait_bounded(limit)?;
     if !status.success() {
-        bail!("oha exited with {status}");
+        bail!("{what} exited with {status}");
     }
     let text = std::fs::read_to_string(&out_path).context("reading oha's JSON report")?;
     parse(&text)

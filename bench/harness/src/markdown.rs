@@ -1,6 +1,8 @@
 //! BENCHMARKS.md: the method, the tables of this run and how to reproduce it. Every number in
 //! it comes from the run; only the prose around the tables is fixed.
 
+use crate::goals;
+use crate::repeat;
 use crate::report::Report;
 
 pub fn render(report: &Report) -> String {
@@ -23,6 +25,8 @@ pub fn render(report: &Report) -> String {
         m.load_after.map_or("?".to_owned(), |l| format!("{l:.2}")),
     ));
     out.push_str(&format!("{}.\n\n", report.settings_line()));
+    out.push_str(&repeat::line(&report.own_work(), &m.date));
+    out.push_str("\n\n");
     if let Some(noise) = report.noise() {
         out.push_str(&format!(
             "Noise: CPU per request varied by ±{:.1}% across rounds (median over variants); \
@@ -47,14 +51,69 @@ pub fn render(report: &Report) -> String {
          variants over mTLS. \"added CPU ÷ empty's\" is (variant − none) ÷ (empty − none) in CPU \
          per request at saturation: the median of the variant's per-round differences over the \
          median of the empty filter's; its range is that of the per-round quotients, left out when \
-         some round could not tell the empty filter from no filter (empty − none ≤ 0). The issue's \
-         target for meshtally is ≤ 1.25.\n\n",
+         some round could not tell the empty filter from no filter (empty − none ≤ 0).\n\n",
     );
     out.push_str(&report.ratios_table().markdown());
-    out.push('\n');
-    for v in report.verdicts() {
-        out.push_str(&format!("- {v}\n"));
+    out.push_str("\n## Goals\n\n### CPU\n\n");
+    out.push_str(&format!(
+        "meshtally's added CPU per request (over no filter, same transport) must be at most Lua's \
+         (tagging only, plain HTTP), and its own work (meshtally − empty filter) at most {} µs. \
+         Every difference is the mean of per-round paired differences ± the half-width of its 95 % \
+         confidence interval (Student's t); \"met\" needs the interval's upper end within the goal. \
+         The instruction rows come from callgrind (below); their µs estimate scales the \
+         instructions by this machine's µs per instruction for the no-filter variant.\n\n",
+        goals::OWN_WORK_US
+    ));
+    out.push_str(&goals::cpu_table(&report.measured, &report.counted).markdown());
+    out.push_str("\n### Memory\n\nRSS of the proxy (after each round's saturation run), paired by round with the empty filter over the same transport; goal ≤ empty + 2 MiB.\n\n");
+    out.push_str(&goals::rss_table(&report.measured).markdown());
+    if let Some(t) = report.size_goal_table() {
+        out.push_str("\n### Size\n\nThe module must be at most the empty filter + 16 KiB, both as `cargo build --release --target wasm32-wasip1` leaves it and after `scripts/wasm-opt.sh`.\n\n");
+        out.push_str(&t.markdown());
     }
+    out.push_str("\n### Repeatability\n\n");
+    match (report.repeat_table(), &report.previous) {
+        (Some(t), Some((date, _))) => {
+            out.push_str(&format!(
+                "meshtally − empty in this run against the run before it (BENCHMARKS.md of {date}), \
+                 which two back-to-back `make bench` runs must agree on within 10 %. Where CPU time \
+                 disagrees and instructions agree, the machine's load moved, not the filter.\n\n"
+            ));
+            out.push_str(&t.markdown());
+        }
+        _ => out.push_str(
+            "No previous run's figures were found in the output file, so there is nothing to \
+             compare with: run `make bench` again to get the comparison.\n",
+        ),
+    }
+    if !report.counted.is_empty() {
+        out.push_str("\n## Instructions per request (callgrind)\n\n");
+        out.push_str(&format!(
+            "The deterministic counterpart of CPU time. One Envoy (`--concurrency 1`) runs under \
+             `valgrind --tool=callgrind` with a listener per variant (the same filter chains as \
+             above); instrumentation is off until counting starts. After {} warm-up requests per \
+             variant, {} round(s) each send {} requests per variant over one keep-alive connection \
+             (oha `-n {} -c 1`), alternating; the worker thread's instruction count over each batch, \
+             divided by the batch, is one value. Instructions do not depend on the machine's load, \
+             so this is the figure that repeats; it does not weigh cache misses or host-call \
+             latency.\n\n",
+            report.callgrind.warmup,
+            report.callgrind.rounds,
+            report.callgrind.requests,
+            report.callgrind.requests,
+        ));
+        out.push_str(&report.instructions_table().markdown());
+    }
+    out.push_str("\n## Host calls per request (fake host)\n\n");
+    out.push_str(
+        "meshtally-core's `Stream` replayed against its fake host (`meshtally_core::ledger`) with \
+         the bench's request (second request of a stream, after the metrics exist): every proxy-wasm \
+         host call it makes and the bytes it moves. A read makes Envoy call back into the module \
+         to allocate the answer (`proxy_on_memory_allocate`), a write does not.\n\n",
+    );
+    out.push_str(&crate::host_calls::summary(&report.ledger).markdown());
+    out.push('\n');
+    out.push_str(&crate::host_calls::detail(&report.ledger).markdown());
     out.push_str("\n## Checks\n\n");
     out.push_str(
         "Before measuring, one request per variant goes through the proxy and the upstream echoes the \

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::admin;
 use crate::certs::Pki;
 use crate::configs::{self, Modules};
-use crate::envoy::Envoy;
+use crate::envoy::{Envoy, Launch};
 use crate::load::{self, Mode, Outcome, Target};
 use crate::procfs;
 use crate::variants::Variant;
@@ -89,14 +89,21 @@ pub fn run(
     settings: &Settings,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Measured>> {
-    let upstream = Envoy::start(setup.envoy_bin, setup.dir, "upstream", &configs::upstream())?;
+    let upstream = Envoy::start_with(
+        setup.envoy_bin,
+        setup.dir,
+        "upstream",
+        &configs::upstream(),
+        &Launch::pinned(Some(procfs::LOAD_CPU)),
+    )?;
     let upstream_port = upstream.listener_port("upstream")?;
 
     let mut proxies = Vec::new();
     let mut measured = Vec::new();
     for variant in variants {
         let config = configs::proxy(variant, &setup.modules, upstream_port, setup.pki);
-        let envoy = Envoy::start(setup.envoy_bin, setup.dir, &variant.id, &config)
+        let launch = Launch::pinned(Some(procfs::PROXY_CPU));
+        let envoy = Envoy::start_with(setup.envoy_bin, setup.dir, &variant.id, &config, &launch)
             .with_context(|| format!("starting the {} proxy", variant.id))?;
         let port = envoy.listener_port("proxy")?;
         let proxy = Proxy {

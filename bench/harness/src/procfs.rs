@@ -6,6 +6,41 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+/// The CPU the proxy under test runs on; the upstream and the load generator share the other
+/// one, so the generator never takes the proxy's core.
+pub const PROXY_CPU: usize = 0;
+pub const LOAD_CPU: usize = 1;
+
+/// `taskset -c <cpu>` when the machine has more than one CPU and taskset is on PATH (it execs,
+/// so the pid stays the program's); nothing otherwise.
+pub fn pin_prefix(cpu: Option<usize>) -> Vec<String> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    match cpu {
+        Some(cpu) if cpus > cpu && cpus > 1 && taskset_available() => {
+            vec!["taskset".into(), "-c".into(), cpu.to_string()]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn taskset_available() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("taskset").is_file()))
+}
+
+/// A command for `program`, pinned to `cpu` as [`pin_prefix`] says.
+pub fn pinned_command(program: &Path, cpu: Option<usize>) -> std::process::Command {
+    let prefix = pin_prefix(cpu);
+    match prefix.split_first() {
+        Some((taskset, args)) => {
+            let mut command = std::process::Command::new(taskset);
+            command.args(args).arg(program);
+            command
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of utime and stime.
 pub fn clock_ticks_per_second() -> u64 {
     rustix::param::clock_ticks_per_second()

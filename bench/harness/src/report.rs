@@ -1,10 +1,13 @@
 //! The report: tables built from the measurements (nothing typed by hand), printed aligned on
 //! stdout and written as BENCHMARKS.md with the method and how to reproduce.
 
-use crate::figures::{self, added, added_cpu_ratio, figure, find, ratio, Metric, ADDED_CPU_TARGET};
+use crate::callgrind::{self, Counted};
+use crate::figures::{self, added, added_cpu_ratio, figure, ratio, Metric};
+use crate::goals;
 use crate::hooks::Extra;
 use crate::machine::Machine;
 use crate::measure::{Measured, Settings};
+use crate::repeat::{self, OwnWork};
 use crate::summary::show;
 use crate::table::Table;
 use crate::wasm_size::ModuleSize;
@@ -19,6 +22,15 @@ pub struct Report {
     pub settings: Settings,
     pub quick: bool,
     pub measured: Vec<Measured>,
+    /// Instructions per request under callgrind (empty when not run).
+    pub counted: Vec<Counted>,
+    pub callgrind: callgrind::Settings,
+    /// The per-request host calls, from the fake host.
+    pub ledger: Vec<meshtally_core::ledger::Scenario>,
+    /// Module sizes before wasm-opt, when run.sh passed them.
+    pub plain_sizes: Option<goals::Sizes>,
+    /// The previous BENCHMARKS.md's meshtally − empty figures and date.
+    pub previous: Option<(String, OwnWork)>,
     pub modules: Vec<ModuleRow>,
     pub extras: Vec<Extra>,
 }
@@ -164,32 +176,62 @@ impl Report {
         t
     }
 
-    /// One line per meshtally variant: its added CPU against the target, computed.
-    pub fn verdicts(&self) -> Vec<String> {
-        self.measured
-            .iter()
-            .filter(|m| m.variant.is_meshtally())
-            .filter_map(|m| {
-                let v = &m.variant;
-                let ratio = added_cpu_ratio(&self.measured, v)?;
-                let mine = added(&self.measured, v, v.none_baseline(), Metric::CpuPerRequest)?;
-                let floor = find(&self.measured, v.empty_baseline()).and_then(|e| {
-                    added(&self.measured, &e.variant, v.none_baseline(), Metric::CpuPerRequest)
-                })?;
-                let verdict = if ratio.value <= ADDED_CPU_TARGET {
-                    "met"
+    /// Instructions per request of the worker thread under callgrind, per variant.
+    pub fn instructions_table(&self) -> Table {
+        let mut t = Table::new(&[
+            "variant",
+            "instructions/req",
+            "− none (paired, 95 % CI)",
+            "− empty (paired, 95 % CI)",
+        ]);
+        let series = |id: &str| {
+            self.counted
+                .iter()
+                .find(|c| c.variant.id == id)
+                .map_or_else(Vec::new, |c| c.per_request.clone())
+        };
+        for c in &self.counted {
+            let v = &c.variant;
+            let d = |base: &str| {
+                if base == v.id {
+                    "–".to_owned()
                 } else {
-                    "missed"
-                };
-                Some(format!(
-                    "{}: adds {:.1} µs CPU per request over no filter, {} × the empty Wasm filter's {:.1} µs; target ≤ {ADDED_CPU_TARGET}: {verdict}",
-                    v.label,
-                    mine.value,
-                    ratio.show(2),
-                    floor.value,
-                ))
-            })
-            .collect()
+                    crate::paired::difference(&series(&v.id), &series(base))
+                        .map_or("–".to_owned(), |d| d.show(0))
+                }
+            };
+            t.row(vec![
+                v.label.clone(),
+                show(crate::summary::Spread::of(&c.per_request), 0),
+                d(v.none_baseline()),
+                d(v.empty_baseline()),
+            ]);
+        }
+        t
+    }
+
+    pub fn own_work(&self) -> OwnWork {
+        goals::own_work(&self.measured, &self.counted)
+    }
+
+    /// The comparison with the previous run, when there was one.
+    pub fn repeat_table(&self) -> Option<Table> {
+        let (_, before) = self.previous.as_ref()?;
+        Some(repeat::table(&self.own_work(), before))
+    }
+
+    fn optimised_sizes(&self) -> Option<goals::Sizes> {
+        match self.modules.as_slice() {
+            [a, b] => Some(goals::Sizes {
+                meshtally: a.size,
+                empty: b.size,
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn size_goal_table(&self) -> Option<Table> {
+        Some(goals::size_table(self.plain_sizes, self.optimised_sizes()?))
     }
 
     /// The latency runs are only meaningful below saturation: warn when the fixed rate exceeds
@@ -257,8 +299,27 @@ impl Report {
                 self.ratios_table(),
             ),
             ("Checks".to_owned(), self.checks_table()),
+            (
+                "Goal: CPU (paired, 95 % CI)".to_owned(),
+                goals::cpu_table(&self.measured, &self.counted),
+            ),
+            ("Goal: RSS".to_owned(), goals::rss_table(&self.measured)),
+            (
+                "Instructions per request (callgrind)".to_owned(),
+                self.instructions_table(),
+            ),
+            (
+                "Host calls per request (fake host)".to_owned(),
+                crate::host_calls::summary(&self.ledger),
+            ),
             ("Module size".to_owned(), self.modules_table()),
         ];
+        if let Some(t) = self.size_goal_table() {
+            out.push(("Goal: size".to_owned(), t));
+        }
+        if let Some(t) = self.repeat_table() {
+            out.push(("Repeatability: this run vs the previous".to_owned(), t));
+        }
         for extra in &self.extras {
             out.push((extra.title.clone(), extra.table.clone()));
         }
@@ -279,11 +340,6 @@ impl Report {
         }
         for (title, table) in self.sections() {
             out.push_str(&format!("\n{title}\n{}", table.text()));
-        }
-        out.push('\n');
-        for v in self.verdicts() {
-            out.push_str(&v);
-            out.push('\n');
         }
         out
     }

@@ -95,13 +95,21 @@ pub fn by_id(id: &str) -> Option<Variant> {
     all().into_iter().find(|v| v.id == id)
 }
 
-/// `--candidate NAME=PATH`: meshtally outbound loaded from another build of the module, measured
-/// in the same alternation as the rest — an A/B test of a filter change on a noisy machine.
+/// `--candidate NAME[:inbound]=PATH`: meshtally (outbound unless `:inbound`) loaded from another
+/// build of the module, measured in the same alternation as the rest — an A/B test of a filter
+/// change on a noisy machine.
 pub fn candidate(spec: &str) -> anyhow::Result<Variant> {
     let Some((name, path)) = spec.split_once('=') else {
-        anyhow::bail!("--candidate wants NAME=PATH, got {spec:?}");
+        anyhow::bail!("--candidate wants NAME[:inbound]=PATH, got {spec:?}");
     };
-    let name = name.trim();
+    let (name, direction) = match name.trim().split_once(':') {
+        None => (name.trim(), "outbound"),
+        Some((name, "inbound")) => (name, "inbound"),
+        Some((name, "outbound")) => (name, "outbound"),
+        Some((_, other)) => {
+            anyhow::bail!("--candidate {name}: direction {other:?} is neither inbound nor outbound")
+        }
+    };
     if name.is_empty()
         || !name
             .chars()
@@ -115,8 +123,8 @@ pub fn candidate(spec: &str) -> anyhow::Result<Variant> {
     }
     Ok(Variant {
         id: format!("candidate-{name}"),
-        label: format!("meshtally outbound [{name}]"),
-        filter: Filter::Meshtally("outbound"),
+        label: format!("meshtally {direction} [{name}]"),
+        filter: Filter::Meshtally(direction),
         mtls: false,
         module: Some(path),
     })
