@@ -58,6 +58,10 @@ pub struct Options {
     /// The empty module before wasm-opt (else MESHTALLY_EMPTY_PLAIN_WASM).
     #[arg(long)]
     pub empty_plain_wasm: Option<PathBuf>,
+    /// `bench/probe-filter`'s module, for the callgrind price of each host call (else
+    /// MESHTALLY_PROBE_WASM; without it there is no price list).
+    #[arg(long)]
+    pub probe_wasm: Option<PathBuf>,
     /// Envoy binary (else ENVOY_BIN, PATH, .venv/bin/envoy-bin).
     #[arg(long)]
     pub envoy: Option<PathBuf>,

@@ -13,6 +13,8 @@ use crate::variants::{Filter, Variant, LUA_CODE, SERVICE};
 pub struct Modules<'a> {
     pub meshtally: &'a Path,
     pub empty: &'a Path,
+    /// `bench/probe-filter`, for the callgrind price list (absent: no probes).
+    pub probe: Option<&'a Path>,
 }
 
 fn socket(port: u16) -> Value {
@@ -114,6 +116,11 @@ pub fn proxy(variant: &Variant, modules: &Modules<'_>, upstream_port: u16, pki: 
     match variant.filter {
         Filter::None => {}
         Filter::EmptyWasm => filters.push(wasm_filter("empty", modules.empty, "")),
+        Filter::Probe(call) => {
+            let config = format!("{call} {}", crate::variants::PROBE_TIMES);
+            let module = modules.probe.unwrap_or(modules.empty);
+            filters.push(wasm_filter(&format!("probe-{call}"), module, &config));
+        }
         Filter::Meshtally(direction) => {
             let config = json!({"service": SERVICE, "direction": direction, "max_hops": 10});
             let module = variant.module.as_deref().unwrap_or(modules.meshtally);

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use meshtally_core::fake::CallKind;
 use meshtally_core::ledger::Scenario;
 
+use crate::callgrind::Counted;
+use crate::paired::{difference, Difference};
 use crate::table::Table;
+use crate::variants::{PROBES, PROBE_TIMES};
 
 /// One row per scenario: calls by kind, in total, and bytes into and out of the module.
 pub fn summary(scenarios: &[Scenario]) -> Table {
@@ -62,6 +65,107 @@ pub fn detail(scenarios: &[Scenario]) -> Table {
                 c.bytes_out.to_string(),
             ]);
         }
+    }
+    t
+}
+
+/// The probe whose price stands for a kind of call: a response-header write costs as a
+/// request-header write, a histogram record as a counter increment (both one map lookup and
+/// one update in Envoy's stats).
+fn probe_for(kind: CallKind) -> Option<&'static str> {
+    Some(match kind {
+        CallKind::RequestHeaderRead => "get_header",
+        CallKind::RequestHeaderWrite | CallKind::ResponseHeaderWrite => "set_header",
+        CallKind::Property => "property",
+        CallKind::IncrementMetric | CallKind::RecordMetric => "increment",
+        _ => return None,
+    })
+}
+
+fn series(counted: &[Counted], id: &str) -> Vec<f64> {
+    counted
+        .iter()
+        .find(|c| c.variant.id == id)
+        .map_or_else(Vec::new, |c| c.per_request.clone())
+}
+
+/// Instructions one call of each probed kind costs Envoy's worker: (probe − empty) ÷ times,
+/// paired by round.
+pub fn prices(counted: &[Counted]) -> Vec<(&'static str, Difference)> {
+    let empty = series(counted, "empty");
+    PROBES
+        .iter()
+        .filter_map(|call| {
+            let d = difference(&series(counted, &format!("probe-{call}")), &empty)?;
+            let k = f64::from(PROBE_TIMES);
+            Some((
+                *call,
+                Difference {
+                    mean: d.mean / k,
+                    half_width: d.half_width / k,
+                    n: d.n,
+                },
+            ))
+        })
+        .collect()
+}
+
+pub fn price_table(counted: &[Counted]) -> Table {
+    let mut t = Table::new(&["host call", "instructions per call (95 % CI)"]);
+    for (call, d) in prices(counted) {
+        t.row(vec![call.to_owned(), d.show(0)]);
+    }
+    t
+}
+
+/// Where each meshtally request's instructions go: its ledger priced call by call, next to
+/// what callgrind measured for it over the empty filter. The rest is the module's own code
+/// (parsing, the metric cache, allocation) and what the SDK's dispatch does beyond the empty
+/// filter's.
+pub fn attribution(scenarios: &[Scenario], counted: &[Counted]) -> Table {
+    let prices = prices(counted);
+    let price = |kind: CallKind| {
+        let probe = probe_for(kind)?;
+        prices
+            .iter()
+            .find(|(c, _)| *c == probe)
+            .map(|(_, d)| d.mean)
+    };
+    let mut t = Table::new(&[
+        "request",
+        "host calls priced",
+        "measured − empty",
+        "rest (module code, dispatch)",
+    ]);
+    for s in scenarios {
+        let Some(variant) = counted
+            .iter()
+            .find(|c| c.variant.label == s.name)
+            .map(|c| c.variant.clone())
+        else {
+            continue;
+        };
+        let mut parts: BTreeMap<CallKind, (usize, f64)> = BTreeMap::new();
+        for c in &s.calls {
+            let e = parts.entry(c.kind).or_default();
+            e.0 += 1;
+            e.1 += price(c.kind).unwrap_or(f64::NAN);
+        }
+        let priced: f64 = parts.values().map(|(_, p)| p).sum();
+        let detail: Vec<String> = parts
+            .iter()
+            .map(|(k, (n, p))| format!("{n} × {} = {p:.0}", k.as_str()))
+            .collect();
+        let measured = difference(
+            &series(counted, &variant.id),
+            &series(counted, variant.empty_baseline()),
+        );
+        t.row(vec![
+            s.name.to_owned(),
+            format!("{priced:.0} ({})", detail.join(", ")),
+            measured.map_or("–".into(), |d| d.show(0)),
+            measured.map_or("–".into(), |d| format!("{:.0}", d.mean - priced)),
+        ]);
     }
     t
 }

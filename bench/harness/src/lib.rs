@@ -82,6 +82,13 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report> 
         "cargo build --release --target wasm32-wasip1 -p meshtally-empty-filter",
     )?;
 
+    // Optional: without it the callgrind section has no price list.
+    let probe = options
+        .probe_wasm
+        .clone()
+        .or_else(|| std::env::var_os("MESHTALLY_PROBE_WASM").map(PathBuf::from))
+        .filter(|p| p.is_file());
+
     let mut machine = machine::Machine::probe(&envoy_bin, &oha);
     let dir = tempfile::Builder::new()
         .prefix("meshtally-bench-")
@@ -95,6 +102,7 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report> 
         modules: configs::Modules {
             meshtally: &meshtally,
             empty: &empty,
+            probe: probe.as_deref(),
         },
         dir: dir.path(),
         pki: &pki,
@@ -111,7 +119,11 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report> 
     };
     let callgrind_settings = options.callgrind();
     let counted = if callgrind_settings.rounds > 0 {
-        callgrind::run(&setup, &variants, &callgrind_settings, progress)?
+        let mut counted_variants = variants.clone();
+        if probe.is_some() {
+            counted_variants.extend(variants::probes());
+        }
+        callgrind::run(&setup, &counted_variants, &callgrind_settings, progress)?
     } else {
         Vec::new()
     };

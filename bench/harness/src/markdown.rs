@@ -103,6 +103,26 @@ pub fn render(report: &Report) -> String {
             report.callgrind.requests,
         ));
         out.push_str(&report.instructions_table().markdown());
+        let prices = crate::host_calls::price_table(&report.counted);
+        if !prices.rows.is_empty() {
+            out.push_str(&format!(
+                "\n### What each host call costs\n\n`bench/probe-filter` is the empty filter plus \
+                 one kind of host call made {} times per request (property reads at `on_log`, the \
+                 rest on the request headers); (probe − empty) ÷ {} is the price of one call, in \
+                 the worker's instructions.\n\n",
+                crate::variants::PROBE_TIMES,
+                crate::variants::PROBE_TIMES
+            ));
+            out.push_str(&prices.markdown());
+            out.push_str(
+                "\n### Where meshtally's instructions go\n\nEach request's host calls (the \
+                 ledger below) at those prices, against what callgrind measured for the variant \
+                 over the empty filter.\n\n",
+            );
+            out.push_str(
+                &crate::host_calls::attribution(&report.ledger, &report.counted).markdown(),
+            );
+        }
     }
     out.push_str("\n## Host calls per request (fake host)\n\n");
     out.push_str(
@@ -139,7 +159,8 @@ pub fn render(report: &Report) -> String {
         "- **Proxy under test**: Envoy with `--concurrency 1` and one listener on 127.0.0.1: route `/` to one \
 upstream cluster, HTTP/1.1 keep-alive. The variants differ only in the HTTP filters before the router \
 (or, for native rules, the route's header rules) and, for mTLS, the listener's TLS transport socket. \
-Every config is checked with `envoy --mode validate` before it starts. `stats_tags` for meshtally's \
+Every config is checked with `envoy --mode validate` before it starts. With `taskset` at hand the \
+proxy runs on CPU 0, the upstream and oha on CPU 1 (other work on the machine is not kept off either). `stats_tags` for meshtally's \
 labels are in every variant's bootstrap, so tag extraction costs the same everywhere.
 - **Upstream**: one separate Envoy (`--concurrency 1`) answering with a `direct_response`, started once and \
 shared by all variants — the same process, so identical by construction, and its CPU stays out of the \

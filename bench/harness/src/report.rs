@@ -309,6 +309,14 @@ impl Report {
                 self.instructions_table(),
             ),
             (
+                "Price of one host call (callgrind, instructions)".to_owned(),
+                crate::host_calls::price_table(&self.counted),
+            ),
+            (
+                "Where meshtally's instructions go".to_owned(),
+                crate::host_calls::attribution(&self.ledger, &self.counted),
+            ),
+            (
                 "Host calls per request (fake host)".to_owned(),
                 crate::host_calls::summary(&self.ledger),
             ),

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 pub enum Filter {
     /// Nothing: the limit.
     None,
+    /// `bench/probe-filter` making one kind of host call [`PROBE_TIMES`] times per request
+    /// (callgrind only): the price of that call.
+    Probe(&'static str),
     /// The do-nothing proxy-wasm module: the Wasm floor.
     EmptyWasm,
     /// meshtally with this plugin-config `direction`.
@@ -91,6 +94,33 @@ pub fn all() -> Vec<Variant> {
     ]
 }
 
+/// How many times a probe repeats its host call per request.
+pub const PROBE_TIMES: u32 = 10;
+
+/// The host calls `bench/probe-filter` prices (its config names), in report order.
+pub const PROBES: [&str; 6] = [
+    "get_header",
+    "set_header",
+    "property",
+    "get_headers",
+    "increment",
+    "clock",
+];
+
+/// One probe variant per host call meshtally makes (or could make instead).
+pub fn probes() -> Vec<Variant> {
+    PROBES
+        .iter()
+        .map(|call| Variant {
+            id: format!("probe-{call}"),
+            label: format!("probe: {PROBE_TIMES} × {call}"),
+            filter: Filter::Probe(call),
+            mtls: false,
+            module: None,
+        })
+        .collect()
+}
+
 pub fn by_id(id: &str) -> Option<Variant> {
     all().into_iter().find(|v| v.id == id)
 }
@@ -162,6 +192,11 @@ impl Variant {
         };
         match self.filter {
             Filter::None | Filter::EmptyWasm => untouched,
+            Filter::Probe("set_header") => Expect {
+                source: SERVICE,
+                ..untouched
+            },
+            Filter::Probe(_) => untouched,
             Filter::Meshtally("outbound") => Expect {
                 source: SERVICE,
                 hops: "2",
