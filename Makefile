@@ -30,7 +30,7 @@ size: wasm ## print the module's size and initial memory
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p meshtally-filter -p meshtally-empty-filter --target wasm32-wasip1 -- -D warnings
+	cargo clippy -p meshtally-filter -p meshtally-empty-filter -p meshtally-probe-filter --target wasm32-wasip1 -- -D warnings
 
 unit: ## native tests of every crate that needs no Envoy
 	cargo test --workspace --exclude meshtally-tests
