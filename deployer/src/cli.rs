@@ -59,10 +59,8 @@ impl Cli {
             Command::Render(args) => commands::render::plan(args)?.run(),
             Command::Up(args) => commands::local::up(args),
             Command::Down(args) => commands::local::down(args),
-            Command::Verify(args) if args.kubectl.is_some() => commands::cluster::verify(args),
-            Command::Verify(args) => commands::local::verify(args),
-            Command::Stats(args) if args.kubectl.is_some() => commands::cluster::stats(args),
-            Command::Stats(args) => commands::local::stats(args),
+            Command::Verify(args) => commands::observe::verify(args),
+            Command::Stats(args) => commands::observe::stats(args),
             Command::Apply(args) => commands::cluster::apply(args),
             Command::Delete(args) => commands::cluster::delete(args),
             Command::Push(args) => commands::cluster::push(args),
@@ -81,7 +79,7 @@ pub struct StateArgs {
 #[derive(Debug, Args)]
 pub struct UpArgs {
     #[command(flatten)]
-    pub mesh: MeshArgs,
+    pub mesh: MeshShapeArgs,
 
     /// Port of the gateway: `/<service>/…` is routed to that service with the prefix stripped.
     #[arg(long, value_name = "PORT", default_value_t = 8080)]
@@ -287,10 +285,11 @@ pub struct RenderArgs {
     pub output: Option<PathBuf>,
 }
 
-/// The mesh, from flags and/or a mesh file. No clap defaults: a flag given overrides the file,
-/// and the defaults (shown in the help) apply last, in `Mesh::from_input`.
+/// Which services, on which ports, in which namespace: what every renderer of the mesh needs,
+/// `up` included. No clap defaults: a flag given overrides the file, and the defaults (shown in
+/// the help) apply last, in `Mesh::from_input`.
 #[derive(Debug, Args)]
-pub struct MeshArgs {
+pub struct MeshShapeArgs {
     /// Mesh file (YAML) with any of: services (a count, or a list of names or {name, port}),
     /// names, namespace, base_port, replicas, image, wasm_url, wasm_sha256, wasm_file (relative
     /// to the file). Unknown fields are refused. Flags override its fields.
@@ -319,6 +318,15 @@ pub struct MeshArgs {
     /// the Istio sidecar and are refused [default: 8000]
     #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
     pub base_port: Option<u64>,
+}
+
+/// The mesh as a cluster gets it: its shape, plus what only Kubernetes uses (pods per service,
+/// the demo image, how the filter module is shipped). `up` takes only the shape, so these
+/// flags are refused there rather than silently ignored.
+#[derive(Debug, Args)]
+pub struct MeshArgs {
+    #[command(flatten)]
+    pub shape: MeshShapeArgs,
 
     /// Pods per service [default: 2]
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
@@ -347,29 +355,39 @@ pub struct MeshArgs {
     pub wasm_file: Option<PathBuf>,
 }
 
-impl MeshArgs {
+impl MeshShapeArgs {
     /// The flags as a mesh input, before the file is merged in.
     fn flags(&self) -> MeshInput {
-        let services = ServiceChoice::from_flags(self.services, self.names.as_deref());
         MeshInput {
-            services,
+            services: ServiceChoice::from_flags(self.services, self.names.as_deref()),
             namespace: self.namespace.clone(),
             base_port: self.base_port,
-            replicas: self.replicas,
-            image: self.image.clone(),
-            wasm_url: self.wasm_url.clone(),
-            wasm_sha256: self.wasm_sha256.clone(),
-            wasm_file: self.wasm_file.clone(),
+            ..MeshInput::default()
         }
     }
 
     /// Reads the mesh file if any, merges the flags over it, and checks the result.
     pub fn mesh(&self) -> anyhow::Result<Mesh> {
-        let file = match &self.file {
-            Some(path) => MeshInput::from_file(path)?,
-            None => MeshInput::default(),
-        };
-        let mut input = self.flags().over(file);
+        merged(self.flags(), self.file.as_deref())
+    }
+}
+
+impl MeshArgs {
+    /// The flags as a mesh input, before the file is merged in.
+    fn flags(&self) -> MeshInput {
+        MeshInput {
+            replicas: self.replicas,
+            image: self.image.clone(),
+            wasm_url: self.wasm_url.clone(),
+            wasm_sha256: self.wasm_sha256.clone(),
+            wasm_file: self.wasm_file.clone(),
+            ..self.shape.flags()
+        }
+    }
+
+    /// Reads the mesh file if any, merges the flags over it, and checks the result.
+    pub fn mesh(&self) -> anyhow::Result<Mesh> {
+        let mut input = self.flags().over(read_file(self.shape.file.as_deref())?);
         if input.wasm_url.is_none() && input.wasm_file.is_none() {
             // The built module wherever `deployer` finds it (install prefix, its own build,
             // the checkout around the current folder); else the model's workspace default.
@@ -377,4 +395,16 @@ impl MeshArgs {
         }
         Mesh::from_input(input).context("invalid mesh")
     }
+}
+
+fn read_file(file: Option<&std::path::Path>) -> anyhow::Result<MeshInput> {
+    Ok(match file {
+        Some(path) => MeshInput::from_file(path)?,
+        None => MeshInput::default(),
+    })
+}
+
+/// A mesh from flags over a mesh file, checked.
+pub(crate) fn merged(flags: MeshInput, file: Option<&std::path::Path>) -> anyhow::Result<Mesh> {
+    Mesh::from_input(flags.over(read_file(file)?)).context("invalid mesh")
 }

@@ -1,144 +1,78 @@
-//! A small blocking HTTP/1.1 client for loopback: Envoy admin endpoints, `verify` through the
-//! gateway, and tests. Raw on purpose: tests send what real clients must not (duplicate,
-//! non-UTF-8 or huge headers), which is exactly what the filter has to survive.
+//! The deployer's HTTP client, over reqwest's blocking client: Envoy's admin endpoints on
+//! loopback, and `verify`'s calls through a gateway. Proxies from the environment are ignored:
+//! every target is the mesh's own, and an `HTTP_PROXY` meant for the internet must not
+//! intercept a call to 127.0.0.1.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context as _, Result};
 
+/// A whole answer: status, headers and body, read before the connection is let go.
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
-    pub headers: Vec<(String, Vec<u8>)>,
+    headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
 }
 
 impl Response {
     /// The first value of a header, lossily decoded.
-    pub fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     }
 
-    pub fn json(&self) -> Result<serde_json::Value> {
-        serde_json::from_slice(&self.body)
-            .with_context(|| format!("body is not JSON: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
-/// `GET path` on 127.0.0.1:port with extra raw headers; the connection is closed after one request.
-pub fn get(port: u16, path: &str, headers: &[(&str, &[u8])]) -> Result<Response> {
-    get_host(port, "localhost", path, headers)
+/// `GET url`, the whole exchange bounded by `timeout`.
+pub(crate) fn get(url: &str, timeout: Duration) -> Result<Response> {
+    send(reqwest::Method::GET, url, timeout)
 }
 
-pub fn get_host(port: u16, host: &str, path: &str, headers: &[(&str, &[u8])]) -> Result<Response> {
-    get_with_timeout(port, host, path, headers, Duration::from_secs(20))
+/// `POST url` with an empty body (Envoy admin actions).
+pub(crate) fn post(url: &str, timeout: Duration) -> Result<Response> {
+    send(reqwest::Method::POST, url, timeout)
 }
 
-pub fn get_with_timeout(
-    port: u16,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &[u8])],
-    timeout: Duration,
-) -> Result<Response> {
-    request("127.0.0.1", port, host, path, headers, timeout)
+/// The process's one TLS provider, for this client and the OCI push alike: ring, which the
+/// certificate code already builds (reqwest is built without one of its own). Installing twice
+/// is harmless: the first stays.
+pub(crate) fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// `GET path` on any host (for `verify --gateway` against a cluster), one request per connection.
-pub fn request(
-    addr: &str,
-    port: u16,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &[u8])],
-    timeout: Duration,
-) -> Result<Response> {
-    send("GET", addr, port, host, path, headers, timeout)
-}
-
-/// `POST path` with an empty body on 127.0.0.1:port (Envoy admin actions).
-pub fn post(port: u16, path: &str, timeout: Duration) -> Result<Response> {
-    send(
-        "POST",
-        "127.0.0.1",
-        port,
-        "localhost",
-        path,
-        &[("content-length", b"0")],
-        timeout,
-    )
-}
-
-fn send(
-    method: &str,
-    addr: &str,
-    port: u16,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &[u8])],
-    timeout: Duration,
-) -> Result<Response> {
-    let mut req =
-        format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n").into_bytes();
-    for (name, value) in headers {
-        req.extend_from_slice(name.as_bytes());
-        req.extend_from_slice(b": ");
-        req.extend_from_slice(value);
-        req.extend_from_slice(b"\r\n");
+/// One client for the process: reqwest's blocking client runs a runtime thread of its own,
+/// which `up`'s readiness polling would otherwise start and stop every few milliseconds.
+fn client() -> Result<&'static reqwest::blocking::Client> {
+    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client);
     }
-    req.extend_from_slice(b"\r\n");
-    let target = std::net::ToSocketAddrs::to_socket_addrs(&(addr, port))
-        .with_context(|| format!("resolving {addr}:{port}"))?
-        .next()
-        .with_context(|| format!("{addr} has no address"))?;
-    let mut stream = TcpStream::connect_timeout(&target, timeout)
-        .with_context(|| format!("connecting to {addr}:{port}"))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(&req)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
+    install_tls_provider();
+    let built = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .context("building the HTTP client")?;
+    Ok(CLIENT.get_or_init(|| built))
 }
 
-fn parse_response(raw: &[u8]) -> Result<Response> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("response has no header end")?;
-    let head = String::from_utf8_lossy(raw.get(..split).unwrap_or_default()).into_owned();
-    let mut body = raw.get(split + 4..).unwrap_or_default().to_vec();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line {status_line:?}"))?;
-    let mut headers = Vec::new();
-    for line in lines {
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((
-                name.trim().to_ascii_lowercase(),
-                value.trim().as_bytes().to_vec(),
-            ));
-        }
-    }
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case(b"chunked"));
-    if chunked {
-        body = dechunk(&body)?;
-    }
+fn send(method: reqwest::Method, url: &str, timeout: Duration) -> Result<Response> {
+    let resp = client()?
+        .request(method, url)
+        .timeout(timeout)
+        .send()
+        .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))
+        .with_context(|| format!("calling {url}"))?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .bytes()
+        .with_context(|| format!("reading the answer of {url}"))?
+        .to_vec();
     Ok(Response {
         status,
         headers,
@@ -146,23 +80,14 @@ fn parse_response(raw: &[u8]) -> Result<Response> {
     })
 }
 
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("bad chunk")?;
-        let size_text = String::from_utf8_lossy(data.get(..line_end).unwrap_or_default());
-        let size = usize::from_str_radix(size_text.trim(), 16).context("bad chunk size")?;
-        data = data.get(line_end + 2..).unwrap_or_default();
-        if size == 0 {
-            return Ok(out);
-        }
-        if data.len() < size {
-            bail!("truncated chunk");
-        }
-        out.extend_from_slice(data.get(..size).unwrap_or_default());
-        data = data.get((size + 2).min(data.len())..).unwrap_or_default();
+/// reqwest's top-level message ("error sending request for url …") hides the reason
+/// ("Connection refused"); the innermost cause is what a user can act on.
+fn error_chain(err: &reqwest::Error) -> String {
+    let mut reason = err.to_string();
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(err);
+    while let Some(c) = cause {
+        reason = c.to_string();
+        cause = c.source();
     }
+    reason
 }

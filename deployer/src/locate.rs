@@ -82,11 +82,9 @@ impl Places {
         from_cwd.or_else(from_exe).map(Path::to_path_buf)
     }
 
-    /// An executable called `name` on `PATH`.
+    /// An executable called `name` on `PATH` (the `which` crate: the project's one PATH lookup).
     pub fn on_path(&self, name: &str) -> Option<PathBuf> {
-        std::env::split_paths(self.path.as_deref()?)
-            .map(|dir| dir.join(name))
-            .find(|p| is_executable(p))
+        which::which_in(name, Some(self.path.as_deref()?), &self.cwd).ok()
     }
 
     /// The Envoy binary.

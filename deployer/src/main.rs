@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser as _;
-use meshtally_deployer::cli::Cli;
+use meshtally_deployer::Cli;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -16,27 +16,15 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
             }
-            // clap adds usage and tips after a blank line; what is wrong comes before it, at
-            // times over two lines ("…not provided:" then the argument), joined here.
-            let text = e.render().to_string();
-            let what: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            eprintln!(
-                "{}",
-                if what.is_empty() {
-                    "error: bad arguments".to_owned()
-                } else {
-                    what.join(" ")
-                }
-            );
+            eprintln!("{}", one_line(&e.render().to_string()));
             return ExitCode::from(2);
         }
     };
     match cli.run() {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped reading (`deployer stats --json | head -c 100`) is a normal
+        // end, as for any Unix tool: nothing more to say, and no error.
+        Err(e) if closed_stdout(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let chain: Vec<String> = e
                 .chain()
@@ -46,4 +34,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap's error as one line: what is wrong (at times over two lines, "…not provided:" then the
+/// argument), then its "did you mean" tips ("tip: a similar argument exists: '--services'"),
+/// without the usage or the other tips.
+fn one_line(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim);
+    let mut parts: Vec<&str> = lines.by_ref().take_while(|l| !l.is_empty()).collect();
+    parts.extend(lines.filter(|l| l.starts_with("tip:") && l.contains("similar")));
+    if parts.is_empty() {
+        return "error: bad arguments".to_owned();
+    }
+    parts.join(" ")
+}
+
+/// The error is stdout's reader having gone away (EPIPE).
+fn closed_stdout(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

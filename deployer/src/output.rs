@@ -3,7 +3,7 @@
 //! leaves the old folder as it was and nothing half-written behind.
 
 use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
 
 use crate::render::{kustomize::KUSTOMIZATION, Bundle, HEADER};
@@ -33,12 +33,34 @@ pub enum OutputError {
     },
 }
 
-pub fn write_stdout(bundle: &Bundle) -> Result<(), OutputError> {
-    let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
-    bundle
-        .write_stream(&mut out)
+/// Writes text to stdout. A reader that went away (`| head`) comes back as an error whose
+/// source is the `BrokenPipe` io error, which `main` ends on quietly, where `println!` would
+/// panic.
+pub fn print(text: &str) -> Result<(), OutputError> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(OutputError::Stdout)
+}
+
+/// The render as one YAML stream on stdout. On a terminal, the generated filter ConfigMap (the
+/// module as base64, hundreds of kilobytes) is left out and a line on stderr says how to get
+/// it; a pipe or a file gets every document, exactly what `apply` applies.
+pub fn write_stdout(bundle: &Bundle) -> Result<(), OutputError> {
+    let terminal = io::stdout().is_terminal();
+    let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+    let left_out = bundle
+        .write_stream(&mut out, !terminal)
+        .and_then(|left_out| out.flush().map(|()| left_out))
+        .map_err(OutputError::Stdout)?;
+    if let Some(bytes) = left_out {
+        eprintln!(
+            "# the filter ConfigMap ({} KiB of base64) is not shown on a terminal: redirect stdout \
+             (`deployer render > mesh.yaml`) or use --output DIR",
+            bytes.div_ceil(1024)
+        );
+    }
+    Ok(())
 }
 
 /// Replaces `target` with exactly the bundle's files. An existing non-empty `target` must be a

@@ -2,20 +2,15 @@
 //! HTTP/1.1 client and throwaway certificates, all on loopback and all stopped on drop.
 
 pub mod echo;
-pub mod envoy;
 pub mod load;
 pub mod mesh;
 
 // The local mesh's own building blocks, so tests exercise the same configs `deployer up` runs.
-pub use meshtally_deployer::http;
-pub use meshtally_deployer::local::{bootstrap, certs};
+pub use meshtally_deployer::sidecar as bootstrap;
+pub use meshtally_deployer::sidecar as certs;
+pub use meshtally_testkit::{envoy, http, workspace_root};
 
 use std::path::PathBuf;
-
-/// The workspace root, so tests find `.venv` and `target/` wherever cargo runs them from.
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The built filter. Tests do not build it themselves (a nested cargo would fight over the build
 /// lock); `make test` builds it first.

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anyhow::{bail, Result};
-use meshtally_deployer::local::layout::Layout;
-use meshtally_deployer::local::state::{alive, StateDir};
+use meshtally_deployer::local_mesh::{alive, Layout, StateDir};
 
 /// A workspace binary built by `make e2e` (`cargo build -p meshtally-deployer -p demo-service`).
 pub fn binary(name: &str) -> PathBuf {

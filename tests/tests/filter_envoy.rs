@@ -501,7 +501,7 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
         assert_eq!(values(&seen, "x-mesh-hops"), ["3"]);
         assert!(values(&seen, "x-mesh-destination").is_empty());
     }
-    let admin = meshtally_deployer::local::envoy::Admin(sidecar.admin);
+    let admin = meshtally_deployer::envoy::Admin(sidecar.admin);
     assert_eq!(
         admin.counter(&metric("service-c", "service-a", "inbound", "2xx"))?,
         3

@@ -2,6 +2,7 @@
 //! filter, mTLS, the gateway — then verify, stats, faults and down. Each test uses its own
 //! unusual port range so tests never clash with each other or with a running demo.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
@@ -126,6 +127,23 @@ fn three_services_tag_count_guard_and_recover() -> Result<()> {
         validate(&config)?;
     }
     assert_eq!(m.envoy_configs().len(), 4);
+
+    // The hints name this mesh's state dir, so pasting them reaches this mesh and no other.
+    let flag = format!("--state-dir {}", m.state_dir().display());
+    for hint in ["deployer verify", "deployer stats", "deployer down"] {
+        assert!(
+            m.up_stdout.contains(&format!("{hint} {flag}")),
+            "{hint}: {}",
+            m.up_stdout
+        );
+    }
+    // Private keys are the owner's alone.
+    let keys = private_keys(&m);
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    for key in &keys {
+        let mode = std::fs::metadata(key)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", key.display());
+    }
 
     // The acceptance check: the callee saw service-c, proven by mTLS.
     let r = call(&m, "/service-c/call/service-a", &[])?;
@@ -259,13 +277,37 @@ fn three_services_tag_count_guard_and_recover() -> Result<()> {
         std::thread::sleep(Duration::from_millis(250));
     }
 
-    // down leaves nothing behind.
+    // down leaves nothing behind: no process, and no private key.
     let pids = m.pids();
     let out = m.run("down", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(all_gone(pids.values().copied()), "left running: {pids:?}");
     assert!(!m.state().ready_path().exists());
+    assert_eq!(private_keys(&m), Vec::<std::path::PathBuf>::new());
+
+    // verify and stats after down: one line asking for a running mesh, not a refusal per pair.
+    for cmd in ["verify", "stats"] {
+        let out = m.run(cmd, &[]);
+        assert!(!out.status.success());
+        assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "error: no mesh is running in {}: start it with `deployer up {flag}`\n",
+                m.state_dir().display()
+            )
+        );
+    }
     Ok(())
+}
+
+/// The private keys in the mesh's state dir.
+fn private_keys(m: &LocalMesh) -> Vec<std::path::PathBuf> {
+    let mut keys: Vec<std::path::PathBuf> = std::fs::read_dir(m.state_dir().join("certs"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    keys.retain(|p| p.to_string_lossy().ends_with("-key.pem"));
+    keys
 }
 
 #[test]

@@ -59,7 +59,7 @@ fn dechunk(body: &str) -> String {
 
 /// Every counter and gauge of `/stats?format=json`, by full (untagged) name.
 pub fn stats(port: u16) -> Result<Vec<(String, u64)>> {
-    meshtally_deployer::local::envoy::Admin(port).counters("")
+    meshtally_deployer::envoy::Admin(port).counters("")
 }
 
 /// One stat by exact name, 0 when absent.

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use meshtally_deployer::local::bootstrap::Tls;
-use meshtally_deployer::local::certs::Ca;
+use meshtally_deployer::sidecar::Ca;
+use meshtally_deployer::sidecar::Tls;
 
 /// The service account in the client certificate, so the name the filter must report.
 pub const CLIENT_SA: &str = "bench-client";

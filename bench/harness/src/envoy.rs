@@ -216,7 +216,7 @@ impl Envoy {
 
     /// The port Envoy bound for a named listener.
     pub fn listener_port(&self, listener: &str) -> Result<u16> {
-        meshtally_deployer::local::envoy::Admin(self.admin).listener_port(listener)
+        meshtally_deployer::envoy::Admin(self.admin).listener_port(listener)
     }
 
     pub fn stats(&self) -> Result<Vec<(String, u64)>> {

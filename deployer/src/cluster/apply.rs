@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 
 use super::checks;
 use super::kubectl::Kubectl;
@@ -48,9 +48,9 @@ impl ApplyPlan {
         let begin = Instant::now();
         let deadline = begin + self.timeout;
         let bundle = render::render(&self.mesh, &self.delivery)?;
-        let mut stream = Vec::new();
-        bundle.write_stream(&mut stream)?;
-        let (namespace_doc, rest) = split_namespace(&stream)?;
+        // The Namespace first (and waited for): everything else lives in it.
+        let (namespace_doc, rest, objects) = bundle.split_stream(render::NAMESPACE_FILE);
+        let (namespace_doc, rest) = (&namespace_doc[..], &rest[..]);
         let ns = self.mesh.namespace.as_str();
 
         eprintln!("applying namespace {ns}…");
@@ -70,7 +70,6 @@ impl ApplyPlan {
                     "namespace {ns} is not Active (still terminating from a `deployer delete`?)"
                 )
             })?;
-        let objects = count_documents(rest);
         eprintln!("applying {objects} objects…");
         self.apply(rest)?;
 
@@ -202,29 +201,6 @@ pub fn services_flag(mesh: &Mesh) -> String {
     }
 }
 
-/// The render stream cut after its first document, which the renderer makes the Namespace.
-pub fn split_namespace(stream: &[u8]) -> Result<(&[u8], &[u8])> {
-    const SEPARATOR: &[u8] = b"\n---\n";
-    let cut = stream
-        .windows(SEPARATOR.len())
-        .position(|w| w == SEPARATOR)
-        .map_or(stream.len(), |i| i + 1);
-    let (first, rest) = stream.split_at(cut);
-    let text = String::from_utf8_lossy(first);
-    if !text.starts_with("---\n") || !text.lines().any(|l| l == "kind: Namespace") {
-        bail!("the render does not start with the Namespace: cannot apply it first");
-    }
-    Ok((first, rest))
-}
-
-/// Documents in a stream: each is opened by a `---` line.
-pub fn count_documents(stream: &[u8]) -> usize {
-    stream
-        .split(|b| *b == b'\n')
-        .filter(|l| *l == b"---")
-        .count()
-}
-
 /// `--timeout=<seconds left>s`, at least one second.
 fn timeout_flag(deadline: Instant) -> String {
     let left = deadline.saturating_duration_since(Instant::now());
@@ -238,15 +214,22 @@ mod tests {
 
     #[test]
     fn namespace_first() {
-        let stream = b"---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n---\nkind: ConfigMap\n---\nkind: Service\n";
-        let (ns, rest) = split_namespace(stream).unwrap();
-        assert_eq!(
-            ns,
-            b"---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n"
+        use crate::model::{Delivery, Module};
+        let mesh = Mesh::from_input(MeshInput::default()).unwrap();
+        let delivery = Delivery::ConfigMap(Module::from_bytes(b"\0asm\x01\0\0\0".to_vec()));
+        let bundle = render::render(&mesh, &delivery).unwrap();
+        let (ns, rest, objects) = bundle.split_stream(render::NAMESPACE_FILE);
+        let (ns, rest) = (
+            String::from_utf8(ns).unwrap(),
+            String::from_utf8(rest).unwrap(),
         );
-        assert_eq!(rest, b"---\nkind: ConfigMap\n---\nkind: Service\n");
-        assert_eq!(count_documents(rest), 2);
-        assert!(split_namespace(b"---\nkind: Service\n---\nkind: Namespace\n").is_err());
+        assert_eq!(ns.matches("\nkind: Namespace\n").count(), 1, "{ns}");
+        assert_eq!(ns.matches("---\n").count(), 1, "{ns}");
+        assert!(!rest.contains("\nkind: Namespace\n"));
+        assert_eq!(objects, rest.lines().filter(|l| *l == "---").count());
+        let mut whole = Vec::new();
+        bundle.write_stream(&mut whole, true).unwrap();
+        assert_eq!(whole.len(), ns.len() + rest.len());
     }
 
     #[test]

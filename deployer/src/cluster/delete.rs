@@ -285,7 +285,7 @@ mod tests {
         let mut stream = Vec::new();
         crate::render::render(&mesh, &delivery)
             .unwrap()
-            .write_stream(&mut stream)
+            .write_stream(&mut stream, true)
             .unwrap();
         let text = String::from_utf8(stream).unwrap();
         let rendered: std::collections::BTreeSet<&str> = text

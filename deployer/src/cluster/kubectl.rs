@@ -2,11 +2,11 @@
 //! `--context` so one command never talks to two clusters, and every failure is reduced to the
 //! one line of kubectl's stderr that says what went wrong.
 
-use std::ffi::OsString;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use crate::shell::shell_line;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubectlError {
@@ -160,36 +160,12 @@ fn klog_message(line: &str) -> Option<&str> {
 }
 
 fn on_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
-    let path: OsString = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
+    crate::locate::Places::here().on_path(&name.to_string_lossy())
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// `program args…` quoted for a POSIX shell, so a printed command can be pasted as is.
-pub fn shell_line(program: &str, args: &[String]) -> String {
-    let mut line = quote(program);
-    for arg in args {
-        let _ = write!(line, " {}", quote(arg));
-    }
-    line
-}
-
-fn quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }
 
 #[cfg(test)]
@@ -224,7 +200,6 @@ mod tests {
             k.display(&["wait", "--for=jsonpath={.status.phase}=Active"]),
             "kubectl --context kind-mesh wait '--for=jsonpath={.status.phase}=Active'"
         );
-        assert_eq!(quote("it's"), r"'it'\''s'");
     }
 
     #[test]

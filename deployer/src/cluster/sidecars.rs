@@ -1,16 +1,76 @@
-//! `deployer stats --kubectl`: the same counters `stats` reads on the local mesh, read from each
-//! demo pod's sidecar instead. The Istio proxy image has no curl, so the sidecar's own agent
-//! fetches its Envoy admin stats (`pilot-agent request GET stats?…`) through `kubectl exec`.
-
-use std::sync::Mutex;
+//! A cluster mesh as `verify --kubectl` and `stats --kubectl` read it (`crate::observe`):
+//! its ingress gateway through a port-forward that lives as long as the check, and the same
+//! counters `stats` reads on the local mesh, from each demo pod's sidecar. The Istio proxy
+//! image has no curl, so the sidecar's own agent fetches its Envoy admin stats
+//! (`pilot-agent request GET stats?…`) through `kubectl exec`.
 
 use anyhow::{bail, Context as _, Result};
 use meshtally_core::metrics::REQUESTS_TOTAL;
 use serde_json::Value;
 
+use super::apply::{INGRESS_NAMESPACE, INGRESS_SERVICE};
+use super::checks;
 use super::kubectl::Kubectl;
-use crate::local::stats::{merge, Row};
+use super::portforward::PortForward;
+use crate::observe::{parse_envoy_stats, Counted, Gateway, Reachable};
 use crate::render::meta::PART_OF;
+
+/// The cluster's ingress gateway, port-forwarded to loopback while this lives.
+pub(crate) struct ClusterGateway {
+    forward: PortForward,
+    services: Vec<String>,
+}
+
+impl ClusterGateway {
+    pub(crate) fn open(kubectl: &Kubectl, services: Vec<String>) -> Result<ClusterGateway> {
+        checks::reachable(kubectl)?;
+        let forward = PortForward::start(
+            kubectl,
+            INGRESS_NAMESPACE,
+            &format!("svc/{INGRESS_SERVICE}"),
+            80,
+        )
+        .context("cannot port-forward to Istio's ingress gateway")?;
+        eprintln!(
+            "port-forwarding 127.0.0.1:{} to {INGRESS_NAMESPACE}/{INGRESS_SERVICE}:80",
+            forward.port
+        );
+        Ok(ClusterGateway { forward, services })
+    }
+}
+
+impl Reachable for ClusterGateway {
+    fn gateway(&self) -> Result<Gateway> {
+        Ok(Gateway {
+            host: "127.0.0.1".into(),
+            port: self.forward.port,
+        })
+    }
+    fn services(&self) -> Result<Vec<String>> {
+        Ok(self.services.clone())
+    }
+}
+
+/// The sidecars of the running meshtally pods of a namespace.
+pub(crate) struct ClusterSidecars {
+    kubectl: Kubectl,
+    namespace: String,
+}
+
+impl ClusterSidecars {
+    pub(crate) fn open(kubectl: Kubectl, namespace: String) -> Result<ClusterSidecars> {
+        checks::reachable(&kubectl)?;
+        Ok(ClusterSidecars { kubectl, namespace })
+    }
+}
+
+impl Counted for ClusterSidecars {
+    fn counters(&self) -> Result<Vec<(String, u64)>> {
+        let pods = pods(&self.kubectl, &self.namespace)?;
+        eprintln!("reading {} sidecars in {}…", pods.len(), self.namespace);
+        collect(&self.kubectl, &self.namespace, &pods)
+    }
+}
 
 /// The sidecar container Istio injects.
 pub const SIDECAR: &str = "istio-proxy";
@@ -18,7 +78,7 @@ pub const SIDECAR: &str = "istio-proxy";
 const PARALLEL: usize = 8;
 
 /// The running meshtally pods of `namespace`, by name.
-pub fn pods(kubectl: &Kubectl, namespace: &str) -> Result<Vec<String>> {
+fn pods(kubectl: &Kubectl, namespace: &str) -> Result<Vec<String>> {
     let selector = format!("{}={}", PART_OF.0, PART_OF.1);
     let out = kubectl.run(
         &[
@@ -49,7 +109,7 @@ pub fn pods(kubectl: &Kubectl, namespace: &str) -> Result<Vec<String>> {
 }
 
 /// `meshtally_requests_total` counters of one pod's sidecar, as (stat name, value).
-pub fn counters(kubectl: &Kubectl, namespace: &str, pod: &str) -> Result<Vec<(String, u64)>> {
+fn counters(kubectl: &Kubectl, namespace: &str, pod: &str) -> Result<Vec<(String, u64)>> {
     let path = format!("stats?format=json&filter={REQUESTS_TOTAL}");
     let out = kubectl
         .run(
@@ -69,46 +129,23 @@ pub fn counters(kubectl: &Kubectl, namespace: &str, pod: &str) -> Result<Vec<(St
             None,
         )
         .with_context(|| format!("reading the sidecar stats of pod {pod}"))?;
-    parse_counters(&out).with_context(|| format!("sidecar stats of pod {pod}"))
+    parse_envoy_stats(&out).with_context(|| format!("sidecar stats of pod {pod}"))
 }
 
-/// Envoy's `/stats?format=json`: `{"stats": [{"name", "value"}, …, {"histograms": …}]}`.
-pub fn parse_counters(json: &[u8]) -> Result<Vec<(String, u64)>> {
-    let stats: Value = serde_json::from_slice(json).context("not JSON")?;
-    Ok(stats["stats"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["value"].as_u64()?)))
-        .collect())
-}
-
-/// Reads every pod's counters, a few at a time, and merges them into rows as `stats` prints.
-pub fn collect(kubectl: &Kubectl, namespace: &str, pods: &[String]) -> Result<Vec<Row>> {
-    let queue = Mutex::new(pods.iter());
-    let results = Mutex::new(Vec::with_capacity(pods.len()));
-    std::thread::scope(|scope| {
-        for _ in 0..PARALLEL.min(pods.len()) {
-            scope.spawn(|| loop {
-                let next = queue.lock().ok().and_then(|mut q| q.next());
-                let Some(pod) = next else { break };
-                let result = counters(kubectl, namespace, pod);
-                if let Ok(mut r) = results.lock() {
-                    r.push(result);
-                }
-            });
-        }
-    });
+/// Every pod's counters, a few pods at a time (each read is a `kubectl exec` that mostly
+/// waits on the network).
+fn collect(kubectl: &Kubectl, namespace: &str, pods: &[String]) -> Result<Vec<(String, u64)>> {
     let mut all = Vec::new();
-    for result in results.into_inner().unwrap_or_default() {
+    for result in crate::parallel::map(pods, PARALLEL, |pod| counters(kubectl, namespace, pod)) {
         all.extend(result?);
     }
-    Ok(merge(all))
+    Ok(all)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::stats::merge;
 
     fn name(src: &str, dst: &str, dir: &str, class: &str) -> String {
         format!("source=.={src};.;destination=.={dst};.;direction=.={dir};.;response_code_class=.={class};.;{REQUESTS_TOTAL}")
@@ -120,7 +157,7 @@ mod tests {
             r#"{{"stats":[{{"name":"{}","value":3}},{{"name":"other","value":9}},{{"histograms":{{}}}}]}}"#,
             name("service-a", "service-b", "outbound", "2xx")
         );
-        let one = parse_counters(json.as_bytes()).unwrap();
+        let one = parse_envoy_stats(json.as_bytes()).unwrap();
         assert_eq!(one.len(), 2);
         let mut all = one.clone();
         all.extend(one);
@@ -129,6 +166,6 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].direction, "inbound");
         assert_eq!(rows[1].count, 6);
-        assert!(parse_counters(b"nope").is_err());
+        assert!(parse_envoy_stats(b"nope").is_err());
     }
 }

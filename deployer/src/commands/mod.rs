@@ -1,6 +1,7 @@
 //! One module per subcommand. Each builds a plan from its flags (reading and checking
 //! everything it needs) and only then runs it, so a bad input fails before any output.
 
-pub mod cluster;
-pub mod local;
-pub mod render;
+pub(crate) mod cluster;
+pub(crate) mod local;
+pub(crate) mod observe;
+pub(crate) mod render;

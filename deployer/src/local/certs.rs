@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -64,11 +64,41 @@ impl Ca {
         let stem = format!("{namespace}-{sa}");
         let tls = Tls {
             cert: dir.join(format!("{stem}.pem")),
-            key: dir.join(format!("{stem}-key.pem")),
+            key: dir.join(format!("{stem}{KEY_SUFFIX}")),
             ca: self.cert_path.clone(),
         };
         std::fs::write(&tls.cert, cert.pem())?;
-        std::fs::write(&tls.key, key.serialize_pem())?;
+        write_private(&tls.key, key.serialize_pem().as_bytes())?;
         Ok(tls)
+    }
+}
+
+/// What a private key's file name ends with.
+const KEY_SUFFIX: &str = "-key.pem";
+
+/// A private key, readable by its owner alone (0600) from the moment it exists.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Removes the private keys in `dir` (after `down`: a stopped mesh needs none, and a key left
+/// on disk outlives the mesh it proved). Certificates stay for inspection.
+pub fn remove_keys(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().ends_with(KEY_SUFFIX) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }

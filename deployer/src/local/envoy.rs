@@ -37,30 +37,24 @@ pub fn validate(envoy: &Path, config: &Path) -> Result<()> {
 pub struct Admin(pub u16);
 
 impl Admin {
+    fn get(&self, path: &str, timeout: Duration) -> Result<http::Response> {
+        http::get(&format!("http://127.0.0.1:{}{path}", self.0), timeout)
+            .with_context(|| format!("Envoy admin on 127.0.0.1:{}", self.0))
+    }
+
     pub fn ready(&self) -> bool {
-        http::get_with_timeout(
-            self.0,
-            "localhost",
-            "/ready",
-            &[],
-            Duration::from_millis(500),
-        )
-        .is_ok_and(|r| r.status == 200)
+        self.get("/ready", Duration::from_millis(500))
+            .is_ok_and(|r| r.status == 200)
     }
 
     /// Every counter whose name contains `filter`, as (name, value).
     pub fn counters(&self, filter: &str) -> Result<Vec<(String, u64)>> {
-        let path = format!("/stats?format=json&filter={filter}");
-        let resp = http::get_with_timeout(self.0, "localhost", &path, &[], Duration::from_secs(5))
-            .with_context(|| format!("reading Envoy admin stats on 127.0.0.1:{}", self.0))?;
-        let json: Value =
-            serde_json::from_slice(&resp.body).context("Envoy admin stats are not JSON")?;
-        Ok(json["stats"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["value"].as_u64()?)))
-            .collect())
+        let resp = self.get(
+            &format!("/stats?format=json&filter={filter}"),
+            Duration::from_secs(5),
+        )?;
+        crate::observe::parse_envoy_stats(&resp.body)
+            .with_context(|| format!("Envoy admin stats on 127.0.0.1:{}", self.0))
     }
 
     pub fn counter(&self, name: &str) -> Result<u64> {
@@ -73,13 +67,7 @@ impl Admin {
 
     /// The port Envoy bound for a named listener (listeners that asked for port 0).
     pub fn listener_port(&self, listener: &str) -> Result<u16> {
-        let resp = http::get_with_timeout(
-            self.0,
-            "localhost",
-            "/listeners?format=json",
-            &[],
-            Duration::from_secs(5),
-        )?;
+        let resp = self.get("/listeners?format=json", Duration::from_secs(5))?;
         let json: Value =
             serde_json::from_slice(&resp.body).context("Envoy /listeners is not JSON")?;
         json["listener_statuses"]
@@ -94,7 +82,8 @@ impl Admin {
 
     /// Stops accepting connections on every listener; open connections finish what they have.
     pub fn drain_listeners(&self) -> Result<()> {
-        let resp = http::post(self.0, "/drain_listeners", Duration::from_secs(2))?;
+        let url = format!("http://127.0.0.1:{}/drain_listeners", self.0);
+        let resp = http::post(&url, Duration::from_secs(2))?;
         anyhow::ensure!(
             resp.status == 200,
             "drain_listeners answered {}",
@@ -114,13 +103,8 @@ impl Admin {
     }
 
     pub fn prometheus(&self) -> Result<String> {
-        let resp = http::get_with_timeout(
-            self.0,
-            "localhost",
-            "/stats/prometheus",
-            &[],
-            Duration::from_secs(5),
-        )?;
-        Ok(resp.text())
+        Ok(self
+            .get("/stats/prometheus", Duration::from_secs(5))?
+            .text())
     }
 }

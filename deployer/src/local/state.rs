@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
 
 use super::layout::Layout;
+
+/// The state dir `up` and the others use without `--state-dir`.
+pub const DEFAULT: &str = ".meshtally";
 
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -59,12 +60,33 @@ impl StateDir {
         alive(pid).then_some(pid)
     }
 
+    /// The supervisor, or any process it started, is still alive.
+    pub fn is_running(&self) -> bool {
+        self.running_supervisor().is_some()
+            || self.read_pids().values().any(|pid| alive(*pid as i32))
+    }
+
+    /// What a printed `deployer …` hint must add to reach this state dir: nothing for the
+    /// default `.meshtally` of the current folder, else ` --state-dir <absolute path>`, quoted
+    /// for the shell, so the hint works when pasted from any folder.
+    pub fn flag(&self) -> String {
+        let default = std::env::current_dir().map(|d| d.join(DEFAULT));
+        if default.is_ok_and(|d| d == self.root) {
+            return String::new();
+        }
+        format!(
+            " --state-dir {}",
+            crate::shell::quote(&self.root.to_string_lossy())
+        )
+    }
+
     pub fn read_layout(&self) -> Result<Layout> {
         let path = self.layout_path();
         let text = std::fs::read(&path).with_context(|| {
             format!(
-                "no local mesh in {}: start one with `deployer up`",
-                self.root.display()
+                "no local mesh in {}: start one with `deployer up{}`",
+                self.root.display(),
+                self.flag()
             )
         })?;
         serde_json::from_slice(&text)
@@ -75,8 +97,9 @@ impl StateDir {
     pub fn prepare(&self, layout: &Layout) -> Result<()> {
         if let Some(pid) = self.running_supervisor() {
             bail!(
-                "a mesh is already running in {} (supervisor pid {pid}): stop it with `deployer down` first",
-                self.root.display()
+                "a mesh is already running in {} (supervisor pid {pid}): stop it with `deployer down{}` first",
+                self.root.display(),
+                self.flag()
             );
         }
         let parent = match self.root.parent() {
@@ -113,7 +136,8 @@ impl StateDir {
             .unwrap_or_default()
     }
 
-    /// Removes the run markers (pids, ready) but keeps configs and logs for inspection.
+    /// Removes the run markers (pids, ready) and the workload private keys, but keeps the
+    /// plan, configs, certificates and logs for inspection.
     pub fn clear_run(&self) {
         for path in [
             self.pids_path(),
@@ -122,12 +146,13 @@ impl StateDir {
         ] {
             let _ = std::fs::remove_file(path);
         }
+        super::certs::remove_keys(&self.root.join("certs"));
     }
 }
 
 /// A process exists and is not a zombie (an exited child whose parent has not reaped it yet).
 pub fn alive(pid: i32) -> bool {
-    if pid <= 0 || kill(Pid::from_raw(pid), None).is_err() {
+    if pid <= 0 || !super::signal::exists(pid) {
         return false;
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

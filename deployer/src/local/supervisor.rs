@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 use super::envoy::Admin;
 use super::layout::{sidecar_name, Layout, GATEWAY};
@@ -53,11 +51,8 @@ impl ProcessSpec {
     fn is_ready(&self) -> bool {
         match &self.ready {
             Ready::Envoy(admin) => admin.ready(),
-            Ready::Healthz(port) => http::get_with_timeout(
-                *port,
-                "localhost",
-                "/healthz",
-                &[],
+            Ready::Healthz(port) => http::get(
+                &format!("http://127.0.0.1:{port}/healthz"),
                 Duration::from_millis(500),
             )
             .is_ok_and(|r| r.status == 200),
@@ -341,7 +336,7 @@ impl Supervisor {
     fn terminate_all(&mut self) {
         for p in &mut self.procs {
             if let Some(child) = &p.child {
-                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+                let _ = super::signal::terminate(child.id() as i32);
             }
         }
         let deadline = Instant::now() + GRACE;

@@ -8,8 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 use super::layout::{FailStrategy, FilterPlan, FilterState, Layout, MtlsMode, Tools, GATEWAY};
 use super::state::{alive, tail, StateDir};
@@ -45,8 +43,9 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
     let state = StateDir::new(&req.state_dir);
     if let Some(pid) = state.running_supervisor() {
         bail!(
-            "a mesh is already running in {} (supervisor pid {pid}): stop it with `deployer down` first",
-            state.root.display()
+            "a mesh is already running in {} (supervisor pid {pid}): stop it with `deployer down{}` first",
+            state.root.display(),
+            state.flag()
         );
     }
     let places = Places::here();
@@ -118,7 +117,7 @@ impl UpPlan {
         let mut sup = Supervisor::new(self.state.clone(), specs)?;
         eprintln!("starting {} processes…", self.layout.services.len() * 2 + 1);
         sup.start(READY_TIMEOUT, progress)?;
-        print_table(&self.layout, begin.elapsed());
+        print_table(&self.layout, &self.state, begin.elapsed());
         println!("Ctrl-C stops the mesh.");
         let _ = std::io::stdout().flush();
         sup.run(|line| eprintln!("{line}"));
@@ -153,13 +152,16 @@ impl UpPlan {
                 );
             }
             if Instant::now() > deadline {
-                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+                let _ = super::signal::terminate(child.id() as i32);
                 bail!("the mesh was not ready in time:\n{}", tail(&log_path, 12));
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        print_table(&self.layout, begin.elapsed());
-        println!("Running in the background; `deployer down` stops it.");
+        print_table(&self.layout, &self.state, begin.elapsed());
+        println!(
+            "Running in the background; `deployer down{}` stops it.",
+            self.state.flag()
+        );
         Ok(())
     }
 }
@@ -187,13 +189,13 @@ pub fn down(state_dir: &Path) -> Result<()> {
     }
     let begin = Instant::now();
     if let Some(pid) = supervisor {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let _ = super::signal::terminate(pid);
         let deadline = Instant::now() + Duration::from_secs(9);
         while alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(25));
         }
         if alive(pid) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = super::signal::kill(pid);
         }
     }
     // Whatever the supervisor could not stop (or a supervisor killed with -9 left behind).
@@ -201,7 +203,7 @@ pub fn down(state_dir: &Path) -> Result<()> {
     for pid in pids.values() {
         let pid = *pid as i32;
         if alive(pid) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = super::signal::kill(pid);
             killed += 1;
         }
     }
@@ -226,7 +228,7 @@ fn progress(name: &str, done: usize, total: usize, elapsed: Duration) {
     );
 }
 
-fn print_table(layout: &Layout, elapsed: Duration) {
+fn print_table(layout: &Layout, state: &StateDir, elapsed: Duration) {
     let width = layout
         .services
         .iter()
@@ -269,5 +271,10 @@ fn print_table(layout: &Layout, elapsed: Duration) {
         &layout.services[0].name,
         &layout.services[layout.services.len() - 1].name,
     );
-    println!("\ntry:\n  curl -sv localhost:{}/{last}/call/{first}\n  deployer verify\n  deployer stats\n", g.port);
+    // The hints name this state dir, so pasting them reaches this mesh and no other.
+    let flag = state.flag();
+    println!(
+        "\ntry:\n  curl -sv localhost:{}/{last}/call/{first}\n  deployer verify{flag}\n  deployer stats{flag}\n",
+        g.port
+    );
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::istio::{
     FailStrategy, Object, PluginConfig, PluginPhase, PluginType, WasmPlugin, WasmPluginSpec,
-    WorkloadSelector, EXTENSIONS_V1ALPHA1,
+    WorkloadSelector,
 };
 use super::meta;
 use crate::model::{Delivery, Mesh, Module};
@@ -113,8 +113,6 @@ pub fn wasm_plugin(mesh: &Mesh, delivery: &Delivery) -> WasmPlugin {
         Delivery::ConfigMap(_) => (format!("file://{MOUNT_PATH}/{MODULE_KEY}"), None),
     };
     Object::new(
-        EXTENSIONS_V1ALPHA1,
-        "WasmPlugin",
         meta::meta(meta::WASM_PLUGIN, Some(&mesh.namespace), &[]),
         WasmPluginSpec {
             // Every meshtally pod carries this label; nothing else in the namespace should.

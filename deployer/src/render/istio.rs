@@ -7,9 +7,35 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
-pub const NETWORKING_V1: &str = "networking.istio.io/v1";
-pub const SECURITY_V1: &str = "security.istio.io/v1";
-pub const EXTENSIONS_V1ALPHA1: &str = "extensions.istio.io/v1alpha1";
+const NETWORKING_V1: &str = "networking.istio.io/v1";
+const SECURITY_V1: &str = "security.istio.io/v1";
+const EXTENSIONS_V1ALPHA1: &str = "extensions.istio.io/v1alpha1";
+
+/// What makes a spec an Istio kind: its `kind` and `apiVersion`, fixed by the type as
+/// kube-rs's `Resource` fixes them, so an object can only be built with the pair that belongs
+/// to its spec.
+pub trait Kind {
+    const KIND: &'static str;
+    const API_VERSION: &'static str;
+}
+
+macro_rules! kinds {
+    ($($spec:ident => $kind:literal in $version:ident,)*) => {$(
+        impl Kind for $spec {
+            const KIND: &'static str = $kind;
+            const API_VERSION: &'static str = $version;
+        }
+    )*};
+}
+
+kinds! {
+    GatewaySpec => "Gateway" in NETWORKING_V1,
+    VirtualServiceSpec => "VirtualService" in NETWORKING_V1,
+    DestinationRuleSpec => "DestinationRule" in NETWORKING_V1,
+    PeerAuthenticationSpec => "PeerAuthentication" in SECURITY_V1,
+    AuthorizationPolicySpec => "AuthorizationPolicy" in SECURITY_V1,
+    WasmPluginSpec => "WasmPlugin" in EXTENSIONS_V1ALPHA1,
+}
 
 /// Any Istio object: type meta, metadata and a kind-specific spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,14 +54,19 @@ pub type PeerAuthentication = Object<PeerAuthenticationSpec>;
 pub type AuthorizationPolicy = Object<AuthorizationPolicySpec>;
 pub type WasmPlugin = Object<WasmPluginSpec>;
 
-impl<S> Object<S> {
-    pub fn new(api_version: &str, kind: &str, metadata: ObjectMeta, spec: S) -> Object<S> {
+impl<S: Kind> Object<S> {
+    pub fn new(metadata: ObjectMeta, spec: S) -> Object<S> {
         Object {
-            api_version: api_version.to_owned(),
-            kind: kind.to_owned(),
+            api_version: S::API_VERSION.to_owned(),
+            kind: S::KIND.to_owned(),
             metadata,
             spec,
         }
+    }
+
+    /// The type meta read back from YAML is the one this spec's kind has.
+    pub fn is_typed_right(&self) -> bool {
+        self.kind == S::KIND && self.api_version == S::API_VERSION
     }
 }
 

@@ -5,7 +5,6 @@ use super::directory::Directory;
 use super::istio::{
     AuthorizationPolicy, AuthorizationPolicySpec, AuthzAction, Object, PeerAuthentication,
     PeerAuthenticationSpec, PeerMtls, PeerMtlsMode, Rule, RuleFrom, Source, WorkloadSelector,
-    SECURITY_V1,
 };
 use super::meta;
 use crate::model::{Mesh, Service};
@@ -17,8 +16,6 @@ pub const INGRESS_PRINCIPAL: &str =
 
 pub fn peer_authentication(mesh: &Mesh) -> PeerAuthentication {
     Object::new(
-        SECURITY_V1,
-        "PeerAuthentication",
         meta::meta(meta::PEER_AUTHENTICATION, Some(&mesh.namespace), &[]),
         PeerAuthenticationSpec {
             mtls: PeerMtls {
@@ -40,8 +37,6 @@ pub fn authorization_policy(
     let mut principals = directory.principals(service);
     principals.push(INGRESS_PRINCIPAL.to_owned());
     Object::new(
-        SECURITY_V1,
-        "AuthorizationPolicy",
         meta::meta(
             &service.name,
             Some(&mesh.namespace),

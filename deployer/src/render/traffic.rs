@@ -6,7 +6,7 @@ use super::istio::{
     ClientTls, ClientTlsMode, Destination, DestinationRule, DestinationRuleSpec, Gateway,
     GatewaySpec, HttpMatchRequest, HttpRetry, HttpRewrite, HttpRoute, HttpRouteDestination,
     LoadBalancer, Object, PortSelector, Server, ServerPort, SimpleLb, StringMatch, Subset,
-    TrafficPolicy, VirtualService, VirtualServiceSpec, NETWORKING_V1,
+    TrafficPolicy, VirtualService, VirtualServiceSpec,
 };
 use super::meta::{self, VERSION};
 use crate::model::{Mesh, Service};
@@ -18,8 +18,6 @@ const TIMEOUT: &str = "10s";
 
 pub fn destination_rule(mesh: &Mesh, service: &Service) -> DestinationRule {
     Object::new(
-        NETWORKING_V1,
-        "DestinationRule",
         meta::meta(
             &service.name,
             Some(&mesh.namespace),
@@ -59,8 +57,6 @@ fn destination(mesh: &Mesh, service: &Service) -> HttpRouteDestination {
 
 pub fn virtual_service(mesh: &Mesh, service: &Service) -> VirtualService {
     Object::new(
-        NETWORKING_V1,
-        "VirtualService",
         meta::meta(
             &service.name,
             Some(&mesh.namespace),
@@ -90,8 +86,6 @@ pub fn virtual_service(mesh: &Mesh, service: &Service) -> VirtualService {
 /// The ingress Gateway: plain HTTP on port 80 of Istio's default ingress gateway.
 pub fn gateway(mesh: &Mesh) -> Gateway {
     Object::new(
-        NETWORKING_V1,
-        "Gateway",
         meta::meta(meta::GATEWAY, Some(&mesh.namespace), &[]),
         GatewaySpec {
             selector: [("istio".to_owned(), "ingressgateway".to_owned())].into(),
@@ -134,8 +128,6 @@ pub fn ingress_routes(mesh: &Mesh) -> VirtualService {
         })
         .collect();
     Object::new(
-        NETWORKING_V1,
-        "VirtualService",
         meta::meta(meta::INGRESS_ROUTES, Some(&mesh.namespace), &[]),
         VirtualServiceSpec {
             hosts: vec!["*".to_owned()],

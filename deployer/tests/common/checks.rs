@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use meshtally_deployer::render::istio::StringMatch;
-use meshtally_deployer::render::security::INGRESS_PRINCIPAL;
+use meshtally_deployer::manifests::istio::StringMatch;
+use meshtally_deployer::manifests::INGRESS_PRINCIPAL;
 
 use super::Objects;
 

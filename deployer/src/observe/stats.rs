@@ -1,17 +1,16 @@
 //! `deployer stats`: reads every sidecar's meshtally counters and shows who called whom, as a
-//! matrix (sources as rows, destinations as columns) per direction, or as JSON rows.
+//! matrix (sources as rows, destinations as columns) per direction, or as JSON rows. The
+//! numbers `stats` shows are computed here, from whatever sidecars a [`super::Counted`] mesh has.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::Result;
 use meshtally_core::metrics::{parse_metric_name, REQUESTS_TOTAL};
 use serde::Serialize;
 
-use super::envoy::Admin;
 use crate::table::Table;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub source: String,
     pub destination: String,
     pub direction: String,
@@ -19,18 +18,9 @@ pub struct Row {
     pub count: u64,
 }
 
-/// Reads and merges the counters of the given admin endpoints.
-pub fn collect(admins: &[Admin]) -> Result<Vec<Row>> {
-    let mut all = Vec::new();
-    for admin in admins {
-        all.extend(admin.counters(REQUESTS_TOTAL)?);
-    }
-    Ok(merge(all))
-}
-
 /// Sums counters with the same labels across sidecars; names that are not meshtally's request
 /// counter (Envoy's stats filter matches by substring) are skipped.
-pub fn merge(counters: impl IntoIterator<Item = (String, u64)>) -> Vec<Row> {
+pub(crate) fn merge(counters: impl IntoIterator<Item = (String, u64)>) -> Vec<Row> {
     let mut merged: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
     for (name, value) in counters {
         let Some(m) = parse_metric_name(&name) else {
@@ -63,7 +53,7 @@ pub fn merge(counters: impl IntoIterator<Item = (String, u64)>) -> Vec<Row> {
 
 /// One matrix per direction: calls counted by callees (inbound) and by callers (outbound),
 /// all response classes summed, with the non-2xx share noted.
-pub fn matrices(rows: &[Row]) -> String {
+pub(crate) fn matrices(rows: &[Row]) -> String {
     let mut out = String::new();
     for (direction, title) in [
         ("inbound", "counted by the callee (inbound)"),

@@ -1,0 +1,42 @@
+//! What a running mesh shows, wherever it runs: `verify` (every ordered pair called through the
+//! gateway, tags checked) and `stats` (every sidecar's meshtally counters as matrices). Both
+//! read the mesh through the two traits below, which the local state dir
+//! (`crate::local::observed`) and a cluster through kubectl (`crate::cluster::sidecars`)
+//! implement, so the checks and the numbers shown are computed here once.
+
+pub(crate) mod stats;
+pub(crate) mod verify;
+
+use anyhow::Result;
+
+pub(crate) use verify::Gateway;
+
+/// A mesh that can be called through its gateway.
+pub(crate) trait Reachable {
+    /// Where the gateway answers, for as long as `self` lives (a port-forward, say).
+    fn gateway(&self) -> Result<Gateway>;
+    /// The services, in the order the matrix shows them.
+    fn services(&self) -> Result<Vec<String>>;
+}
+
+/// A mesh whose sidecars can be read.
+pub(crate) trait Counted {
+    /// Every sidecar's `meshtally_requests_total` counters, as (Envoy stat name, value); the
+    /// same labels from several sidecars are summed by [`stats::merge`].
+    fn counters(&self) -> Result<Vec<(String, u64)>>;
+}
+
+/// Envoy's `/stats?format=json`: `{"stats": [{"name", "value"}, …, {"histograms": …}]}`, as
+/// (name, value) for every counter and gauge. Envoy's admin answers it on loopback, and a
+/// cluster sidecar's `pilot-agent request GET stats…`.
+pub(crate) fn parse_envoy_stats(json: &[u8]) -> Result<Vec<(String, u64)>> {
+    use anyhow::Context as _;
+    let stats: serde_json::Value =
+        serde_json::from_slice(json).context("Envoy stats are not JSON")?;
+    Ok(stats["stats"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["value"].as_u64()?)))
+        .collect())
+}
