@@ -38,13 +38,6 @@ pub(crate) fn post(url: &str, timeout: Duration) -> Result<Response> {
     send(reqwest::Method::POST, url, timeout)
 }
 
-/// The process's one TLS provider, for this client and the OCI push alike: ring, which the
-/// certificate code already builds (reqwest is built without one of its own). Installing twice
-/// is harmless: the first stays.
-pub(crate) fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// One client for the process: reqwest's blocking client runs a runtime thread of its own,
 /// which `up`'s readiness polling would otherwise start and stop every few milliseconds.
 fn client() -> Result<&'static reqwest::blocking::Client> {
@@ -52,7 +45,6 @@ fn client() -> Result<&'static reqwest::blocking::Client> {
     if let Some(client) = CLIENT.get() {
         return Ok(client);
     }
-    install_tls_provider();
     let built = reqwest::blocking::Client::builder()
         .no_proxy()
         .build()

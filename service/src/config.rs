@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use meshtally_core::app::{self, env};
 use reqwest::Url;
 
 /// Port used when `PORT` is unset; matches the demo manifests' Service port.
@@ -44,12 +45,12 @@ impl Config {
         // Empty counts as unset: Kubernetes renders `value: ""` for templated-out fields.
         let get = |key: &str| get(key).filter(|v| !v.trim().is_empty());
 
-        let service = get("SERVICE_NAME")
+        let service = get(env::SERVICE_NAME)
             .context("SERVICE_NAME is required (the name this service answers as, e.g. service-a)")?
             .trim()
             .to_string();
 
-        let port = match get("PORT") {
+        let port = match get(env::PORT) {
             None => DEFAULT_PORT,
             Some(raw) => raw
                 .trim()
@@ -57,7 +58,7 @@ impl Config {
                 .with_context(|| format!("PORT {raw:?} is not a port number (0-65535)"))?,
         };
 
-        let bind = match get("BIND") {
+        let bind = match get(env::BIND) {
             None => IpAddr::from([0, 0, 0, 0]),
             Some(raw) => raw
                 .trim()
@@ -66,9 +67,9 @@ impl Config {
         };
 
         let version =
-            get("VERSION").map_or_else(|| DEFAULT_VERSION.to_string(), |v| v.trim().to_string());
+            get(env::VERSION).map_or_else(|| DEFAULT_VERSION.to_string(), |v| v.trim().to_string());
 
-        let timeout_ms = match get("PEER_TIMEOUT_MS") {
+        let timeout_ms = match get(env::PEER_TIMEOUT_MS) {
             None => DEFAULT_PEER_TIMEOUT_MS,
             Some(raw) => match raw.trim().parse::<u64>() {
                 Ok(ms) if ms > 0 => ms,
@@ -76,12 +77,12 @@ impl Config {
             },
         };
 
-        let peers = match get("PEERS") {
+        let peers = match get(env::PEERS) {
             None => Vec::new(),
             Some(raw) => parse_peers(&raw).context("invalid PEERS")?,
         };
 
-        let mesh_proxy = match get("MESH_PROXY") {
+        let mesh_proxy = match get(env::MESH_PROXY) {
             None => None,
             Some(raw) => Some(
                 parse_http_url(raw.trim())
@@ -90,7 +91,7 @@ impl Config {
         };
 
         let log = matches!(
-            get("LOG").as_deref().map(str::trim),
+            get(env::LOG).as_deref().map(str::trim),
             Some("1" | "true" | "yes" | "on")
         );
 
@@ -111,34 +112,19 @@ impl Config {
     }
 }
 
-/// Parses `name=url,name=url`. Empty segments (a trailing comma) are skipped because
-/// they are an easy slip in YAML and carry no ambiguity.
+/// Parses `PEERS` (`name=url,name=url`, see `meshtally_core::app`) and checks each url: plain
+/// http, a host, no query or fragment.
 pub fn parse_peers(raw: &str) -> Result<Vec<Peer>> {
-    let mut peers: Vec<Peer> = Vec::new();
-    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (name, url) = entry
-            .split_once('=')
-            .with_context(|| format!("entry {entry:?} is not name=http://host:port"))?;
-        let name = name.trim();
-        // Names become a path segment of /call/{name}, so keep them URL- and label-safe.
-        let name_ok = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !name_ok {
-            bail!("entry {entry:?}: peer name {name:?} must be non-empty [A-Za-z0-9._-]");
-        }
-        if peers.iter().any(|p| p.name == name) {
-            bail!("entry {entry:?}: peer {name:?} is listed twice");
-        }
-        let url = parse_http_url(url.trim()).with_context(|| format!("entry {entry:?}"))?;
+    let mut peers = Vec::new();
+    for peer in app::parse_peers(raw)? {
+        let entry = peer.entry;
+        let url = parse_http_url(peer.url).with_context(|| format!("entry {entry:?}"))?;
         if url.query().is_some() || url.fragment().is_some() {
             bail!("entry {entry:?}: peer URL must not carry a query or fragment");
         }
-        let base = url.as_str().trim_end_matches('/').to_string();
         peers.push(Peer {
-            name: name.to_string(),
-            base,
+            name: peer.name.to_string(),
+            base: url.as_str().trim_end_matches('/').to_string(),
         });
     }
     Ok(peers)

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderName};
 /// deliberately dropped: the sidecar sets those, and forwarding them would let a
 /// caller's identity leak one hop further than it really went.
 pub const PROPAGATED: &[&str] = &[
-    "x-mesh-hops",
+    meshtally_core::headers::HOPS,
     "x-request-id",
     "traceparent",
     "tracestate",

@@ -49,7 +49,7 @@ pub fn router(app: Arc<App>) -> Router {
 
 async fn info(State(app): Shared, headers: HeaderMap) -> Json<Value> {
     app.stats.served(Served::Info);
-    if let Some(source) = headers.get("x-mesh-source") {
+    if let Some(source) = headers.get(meshtally_core::headers::SOURCE) {
         app.stats
             .seen_source(&String::from_utf8_lossy(source.as_bytes()));
     }

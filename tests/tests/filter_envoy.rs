@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use anyhow::Result;
+use meshtally_core::identity::spiffe_id;
 use meshtally_tests::bootstrap::{self, Filter, Inbound, Mtls, Outbound, Peer, Proxy};
-use meshtally_tests::certs::{spiffe_uri, Ca};
+use meshtally_tests::certs::Ca;
 use meshtally_tests::echo::{values, Echo};
 use meshtally_tests::envoy::Envoy;
 use meshtally_tests::{filter_wasm, http};
@@ -85,7 +86,7 @@ fn mesh(opts: Options) -> Result<Mesh> {
                         port: callee_port,
                         tls: opts
                             .mtls
-                            .then(|| (a_id.clone(), spiffe_uri("istio-demo", "service-b"))),
+                            .then(|| (a_id.clone(), spiffe_id("istio-demo", "service-b"))),
                     },
                     // Nothing listens on port 1: calls to service-d fail upstream.
                     Peer {

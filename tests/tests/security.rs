@@ -2,8 +2,9 @@
 //! and how a broken filter behaves under the WasmPlugin's failStrategy in the local mesh.
 
 use anyhow::Result;
+use meshtally_core::identity::spiffe_id;
 use meshtally_tests::bootstrap::{self, Filter, Inbound, Mtls, Outbound, Peer, Proxy};
-use meshtally_tests::certs::{spiffe_uri, Ca};
+use meshtally_tests::certs::Ca;
 use meshtally_tests::echo::{values, Echo};
 use meshtally_tests::envoy::Envoy;
 use meshtally_tests::mesh::LocalMesh;
@@ -34,7 +35,7 @@ fn call_with(
                 app_port: app.port,
                 plugin_config: json!({}),
                 tls: Some((b, Mtls::Strict)),
-                allowed_peers: vec![spiffe_uri("istio-demo", "service-a")],
+                allowed_peers: vec![spiffe_id("istio-demo", "service-a")],
             }),
             outbound: None,
             ingress: None,
@@ -58,7 +59,7 @@ fn call_with(
                 peers: vec![Peer {
                     name: "service-b".into(),
                     port: callee.listener_port("inbound")?,
-                    tls: Some((a, spiffe_uri("istio-demo", "service-b"))),
+                    tls: Some((a, spiffe_id("istio-demo", "service-b"))),
                 }],
             }),
             ingress: None,

@@ -9,12 +9,9 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
-use super::bootstrap::Tls;
+use meshtally_core::identity::spiffe_id;
 
-/// Istio's identity URI for a service account.
-pub fn spiffe_uri(namespace: &str, sa: &str) -> String {
-    format!("spiffe://cluster.local/ns/{namespace}/sa/{sa}")
-}
+use super::bootstrap::Tls;
 
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
@@ -40,10 +37,10 @@ impl Ca {
         })
     }
 
-    /// A workload certificate for `spiffe_uri(namespace, sa)`, usable as both server and
+    /// A workload certificate for `spiffe_id(namespace, sa)`, usable as both server and
     /// client, as Istio's are.
     pub fn issue(&self, dir: &Path, namespace: &str, sa: &str) -> Result<Tls> {
-        let uri = spiffe_uri(namespace, sa);
+        let uri = spiffe_id(namespace, sa);
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         // The loopback address too, so a client connecting to 127.0.0.1 directly (a load
         // generator, curl --cacert) can verify the server as it would any host.

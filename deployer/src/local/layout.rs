@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::bootstrap::{self, Filter, Inbound, Ingress, Mtls, Outbound, Peer, Proxy, Tls};
-use super::certs::{spiffe_uri, Ca};
+use super::certs::Ca;
 use crate::model::Mesh;
+use meshtally_core::app::{format_peers, peer_entry};
+use meshtally_core::identity::spiffe_id;
 
 /// The gateway's workload name: the filter's source for calls entering the mesh.
 pub const GATEWAY: &str = "ingress-gateway";
@@ -222,7 +224,7 @@ impl Layout {
             .map(|p| Peer {
                 name: p.name.clone(),
                 port: p.port,
-                tls: Some((own.clone(), spiffe_uri(&self.namespace, &p.name))),
+                tls: Some((own.clone(), spiffe_id(&self.namespace, &p.name))),
             })
             .collect()
     }
@@ -233,9 +235,9 @@ impl Layout {
             .services
             .iter()
             .filter(|p| p.name != s.name)
-            .map(|p| spiffe_uri(&self.namespace, &p.name))
+            .map(|p| spiffe_id(&self.namespace, &p.name))
             .collect();
-        allowed.push(spiffe_uri(GATEWAY_NAMESPACE, GATEWAY));
+        allowed.push(spiffe_id(GATEWAY_NAMESPACE, GATEWAY));
         let mode = match self.mtls {
             MtlsMode::Permissive => Mtls::Permissive,
             MtlsMode::Strict => Mtls::Strict,
@@ -285,17 +287,13 @@ impl Layout {
     /// `PEERS` for a service's app: every other service by its in-cluster name, reached through
     /// the sidecar's outbound listener (`MESH_PROXY`).
     pub fn peers_env(&self, s: &LocalService) -> String {
-        self.services
-            .iter()
-            .filter(|p| p.name != s.name)
-            .map(|p| {
-                format!(
-                    "{}=http://{}.{}.svc.cluster.local:{}",
-                    p.name, p.name, self.namespace, p.port
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(",")
+        format_peers(self.services.iter().filter(|p| p.name != s.name).map(|p| {
+            let url = format!(
+                "http://{}.{}.svc.cluster.local:{}",
+                p.name, self.namespace, p.port
+            );
+            peer_entry(&p.name, &url)
+        }))
     }
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use meshtally_core::app::env;
 
 use super::envoy::Admin;
 use super::layout::{sidecar_name, Layout, GATEWAY};
@@ -108,13 +109,13 @@ pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
             program: layout.service_bin.clone(),
             args: Vec::new(),
             env: vec![
-                ("SERVICE_NAME".into(), s.name.clone()),
-                ("BIND".into(), "127.0.0.1".into()),
-                ("PORT".into(), s.app_port.to_string()),
-                ("VERSION".into(), "v1".into()),
-                ("PEERS".into(), layout.peers_env(s)),
+                (env::SERVICE_NAME.into(), s.name.clone()),
+                (env::BIND.into(), "127.0.0.1".into()),
+                (env::PORT.into(), s.app_port.to_string()),
+                (env::VERSION.into(), "v1".into()),
+                (env::PEERS.into(), layout.peers_env(s)),
                 (
-                    "MESH_PROXY".into(),
+                    env::MESH_PROXY.into(),
                     format!("http://127.0.0.1:{}", s.outbound_port),
                 ),
             ],

@@ -112,7 +112,7 @@ impl Mesh {
 
     /// The SPIFFE identity Istio gives pods running as `service`'s ServiceAccount.
     pub fn principal(&self, service: &Service) -> String {
-        format!("cluster.local/ns/{}/sa/{}", self.namespace, service.name)
+        meshtally_core::identity::principal(&self.namespace, &service.name)
     }
 }
 

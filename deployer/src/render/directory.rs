@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use meshtally_core::app::{format_peers, peer_entry};
+
 use crate::model::{Mesh, Service};
 
 pub struct Directory {
@@ -22,7 +24,8 @@ impl Directory {
             .services
             .iter()
             .map(|s| {
-                let peer = format!("{}=http://{}:{}", s.name, mesh.fqdn(s), s.port);
+                let url = format!("http://{}:{}", mesh.fqdn(s), s.port);
+                let peer = peer_entry(&s.name, &url);
                 (peer, mesh.principal(s))
             })
             .collect();
@@ -63,14 +66,7 @@ impl Directory {
 
     /// Every other service as `name=url`, comma-separated, in mesh order.
     pub fn peers(&self, service: &Service) -> String {
-        let mut out = String::with_capacity(self.peers_len);
-        for (peer, _) in self.others(service) {
-            if !out.is_empty() {
-                out.push(',');
-            }
-            out.push_str(peer);
-        }
-        out
+        format_peers(self.others(service).map(|(peer, _)| peer))
     }
 
     /// Every other service's identity, in mesh order.

@@ -11,8 +11,9 @@ use crate::model::{Mesh, Service};
 
 /// The identity of Istio's default ingress gateway (`istioctl install`, demo and default
 /// profiles), which forwards `/<service>/…` from the Gateway.
-pub const INGRESS_PRINCIPAL: &str =
-    "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
+pub fn ingress_principal() -> String {
+    meshtally_core::identity::principal("istio-system", "istio-ingressgateway-service-account")
+}
 
 pub fn peer_authentication(mesh: &Mesh) -> PeerAuthentication {
     Object::new(
@@ -35,7 +36,7 @@ pub fn authorization_policy(
     service: &Service,
 ) -> AuthorizationPolicy {
     let mut principals = directory.principals(service);
-    principals.push(INGRESS_PRINCIPAL.to_owned());
+    principals.push(ingress_principal());
     Object::new(
         meta::meta(
             &service.name,

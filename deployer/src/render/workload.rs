@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use meshtally_core::app::env;
 
 use super::directory::Directory;
 use super::meta::{self, VERSION};
@@ -126,10 +127,10 @@ fn pod_spec(mesh: &Mesh, directory: &Directory, service: &Service) -> PodSpec {
 /// in mesh order: whom `/call/<name>` may reach.
 fn env(directory: &Directory, service: &Service) -> Vec<EnvVar> {
     [
-        ("SERVICE_NAME", service.name.clone()),
-        ("PORT", service.port.to_string()),
-        ("VERSION", VERSION.to_owned()),
-        ("PEERS", directory.peers(service)),
+        (env::SERVICE_NAME, service.name.clone()),
+        (env::PORT, service.port.to_string()),
+        (env::VERSION, VERSION.to_owned()),
+        (env::PEERS, directory.peers(service)),
     ]
     .into_iter()
     .map(|(name, value)| EnvVar {

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use meshtally_deployer::manifests::ingress_principal;
 use meshtally_deployer::manifests::istio::StringMatch;
-use meshtally_deployer::manifests::INGRESS_PRINCIPAL;
 
 use super::Objects;
 
@@ -244,7 +244,7 @@ pub fn problems(objects: &Objects) -> Vec<String> {
             .filter(|a| **a != name)
             .map(|a| format!("cluster.local/ns/{ns}/sa/{a}"))
             .collect();
-        want.insert(INGRESS_PRINCIPAL.to_owned());
+        want.insert(ingress_principal());
         if principals != want {
             say(format!("authorization policy {name}: principals are not the other services and the gateway"));
         }

@@ -16,12 +16,14 @@
     )
 )]
 
+pub mod app;
 pub mod config;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod fake;
 pub mod host;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod ledger;
+pub mod identity;
 pub mod metrics;
 pub mod stream;
 #[cfg(test)]
@@ -34,7 +36,8 @@ pub use metrics::{parse_metric_name, CodeClass, MetricCache, MetricKind, ParsedM
 pub use stream::{Flow, Plugin, Stream};
 pub use tagging::{Caller, HopDecision};
 
-/// Header names the filter owns. Anything a client sends under these names is replaced.
+/// Header names the filter owns. Anything a client sends under these names is replaced. The
+/// demo app, `verify` and the tests read them by these names.
 pub mod headers {
     pub const SOURCE: &str = "x-mesh-source";
     pub const DESTINATION: &str = "x-mesh-destination";

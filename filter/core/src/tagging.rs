@@ -87,19 +87,8 @@ pub fn destination_from_authority(authority: Option<&[u8]>) -> &str {
     }
 }
 
-/// The service account named by an Istio SPIFFE identity:
-/// `spiffe://<trust-domain>/ns/<namespace>/sa/<name>` → `(namespace, name)`.
-pub fn spiffe_identity(uri: &[u8]) -> Option<(&str, &str)> {
-    let uri = std::str::from_utf8(uri).ok()?;
-    let rest = uri.strip_prefix("spiffe://")?;
-    let mut parts = rest.split('/');
-    let trust_domain = parts.next()?;
-    let (ns_key, ns, sa_key, sa) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || trust_domain.is_empty() || ns_key != "ns" || sa_key != "sa" {
-        return None;
-    }
-    (is_dns1123_label(ns.as_bytes()) && is_dns1123_label(sa.as_bytes())).then_some((ns, sa))
-}
+/// The service account named by an Istio SPIFFE identity (see [`crate::identity`]).
+pub use crate::identity::parse_spiffe_id as spiffe_identity;
 
 /// Who called, and whether a verified certificate said so.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,25 +220,6 @@ mod tests {
         ];
         for (raw, want) in cases {
             assert_eq!(destination_from_authority(*raw), *want, "{raw:?}");
-        }
-    }
-
-    #[test]
-    fn spiffe_ids() {
-        assert_eq!(
-            spiffe_identity(b"spiffe://cluster.local/ns/istio-demo/sa/service-b"),
-            Some(("istio-demo", "service-b"))
-        );
-        for bad in [
-            &b"spiffe://cluster.local/ns/istio-demo/sa/"[..],
-            b"spiffe://cluster.local/ns/istio-demo/sa/b/extra",
-            b"spiffe:///ns/x/sa/b",
-            b"https://cluster.local/ns/x/sa/b",
-            b"spiffe://cluster.local/sa/b/ns/x",
-            b"spiffe://cluster.local/ns/x/sa/Bad_Name",
-            b"\xff",
-        ] {
-            assert_eq!(spiffe_identity(bad), None, "{bad:?}");
         }
     }
 

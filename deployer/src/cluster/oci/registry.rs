@@ -60,7 +60,9 @@ pub fn push(
     insecure: bool,
     progress: impl Fn(String),
 ) -> Result<(), PushError> {
-    crate::http::install_tls_provider();
+    // One TLS provider for the process: ring, which the certificate code already builds.
+    // Installing twice is harmless (the first stays), so the result is ignored.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
