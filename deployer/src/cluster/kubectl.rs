@@ -42,7 +42,7 @@ impl Kubectl {
                 // A bare name (`--kubectl kubectl-1.31`) is looked up on PATH like a shell would.
                 on_path(path.as_os_str()).ok_or_else(|| KubectlError::NotExecutable(path.into()))?
             }
-            Some(path) if is_executable(path) => path.to_owned(),
+            Some(path) if crate::locate::is_executable(path) => path.to_owned(),
             Some(path) => return Err(KubectlError::NotExecutable(path.to_owned())),
             None => on_path("kubectl".as_ref()).ok_or(KubectlError::NotOnPath)?,
         };
@@ -161,11 +161,6 @@ fn klog_message(line: &str) -> Option<&str> {
 
 fn on_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
     crate::locate::Places::here().on_path(&name.to_string_lossy())
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
