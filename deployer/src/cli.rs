@@ -8,8 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
-use crate::local::layout::{FailStrategy, MtlsMode};
-use crate::model::{Mesh, MeshInput, ServiceChoice};
+use crate::model::{FailStrategy, Mesh, MeshInput, MtlsMode, ServiceChoice};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,11 +84,6 @@ pub struct UpArgs {
     #[arg(long, value_name = "PORT", default_value_t = 8080)]
     pub gateway_port: u16,
 
-    /// permissive: sidecars talk mTLS and accept plain HTTP from outside (Istio PERMISSIVE);
-    /// strict: plain HTTP to a sidecar is refused (Istio STRICT).
-    #[arg(long, value_enum, default_value = "permissive")]
-    pub mtls: MtlsMode,
-
     /// Return once everything is ready and keep the mesh running in the background;
     /// `deployer down` stops it.
     #[arg(long)]
@@ -112,13 +106,6 @@ pub struct UpArgs {
     /// install` and cargo put it]
     #[arg(long, value_name = "PATH")]
     pub service_bin: Option<PathBuf>,
-
-    /// The WasmPlugin's failStrategy. fail-open: a module or plugin config that cannot load is
-    /// skipped and traffic flows untagged; fail-close: all traffic is denied, as Istio does.
-    /// Unset, such a problem is an error before anything starts. Envoy's failure_policy for
-    /// the filter follows it (FAIL_OPEN unless fail-close).
-    #[arg(long, value_enum, value_name = "STRATEGY")]
-    pub fail_strategy: Option<FailStrategy>,
 
     /// The WasmPlugin's pluginConfig (JSON) given to every sidecar's filter [default: {}]
     #[arg(long, value_name = "JSON")]
@@ -318,6 +305,18 @@ pub struct MeshShapeArgs {
     /// the Istio sidecar and are refused [default: 8000]
     #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
     pub base_port: Option<u64>,
+
+    /// mTLS between sidecars (Istio's PeerAuthentication mode). strict: plain HTTP to a
+    /// sidecar is refused; permissive: it is accepted from outside the mesh [default: strict]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mtls: Option<MtlsMode>,
+
+    /// The WasmPlugin's failStrategy. fail-open: a module or plugin config that cannot load is
+    /// skipped and traffic flows untagged; fail-close: all traffic is denied, as Istio does.
+    /// Unset, `render` writes FAIL_OPEN, and `up` refuses to start a mesh whose filter cannot
+    /// load. Envoy's failure_policy for the filter follows it.
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub fail_strategy: Option<FailStrategy>,
 }
 
 /// The mesh as a cluster gets it: its shape, plus what only Kubernetes uses (pods per service,
@@ -362,6 +361,8 @@ impl MeshShapeArgs {
             services: ServiceChoice::from_flags(self.services, self.names.as_deref()),
             namespace: self.namespace.clone(),
             base_port: self.base_port,
+            mtls: self.mtls,
+            fail_strategy: self.fail_strategy,
             ..MeshInput::default()
         }
     }

@@ -35,7 +35,7 @@ pub use cli::Cli;
 /// One sidecar's Envoy bootstrap and the mesh PKI, as `up` writes them.
 pub mod sidecar {
     pub use crate::local::bootstrap::{
-        render, Filter, Inbound, Ingress, Mtls, Outbound, Peer, Proxy, Tls,
+        render, Filter, Inbound, Ingress, MtlsMode, Outbound, Peer, Proxy, Tls,
     };
     pub use crate::local::certs::Ca;
 }

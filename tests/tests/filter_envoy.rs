@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use meshtally_core::identity::spiffe_id;
-use meshtally_tests::bootstrap::{self, Filter, Inbound, Mtls, Outbound, Peer, Proxy};
+use meshtally_tests::bootstrap::{self, Filter, Inbound, MtlsMode, Outbound, Peer, Proxy};
 use meshtally_tests::certs::Ca;
 use meshtally_tests::echo::{values, Echo};
 use meshtally_tests::envoy::Envoy;
@@ -58,7 +58,7 @@ fn mesh(opts: Options) -> Result<Mesh> {
                 port: 0,
                 app_port: app.port,
                 plugin_config: json!({}),
-                tls: opts.mtls.then(|| (b_id.clone(), Mtls::Permissive)),
+                tls: opts.mtls.then(|| (b_id.clone(), MtlsMode::Permissive)),
                 allowed_peers: Vec::new(),
             }),
             outbound: None,

@@ -116,7 +116,8 @@ fn readme_sample_matches(real: &meshtally_tests::http::Response, real_body: &Val
 
 #[test]
 fn three_services_tag_count_guard_and_recover() -> Result<()> {
-    let m = LocalMesh::up(3, 28100, 28190, &[])?;
+    // Permissive, so a test can also go straight to a sidecar in plain HTTP.
+    let m = LocalMesh::up(3, 28100, 28190, &["--mtls", "permissive"])?;
     assert!(
         m.up_stdout
             .contains("curl -sv localhost:28190/service-c/call/service-a"),

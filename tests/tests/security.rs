@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use meshtally_core::identity::spiffe_id;
-use meshtally_tests::bootstrap::{self, Filter, Inbound, Mtls, Outbound, Peer, Proxy};
+use meshtally_tests::bootstrap::{self, Filter, Inbound, MtlsMode, Outbound, Peer, Proxy};
 use meshtally_tests::certs::Ca;
 use meshtally_tests::echo::{values, Echo};
 use meshtally_tests::envoy::Envoy;
@@ -34,7 +34,7 @@ fn call_with(
                 port: 0,
                 app_port: app.port,
                 plugin_config: json!({}),
-                tls: Some((b, Mtls::Strict)),
+                tls: Some((b, MtlsMode::Strict)),
                 allowed_peers: vec![spiffe_id("istio-demo", "service-a")],
             }),
             outbound: None,
@@ -174,6 +174,9 @@ fn fail_close_blocks_as_istio_does() -> Result<()> {
         28820,
         28892,
         &[
+            // Permissive, so the plain-HTTP call straight to a sidecar reaches its filter chain.
+            "--mtls",
+            "permissive",
             "--fail-strategy",
             "fail-close",
             "--plugin-config",

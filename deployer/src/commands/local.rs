@@ -10,13 +10,11 @@ pub fn up(args: UpArgs) -> Result<()> {
     let mesh = args.mesh.mesh()?;
     let request = UpRequest {
         gateway_port: args.gateway_port,
-        mtls: args.mtls,
         detach: args.detach,
         state_dir: args.state.state_dir,
         envoy: args.envoy,
         wasm: args.wasm,
         service_bin: args.service_bin,
-        fail_strategy: args.fail_strategy,
         plugin_config: args.plugin_config,
     };
     up::plan(&mesh, request)?.run()

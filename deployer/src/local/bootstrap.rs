@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+pub use crate::model::MtlsMode;
+
 /// PEM files of one workload identity plus the mesh CA.
 #[derive(Debug, Clone)]
 pub struct Tls {
@@ -30,22 +32,13 @@ impl Tls {
     }
 }
 
-/// Istio's PeerAuthentication modes, as the inbound listener applies them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mtls {
-    /// mTLS from sidecars, plain HTTP from anyone else.
-    Permissive,
-    /// mTLS only.
-    Strict,
-}
-
 #[derive(Debug, Clone)]
 pub struct Inbound {
     pub port: u16,
     pub app_port: u16,
     pub plugin_config: Value,
     /// `None`: plain HTTP only (used by tests of the filter alone).
-    pub tls: Option<(Tls, Mtls)>,
+    pub tls: Option<(Tls, MtlsMode)>,
     /// SPIFFE URIs allowed to call over mTLS; empty allows any certificate from the CA.
     pub allowed_peers: Vec<String>,
 }
@@ -224,7 +217,7 @@ fn inbound_listener(proxy: &Proxy, inbound: &Inbound) -> Value {
         },
     });
     let mut chains = vec![mtls];
-    if *mode == Mtls::Permissive {
+    if *mode == MtlsMode::Permissive {
         chains.push(plain);
     }
     json!({

@@ -10,9 +10,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::bootstrap::{self, Filter, Inbound, Ingress, Mtls, Outbound, Peer, Proxy, Tls};
+use super::bootstrap::{self, Filter, Inbound, Ingress, Outbound, Peer, Proxy, Tls};
 use super::certs::Ca;
-use crate::model::Mesh;
+use crate::model::{Mesh, MtlsMode};
 use meshtally_core::app::{format_peers, peer_entry};
 use meshtally_core::identity::spiffe_id;
 
@@ -20,25 +20,6 @@ use meshtally_core::identity::spiffe_id;
 pub const GATEWAY: &str = "ingress-gateway";
 /// The gateway's identity lives in istio-system, as Istio's ingress gateway does.
 pub const GATEWAY_NAMESPACE: &str = "istio-system";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum MtlsMode {
-    /// mTLS between sidecars, plain HTTP accepted from outside (Istio PERMISSIVE).
-    Permissive,
-    /// Plain HTTP to a sidecar is refused (Istio STRICT).
-    Strict,
-}
-
-/// The WasmPlugin `failStrategy`, as the local mesh applies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailStrategy {
-    /// A module or config that fails to load is skipped: traffic flows untagged (Istio FAIL_OPEN).
-    FailOpen,
-    /// A module or config that fails to load blocks all traffic (Istio FAIL_CLOSE).
-    FailClose,
-}
 
 /// Whether the sidecars run the filter, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,10 +219,7 @@ impl Layout {
             .map(|p| spiffe_id(&self.namespace, &p.name))
             .collect();
         allowed.push(spiffe_id(GATEWAY_NAMESPACE, GATEWAY));
-        let mode = match self.mtls {
-            MtlsMode::Permissive => Mtls::Permissive,
-            MtlsMode::Strict => Mtls::Strict,
-        };
+        let mode = self.mtls;
         Proxy {
             filter: self.proxy_filter(),
             fail_open: self.fail_open,

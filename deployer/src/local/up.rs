@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::layout::{FailStrategy, FilterPlan, FilterState, Layout, MtlsMode, Tools, GATEWAY};
+use super::layout::{FilterPlan, FilterState, Layout, Tools, GATEWAY};
 use super::state::{alive, tail, StateDir};
 use super::supervisor::{processes, Supervisor};
 use crate::locate::Places;
-use crate::model::Mesh;
+use crate::model::{FailStrategy, Mesh};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -21,14 +21,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct UpRequest {
     pub gateway_port: u16,
-    pub mtls: MtlsMode,
     pub detach: bool,
     pub state_dir: PathBuf,
     pub envoy: Option<PathBuf>,
     pub wasm: Option<PathBuf>,
     pub service_bin: Option<PathBuf>,
-    /// `None`: a module or config that cannot load is an error before anything starts.
-    pub fail_strategy: Option<FailStrategy>,
     pub plugin_config: Option<String>,
 }
 
@@ -70,7 +67,9 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
         (Ok(_), Some(e)) => Some(format!("--plugin-config rejected by the filter: {e}")),
         (Ok(_), None) => None,
     };
-    let filter_state = match (problem, req.fail_strategy) {
+    // No fail strategy chosen: a module or config that cannot load is an error before anything
+    // starts, rather than a mesh that silently runs without its filter.
+    let filter_state = match (problem, mesh.fail_strategy) {
         (None, _) => FilterState::Loaded,
         (Some(p), None) => bail!("{p}"),
         (Some(p), Some(FailStrategy::FailOpen)) => {
@@ -85,13 +84,13 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
     let filter = FilterPlan {
         state: filter_state,
         plugin_config,
-        fail_open: req.fail_strategy != Some(FailStrategy::FailClose),
+        fail_open: FailStrategy::or_default(mesh.fail_strategy) == FailStrategy::FailOpen,
     };
     let wasm = module.unwrap_or_default();
     let layout = Layout::plan(
         mesh,
         req.gateway_port,
-        req.mtls,
+        mesh.mtls,
         Tools {
             envoy,
             wasm,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::ModelError;
+use super::{FailStrategy, ModelError, MtlsMode};
 
 /// How the services are chosen. One field, so a flag of either kind overrides the file's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,8 @@ pub struct MeshInput {
     pub wasm_url: Option<String>,
     pub wasm_sha256: Option<String>,
     pub wasm_file: Option<PathBuf>,
+    pub mtls: Option<MtlsMode>,
+    pub fail_strategy: Option<FailStrategy>,
 }
 
 /// The mesh file as written. `services` is a count or a list whose entries are a name or a
@@ -138,6 +140,9 @@ impl MeshInput {
             wasm_url: file.wasm_url,
             wasm_sha256: file.wasm_sha256,
             wasm_file: file.wasm_file,
+            // Flags only: how the mesh treats traffic is chosen where it runs.
+            mtls: None,
+            fail_strategy: None,
         })
     }
 
@@ -162,6 +167,8 @@ impl MeshInput {
             wasm_url,
             wasm_sha256,
             wasm_file,
+            mtls: self.mtls.or(file.mtls),
+            fail_strategy: self.fail_strategy.or(file.fail_strategy),
         }
     }
 }

@@ -5,6 +5,7 @@
 mod error;
 mod input;
 pub mod names;
+mod policy;
 pub mod ports;
 pub mod wasm;
 
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 
 pub use error::ModelError;
 pub use input::{MeshInput, ServiceChoice, ServiceEntry};
+pub use policy::{FailStrategy, MtlsMode};
 pub use wasm::{Delivery, Module, WasmSource};
 
 pub const DEFAULT_SERVICES: u64 = 3;
@@ -38,6 +40,10 @@ pub struct Mesh {
     pub replicas: i32,
     pub image: String,
     pub wasm: WasmSource,
+    /// Between sidecars: the PeerAuthentication `render` writes, the inbound listeners `up` runs.
+    pub mtls: MtlsMode,
+    /// The WasmPlugin's failStrategy, if one was chosen (see [`FailStrategy::or_default`]).
+    pub fail_strategy: Option<FailStrategy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +108,8 @@ impl Mesh {
             replicas,
             image,
             wasm,
+            mtls: input.mtls.unwrap_or_default(),
+            fail_strategy: input.fail_strategy,
         })
     }
 

@@ -126,8 +126,9 @@ pub fn wasm_plugin(mesh: &Mesh, delivery: &Delivery) -> WasmPlugin {
             sha256,
             // STATS runs after authentication and authorization, so only admitted calls count.
             phase: PluginPhase::Stats,
-            // A broken module must not take the mesh down: calls go on, uncounted.
-            fail_strategy: FailStrategy::FailOpen,
+            // Unless chosen otherwise, a broken module must not take the mesh down: calls go
+            // on, uncounted.
+            fail_strategy: FailStrategy::or_default(mesh.fail_strategy),
             plugin_type: PluginType::Http,
             plugin_config: PluginConfig {
                 max_hops: DEFAULT_MAX_HOPS,

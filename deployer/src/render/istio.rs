@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::{FailStrategy, MtlsMode};
+
 const NETWORKING_V1: &str = "networking.istio.io/v1";
 const SECURITY_V1: &str = "security.istio.io/v1";
 const EXTENSIONS_V1ALPHA1: &str = "extensions.istio.io/v1alpha1";
@@ -221,13 +223,7 @@ pub struct PeerAuthenticationSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PeerMtls {
-    pub mode: PeerMtlsMode,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum PeerMtlsMode {
-    Strict,
+    pub mode: MtlsMode,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -286,12 +282,6 @@ pub struct WasmPluginSpec {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PluginPhase {
     Stats,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum FailStrategy {
-    FailOpen,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use super::directory::Directory;
 use super::istio::{
     AuthorizationPolicy, AuthorizationPolicySpec, AuthzAction, Object, PeerAuthentication,
-    PeerAuthenticationSpec, PeerMtls, PeerMtlsMode, Rule, RuleFrom, Source, WorkloadSelector,
+    PeerAuthenticationSpec, PeerMtls, Rule, RuleFrom, Source, WorkloadSelector,
 };
 use super::meta;
 use crate::model::{Mesh, Service};
@@ -19,9 +19,7 @@ pub fn peer_authentication(mesh: &Mesh) -> PeerAuthentication {
     Object::new(
         meta::meta(meta::PEER_AUTHENTICATION, Some(&mesh.namespace), &[]),
         PeerAuthenticationSpec {
-            mtls: PeerMtls {
-                mode: PeerMtlsMode::Strict,
-            },
+            mtls: PeerMtls { mode: mesh.mtls },
         },
     )
 }
