@@ -12,7 +12,7 @@ PREFIX ?= $(HOME)/.local
 # no extra release build in CI).
 PROFILE ?= release
 
-.PHONY: help setup setup-demo wasm size lint unit wasm-unit e2e install install-test test demo manifests bench fuzz clean
+.PHONY: help setup setup-demo deny wasm size lint unit wasm-unit e2e install install-test test demo manifests bench fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ wasm: ## build the filter module (cargo, then wasm-opt -Oz in place)
 
 size: wasm ## print the module's size and initial memory
 	@python3 scripts/wasm-size.py $(WASM) 64
+
+deny: ## cargo-deny: licenses, bans (one version of each crate) and sources; advisories when reachable
+	@scripts/deny.sh
 
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all --check
@@ -57,7 +60,7 @@ install: setup-demo wasm ## put deployer and demo-service in $(PREFIX)/bin (defa
 install-test: ## make install into a temporary prefix, then up/verify/down from outside the checkout
 	tests/install.sh
 
-test: setup lint size unit wasm-unit e2e install-test ## everything, as CI runs it
+test: setup lint deny size unit wasm-unit e2e install-test ## everything, as CI runs it
 	@echo "make test: all checks passed"
 
 demo: setup-demo wasm ## the local mesh: 3 services on 8000-8002 with Envoy sidecars, gateway on 8080 (Ctrl-C stops)

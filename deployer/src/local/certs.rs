@@ -73,10 +73,17 @@ impl Ca {
 /// What a private key's file name ends with.
 const KEY_SUFFIX: &str = "-key.pem";
 
-/// A private key, readable by its owner alone (0600) from the moment it exists.
+/// A private key, readable by its owner alone (0600) from the moment it exists. A key issued
+/// again replaces the old file rather than inheriting its mode.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("replacing {}", path.display()))
+        }
+        _ => {}
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
