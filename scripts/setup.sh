@@ -73,13 +73,4 @@ fi
 # 5. A real OCI registry and an independent client for the `deployer push` tests.
 deployer/tests/setup-registry.sh >/dev/null
 
-# 6. cargo-deny for `make deny`, keyed by version (scripts/versions.env).
-deny_root=.tools/cargo-deny-$CARGO_DENY_VERSION
-if ! [ -x "$deny_root/bin/cargo-deny" ]; then
-  step "cargo install cargo-deny@$CARGO_DENY_VERSION (several minutes, once)"
-  began=$SECONDS
-  cargo install --quiet --locked --root "$deny_root" cargo-deny --version "$CARGO_DENY_VERSION"
-  step "cargo-deny installed in $((SECONDS - began))s"
-fi
-
 step "setup done in $((SECONDS - begun))s: $(envoy_line)"
