@@ -21,9 +21,9 @@ pub mod config;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod fake;
 pub mod host;
+pub mod identity;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod ledger;
-pub mod identity;
 pub mod metrics;
 pub mod stream;
 #[cfg(test)]
