@@ -40,47 +40,11 @@ pub fn get(port: u16, path: &str, headers: &[(&str, &[u8])]) -> Result<Response>
 }
 
 pub fn get_host(port: u16, host: &str, path: &str, headers: &[(&str, &[u8])]) -> Result<Response> {
-    get_with_timeout(port, host, path, headers, Duration::from_secs(20))
+    send(port, host, path, headers, Duration::from_secs(20))
 }
 
-pub fn get_with_timeout(
-    port: u16,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &[u8])],
-    timeout: Duration,
-) -> Result<Response> {
-    request("127.0.0.1", port, host, path, headers, timeout)
-}
-
-/// `GET path` on any host (for `verify --gateway` against a cluster), one request per connection.
-pub fn request(
-    addr: &str,
-    port: u16,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &[u8])],
-    timeout: Duration,
-) -> Result<Response> {
-    send("GET", addr, port, host, path, headers, timeout)
-}
-
-/// `POST path` with an empty body on 127.0.0.1:port (Envoy admin actions).
-pub fn post(port: u16, path: &str, timeout: Duration) -> Result<Response> {
-    send(
-        "POST",
-        "127.0.0.1",
-        port,
-        "localhost",
-        path,
-        &[("content-length", b"0")],
-        timeout,
-    )
-}
-
+/// `GET path` on 127.0.0.1:port, the raw bytes as given; one request per connection.
 fn send(
-    method: &str,
-    addr: &str,
     port: u16,
     host: &str,
     path: &str,
@@ -88,7 +52,7 @@ fn send(
     timeout: Duration,
 ) -> Result<Response> {
     let mut req =
-        format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n").into_bytes();
+        format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n").into_bytes();
     for (name, value) in headers {
         req.extend_from_slice(name.as_bytes());
         req.extend_from_slice(b": ");
@@ -96,12 +60,9 @@ fn send(
         req.extend_from_slice(b"\r\n");
     }
     req.extend_from_slice(b"\r\n");
-    let target = std::net::ToSocketAddrs::to_socket_addrs(&(addr, port))
-        .with_context(|| format!("resolving {addr}:{port}"))?
-        .next()
-        .with_context(|| format!("{addr} has no address"))?;
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&target, timeout)
-        .with_context(|| format!("connecting to {addr}:{port}"))?;
+        .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     stream.write_all(&req)?;
