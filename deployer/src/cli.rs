@@ -44,8 +44,9 @@ pub enum Command {
     /// app.kubernetes.io/managed-by=meshtally in the mesh's namespace, and the namespace itself
     /// when meshtally alone manages it.
     Delete(DeleteArgs),
-    /// Pack the built filter module as a Wasm OCI image (Istio's compat layout) and push it;
-    /// prints the digest-pinned url for --wasm-url.
+    /// Pack the built filter module as a Wasm OCI image (Istio's compat layout) and push it,
+    /// printing the digest-pinned url for --wasm-url; or, with --service-image, build the
+    /// demo-service image and push it, printing its digest.
     Push(PushArgs),
     /// The supervisor of a detached `up` (started by `up --detach`).
     #[command(hide = true)]
@@ -215,6 +216,11 @@ pub struct ApplyArgs {
     /// Seconds to wait for the namespace and all rollouts together.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub timeout: u64,
+
+    /// Take back fields another field manager has since changed (server-side apply's
+    /// --force-conflicts); without it such a conflict stops the apply and is reported.
+    #[arg(long)]
+    pub force_conflicts: bool,
 }
 
 #[derive(Debug, Args)]
@@ -240,14 +246,25 @@ pub struct DeleteArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["image", "service_image"])))]
 pub struct PushArgs {
-    /// Where to push: REGISTRY/REPO:TAG, e.g. localhost:5001/meshtally/filter:dev
+    /// Push the filter to REGISTRY/REPO:TAG, e.g. localhost:5001/meshtally/filter:dev
     #[arg(long, value_name = "REGISTRY/REPO:TAG")]
-    pub image: String,
+    pub image: Option<String>,
 
     /// Built filter module [default: target/wasm32-wasip1/release/meshtally_filter.wasm]
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "service_image")]
     pub wasm: Option<PathBuf>,
+
+    /// Build the demo-service image (static binary, non-root, no Docker) and push it to
+    /// REGISTRY/REPO:TAG, e.g. localhost:5001/meshtally/demo-service:0.1.0
+    #[arg(long, value_name = "REGISTRY/REPO:TAG", conflicts_with = "image")]
+    pub service_image: Option<String>,
+
+    /// A static demo-service binary to pack [default: built now by cargo, for
+    /// x86_64-unknown-linux-musl]
+    #[arg(long, value_name = "PATH", requires = "service_image")]
+    pub service_bin: Option<PathBuf>,
 
     /// Talk plain HTTP to the registry (a local registry without TLS).
     #[arg(long)]
@@ -255,7 +272,7 @@ pub struct PushArgs {
 
     /// The registry as the cluster reaches it, when that differs from where this machine
     /// pushes (kind's local registry: push to localhost:5001, pods pull from
-    /// kind-registry:5000). Changes only the printed --wasm-url.
+    /// kind-registry:5000). Changes only the printed --wasm-url or --image.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub pull_registry: Option<String>,
 }
@@ -331,8 +348,8 @@ pub struct MeshArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub replicas: Option<u64>,
 
-    /// Demo service image, built from service/Dockerfile
-    /// [default: ghcr.io/meshtally/demo-service:0.1.0]
+    /// Demo service image, as `deployer push --service-image` pushed it
+    /// [default: localhost:5001/meshtally/demo-service:<deployer's version>]
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
 

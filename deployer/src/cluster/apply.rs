@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 
 use super::checks;
-use super::kubectl::Kubectl;
+use super::kubectl::{Kubectl, KubectlError};
 use crate::model::{names, Delivery, Mesh};
 use crate::render;
 
@@ -19,27 +19,39 @@ pub const FIELD_MANAGER: &str = "meshtally";
 pub const INGRESS_NAMESPACE: &str = "istio-system";
 pub const INGRESS_SERVICE: &str = "istio-ingressgateway";
 
-/// A checked apply: the cluster answers and has Istio.
+/// How an apply behaves beyond the mesh itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyOptions {
+    /// For the namespace and all rollouts together.
+    pub timeout: Duration,
+    /// Passed on as server-side apply's `--force-conflicts`.
+    pub force_conflicts: bool,
+}
+
+/// A checked apply: the cluster answers, has Istio, and the namespace is not being deleted.
 pub struct ApplyPlan {
     kubectl: Kubectl,
     mesh: Mesh,
     delivery: Delivery,
     timeout: Duration,
+    force_conflicts: bool,
 }
 
 pub fn plan(
     kubectl: Kubectl,
     mesh: Mesh,
     delivery: Delivery,
-    timeout: Duration,
+    options: ApplyOptions,
 ) -> Result<ApplyPlan> {
     checks::reachable(&kubectl)?;
     checks::istio_installed(&kubectl)?;
+    checks::namespace_not_terminating(&kubectl, &mesh.namespace)?;
     Ok(ApplyPlan {
         kubectl,
         mesh,
         delivery,
-        timeout,
+        timeout: options.timeout,
+        force_conflicts: options.force_conflicts,
     })
 }
 
@@ -65,11 +77,7 @@ impl ApplyPlan {
                 ],
                 None,
             )
-            .with_context(|| {
-                format!(
-                    "namespace {ns} is not Active (still terminating from a `deployer delete`?)"
-                )
-            })?;
+            .with_context(|| format!("namespace {ns} did not become Active"))?;
         eprintln!("applying {objects} objects…");
         self.apply(rest)?;
 
@@ -81,25 +89,7 @@ impl ApplyPlan {
         );
         for service in services {
             let started = Instant::now();
-            self.kubectl
-                .run(
-                    &[
-                        "rollout",
-                        "status",
-                        &format!("deployment/{}", service.name),
-                        "-n",
-                        ns,
-                        &timeout_flag(deadline),
-                    ],
-                    None,
-                )
-                .with_context(|| {
-                    format!(
-                        "deployment {name} did not roll out (see `kubectl -n {ns} get pods -l app={name}` \
-                         and `kubectl -n {ns} describe deployment {name}`)",
-                        name = service.name
-                    )
-                })?;
+            self.rollout(&service.name, deadline)?;
             eprintln!(
                 "  {}  rolled out ({:.1}s)",
                 service.name,
@@ -118,9 +108,64 @@ impl ApplyPlan {
 
     fn apply(&self, docs: &[u8]) -> Result<()> {
         let manager = format!("--field-manager={FIELD_MANAGER}");
-        self.kubectl
-            .run(&["apply", "--server-side", &manager, "-f", "-"], Some(docs))?;
-        Ok(())
+        let mut args = vec!["apply", "--server-side", &manager];
+        if self.force_conflicts {
+            args.push("--force-conflicts");
+        }
+        args.extend(["-f", "-"]);
+        match self.kubectl.run(&args, Some(docs)) {
+            Ok(_) => Ok(()),
+            Err(KubectlError::Failed { reason, .. }) if reason.contains("Apply failed with") => {
+                bail!(
+                    "{reason}: another field manager changed fields that meshtally applies; \
+                     `deployer apply --force-conflicts` takes them back"
+                )
+            }
+            Err(KubectlError::Failed { reason, .. }) if reason.starts_with("Error from server") => {
+                bail!("the API server refused the mesh: {reason}")
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits for one Deployment; a failure names it and the condition that holds it back.
+    fn rollout(&self, name: &str, deadline: Instant) -> Result<()> {
+        let ns = self.mesh.namespace.as_str();
+        let deployment = format!("deployment/{name}");
+        let output = self.kubectl.output(
+            &[
+                "rollout",
+                "status",
+                &deployment,
+                "-n",
+                ns,
+                &timeout_flag(deadline),
+            ],
+            None,
+        )?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let why = super::kubectl::reason(&output);
+        let condition = self
+            .kubectl
+            .run(&["get", &deployment, "-n", ns, "-o", "json"], None)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .and_then(|d: serde_json::Value| blocking_condition(&d));
+        let what = if why.contains("timed out") {
+            format!(
+                "did not roll out within the {}s --timeout",
+                self.timeout.as_secs()
+            )
+        } else {
+            format!("did not roll out ({why})")
+        };
+        bail!(
+            "deployment {name} {what}{} (see `kubectl -n {ns} describe deployment {name}` and \
+             `kubectl -n {ns} get pods -l app={name}`)",
+            condition.map(|c| format!(": {c}")).unwrap_or_default()
+        )
     }
 
     /// How to reach the ingress gateway and check the mesh through it.
@@ -201,6 +246,27 @@ pub fn services_flag(mesh: &Mesh) -> String {
     }
 }
 
+/// The Deployment condition that says why it is not available, as `Type=Status (Reason):
+/// message`: a failure to create pods first, then unavailability, then a stalled progress.
+pub fn blocking_condition(deployment: &serde_json::Value) -> Option<String> {
+    let conditions = deployment["status"]["conditions"].as_array()?;
+    let find = |kind: &str, status: &str| {
+        conditions
+            .iter()
+            .find(|c| c["type"] == kind && c["status"] == status)
+    };
+    let condition = find("ReplicaFailure", "True")
+        .or_else(|| find("Available", "False"))
+        .or_else(|| find("Progressing", "False"))?;
+    Some(format!(
+        "{}={} ({}): {}",
+        condition["type"].as_str().unwrap_or_default(),
+        condition["status"].as_str().unwrap_or_default(),
+        condition["reason"].as_str().unwrap_or_default(),
+        condition["message"].as_str().unwrap_or_default()
+    ))
+}
+
 /// `--timeout=<seconds left>s`, at least one second.
 fn timeout_flag(deadline: Instant) -> String {
     let left = deadline.saturating_duration_since(Instant::now());
@@ -230,6 +296,27 @@ mod tests {
         let mut whole = Vec::new();
         bundle.write_stream(&mut whole, true).unwrap();
         assert_eq!(whole.len(), ns.len() + rest.len());
+    }
+
+    #[test]
+    fn the_condition_that_blocks_a_rollout() {
+        let deployment = serde_json::json!({"status": {"conditions": [
+            {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": "progressing"},
+            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable", "message": "Deployment does not have minimum availability."},
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "pods \"a-1\" is forbidden: exceeded quota"},
+        ]}});
+        assert_eq!(
+            blocking_condition(&deployment).unwrap(),
+            "ReplicaFailure=True (FailedCreate): pods \"a-1\" is forbidden: exceeded quota"
+        );
+        let unavailable = serde_json::json!({"status": {"conditions": [
+            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable", "message": "m"},
+        ]}});
+        assert_eq!(
+            blocking_condition(&unavailable).unwrap(),
+            "Available=False (MinimumReplicasUnavailable): m"
+        );
+        assert_eq!(blocking_condition(&serde_json::json!({})), None);
     }
 
     #[test]

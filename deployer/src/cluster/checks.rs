@@ -1,4 +1,5 @@
-//! What must hold before anything is sent to a cluster: it answers, and Istio's CRDs are there.
+//! What must hold before anything is sent to a cluster: a kubeconfig, a cluster that answers,
+//! Istio's CRDs, and a namespace that is not being deleted.
 //! Each failure is one line saying what to do, so a user without a cluster or without Istio
 //! learns it before a half-applied mesh does.
 
@@ -33,6 +34,18 @@ pub enum CheckError {
     IstioMissing { missing: String },
     #[error("cannot list the Istio CRDs: {0}")]
     CrdQuery(String),
+    #[error(
+        "no kubeconfig: {0}, so kubectl knows no cluster (point KUBECONFIG at your cluster's: kind \
+         writes ~/.kube/config, `make cluster-up` prints the export line)"
+    )]
+    NoKubeconfig(String),
+    #[error(
+        "namespace {0} is terminating (a delete is still removing what it holds): apply again \
+         once `kubectl get namespace {0}` says NotFound"
+    )]
+    Terminating(String),
+    #[error("cannot read namespace {namespace}: {reason}")]
+    NamespaceQuery { namespace: String, reason: String },
 }
 
 /// The API server answers `/readyz` (open to every client, even without RBAC on anything else).
@@ -40,6 +53,9 @@ pub fn reachable(kubectl: &Kubectl) -> Result<(), CheckError> {
     let output = kubectl.output(&["get", "--raw=/readyz", REQUEST_TIMEOUT], None)?;
     if output.status.success() {
         return Ok(());
+    }
+    if let Some(missing) = missing_kubeconfig() {
+        return Err(CheckError::NoKubeconfig(missing));
     }
     let context = match &kubectl.context {
         Some(name) => format!("context `{name}`"),
@@ -49,6 +65,61 @@ pub fn reachable(kubectl: &Kubectl) -> Result<(), CheckError> {
         context,
         reason: reason(&output),
     })
+}
+
+/// What is missing when kubectl has no kubeconfig to read: every file KUBECONFIG names, or,
+/// without KUBECONFIG, `~/.kube/config`. None inside a pod, where kubectl uses the pod's
+/// service account instead.
+fn missing_kubeconfig() -> Option<String> {
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return None;
+    }
+    match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        Some(list) => {
+            let files: Vec<_> = std::env::split_paths(&list).collect();
+            (!files.iter().any(|f| f.is_file())).then(|| {
+                let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                format!("KUBECONFIG={} does not exist", names.join(":"))
+            })
+        }
+        None => {
+            let home = std::env::var_os("HOME")?;
+            let default = std::path::Path::new(&home).join(".kube/config");
+            (!default.is_file()).then(|| {
+                format!(
+                    "KUBECONFIG is not set and {} does not exist",
+                    default.display()
+                )
+            })
+        }
+    }
+}
+
+/// The namespace, if it exists, is not on its way out: objects sent into a terminating
+/// namespace are refused, and waiting for it to become Active would only time out.
+pub fn namespace_not_terminating(kubectl: &Kubectl, namespace: &str) -> Result<(), CheckError> {
+    let output = kubectl.output(
+        &[
+            "get",
+            "namespace",
+            namespace,
+            "--ignore-not-found",
+            "-o",
+            "jsonpath={.status.phase}",
+            REQUEST_TIMEOUT,
+        ],
+        None,
+    )?;
+    if !output.status.success() {
+        return Err(CheckError::NamespaceQuery {
+            namespace: namespace.to_owned(),
+            reason: reason(&output),
+        });
+    }
+    if String::from_utf8_lossy(&output.stdout).trim() == "Terminating" {
+        return Err(CheckError::Terminating(namespace.to_owned()));
+    }
+    Ok(())
 }
 
 /// Which of [`ISTIO_CRDS`] the cluster lacks.

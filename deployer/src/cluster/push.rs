@@ -75,7 +75,7 @@ impl PushPlan {
             self.reference.whole()
         );
         registry::push(
-            &self.image,
+            self.image.parts(),
             &self.reference,
             self.credentials.clone(),
             self.insecure,
@@ -124,7 +124,7 @@ pub fn read_module(path: &Path) -> Result<Vec<u8>, ModuleError> {
 }
 
 /// `--pull-registry` is a bare `host[:port]`, as it goes between `oci://` and the repository.
-fn check_host(host: &str) -> Result<()> {
+pub fn check_host(host: &str) -> Result<()> {
     let ok = !host.is_empty()
         && !host.contains("://")
         && !host.contains('/')

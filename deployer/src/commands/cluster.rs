@@ -12,6 +12,7 @@ use crate::cluster::kubectl::Kubectl;
 use crate::cluster::push::{self, PushRequest};
 use crate::commands::observe::namespace;
 use crate::commands::render::RenderPlan;
+use crate::cluster::service_push::{self, ServicePushRequest};
 
 pub fn apply(args: ApplyArgs) -> Result<()> {
     let mesh = args.mesh.mesh()?;
@@ -26,7 +27,11 @@ pub fn apply(args: ApplyArgs) -> Result<()> {
         .run();
     }
     let kubectl = Kubectl::find(args.cluster.kubectl.as_deref(), args.cluster.context)?;
-    apply::plan(kubectl, mesh, delivery, Duration::from_secs(args.timeout))?.run()
+    let options = apply::ApplyOptions {
+        timeout: Duration::from_secs(args.timeout),
+        force_conflicts: args.force_conflicts,
+    };
+    apply::plan(kubectl, mesh, delivery, options)?.run()
 }
 
 pub fn delete(args: DeleteArgs) -> Result<()> {
@@ -46,11 +51,22 @@ pub fn delete(args: DeleteArgs) -> Result<()> {
 }
 
 pub fn push(args: PushArgs) -> Result<()> {
-    push::plan(PushRequest {
-        image: args.image,
-        wasm: args.wasm,
-        insecure: args.insecure,
-        pull_registry: args.pull_registry,
-    })?
-    .run()
+    match (args.image, args.service_image) {
+        (_, Some(image)) => service_push::plan(ServicePushRequest {
+            image,
+            binary: args.service_bin,
+            insecure: args.insecure,
+            pull_registry: args.pull_registry,
+        })?
+        .run(),
+        (Some(image), None) => push::plan(PushRequest {
+            image,
+            wasm: args.wasm,
+            insecure: args.insecure,
+            pull_registry: args.pull_registry,
+        })?
+        .run(),
+        // clap's group makes one of them required.
+        (None, None) => anyhow::bail!("push: give --image (the filter) or --service-image"),
+    }
 }

@@ -21,8 +21,12 @@ pub const DEFAULT_SERVICES: u64 = 3;
 pub const DEFAULT_NAMESPACE: &str = "istio-demo";
 pub const DEFAULT_BASE_PORT: u64 = 8000;
 pub const DEFAULT_REPLICAS: u64 = 2;
-/// Built from `service/Dockerfile`.
-pub const DEFAULT_IMAGE: &str = "ghcr.io/meshtally/demo-service:0.1.0";
+/// Where the README's cluster quick start pushes the demo-service image (`deployer push
+/// --service-image`): the local registry that kind reaches as `localhost:5001`.
+pub const DEFAULT_IMAGE: &str = concat!(
+    "localhost:5001/meshtally/demo-service:",
+    env!("CARGO_PKG_VERSION")
+);
 /// Where `make wasm` leaves the filter, relative to the workspace root.
 pub const DEFAULT_WASM_FILE: &str = "target/wasm32-wasip1/release/meshtally_filter.wasm";
 /// Every service lists every other one (peers, authorization principals), so the manifests grow

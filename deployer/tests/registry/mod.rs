@@ -3,6 +3,8 @@
 //! its guard drops, and `skopeo` as the independent client that reads images back. Missing
 //! tools fail the test with the command that installs them.
 
+#![allow(dead_code)]
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -80,7 +80,10 @@ impl StandIn {
             .args(args)
             .current_dir(self.work.path())
             .stdin(Stdio::null())
-            .env("STANDIN_DIR", self.dir.path());
+            .env("STANDIN_DIR", self.dir.path())
+            // A kubeconfig that exists, as for any configured kubectl: deployer reports a
+            // missing one before it asks the cluster anything.
+            .env("KUBECONFIG", self.kubeconfig());
         for (k, v) in &self.env {
             command.env(k, v);
         }
@@ -101,6 +104,16 @@ impl StandIn {
     pub fn stdin_of(&self, n: usize) -> Vec<u8> {
         std::fs::read(self.dir.path().join(format!("stdin-{n}.yaml")))
             .unwrap_or_else(|e| panic!("call {n} read no stdin: {e}"))
+    }
+}
+
+impl StandIn {
+    fn kubeconfig(&self) -> PathBuf {
+        let path = self.dir.path().join("kubeconfig");
+        if !path.exists() {
+            std::fs::write(&path, "apiVersion: v1\nkind: Config\n").unwrap();
+        }
+        path
     }
 }
 

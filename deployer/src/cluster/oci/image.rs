@@ -4,6 +4,9 @@
 //! `plugin.wasm`, with the manifest annotated `module.wasm.image/variant=compat` as the Wasm image
 //! spec asks. Standard types mean any registry and any image tool handle it.
 //!
+//! The layer, manifest and blob helpers are shared with the demo-service image
+//! ([`super::service_image`]).
+//!
 //! The bytes are reproducible: fixed tar metadata (mtime 0, root, 0644), a gzip header without
 //! time or name, and JSON written field by field. The same module always gives the same digest,
 //! so pushing an unchanged build changes nothing in the cluster.
@@ -74,6 +77,7 @@ struct Manifest {
     media_type: &'static str,
     config: Descriptor,
     layers: Vec<Descriptor>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     annotations: std::collections::BTreeMap<&'static str, &'static str>,
 }
 
@@ -87,34 +91,29 @@ struct Config {
 }
 
 #[derive(Serialize)]
-struct RootFs {
+pub struct RootFs {
     #[serde(rename = "type")]
     kind: &'static str,
     diff_ids: Vec<String>,
 }
 
+impl RootFs {
+    pub fn of(diff_id: String) -> RootFs {
+        RootFs {
+            kind: "layers",
+            diff_ids: vec![diff_id],
+        }
+    }
+}
+
 pub fn build(module: &[u8]) -> std::io::Result<WasmImage> {
-    let tar = plugin_tar(module)?;
-    let diff_id = Blob::new(tar.clone()).digest;
-    // GzBuilder writes mtime 0 and no file name unless asked, so the layer is reproducible.
-    let mut gz = GzBuilder::new().write(Vec::new(), Compression::best());
-    gz.write_all(&tar)?;
-    let layer = Blob::new(gz.finish()?);
+    let (layer, diff_id) = layer(&[LayerEntry::file(PLUGIN_FILE, 0o644, module)])?;
     let config = Blob::new(json(&Config {
         architecture: "wasm",
         os: "wasip1",
-        rootfs: RootFs {
-            kind: "layers",
-            diff_ids: vec![diff_id],
-        },
+        rootfs: RootFs::of(diff_id),
     })?);
-    let manifest = Blob::new(json(&Manifest {
-        schema_version: 2,
-        media_type: MANIFEST_MEDIA_TYPE,
-        config: config.descriptor(CONFIG_MEDIA_TYPE),
-        layers: vec![layer.descriptor(LAYER_MEDIA_TYPE)],
-        annotations: [VARIANT_ANNOTATION].into(),
-    })?);
+    let manifest = manifest(&config, &layer, [VARIANT_ANNOTATION].into())?;
     Ok(WasmImage {
         layer,
         config,
@@ -123,27 +122,97 @@ pub fn build(module: &[u8]) -> std::io::Result<WasmImage> {
     })
 }
 
-/// A tar holding only `plugin.wasm`, with metadata that does not depend on the build machine.
-fn plugin_tar(module: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut header = tar::Header::new_ustar();
-    header.set_path(PLUGIN_FILE)?;
-    header.set_size(module.len() as u64);
-    header.set_mode(0o644);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.append(&header, module)?;
-    builder.into_inner()
+/// One entry of a layer: a folder, or a file with its bytes.
+pub struct LayerEntry<'a> {
+    pub path: &'a str,
+    pub mode: u32,
+    pub contents: Option<&'a [u8]>,
 }
 
-fn json(value: &impl Serialize) -> std::io::Result<Vec<u8>> {
+impl<'a> LayerEntry<'a> {
+    pub fn file(path: &'a str, mode: u32, contents: &'a [u8]) -> LayerEntry<'a> {
+        LayerEntry {
+            path,
+            mode,
+            contents: Some(contents),
+        }
+    }
+
+    pub fn dir(path: &'a str) -> LayerEntry<'a> {
+        LayerEntry {
+            path,
+            mode: 0o755,
+            contents: None,
+        }
+    }
+}
+
+/// A tar.gz layer of `entries` and its diff id (the digest of the uncompressed tar, which the
+/// image config lists and pullers check). The bytes do not depend on the build machine: root
+/// owns everything, mtime is 0, and GzBuilder writes no time or file name unless asked.
+pub fn layer(entries: &[LayerEntry<'_>]) -> std::io::Result<(Blob, String)> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_ustar();
+        header.set_path(entry.path)?;
+        header.set_mode(entry.mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        let bytes = entry.contents.unwrap_or_default();
+        header.set_size(bytes.len() as u64);
+        header.set_entry_type(if entry.contents.is_some() {
+            tar::EntryType::Regular
+        } else {
+            tar::EntryType::Directory
+        });
+        header.set_cksum();
+        builder.append(&header, bytes)?;
+    }
+    let tar = builder.into_inner()?;
+    let diff_id = Blob::new(tar.clone()).digest;
+    let mut gz = GzBuilder::new().write(Vec::new(), Compression::best());
+    gz.write_all(&tar)?;
+    Ok((Blob::new(gz.finish()?), diff_id))
+}
+
+/// An OCI image manifest of one config and one layer.
+pub fn manifest(
+    config: &Blob,
+    layer: &Blob,
+    annotations: std::collections::BTreeMap<&'static str, &'static str>,
+) -> std::io::Result<Blob> {
+    Ok(Blob::new(json(&Manifest {
+        schema_version: 2,
+        media_type: MANIFEST_MEDIA_TYPE,
+        config: config.descriptor(CONFIG_MEDIA_TYPE),
+        layers: vec![layer.descriptor(LAYER_MEDIA_TYPE)],
+        annotations,
+    })?))
+}
+
+/// The blobs a push uploads, whatever the image holds.
+pub struct ImageParts<'a> {
+    pub layer: &'a Blob,
+    pub config: &'a Blob,
+    pub manifest: &'a Blob,
+}
+
+impl WasmImage {
+    pub fn parts(&self) -> ImageParts<'_> {
+        ImageParts {
+            layer: &self.layer,
+            config: &self.config,
+            manifest: &self.manifest,
+        }
+    }
+}
+
+pub fn json(value: &impl Serialize) -> std::io::Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(std::io::Error::other)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut out, b| {
         let _ = write!(out, "{b:02x}");

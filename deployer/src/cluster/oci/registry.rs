@@ -1,4 +1,4 @@
-//! Uploading a [`WasmImage`] over the OCI distribution API (`oci-client`): both blobs, then the
+//! Uploading an image (the filter's or the demo-service's) over the OCI distribution API (`oci-client`): both blobs, then the
 //! manifest as our exact bytes, so the digest the registry stores is the one computed here.
 //! Registry failures become one line that says what to do (log in, or `--insecure` for a
 //! plain-HTTP registry).
@@ -11,7 +11,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
 use super::auth::Credentials;
-use super::image::{WasmImage, MANIFEST_MEDIA_TYPE};
+use super::image::{ImageParts, MANIFEST_MEDIA_TYPE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -54,7 +54,7 @@ pub fn parse_reference(image: &str) -> Result<Reference, PushError> {
 
 /// Pushes the layer, the config and the manifest, reporting each step to `progress`.
 pub fn push(
-    image: &WasmImage,
+    image: ImageParts<'_>,
     reference: &Reference,
     credentials: Credentials,
     insecure: bool,

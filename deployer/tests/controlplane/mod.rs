@@ -1,0 +1,179 @@
+//! A real Kubernetes control plane for the cluster tests: `scripts/cluster.sh up` in a temp dir
+//! (etcd, kube-apiserver, controller manager, scheduler and kwok on loopback ports the OS hands
+//! out, with the pinned Istio CRDs), shared by the tests of one binary and stopped by
+//! `scripts/cluster.sh down` when the last test holding it drops it — also when a test panics.
+//! Each test works in a namespace of its own, so tests run side by side.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+
+/// One running control plane; stopped on drop.
+pub struct ControlPlane {
+    dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+}
+
+static SHARED: Mutex<Weak<ControlPlane>> = Mutex::new(Weak::new());
+/// Tests that change cluster-wide state (the Istio CRDs) take this for writing; all others
+/// for reading, so they never see that change.
+static CLUSTER_WIDE: RwLock<()> = RwLock::new(());
+
+fn script() -> PathBuf {
+    crate::common::workspace().join("scripts/cluster.sh")
+}
+
+pub fn kubectl_bin() -> PathBuf {
+    crate::common::workspace().join(".tools/bin/kubectl")
+}
+
+impl ControlPlane {
+    /// The binary's shared control plane, started by the first test that asks.
+    pub fn shared() -> Arc<ControlPlane> {
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cp) = shared.upgrade() {
+            return cp;
+        }
+        let cp = Arc::new(ControlPlane::start());
+        *shared = Arc::downgrade(&cp);
+        cp
+    }
+
+    fn start() -> ControlPlane {
+        let dir = tempfile::Builder::new()
+            .prefix("meshtally-cluster-")
+            .tempdir()
+            .unwrap();
+        let cp = ControlPlane {
+            kubeconfig: dir.path().join("kubeconfig"),
+            dir,
+        };
+        // From here on, Drop stops whatever came up, even if the start fails half-way.
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("up")
+            .arg(cp.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/cluster.sh");
+        assert!(
+            out.status.success(),
+            "scripts/cluster.sh up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("export KUBECONFIG={}", cp.kubeconfig.display())),
+            "{stdout}"
+        );
+        cp
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs the project's kubectl against this control plane.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new(kubectl_bin())
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// A kubectl call that must succeed; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `deployer args…` in `work`, with KUBECONFIG set to this control plane's and the
+    /// project's kubectl.
+    pub fn deployer(&self, work: &Path, args: &[&str]) -> Output {
+        self.deployer_env(work, args, &[("KUBECONFIG", self.kubeconfig.as_os_str())])
+    }
+
+    pub fn deployer_env(
+        &self,
+        work: &Path,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Output {
+        let kubectl = kubectl_bin();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_deployer"));
+        command
+            .args(args)
+            .arg("--kubectl")
+            .arg(&kubectl)
+            .current_dir(work)
+            .stdin(Stdio::null())
+            .env_remove("KUBECONFIG");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().expect("run deployer")
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("down")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .output();
+        if let Ok(out) = out {
+            if !out.status.success() {
+                eprintln!(
+                    "scripts/cluster.sh down: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+/// Most tests: the cluster-wide state stays as `up` made it while they run.
+pub fn shared_state() -> RwLockReadGuard<'static, ()> {
+    CLUSTER_WIDE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A test that changes cluster-wide state runs alone, and puts it back before it returns.
+pub fn exclusive_state() -> RwLockWriteGuard<'static, ()> {
+    CLUSTER_WIDE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The lines of a failed deployer run: it failed, printed nothing on stdout, and exactly one
+/// `error:` line on stderr containing every one of `wants`. Returns that line.
+pub fn one_line_error(out: &Output, wants: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "succeeded: {stderr}");
+    let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(error.len(), 1, "not one error line: {stderr}");
+    assert_eq!(stderr.lines().last(), Some(error[0]), "{stderr}");
+    for want in wants {
+        assert!(error[0].contains(want), "{:?} lacks {want:?}", error[0]);
+    }
+    error[0].to_owned()
+}
