@@ -38,7 +38,9 @@ lint: ## rustfmt and clippy, warnings are errors
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p meshtally-filter -p meshtally-empty-filter -p meshtally-probe-filter --target wasm32-wasip1 -- -D warnings
 
-unit: ## native tests of every crate that needs no Envoy
+unit: ## native tests of every crate that needs no Envoy (the deployer's also against a real registry and the loopback control plane)
+	@# the static demo-service that the `push --service-image` test packs
+	cargo build --release -p demo-service --target x86_64-unknown-linux-musl
 	cargo test --workspace --exclude meshtally-tests
 
 wasm-unit: ## the filter logic's tests compiled to wasm, run in Node by wasm-bindgen-test

@@ -261,8 +261,9 @@ pub struct PushArgs {
     #[arg(long, value_name = "REGISTRY/REPO:TAG", conflicts_with = "image")]
     pub service_image: Option<String>,
 
-    /// A static demo-service binary to pack [default: built now by cargo, for
-    /// x86_64-unknown-linux-musl]
+    /// A static demo-service binary to pack [default: the checkout's build for
+    /// x86_64-unknown-linux-musl, from `cargo build --release -p demo-service --target
+    /// x86_64-unknown-linux-musl`]
     #[arg(long, value_name = "PATH", requires = "service_image")]
     pub service_bin: Option<PathBuf>,
 

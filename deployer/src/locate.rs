@@ -11,7 +11,8 @@
 //!    `demo-service` next to `deployer`;
 //! 5. the cargo workspace this executable was built in (`<ws>/target/<profile>/deployer`), or the
 //!    meshtally checkout around the current folder: `.venv/bin/envoy-bin` from `make setup`, the
-//!    release module from `make wasm`.
+//!    release module from `make wasm`, the static (musl) demo-service that `push
+//!    --service-image` packs.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,10 @@ use anyhow::{bail, Context as _, Result};
 pub const MODULE_FILE: &str = "meshtally_filter.wasm";
 /// The release module below a cargo target dir (what `make wasm` builds).
 pub const MODULE_IN_TARGET: &str = "wasm32-wasip1/release/meshtally_filter.wasm";
+/// The target of the static demo-service that `push --service-image` packs.
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+/// Its release build below a cargo target dir.
+pub const STATIC_SERVICE_IN_TARGET: &str = "x86_64-unknown-linux-musl/release/demo-service";
 /// Below an install prefix: the module, and the Envoy binary `make install` copies.
 pub const INSTALLED_MODULE: &str = "share/meshtally/meshtally_filter.wasm";
 pub const INSTALLED_ENVOY: &str = "lib/meshtally/envoy";
@@ -173,6 +178,40 @@ impl Places {
             _ => bail!(
                 "demo-service not found next to deployer: `make install` puts both on PATH (or \
                  `cargo build --release -p demo-service` in the checkout), or pass --service-bin PATH"
+            ),
+        }
+    }
+}
+
+impl Places {
+    /// A static demo-service for `push --service-image`: `--service-bin`, else the musl release
+    /// build of the workspace this executable was built in, else of the checkout around the
+    /// current folder.
+    pub fn static_demo_service(&self, flag: Option<&Path>) -> Result<PathBuf> {
+        if let Some(path) = flag {
+            return existing(path).with_context(|| {
+                format!(
+                    "demo-service binary {} not found (--service-bin)",
+                    path.display()
+                )
+            });
+        }
+        let built = self
+            .build_target()
+            .map(|t| t.join(STATIC_SERVICE_IN_TARGET));
+        let checkout = self
+            .checkout()
+            .map(|c| c.join("target").join(STATIC_SERVICE_IN_TARGET));
+        match [built, checkout]
+            .into_iter()
+            .flatten()
+            .find(|p| p.is_file())
+        {
+            Some(path) => existing(&path),
+            None => bail!(
+                "static demo-service not found: build it in the checkout with `cargo build \
+                 --release -p demo-service --target {MUSL_TARGET}` (after `rustup target add \
+                 {MUSL_TARGET}`), or pass --service-bin PATH"
             ),
         }
     }

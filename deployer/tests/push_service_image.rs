@@ -1,6 +1,6 @@
 //! `deployer push --service-image` against a real registry (Debian's `docker-registry` on
-//! 127.0.0.1), read back with `skopeo`: deployer builds the static demo-service itself (cargo,
-//! musl), packs and pushes it; the pulled image's layers, unpacked into a folder, hold a binary
+//! 127.0.0.1), read back with `skopeo`: deployer finds the checkout's static (musl) demo-service
+//! (`make unit` builds it first), packs and pushes it; the pulled image's layers, unpacked into a folder, hold a binary
 //! that runs from there and answers `/info`; its config runs it as 65532 with the port exposed;
 //! and the same build pushed twice has the same digest.
 

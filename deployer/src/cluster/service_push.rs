@@ -1,19 +1,17 @@
-//! `deployer push --service-image`: builds the demo-service image without Docker, as `ko` does —
-//! the static (musl) binary compiled by cargo, packed by [`super::oci::service_image`] — pushes
-//! it with the filter's OCI client, and prints the digest and the `--image` to deploy it with.
+//! `deployer push --service-image`: builds the demo-service image without Docker, as `ko` and
+//! `jib` do — the static (musl) binary packed by [`super::oci::service_image`] — pushes it with
+//! the filter's OCI client, and prints the digest and the `--image` to deploy it with. Like
+//! every part deployer uses, the binary is found ([`crate::locate`]), never compiled here.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use oci_client::Reference;
 
 use super::oci::auth::{self, Credentials};
 use super::oci::registry;
 use super::oci::service_image::{self, ServiceImage};
-
-/// The target a static demo-service is built for.
-pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+use crate::locate::Places;
 
 /// What `push --service-image` was asked for, before any check.
 #[derive(Debug, Clone)]
@@ -40,10 +38,7 @@ pub fn plan(req: ServicePushRequest) -> Result<ServicePushPlan> {
     if let Some(host) = &req.pull_registry {
         super::push::check_host(host)?;
     }
-    let binary_path = match req.binary {
-        Some(path) => path,
-        None => build_static()?,
-    };
+    let binary_path = Places::here().static_demo_service(req.binary.as_deref())?;
     let binary = std::fs::read(&binary_path).with_context(|| {
         format!(
             "cannot read the demo-service binary {} (--service-bin)",
@@ -99,38 +94,4 @@ impl ServicePushPlan {
         println!("\ndeploy it:\n  deployer apply --image {pinned}");
         Ok(())
     }
-}
-
-/// Builds the static demo-service of the cargo workspace around the current dir (cargo does
-/// nothing when it is up to date) and returns its path.
-fn build_static() -> Result<PathBuf> {
-    let Some(target) = crate::local::up::cargo_target_dir() else {
-        bail!(
-            "not inside the meshtally workspace, so there is no demo-service to build: pass \
-             --service-bin PATH (a static build: cargo build --release -p demo-service --target \
-             {MUSL_TARGET})"
-        );
-    };
-    eprintln!(
-        "building demo-service (cargo build --release -p demo-service --target {MUSL_TARGET})…"
-    );
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "demo-service",
-            "--target",
-            MUSL_TARGET,
-        ])
-        .status()
-        .context("running cargo to build demo-service")?;
-    let built = target.join(MUSL_TARGET).join("release/demo-service");
-    if !status.success() || !Path::new(&built).is_file() {
-        bail!(
-            "building the static demo-service failed (is the target installed? \
-             `rustup target add {MUSL_TARGET}`)"
-        );
-    }
-    Ok(built)
 }

@@ -128,3 +128,30 @@ fn demo_service_is_the_sibling_of_deployer() {
     places.exe_dir = Some(tmp.path().join("prefix/bin"));
     assert_eq!(places.demo_service(None).unwrap(), sibling);
 }
+
+#[test]
+fn static_demo_service_flag_then_own_build_then_checkout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut places = nowhere(root);
+    let err = format!("{:#}", places.static_demo_service(None).unwrap_err());
+    assert!(
+        err.contains("--target x86_64-unknown-linux-musl") && err.contains("--service-bin"),
+        "{err}"
+    );
+    let ws = checkout(root);
+    places.cwd = ws.join("deployer");
+    let in_checkout = file(&ws.join("target").join(STATIC_SERVICE_IN_TARGET), true);
+    assert_eq!(places.static_demo_service(None).unwrap(), in_checkout);
+    let own = file(
+        &root.join("build/target").join(STATIC_SERVICE_IN_TARGET),
+        true,
+    );
+    places.exe_dir = Some(root.join("build/target/release"));
+    assert_eq!(places.static_demo_service(None).unwrap(), own);
+    let flag = file(&root.join("flag/demo-service"), true);
+    assert_eq!(places.static_demo_service(Some(&flag)).unwrap(), flag);
+    assert!(places
+        .static_demo_service(Some(Path::new("/no/demo-service")))
+        .is_err());
+}
