@@ -102,7 +102,10 @@ fn deletes_by_label_in_order_and_the_namespace_when_ours() {
     );
     // The namespace is looked at before it is deleted.
     let get_ns = without_context(&calls[calls.len() - 2]).join(" ");
-    assert_eq!(get_ns, "get namespace shop --ignore-not-found -o json");
+    assert_eq!(
+        get_ns,
+        "get namespace shop --ignore-not-found --show-managed-fields -o json"
+    );
     for call in &calls {
         assert!(
             !call.iter().any(|a| a.starts_with("--all")),
@@ -129,7 +132,7 @@ fn dry_run_prints_the_commands_and_runs_none() {
 {k} delete deployments.apps -n shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s --cascade=foreground
 {k} delete services,destinationrules.networking.istio.io,wasmplugins.extensions.istio.io,configmaps,serviceaccounts -n shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s
 {k} delete authorizationpolicies.security.istio.io,peerauthentications.security.istio.io -n shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s
-# then, only if meshtally alone manages namespace shop (checked with `{k} get namespace shop --ignore-not-found -o json`):
+# then, only if meshtally alone manages namespace shop (checked with `{k} get namespace shop --ignore-not-found --show-managed-fields -o json`):
 {k} delete namespace --field-selector=metadata.name=shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s
 "
     );

@@ -19,13 +19,10 @@ fn work() -> tempfile::TempDir {
 }
 
 fn apply(cp: &ControlPlane, work: &Path, mesh: &[&str], extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "apply",
-        "--wasm-file",
-        "meshtally_filter.wasm",
-        "--timeout",
-        "180",
-    ];
+    let mut args = vec!["apply", "--wasm-file", "meshtally_filter.wasm"];
+    if !extra.contains(&"--timeout") {
+        args.extend(["--timeout", "180"]);
+    }
     args.extend(mesh);
     args.extend(extra);
     cp.deployer(work, &args)
@@ -48,7 +45,17 @@ fn live_objects(cp: &ControlPlane, work: &Path, mesh: &[&str]) -> Vec<Value> {
     let stream = String::from_utf8(ok_bytes(&rendered)).unwrap();
     let file = work.join("rendered.yaml");
     std::fs::write(&file, &stream).unwrap();
-    let json = cp.kubectl_ok(&["get", "-f", file.to_str().unwrap(), "-o", "json"], None);
+    let json = cp.kubectl_ok(
+        &[
+            "get",
+            "-f",
+            file.to_str().unwrap(),
+            "--show-managed-fields",
+            "-o",
+            "json",
+        ],
+        None,
+    );
     let list: Value = serde_json::from_str(&json).unwrap();
     let items = list["items"].as_array().cloned().unwrap_or_default();
     let documents = stream.lines().filter(|l| *l == "---").count();

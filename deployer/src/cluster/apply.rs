@@ -121,7 +121,11 @@ impl ApplyPlan {
                      `deployer apply --force-conflicts` takes them back"
                 )
             }
-            Err(KubectlError::Failed { reason, .. }) if reason.starts_with("Error from server") => {
+            // The server's own words: `Error from server (…)`, or for a failed validation
+            // (schema, CEL) `The <Kind> "<name>" is invalid: <field>: <why>`.
+            Err(KubectlError::Failed { reason, .. })
+                if reason.starts_with("Error from server") || reason.contains(" is invalid: ") =>
+            {
                 bail!("the API server refused the mesh: {reason}")
             }
             Err(e) => Err(e.into()),

@@ -230,22 +230,27 @@ impl DeletePlan {
     }
 }
 
-fn namespace_get_args(namespace: &str) -> [&str; 6] {
+/// The namespace as JSON, with its managed fields: kubectl leaves them out unless asked, and
+/// they are what says who else manages it.
+fn namespace_get_args(namespace: &str) -> [&str; 7] {
     [
         "get",
         "namespace",
         namespace,
         "--ignore-not-found",
+        "--show-managed-fields",
         "-o",
         "json",
     ]
 }
 
-/// kubectl prints one `<kind>/<name> deleted` line per object.
+/// kubectl prints one line per object: `<kind> "<name>" deleted`, since 1.33
+/// `<kind> "<name>" deleted from <namespace> namespace`.
 fn count_deleted(stdout: &[u8]) -> usize {
     String::from_utf8_lossy(stdout)
         .lines()
-        .filter(|l| l.trim_end().ends_with(" deleted"))
+        .map(str::trim_end)
+        .filter(|l| l.ends_with("\" deleted") || l.contains("\" deleted from "))
         .count()
 }
 
@@ -330,6 +335,13 @@ mod tests {
                 "serviceaccounts"
             ]
         );
+    }
+
+    #[test]
+    fn deleted_lines_old_and_new() {
+        let out = b"deployment.apps \"a\" deleted\nservice \"a\" deleted from shop namespace\n\
+                    namespace \"shop\" deleted\nWarning: something deleted\n";
+        assert_eq!(count_deleted(out), 3);
     }
 
     #[test]
