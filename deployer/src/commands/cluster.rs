@@ -10,9 +10,9 @@ use crate::cluster::apply;
 use crate::cluster::delete;
 use crate::cluster::kubectl::Kubectl;
 use crate::cluster::push::{self, PushRequest};
+use crate::cluster::service_push::{self, ServicePushRequest};
 use crate::commands::observe::namespace;
 use crate::commands::render::RenderPlan;
-use crate::cluster::service_push::{self, ServicePushRequest};
 
 pub fn apply(args: ApplyArgs) -> Result<()> {
     let mesh = args.mesh.mesh()?;

@@ -10,9 +10,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
-use super::image::{self, hex, json, Blob, ImageParts, LayerEntry, RootFs};
+use super::image::{self, json, Blob, ImageParts, LayerEntry, RootFs};
 
 pub const ENTRYPOINT: &str = "/demo-service";
 /// The user and group the service runs as.
@@ -151,11 +150,6 @@ pub fn check_static(binary: &[u8], what: &str) -> Result<&'static str, BinaryErr
         }
     }
     Ok(architecture)
-}
-
-/// Lowercase hex SHA-256 of the binary, for the push summary.
-pub fn binary_sha256(binary: &[u8]) -> String {
-    hex(&Sha256::digest(binary))
 }
 
 #[cfg(test)]
