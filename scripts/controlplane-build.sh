@@ -25,7 +25,7 @@ if [ "$(cat "$dest/stamp" 2>/dev/null)" = "$stamp" ]; then
 fi
 
 started=$(date +%s)
-echo "==> building the control plane ($stamp) into .tools/kube-$KUBERNETES_VERSION (20-30 min cold on 2 cores, once)"
+echo "==> building the control plane ($stamp) into .tools/kube-$KUBERNETES_VERSION (about 15 CPU-minutes, once)"
 
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging
 # paths, which a dependent module cannot see. The wrapper replaces each with its published

@@ -75,7 +75,7 @@ fi
 deployer/tests/setup-registry.sh >/dev/null
 
 # 6. The loopback Kubernetes control plane (etcd, kube-apiserver, controller manager, scheduler,
-# kubectl, kwok) built from the Go module proxy; about 10 minutes of 2 cores once, then cached in
+# kubectl, kwok) built from the Go module proxy; about 15 CPU-minutes once, then cached in
 # .tools.
 scripts/controlplane-build.sh
 
