@@ -6,16 +6,18 @@ SHELL := bash
 WASM := target/wasm32-wasip1/release/meshtally_filter.wasm
 export ENVOY_BIN ?= $(CURDIR)/.venv/bin/envoy-bin
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(CURDIR)/.tools/bin/wasm-bindgen-test-runner
+# ENVOY_VERSION, ISTIO_VERSION, ISTIO_PSEUDO_VERSION, KUBERNETES_VERSION: the one place they are pinned.
+include scripts/versions.env
 
 PREFIX ?= $(HOME)/.local
 # `make install PROFILE=debug` installs the debug build (the install test uses it: same files,
 # no extra release build in CI).
 PROFILE ?= release
 
-.PHONY: help setup setup-demo deny wasm size lint unit wasm-unit e2e install install-test test demo manifests bench fuzz clean cluster-up cluster-down
+.PHONY: help setup setup-demo deny wasm size lint unit wasm-unit e2e install install-test istio-check test demo manifests bench fuzz clean cluster-up cluster-down
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 setup: ## install what a fresh machine lacks for the tests (rust targets, Envoy in .venv, wasm-bindgen runner, npm packages, registry tools, the Kubernetes control plane)
 	@scripts/setup.sh
@@ -62,7 +64,13 @@ install: setup-demo wasm ## put deployer and demo-service in $(PREFIX)/bin (defa
 install-test: ## make install into a temporary prefix, then up/verify/down from outside the checkout
 	tests/install.sh
 
-test: setup lint size unit wasm-unit e2e install-test ## everything, as CI runs it
+istio-check: wasm ## Istio's own code judges every render: validate, analyze, CRDs+CEL, kube-inject, istiod's xDS, `up` vs istiod
+	@scripts/setup-istio.sh
+	cargo build -p meshtally-deployer -p demo-service
+	cd tests/istio && go vet ./... && test -z "$$(gofmt -l .)"
+	cd tests/istio && go test -count=1 -timeout 30m ./...
+
+test: setup lint size unit wasm-unit e2e install-test istio-check ## everything, as CI runs it
 	@echo "make test: all checks passed"
 
 demo: setup-demo wasm ## the local mesh: 3 services on 8000-8002 with Envoy sidecars, gateway on 8080 (Ctrl-C stops)

@@ -79,4 +79,7 @@ deployer/tests/setup-registry.sh >/dev/null
 # .tools.
 scripts/controlplane-build.sh
 
+# 7. Istio's own code for `make istio-check`: istioctl, the demo profile, the Go oracle's modules.
+scripts/setup-istio.sh
+
 step "setup done in $((SECONDS - begun))s: $(envoy_line)"

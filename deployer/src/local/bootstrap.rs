@@ -1,11 +1,15 @@
 //! Envoy bootstraps for local sidecars and the gateway, built as JSON values (never text
 //! templates). A sidecar has an inbound listener in front of its app (mTLS and, in PERMISSIVE
 //! mode, plain HTTP, as Istio's) and an outbound listener the app uses as its HTTP proxy, which
-//! routes by host to the peers' inbound listeners over mTLS.
+//! routes by host to the peers' inbound listeners over mTLS. What istiod pushes for the same
+//! mesh is the reference (tests/istio holds them to it): an RBAC filter admits the callers, the
+//! meshtally filter runs after it, and routes carry the rendered timeout and retries.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+
+use crate::render::traffic::{PER_TRY_TIMEOUT, RETRY_ATTEMPTS, RETRY_ON, TIMEOUT};
 
 pub use crate::model::MtlsMode;
 
@@ -39,7 +43,8 @@ pub struct Inbound {
     pub plugin_config: Value,
     /// `None`: plain HTTP only (used by tests of the filter alone).
     pub tls: Option<(Tls, MtlsMode)>,
-    /// SPIFFE URIs allowed to call over mTLS; empty allows any certificate from the CA.
+    /// SPIFFE URIs allowed to call over mTLS, admitted by an RBAC filter as Istio's
+    /// AuthorizationPolicy is (others get 403); empty allows any certificate from the CA.
     pub allowed_peers: Vec<String>,
 }
 
@@ -59,7 +64,7 @@ pub struct Outbound {
 }
 
 /// The gateway's front listener: `/<service>/…` → that service, prefix stripped, through the
-/// gateway's own outbound listener (which runs the filter and originates mTLS).
+/// gateway's own outbound listener (which originates mTLS).
 #[derive(Debug, Clone)]
 pub struct Ingress {
     pub port: u16,
@@ -74,6 +79,9 @@ pub enum Filter {
     Wasm(PathBuf),
     /// Nothing: an Istio FAIL_OPEN plugin whose module or config failed.
     Skipped,
+    /// Nothing: the WasmPlugin does not select this proxy. The rendered plugin selects the
+    /// mesh's workloads, so Istio's ingress gateway (istio-system) runs no meshtally filter.
+    NotSelected,
     /// Deny everything (RBAC with no policy): an Istio FAIL_CLOSE plugin that failed.
     DenyAll,
 }
@@ -159,7 +167,7 @@ pub fn wasm_filter(wasm: &Path, config: &Value, fail_open: bool) -> Value {
 fn http_filters(proxy: &Proxy, config: &Value) -> Vec<Value> {
     let first = match &proxy.filter {
         Filter::Wasm(path) => Some(wasm_filter(path, config, proxy.fail_open)),
-        Filter::Skipped => None,
+        Filter::Skipped | Filter::NotSelected => None,
         // An RBAC filter with ALLOW and no policies matches nothing: every request gets 403,
         // which is how Istio blocks traffic for a FAIL_CLOSE plugin it could not load.
         Filter::DenyAll => Some(json!({
@@ -189,6 +197,25 @@ fn hcm(stat_prefix: &str, http_filters: Vec<Value>, virtual_hosts: Value) -> Val
     })
 }
 
+/// Istio's AuthorizationPolicy as istiod renders it: an ALLOW RBAC filter whose one policy
+/// admits exactly these authenticated SPIFFE identities.
+fn rbac(allowed: &[String]) -> Value {
+    let principals: Vec<Value> = allowed
+        .iter()
+        .map(|uri| json!({"authenticated": {"principal_name": {"exact": uri}}}))
+        .collect();
+    json!({
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {"action": "ALLOW", "policies": {"meshtally-callers": {
+                "permissions": [{"any": true}],
+                "principals": principals,
+            }}},
+        },
+    })
+}
+
 fn inbound_listener(proxy: &Proxy, inbound: &Inbound) -> Value {
     let vhosts = json!([{"name": "app", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}]}]);
     let filters = || http_filters(proxy, &inbound.plugin_config);
@@ -196,17 +223,17 @@ fn inbound_listener(proxy: &Proxy, inbound: &Inbound) -> Value {
     let Some((tls, mode)) = &inbound.tls else {
         return json!({"name": "inbound", "traffic_direction": "INBOUND", "address": socket(inbound.port), "filter_chains": [plain]});
     };
-    let mut validation = json!({"trusted_ca": {"filename": tls.ca.display().to_string()}});
+    let validation = json!({"trusted_ca": {"filename": tls.ca.display().to_string()}});
+    // Authorization first, then the filter (phase STATS runs after AUTHZ), as istiod orders
+    // them. The plain-HTTP chain of PERMISSIVE has no RBAC, so a sidecar can be curled directly
+    // (on Istio the AuthorizationPolicy would refuse a caller without a principal).
+    let mut mtls_filters = filters();
     if !inbound.allowed_peers.is_empty() {
-        validation["match_typed_subject_alt_names"] = inbound
-            .allowed_peers
-            .iter()
-            .map(|uri| json!({"san_type": "URI", "matcher": {"exact": uri}}))
-            .collect();
+        mtls_filters.insert(0, rbac(&inbound.allowed_peers));
     }
     let mtls = json!({
         "filter_chain_match": {"transport_protocol": "tls"},
-        "filters": [hcm("inbound_mtls", filters(), vhosts)],
+        "filters": [hcm("inbound_mtls", mtls_filters, vhosts)],
         "transport_socket": {
             "name": "envoy.transport_sockets.tls",
             "typed_config": {
@@ -236,7 +263,7 @@ fn outbound_listener(proxy: &Proxy, outbound: &Outbound) -> Value {
         .map(|p| {
             let n = &p.name;
             json!({"name": n, "domains": [n, format!("{n}:*"), format!("{n}.*")],
-                   "routes": [{"match": {"prefix": "/"}, "route": {"cluster": n}}]})
+                   "routes": [{"match": {"prefix": "/"}, "route": mesh_route(n)}]})
         })
         .collect();
     let filters = http_filters(proxy, &outbound.plugin_config);
@@ -248,6 +275,22 @@ fn outbound_listener(proxy: &Proxy, outbound: &Outbound) -> Value {
     })
 }
 
+/// An in-mesh route with the VirtualService's timeout and retries, in the form istiod gives
+/// them (with the previous-hosts predicate, so a retry picks another endpoint).
+fn mesh_route(cluster: &str) -> Value {
+    json!({
+        "cluster": cluster,
+        "timeout": TIMEOUT,
+        "retry_policy": {
+            "retry_on": RETRY_ON,
+            "num_retries": RETRY_ATTEMPTS,
+            "per_try_timeout": PER_TRY_TIMEOUT,
+            "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+            "host_selection_retry_max_attempts": 5,
+        },
+    })
+}
+
 fn ingress_listener(ingress: &Ingress) -> Value {
     // Rewriting the host to the service name is what makes the gateway's outbound filter see
     // the right destination, as an Istio gateway's VirtualService route does.
@@ -256,7 +299,7 @@ fn ingress_listener(ingress: &Ingress) -> Value {
         .iter()
         .flat_map(|s| {
             let route = |rewrite: &str| {
-                json!({"cluster": "gateway-outbound", "prefix_rewrite": rewrite, "host_rewrite_literal": s})
+                json!({"cluster": "gateway-outbound", "prefix_rewrite": rewrite, "host_rewrite_literal": s, "timeout": TIMEOUT})
             };
             [
                 json!({"match": {"prefix": format!("/{s}/")}, "route": route("/")}),

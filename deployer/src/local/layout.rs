@@ -13,13 +13,12 @@ use serde_json::json;
 use super::bootstrap::{self, Filter, Inbound, Ingress, Outbound, Peer, Proxy, Tls};
 use super::certs::Ca;
 use crate::model::{Mesh, MtlsMode};
+use crate::render::security::{INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT};
 use meshtally_core::app::{format_peers, peer_entry};
 use meshtally_core::identity::spiffe_id;
 
-/// The gateway's workload name: the filter's source for calls entering the mesh.
+/// The gateway's process and config name.
 pub const GATEWAY: &str = "ingress-gateway";
-/// The gateway's identity lives in istio-system, as Istio's ingress gateway does.
-pub const GATEWAY_NAMESPACE: &str = "istio-system";
 
 /// Whether the sidecars run the filter, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,7 +154,7 @@ impl Layout {
         let ca = Ca::new(&certs, "mesh")?;
         let mut written = Vec::new();
         let gateway_tls = ca
-            .issue(&certs, GATEWAY_NAMESPACE, GATEWAY)?
+            .issue(&certs, INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)?
             .relocated(dir, final_dir);
         let mut tls = Vec::new();
         for s in &self.services {
@@ -177,17 +176,6 @@ impl Layout {
             write_json(&envoy, GATEWAY, &bootstrap::render(&gateway))?,
         ));
         Ok(written)
-    }
-
-    /// The mesh's plugin config, naming the gateway (which has no Istio workload metadata of
-    /// a demo service) and its direction.
-    fn gateway_plugin_config(&self) -> serde_json::Value {
-        let mut config = self.plugin_config.clone();
-        if let Some(fields) = config.as_object_mut() {
-            fields.insert("service".into(), json!(GATEWAY));
-            fields.insert("direction".into(), json!("outbound"));
-        }
-        config
     }
 
     fn proxy_filter(&self) -> Filter {
@@ -218,7 +206,7 @@ impl Layout {
             .filter(|p| p.name != s.name)
             .map(|p| spiffe_id(&self.namespace, &p.name))
             .collect();
-        allowed.push(spiffe_id(GATEWAY_NAMESPACE, GATEWAY));
+        allowed.push(spiffe_id(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT));
         let mode = self.mtls;
         Proxy {
             filter: self.proxy_filter(),
@@ -242,16 +230,20 @@ impl Layout {
         }
     }
 
+    /// Istio's ingress gateway, as the demo profile installs it: its identity
+    /// (istio-ingressgateway-service-account in istio-system), and no meshtally filter, since the
+    /// rendered WasmPlugin selects only the mesh's workloads. Callees therefore report gateway
+    /// traffic as coming from `istio-ingressgateway-service-account`, locally as on a cluster.
     fn gateway_proxy(&self, own: &Tls) -> Proxy {
         Proxy {
-            filter: self.proxy_filter(),
+            filter: Filter::NotSelected,
             fail_open: self.fail_open,
-            node_metadata: json!({"WORKLOAD_NAME": GATEWAY, "NAMESPACE": GATEWAY_NAMESPACE, "LABELS": {"app": GATEWAY, "istio": "ingressgateway"}}),
+            node_metadata: json!({"WORKLOAD_NAME": "istio-ingressgateway", "NAMESPACE": INGRESS_NAMESPACE, "LABELS": {"app": "istio-ingressgateway", "istio": "ingressgateway"}}),
             admin_port: self.gateway.admin_port,
             inbound: None,
             outbound: Some(Outbound {
                 port: self.gateway.outbound_port,
-                plugin_config: self.gateway_plugin_config(),
+                plugin_config: self.plugin_config.clone(),
                 peers: self.peers(own, None),
             }),
             ingress: Some(Ingress {

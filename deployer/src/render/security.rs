@@ -9,10 +9,16 @@ use super::istio::{
 use super::meta;
 use crate::model::{Mesh, Service};
 
-/// The identity of Istio's default ingress gateway (`istioctl install`, demo and default
-/// profiles), which forwards `/<service>/…` from the Gateway.
+/// The namespace and service account of Istio's default ingress gateway (`istioctl install`,
+/// demo and default profiles), which forwards `/<service>/…` from the Gateway. `up`'s gateway
+/// takes the same identity: the callee's filter names a verified caller by its service account,
+/// so gateway traffic then reports the same caller locally as on a cluster.
+pub const INGRESS_NAMESPACE: &str = "istio-system";
+pub const INGRESS_SERVICE_ACCOUNT: &str = "istio-ingressgateway-service-account";
+
+/// The ingress gateway's principal, as an AuthorizationPolicy names it.
 pub fn ingress_principal() -> String {
-    meshtally_core::identity::principal("istio-system", "istio-ingressgateway-service-account")
+    meshtally_core::identity::principal(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)
 }
 
 pub fn peer_authentication(mesh: &Mesh) -> PeerAuthentication {

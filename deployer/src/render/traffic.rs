@@ -14,7 +14,13 @@ use crate::model::{Mesh, Service};
 /// Istio's name for "the sidecars", as opposed to a Gateway.
 const MESH_GATEWAY: &str = "mesh";
 /// Per request, end to end. Calls can chain (`/call/<peer>`), so this bounds a whole chain hop.
-const TIMEOUT: &str = "10s";
+/// `up`'s Envoy routes apply the same timeout and retries (see `local::bootstrap`).
+pub const TIMEOUT: &str = "10s";
+/// Retries of an in-mesh call: only failures where the request never reached the app, since
+/// retrying a 5xx could repeat a call chain's side effects and double its counts.
+pub const RETRY_ATTEMPTS: u32 = 2;
+pub const PER_TRY_TIMEOUT: &str = "4s";
+pub const RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled";
 
 pub fn destination_rule(mesh: &Mesh, service: &Service) -> DestinationRule {
     Object::new(
@@ -71,12 +77,10 @@ pub fn virtual_service(mesh: &Mesh, service: &Service) -> VirtualService {
                 rewrite: None,
                 route: vec![destination(mesh, service)],
                 timeout: Some(TIMEOUT.to_owned()),
-                // Only failures where the request never reached the app: retrying a 5xx could
-                // repeat a call chain's side effects and double its counts.
                 retries: Some(HttpRetry {
-                    attempts: 2,
-                    per_try_timeout: "4s".to_owned(),
-                    retry_on: "connect-failure,refused-stream,unavailable,cancelled".to_owned(),
+                    attempts: RETRY_ATTEMPTS,
+                    per_try_timeout: PER_TRY_TIMEOUT.to_owned(),
+                    retry_on: RETRY_ON.to_owned(),
                 }),
             }],
         },
