@@ -214,9 +214,12 @@ fn three_services_tag_count_guard_and_recover() -> Result<()> {
         "false"
     );
 
-    // A looping chain hits the guard: the gateway's outbound is hop 1, so the 10th sidecar
-    // hop is the last allowed and the 11th gets 508.
-    let looping = format!("/service-a{}", "/call/service-b/call/service-a".repeat(5));
+    // A looping chain hits the guard: each sidecar's outbound is one hop (the gateway runs no
+    // filter), so the 10th call is the last allowed and the 11th gets 508.
+    let looping = format!(
+        "/service-a{}/call/service-b",
+        "/call/service-b/call/service-a".repeat(5)
+    );
     let r = call(&m, &looping, &[])?;
     assert_eq!(r.status, 508, "{}", r.text());
     assert!(r.text().contains("loop detected"), "{}", r.text());

@@ -193,22 +193,29 @@ fn fail_close_blocks_as_istio_does() -> Result<()> {
     assert_eq!(r.status, 403, "{}", r.text());
     let direct = http::get_host(m.port("service-a"), "service-a", "/info", &[])?;
     assert_eq!(direct.status, 403);
+    // The deny-all RBAC (no policy), not only the callers' one.
     let config = std::fs::read_to_string(m.state_dir().join("envoy/service-a-sidecar.json"))?;
-    assert!(config.contains("envoy.filters.http.rbac"));
+    assert!(config.contains("\"policies\": {}"), "{config}");
     Ok(())
 }
 
 #[test]
 fn good_plugin_config_reaches_the_filter_and_failure_policy_is_set() -> Result<()> {
-    // max_hops 2 from --plugin-config: gateway (1) → a (2) → b would be 3: refused.
+    // max_hops 2 from --plugin-config: a → b (1) → a (2) → b would be 3: refused. (The gateway
+    // runs no filter, so it adds no hop.)
     let m = LocalMesh::up(2, 28830, 28893, &["--plugin-config", r#"{"max_hops":2}"#])?;
     assert_eq!(http::get(m.gateway(), "/service-a/info", &[])?.status, 200);
     assert_eq!(
-        http::get(m.gateway(), "/service-a/call/service-b", &[])?.status,
+        http::get(m.gateway(), "/service-a/call/service-b/call/service-a", &[])?.status,
         200
     );
     assert_eq!(
-        http::get(m.gateway(), "/service-a/call/service-b/call/service-a", &[])?.status,
+        http::get(
+            m.gateway(),
+            "/service-a/call/service-b/call/service-a/call/service-b",
+            &[]
+        )?
+        .status,
         508
     );
     let config = std::fs::read_to_string(m.state_dir().join("envoy/service-a-sidecar.json"))?;

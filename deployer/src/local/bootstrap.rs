@@ -292,8 +292,9 @@ fn mesh_route(cluster: &str) -> Value {
 }
 
 fn ingress_listener(ingress: &Ingress) -> Value {
-    // Rewriting the host to the service name is what makes the gateway's outbound filter see
-    // the right destination, as an Istio gateway's VirtualService route does.
+    // Rewriting the host to the service name routes the call to the right peer through the
+    // gateway's outbound listener, and gives the callee the destination it names, as an Istio
+    // gateway's VirtualService route does.
     let routes: Vec<Value> = ingress
         .services
         .iter()
