@@ -19,16 +19,31 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
+// The module's build-output path, written once: every constant below is made from these.
+macro_rules! module_file {
+    () => {
+        "meshtally_filter.wasm"
+    };
+}
+macro_rules! module_in_target {
+    () => {
+        concat!("wasm32-wasip1/release/", module_file!())
+    };
+}
+
 /// The filter module's file name, wherever it is.
-pub const MODULE_FILE: &str = "meshtally_filter.wasm";
+pub const MODULE_FILE: &str = module_file!();
 /// The release module below a cargo target dir (what `make wasm` builds).
-pub const MODULE_IN_TARGET: &str = "wasm32-wasip1/release/meshtally_filter.wasm";
+pub const MODULE_IN_TARGET: &str = module_in_target!();
+/// The release module below the workspace root: where `render`, `push`, the tests and the
+/// bench find it in a checkout.
+pub const WORKSPACE_MODULE: &str = concat!("target/", module_in_target!());
 /// The target of the static demo-service that `push --service-image` packs.
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 /// Its release build below a cargo target dir.
 pub const STATIC_SERVICE_IN_TARGET: &str = "x86_64-unknown-linux-musl/release/demo-service";
 /// Below an install prefix: the module, and the Envoy binary `make install` copies.
-pub const INSTALLED_MODULE: &str = "share/meshtally/meshtally_filter.wasm";
+pub const INSTALLED_MODULE: &str = concat!("share/meshtally/", module_file!());
 pub const INSTALLED_ENVOY: &str = "lib/meshtally/envoy";
 
 const INSTALL_ENVOY: &str =
@@ -222,7 +237,7 @@ impl Places {
 pub fn default_module() -> PathBuf {
     Places::here()
         .find_module()
-        .unwrap_or_else(|| PathBuf::from("target").join(MODULE_IN_TARGET))
+        .unwrap_or_else(|| PathBuf::from(WORKSPACE_MODULE))
 }
 
 fn existing(path: &Path) -> Result<PathBuf> {

@@ -17,9 +17,7 @@ use std::path::PathBuf;
 pub fn filter_wasm() -> PathBuf {
     let path = std::env::var_os("MESHTALLY_WASM")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            workspace_root().join("target/wasm32-wasip1/release/meshtally_filter.wasm")
-        });
+        .unwrap_or_else(|| workspace_root().join(meshtally_deployer::locate::WORKSPACE_MODULE));
     assert!(
         path.is_file(),
         "{} is missing: build it with `make wasm` (cargo build --release --target wasm32-wasip1 -p meshtally-filter)",

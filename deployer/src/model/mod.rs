@@ -28,7 +28,7 @@ pub const DEFAULT_IMAGE: &str = concat!(
     env!("CARGO_PKG_VERSION")
 );
 /// Where `make wasm` leaves the filter, relative to the workspace root.
-pub const DEFAULT_WASM_FILE: &str = "target/wasm32-wasip1/release/meshtally_filter.wasm";
+pub const DEFAULT_WASM_FILE: &str = crate::locate::WORKSPACE_MODULE;
 /// Every service lists every other one (peers, authorization principals), so the manifests grow
 /// with the square of the count: 1000 services already render to about 100 MB.
 pub const MAX_SERVICES: usize = 1000;
