@@ -98,6 +98,17 @@ fn stats_into_a_closed_pipe_ends_quietly() {
     }
 }
 
+#[test]
+fn render_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_module(dir.path());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_deployer"));
+    command
+        .args(["render", "--wasm-file", "meshtally_filter.wasm"])
+        .current_dir(dir.path());
+    ends_quietly(&with_closed_stdout(command), "render");
+}
+
 /// Runs `deployer args…` and returns its one error line, checking the failure's shape.
 fn usage_error(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
