@@ -70,7 +70,7 @@ istio-check: wasm ## Istio's own code judges every render: validate, analyze, CR
 	cd tests/istio && go vet ./... && test -z "$$(gofmt -l .)"
 	cd tests/istio && go test -count=1 -timeout 30m ./...
 
-test: setup lint size unit wasm-unit e2e install-test istio-check ## everything, as CI runs it
+test: setup lint deny size unit wasm-unit e2e install-test istio-check ## everything, as CI runs it
 	@echo "make test: all checks passed"
 
 demo: setup-demo wasm ## the local mesh: 3 services on 8000-8002 with Envoy sidecars, gateway on 8080 (Ctrl-C stops)

@@ -82,4 +82,13 @@ scripts/controlplane-build.sh
 # 7. Istio's own code for `make istio-check`: istioctl, the demo profile, the Go oracle's modules.
 scripts/setup-istio.sh
 
+# 8. cargo-deny for `make deny`, keyed by version (scripts/versions.env).
+deny_root=.tools/cargo-deny-$CARGO_DENY_VERSION
+if ! [ -x "$deny_root/bin/cargo-deny" ]; then
+  step "cargo install cargo-deny@$CARGO_DENY_VERSION (several minutes, once)"
+  began=$SECONDS
+  cargo install --quiet --locked --root "$deny_root" cargo-deny --version "$CARGO_DENY_VERSION"
+  step "cargo-deny installed in $((SECONDS - began))s"
+fi
+
 step "setup done in $((SECONDS - begun))s: $(envoy_line)"
