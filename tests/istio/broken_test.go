@@ -100,3 +100,20 @@ func containsAny(problems []string, part string) bool {
 	}
 	return false
 }
+
+// A WasmPlugin limited to SERVER mode reaches only inbound chains: the checks follow the
+// rendered modes (for a render with CLIENT and SERVER plugins) and notice when istiod's output
+// does not match what a render asks.
+func TestPluginModesFollowIstiod(t *testing.T) {
+	m, objects := broken(t, "WasmPlugin", func(o *unstructured.Unstructured) bool {
+		return unstructured.SetNestedSlice(o.Object, []any{map[string]any{"mode": "SERVER"}}, "spec", "match") == nil
+	})
+	serverOnly := &mesh{objects: objects, namespace: m.namespace, deployments: m.deployments, services: m.services}
+	got := translate(t, serverOnly, istioOnly(objects))
+	if problems := checkTranslation(t, serverOnly, got); len(problems) > 0 {
+		t.Errorf("a SERVER-only plugin, judged by its own render: %v", problems)
+	}
+	if problems := checkTranslation(t, m, got); !containsAny(problems, "present=false, want true") {
+		t.Errorf("outbound chains without the plugin went unnoticed: %v", problems)
+	}
+}

@@ -376,9 +376,14 @@ func TestLocalMeshAgreesWithIstiod(t *testing.T) {
 			}
 		}
 		// The filter's failure policy and config.
-		for i, ext := range got.Extensions {
-			if i < len(want.Extensions) && (ext.FailOpen != want.Extensions[0].FailOpen) {
-				t.Errorf("%s: up's filter fail-open=%v, istiod's %v", svc, ext.FailOpen, want.Extensions[0].FailOpen)
+		if len(got.Extensions) == 0 && len(want.Extensions) > 0 {
+			t.Errorf("%s: up runs no meshtally filter, istiod delivers %d", svc, len(want.Extensions))
+		}
+		for _, ext := range got.Extensions {
+			for _, w := range want.Extensions {
+				if ext.FailOpen != w.FailOpen {
+					t.Errorf("%s: up's filter fail-open=%v, istiod's %s %v", svc, ext.FailOpen, w.Name, w.FailOpen)
+				}
 			}
 		}
 		// Gateway routes: match, prefix rewrite and timeout (the local gateway has no subsets).

@@ -130,7 +130,7 @@ type expected struct {
 	gatewayTimeout  string
 	meshTimeout     string
 	meshRetries     *retries
-	plugin          extension
+	plugins         []plugin
 	gatewayIdentity string
 }
 
@@ -165,20 +165,65 @@ func expectations(t testing.TB, m *mesh) expected {
 			e.gatewayTimeout = timeout
 		}
 	}
-	plugins := m.wasmPlugins()
-	if len(plugins) != 1 {
-		t.Fatalf("%d WasmPlugins rendered, the checks expect one", len(plugins))
+	for _, o := range m.byKind("WasmPlugin") {
+		p := o.Object["spec"].(map[string]any)
+		config, err := json.Marshal(p["pluginConfig"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sha, _ := p["sha256"].(string)
+		pl := plugin{
+			ecds: m.namespace + "." + o.GetName() + "~",
+			ext:  extension{URL: fmt.Sprint(p["url"]), SHA256: sha, FailOpen: p["failStrategy"] == "FAIL_OPEN", Config: string(config)},
+		}
+		// Istio's match[].mode: CLIENT (outbound), SERVER (inbound), both when unset.
+		pl.client, pl.server = true, true
+		if matches, ok := p["match"].([]any); ok && len(matches) > 0 {
+			pl.client, pl.server = false, false
+			for _, mt := range matches {
+				switch mt.(map[string]any)["mode"] {
+				case "CLIENT":
+					pl.client = true
+				case "SERVER":
+					pl.server = true
+				default:
+					pl.client, pl.server = true, true
+				}
+			}
+		}
+		e.plugins = append(e.plugins, pl)
 	}
-	p := plugins[0]
-	config, err := json.Marshal(p["pluginConfig"])
-	if err != nil {
-		t.Fatal(err)
+	if len(e.plugins) == 0 {
+		t.Fatal("no WasmPlugin rendered")
 	}
-	sha, _ := p["sha256"].(string)
-	e.plugin = extension{URL: fmt.Sprint(p["url"]), SHA256: sha, FailOpen: p["failStrategy"] == "FAIL_OPEN", Config: string(config)}
 	d := demoProfile(t)
 	e.gatewayIdentity = fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", d.mesh.GetTrustDomain(), istioSystem, d.gateway.Spec.Template.Spec.ServiceAccountName)
 	return e
+}
+
+// plugin is a rendered WasmPlugin: the ECDS resource name part istiod derives from it, what its
+// extension config must hold, and which side of a sidecar (client: outbound, server: inbound)
+// it applies to.
+type plugin struct {
+	ecds           string
+	ext            extension
+	client, server bool
+}
+
+// checkPlugins checks which of the rendered plugins a chain runs: exactly those for its side.
+func checkPlugins(where string, filters []string, plugins []plugin, inbound bool) []string {
+	var problems []string
+	for _, p := range plugins {
+		want := p.client
+		if inbound {
+			want = p.server
+		}
+		has := slices.ContainsFunc(filters, func(f string) bool { return strings.Contains(f, p.ecds) })
+		if has != want {
+			problems = append(problems, fmt.Sprintf("%s: plugin %s present=%v, want %v: %v", where, p.ecds, has, want, filters))
+		}
+	}
+	return problems
 }
 
 func durationString(t testing.TB, v any) string {
@@ -234,6 +279,7 @@ func checkTranslation(t testing.TB, m *mesh, got translation) []string {
 				fail("%s: inbound RBAC admits %v, want exactly %v", svc, in.Principals, want)
 			}
 			problems = append(problems, filterPlacement(svc+" inbound", in.HTTPFilters, true)...)
+			problems = append(problems, checkPlugins(svc+" inbound", in.HTTPFilters, e.plugins, true)...)
 		}
 		// Outbound: ISTIO_MUTUAL to the peer's identity, with the rendered timeout and retries.
 		for _, out := range sc.Outbound {
@@ -249,16 +295,26 @@ func checkTranslation(t testing.TB, m *mesh, got translation) []string {
 				fail("%s → %s: timeout %s retries %+v, want %s %+v", svc, peer, out.Timeout, out.Retries, e.meshTimeout, e.meshRetries)
 			}
 			problems = append(problems, filterPlacement(svc+" → "+peer, out.HTTPFilters, false)...)
+			problems = append(problems, checkPlugins(svc+" → "+peer, out.HTTPFilters, e.plugins, false)...)
 		}
 		// The filter, delivered by ECDS with the rendered url, digest, failure policy and config.
-		if len(sc.Extensions) != 1 {
-			fail("%s: %d extension configs, want the meshtally one", svc, len(sc.Extensions))
+		if len(sc.Extensions) != len(e.plugins) {
+			fail("%s: %d extension configs, want one per WasmPlugin (%d)", svc, len(sc.Extensions), len(e.plugins))
 		}
 		for _, ext := range sc.Extensions {
-			want := e.plugin
-			want.Name = ext.Name
-			if !sameExtension(ext, want) {
-				fail("%s: extension %+v, want %+v", svc, ext, want)
+			var matched bool
+			for _, p := range e.plugins {
+				if strings.Contains(ext.Name, p.ecds) {
+					matched = true
+					want := p.ext
+					want.Name = ext.Name
+					if !sameExtension(ext, want) {
+						fail("%s: extension %+v, want %+v", svc, ext, want)
+					}
+				}
+			}
+			if !matched {
+				fail("%s: extension %s comes from no rendered WasmPlugin", svc, ext.Name)
 			}
 		}
 	}
@@ -281,10 +337,10 @@ func filterPlacement(where string, filters []string, inbound bool) []string {
 	router := idx(func(f string) bool { return f == "envoy.filters.http.router" })
 	var problems []string
 	switch {
-	case wasm < 0:
-		problems = append(problems, fmt.Sprintf("%s: no meshtally filter in %v", where, filters))
 	case inbound && rbac < 0:
 		problems = append(problems, fmt.Sprintf("%s: no RBAC filter in %v", where, filters))
+	case wasm < 0:
+		// Whether the chain should have one is checkPlugins' question (a plugin's mode).
 	case rbac > wasm:
 		problems = append(problems, fmt.Sprintf("%s: the filter runs before RBAC: %v", where, filters))
 	case stats >= 0 && stats < wasm:
