@@ -27,6 +27,12 @@ impl Host for Envoy {
             .flatten()
     }
 
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+            .ok()
+            .flatten()
+    }
+
     fn set_request_header(&self, name: &str, value: &str) {
         if let Err(status) =
             hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
@@ -75,6 +81,12 @@ impl Host for Envoy {
 
     fn increment(&self, id: u32) {
         let _ = hostcalls::increment_metric(id, 1);
+    }
+
+    fn now_nanos(&self) -> Option<u64> {
+        let now = hostcalls::get_current_time().ok()?;
+        let nanos = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+        u64::try_from(nanos).ok()
     }
 
     fn record(&self, id: u32, value: u64) {

@@ -156,6 +156,10 @@ pub fn run(
             port: proxy.listener_port(&variant.id)?,
             mtls: variant.mtls.then_some(setup.pki),
         };
+        // A filter that failed to load on the worker would pass requests untouched: the same
+        // tagging check as the timed runs proves each listener runs its filter.
+        crate::measure::check_tags(setup, variant, &target)
+            .with_context(|| format!("callgrind listener {}", variant.id))?;
         progress(&format!("callgrind: warm-up {}", variant.id));
         let warm = load::fixed_count(setup.oha, &target, settings.warmup)?;
         check(variant, &warm, settings.warmup)?;

@@ -45,6 +45,10 @@ pub struct Options {
     /// Only the callgrind instruction counts (and the host-call ledger): no timed runs.
     #[arg(long)]
     pub callgrind_only: bool,
+    /// Leave the probe filter's price list out of the callgrind run (fewer Wasm VMs: valgrind
+    /// fits only about six).
+    #[arg(long)]
+    pub no_probes: bool,
     /// Rounds of callgrind instruction counts (default 3, quick 0 = none).
     #[arg(long)]
     pub callgrind_rounds: Option<u32>,

@@ -119,7 +119,11 @@ pub fn proxy(variant: &Variant, modules: &Modules<'_>, upstream_port: u16, pki: 
         Filter::Probe(call) => {
             let config = format!("{call} {}", crate::variants::PROBE_TIMES);
             let module = modules.probe.unwrap_or(modules.empty);
-            filters.push(wasm_filter(&format!("probe-{call}"), module, &config));
+            // One VM for every probe (same vm_id and code, a root context each): V8 reserves
+            // gigabytes of address space per VM, and under valgrind a handful of VMs is the limit.
+            let mut filter = wasm_filter(&format!("probe-{call}"), module, &config);
+            filter["typed_config"]["config"]["vm_config"]["vm_id"] = "probe".into();
+            filters.push(filter);
         }
         Filter::Meshtally(direction) => {
             let config = json!({"service": SERVICE, "direction": direction, "max_hops": 10});

@@ -120,7 +120,7 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report> 
     let callgrind_settings = options.callgrind();
     let counted = if callgrind_settings.rounds > 0 {
         let mut counted_variants = variants.clone();
-        if probe.is_some() {
+        if probe.is_some() && !options.no_probes {
             counted_variants.extend(variants::probes());
         }
         callgrind::run(&setup, &counted_variants, &callgrind_settings, progress)?

@@ -161,14 +161,19 @@ fn target<'a>(setup: &'a Setup<'_>, proxy: &Proxy) -> Target<'a> {
 /// One request through the proxy: the upstream echoes what it received, so this proves the
 /// variant's filter is in the path and tags as it should before any figure is taken.
 fn check_tagging(setup: &Setup<'_>, proxy: &Proxy) -> Result<()> {
-    let headers = load::probe(setup.oha, &target(setup, proxy))?;
+    check_tags(setup, &proxy.variant, &target(setup, proxy))
+}
+
+/// [`check_tagging`] for any listener serving `variant`.
+pub fn check_tags(setup: &Setup<'_>, variant: &Variant, target: &Target<'_>) -> Result<()> {
+    let headers = load::probe(setup.oha, target)?;
     let get = |name: &str| {
         headers
             .iter()
             .find(|(n, _)| n == name)
             .map_or("", |(_, v)| v.as_str())
     };
-    let want = proxy.variant.expect();
+    let want = variant.expect();
     let got = [
         ("x-echo-source", get("x-echo-source"), want.source),
         ("x-echo-hops", get("x-echo-hops"), want.hops),
@@ -179,7 +184,7 @@ fn check_tagging(setup: &Setup<'_>, proxy: &Proxy) -> Result<()> {
         if got != want {
             bail!(
                 "variant {}: {name} is {got:?}, expected {want:?} (response headers: {headers:?})",
-                proxy.variant.id
+                variant.id
             );
         }
     }

@@ -18,11 +18,13 @@ pub enum CallKind {
     Property,
     RequestHeaderRead,
     RequestHeaderWrite,
+    ResponseHeaderRead,
     ResponseHeaderWrite,
     LocalResponse,
     DefineMetric,
     IncrementMetric,
     RecordMetric,
+    Clock,
     Log,
 }
 
@@ -33,11 +35,13 @@ impl CallKind {
             CallKind::Property => "get_property",
             CallKind::RequestHeaderRead => "get_header_map_value(request)",
             CallKind::RequestHeaderWrite => "replace_header_map_value(request)",
+            CallKind::ResponseHeaderRead => "get_header_map_value(response)",
             CallKind::ResponseHeaderWrite => "replace_header_map_value(response)",
             CallKind::LocalResponse => "send_local_response",
             CallKind::DefineMetric => "define_metric",
             CallKind::IncrementMetric => "increment_metric",
             CallKind::RecordMetric => "record_metric",
+            CallKind::Clock => "get_current_time_nanoseconds",
             CallKind::Log => "log",
         }
     }
@@ -74,6 +78,8 @@ pub struct FakeHost {
     pub metrics: RefCell<Vec<(MetricKind, String)>>,
     pub counters: RefCell<BTreeMap<u32, u64>>,
     pub histograms: RefCell<BTreeMap<u32, Vec<u64>>>,
+    /// What the host's clock reads; tests move it.
+    pub clock_nanos: std::cell::Cell<u64>,
     /// When set, `define_metric` refuses (as Envoy does when its stats store is full).
     pub refuse_metrics: bool,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
@@ -88,6 +94,13 @@ impl FakeHost {
 
     pub fn with_i64_property(self, path: &str, value: i64) -> FakeHost {
         self.with_property(path, &value.to_le_bytes())
+    }
+
+    /// The upstream's response arrives: its `:status` in the response headers, as Envoy puts it.
+    pub fn respond(&self, status: u16) {
+        let mut headers = self.response_headers.borrow_mut();
+        headers.retain(|(n, _)| n != ":status");
+        headers.insert(0, (":status".to_owned(), status.to_string()));
     }
 
     /// Starts a new request: these request headers, no response yet, an empty call ledger.
@@ -215,6 +228,21 @@ impl Host for FakeHost {
         value
     }
 
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        let headers = self.response_headers.borrow();
+        let value = headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone().into_bytes());
+        self.note(
+            CallKind::ResponseHeaderRead,
+            name,
+            name.len(),
+            value.as_ref().map_or(0, Vec::len),
+        );
+        value
+    }
+
     fn set_request_header(&self, name: &str, value: &str) {
         self.note(
             CallKind::RequestHeaderWrite,
@@ -272,6 +300,11 @@ impl Host for FakeHost {
     fn increment(&self, id: u32) {
         self.note(CallKind::IncrementMetric, "", 0, 0);
         *self.counters.borrow_mut().entry(id).or_default() += 1;
+    }
+
+    fn now_nanos(&self) -> Option<u64> {
+        self.note(CallKind::Clock, "", 0, 0);
+        Some(self.clock_nanos.get())
     }
 
     fn record(&self, id: u32, value: u64) {

@@ -14,11 +14,14 @@ pub trait Host {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn request_header(&self, name: &str) -> Option<Vec<u8>>;
     fn set_request_header(&self, name: &str, value: &str);
+    fn response_header(&self, name: &str) -> Option<Vec<u8>>;
     fn set_response_header(&self, name: &str, value: &str);
     /// Answers the stream locally; the request goes no further.
     fn send_local_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
     fn increment(&self, id: u32);
+    /// The host's clock, in nanoseconds since the epoch.
+    fn now_nanos(&self) -> Option<u64>;
     fn record(&self, id: u32, value: u64);
     /// Where log lines go (the proxy's log in Envoy).
     fn log(&self, level: LogLevel, message: &str);
@@ -64,6 +67,9 @@ impl<H: Host + ?Sized> Host for &H {
     fn set_request_header(&self, name: &str, value: &str) {
         (**self).set_request_header(name, value)
     }
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        (**self).response_header(name)
+    }
     fn set_response_header(&self, name: &str, value: &str) {
         (**self).set_response_header(name, value)
     }
@@ -75,6 +81,9 @@ impl<H: Host + ?Sized> Host for &H {
     }
     fn increment(&self, id: u32) {
         (**self).increment(id)
+    }
+    fn now_nanos(&self) -> Option<u64> {
+        (**self).now_nanos()
     }
     fn record(&self, id: u32, value: u64) {
         (**self).record(id, value)

@@ -73,6 +73,11 @@ pub struct Stream<H> {
     /// The peer on the other side of this sidecar; the local service is the other end.
     /// Outbound: the destination. Inbound: the caller.
     peer: Option<String>,
+    /// The response status, from the response headers (or the local reply we sent); `None`
+    /// until then, and for streams reset before any response.
+    status: Option<u64>,
+    /// The host clock when the request headers arrived, for the duration histogram.
+    started: Option<u64>,
 }
 
 impl<H: Host> Stream<H> {
@@ -82,6 +87,8 @@ impl<H: Host> Stream<H> {
             host,
             direction: None,
             peer: None,
+            status: None,
+            started: None,
         }
     }
 
@@ -90,6 +97,8 @@ impl<H: Host> Stream<H> {
     }
 
     pub fn on_request_headers(&mut self) -> Flow {
+        // Two clock reads cost less than one `request.duration` property read (make bench).
+        self.started = self.host.now_nanos();
         self.direction = self.plugin.direction(&self.host);
         match self.direction {
             Some(Direction::Outbound) => self.outbound(),
@@ -105,6 +114,15 @@ impl<H: Host> Stream<H> {
     }
 
     pub fn on_response_headers(&mut self) -> Flow {
+        if self.direction.is_none() {
+            return Flow::Continue;
+        }
+        // `:status` is a header read, cheaper than reading the `response.code` property at
+        // the end (make bench prices both).
+        self.status = self
+            .host
+            .response_header(":status")
+            .and_then(|s| tagging::parse_status(&s));
         if self.direction == Some(Direction::Inbound) {
             self.host
                 .set_response_header(SERVED_BY, &self.plugin.config.service);
@@ -145,6 +163,7 @@ impl<H: Host> Stream<H> {
                     ],
                     LOOP_BODY,
                 );
+                self.status = Some(508);
                 Flow::Pause
             }
         }
@@ -185,9 +204,12 @@ impl<H: Host> Stream<H> {
             Direction::Outbound => (service, peer),
             Direction::Inbound => (peer, service),
         };
-        let code = host
-            .property_i64(&["response", "code"])
-            .and_then(|c| u64::try_from(c).ok());
+        // No response headers seen (a reset, or a local reply that skipped this filter's
+        // encoder): ask Envoy what it sent, if anything.
+        let code = self.status.or_else(|| {
+            host.property_i64(&["response", "code"])
+                .and_then(|c| u64::try_from(c).ok())
+        });
         let class = CodeClass::from_code(code);
 
         let Ok(mut cache) = self.plugin.metrics(direction).try_borrow_mut() else {
@@ -199,8 +221,12 @@ impl<H: Host> Stream<H> {
             return;
         };
         host.increment(ids.requests);
-        if let Some(nanos) = host.property_i64(&["request", "duration"]) {
-            host.record(ids.duration, u64::try_from(nanos / 1_000_000).unwrap_or(0));
+        let nanos = self
+            .started
+            .zip(host.now_nanos())
+            .map(|(start, end)| end.saturating_sub(start));
+        if let Some(nanos) = nanos {
+            host.record(ids.duration, nanos / 1_000_000);
         }
     }
 }

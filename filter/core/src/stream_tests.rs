@@ -22,22 +22,28 @@ fn host(config: &str) -> FakeHost {
         configuration: config.as_bytes().to_vec(),
         ..FakeHost::default()
     }
-    .with_i64_property("response.code", 200)
-    .with_i64_property("request.duration", 7_900_000)
 }
 
 fn plugin(host: &FakeHost) -> Rc<Plugin> {
     Rc::new(Plugin::configure(host).unwrap())
 }
 
-/// One whole stream: request headers, response headers (unless answered locally), log.
+/// One whole stream taking 7.9 ms: request headers, a 200's response headers (unless answered
+/// locally), log.
 fn run(plugin: &Rc<Plugin>, host: &FakeHost, headers: &[(&str, &[u8])]) -> Flow {
+    run_with(plugin, host, headers, 200)
+}
+
+fn run_with(plugin: &Rc<Plugin>, host: &FakeHost, headers: &[(&str, &[u8])], status: u16) -> Flow {
     host.start_request(headers);
+    host.clock_nanos.set(1_000_000_000);
     let mut stream = Stream::new(Rc::clone(plugin), host);
     let flow = stream.on_request_headers();
     if flow == Flow::Continue {
+        host.respond(status);
         stream.on_response_headers();
     }
+    host.clock_nanos.set(1_007_900_000);
     stream.on_log();
     flow
 }
@@ -96,8 +102,9 @@ fn outbound_without_hops_starts_at_one() {
 
 #[test]
 fn outbound_past_max_hops_answers_508_and_counts_it() {
-    let mut host = host(r#"{"service":"service-a","direction":"outbound","max_hops":3}"#);
-    host = host.with_i64_property("response.code", 508);
+    // No `response.code` property and no response headers through this filter: the stream
+    // knows the status of the reply it sent itself.
+    let host = host(r#"{"service":"service-a","direction":"outbound","max_hops":3}"#);
     let plugin = plugin(&host);
     let flow = run(
         &plugin,
@@ -245,6 +252,7 @@ fn counted_at_on_log_exactly_once_per_stream() {
     host.start_request(&[(":authority", b"service-b")]);
     let mut stream = Stream::new(Rc::clone(&plugin), &host);
     stream.on_request_headers();
+    host.respond(200);
     stream.on_response_headers();
     // Not before the stream ends: on_log is Envoy's "stream complete".
     assert_eq!(host.counter(&name), 0);
@@ -260,9 +268,7 @@ fn counted_at_on_log_exactly_once_per_stream() {
 
 #[test]
 fn a_reset_stream_counts_as_none() {
-    let mut host = host(r#"{"service":"service-a","direction":"outbound"}"#);
-    host.properties.remove("response.code");
-    host.properties.remove("request.duration");
+    let host = host(r#"{"service":"service-a","direction":"outbound"}"#);
     let plugin = plugin(&host);
     host.start_request(&[(":authority", b"service-b")]);
     let mut stream = Stream::new(Rc::clone(&plugin), &host);
@@ -275,8 +281,58 @@ fn a_reset_stream_counts_as_none() {
         CodeClass::None,
     );
     assert_eq!(host.counter(&name), 1);
-    // No duration known: nothing recorded rather than a made-up value.
-    assert!(host.histograms.borrow().is_empty());
+}
+
+#[test]
+fn the_status_comes_from_the_response_headers_else_from_envoy() {
+    // Envoy's `response.code` is only asked when no response headers passed this filter.
+    let class = |c| requests("service-a", "service-b", Direction::Inbound, c);
+    let answered = host(r#"{"service":"service-b","direction":"inbound"}"#)
+        .with_i64_property("response.code", 200);
+    let p = plugin(&answered);
+    run_with(&p, &answered, &[(SOURCE, b"service-a")], 404);
+    assert_eq!(answered.counter(&class(CodeClass::C4xx)), 1);
+    assert!(!answered.calls().iter().any(|c| c.what == "response.code"));
+
+    let failed = host(r#"{"service":"service-b","direction":"inbound"}"#)
+        .with_i64_property("response.code", 503);
+    let p = plugin(&failed);
+    failed.start_request(&[(SOURCE, b"service-a")]);
+    let mut stream = Stream::new(Rc::clone(&p), &failed);
+    stream.on_request_headers();
+    stream.on_log();
+    assert_eq!(failed.counter(&class(CodeClass::C5xx)), 1);
+}
+
+#[test]
+fn the_duration_is_the_host_clock_from_request_headers_to_log() {
+    let host = host(r#"{"service":"service-a","direction":"outbound"}"#);
+    let plugin = plugin(&host);
+    host.start_request(&[(":authority", b"service-b")]);
+    host.clock_nanos.set(5_000_000_000);
+    let mut stream = Stream::new(Rc::clone(&plugin), &host);
+    stream.on_request_headers();
+    host.respond(200);
+    stream.on_response_headers();
+    host.clock_nanos.set(5_250_400_000);
+    stream.on_log();
+    let duration = metric_name(
+        REQUEST_DURATION,
+        "service-a",
+        "service-b",
+        Direction::Outbound,
+        CodeClass::C2xx,
+    );
+    assert_eq!(host.histogram(&duration), vec![250]);
+    // A clock that went backwards (a wall-clock step) records 0, never a wrapped value.
+    host.start_request(&[(":authority", b"service-b")]);
+    let mut stream = Stream::new(Rc::clone(&plugin), &host);
+    stream.on_request_headers();
+    host.respond(200);
+    stream.on_response_headers();
+    host.clock_nanos.set(1);
+    stream.on_log();
+    assert_eq!(host.histogram(&duration), vec![250, 0]);
 }
 
 #[test]
@@ -318,11 +374,20 @@ fn host_calls_per_request() {
     let [outbound, inbound, mtls] = &scenarios[..] else {
         panic!("three scenarios")
     };
-    assert_eq!(outbound.calls.len(), 8, "{:#?}", outbound.calls);
-    assert_eq!(count(CallKind::Property, outbound), 2);
+    // Reads (headers and properties) are the dear calls: Envoy calls back into the module to
+    // allocate each answer. Outbound: :authority, x-mesh-hops and :status.
+    let reads = |s: &ledger::Scenario| {
+        count(CallKind::Property, s)
+            + count(CallKind::RequestHeaderRead, s)
+            + count(CallKind::ResponseHeaderRead, s)
+    };
+    assert_eq!(outbound.calls.len(), 9, "{:#?}", outbound.calls);
+    assert_eq!(reads(outbound), 3);
+    assert_eq!(count(CallKind::Property, outbound), 0);
     assert_eq!(count(CallKind::DefineMetric, outbound), 0);
-    assert_eq!(inbound.calls.len(), 12, "{:#?}", inbound.calls);
-    assert_eq!(count(CallKind::Property, inbound), 3);
+    // Inbound: the peer certificate, x-mesh-source, x-mesh-hops and :status.
+    assert_eq!(inbound.calls.len(), 13, "{:#?}", inbound.calls);
+    assert_eq!(reads(inbound), 4);
     assert_eq!(mtls.calls.len(), inbound.calls.len());
     assert!(mtls.bytes_out() > inbound.bytes_out());
 }

@@ -47,6 +47,12 @@ pub fn parse_hops(value: Option<&[u8]>) -> u32 {
     n
 }
 
+/// Reads a response's `:status`: three digits from 100 to 999, else `None`.
+pub fn parse_status(value: &[u8]) -> Option<u64> {
+    let code = u64::from(parse_hops(Some(value)));
+    (100..=999).contains(&code).then_some(code)
+}
+
 /// What the outbound side does with a request, given the hops it already made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HopDecision {
@@ -189,6 +195,15 @@ mod tests {
             assert_eq!(parse_hops(*raw), *want, "{raw:?}");
         }
         assert_eq!(parse_hops(Some("9".repeat(9000).as_bytes())), 0);
+    }
+
+    #[test]
+    fn status_parsing() {
+        assert_eq!(parse_status(b"200"), Some(200));
+        assert_eq!(parse_status(b"508"), Some(508));
+        for bad in [&b""[..], b"0", b"99", b"1000", b"2x0", b"-200", b"\xff"] {
+            assert_eq!(parse_status(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
