@@ -39,7 +39,16 @@ var (
 	demoOnce sync.Once
 	demoVal  *demo
 	demoErr  error
+	demoDir  string // the extracted files, removed by TestMain
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if demoDir != "" {
+		os.RemoveAll(demoDir)
+	}
+	os.Exit(code)
+}
 
 func demoProfile(t testing.TB) *demo {
 	t.Helper()
@@ -76,6 +85,7 @@ func loadDemo(dir string) (*demo, error) {
 	if err != nil {
 		return nil, err
 	}
+	demoDir = out
 	for _, f := range []struct {
 		name, configMap, key string
 		dst                  *string
