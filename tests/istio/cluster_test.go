@@ -188,7 +188,8 @@ type clusterState struct {
 	injected  []*appsv1.Deployment
 	workloads []workload // the mesh's pods, then the gateway's
 	gateway   *corev1.Pod
-	extra     []any // istio-system Namespace, gateway objects, pods, EndpointSlices
+	platform  []any // what the demo profile installs: istio-system Namespace, the injected gateway
+	extra     []any // platform, then the pods and EndpointSlices a cluster's controllers make
 }
 
 var (
@@ -211,10 +212,11 @@ func clusterFor(t testing.TB, m *mesh) *clusterState {
 	c.injected = injected[:len(m.deployments)]
 	gatewayDep := injected[len(m.deployments)]
 
-	c.extra = append(c.extra,
+	c.platform = []any{
 		&corev1.Namespace{TypeMeta: typeMeta("v1", "Namespace"), ObjectMeta: metav1.ObjectMeta{Name: istioSystem}},
 		withType(d.gatewayAccount, "v1", "ServiceAccount"), withType(d.gatewayService, "v1", "Service"),
-		withType(gatewayDep, "apps/v1", "Deployment"))
+		withType(gatewayDep, "apps/v1", "Deployment")}
+	c.extra = append(c.extra, c.platform...)
 	for i, dep := range c.injected {
 		replicas := int32(1)
 		if dep.Spec.Replicas != nil {
