@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _, Result};
 use oci_client::Reference;
 
 use super::oci::auth::{self, Credentials};
-use super::oci::image::{self, WasmImage};
+use super::oci::image::{self, ImageParts, WasmImage};
 use super::oci::registry;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,61 +36,89 @@ pub struct PushRequest {
     pub pull_registry: Option<String>,
 }
 
-/// A checked push: the module read and packed, the target parsed, the credentials found.
-pub struct PushPlan {
+/// Where a push goes, checked before anything is packed: the tag (never a digest), the
+/// credentials for its registry, plain HTTP or not, and the registry name pods pull from. Both
+/// pushes (the filter's image and the demo-service's) go through it.
+pub struct Destination {
     reference: Reference,
-    module_path: PathBuf,
-    module_len: usize,
-    image: WasmImage,
     credentials: Credentials,
     insecure: bool,
     pull_registry: Option<String>,
 }
 
-pub fn plan(req: PushRequest) -> Result<PushPlan> {
-    let reference = registry::parse_reference(&req.image)?;
-    if let Some(host) = &req.pull_registry {
-        check_host(host)?;
+impl Destination {
+    pub fn new(image: &str, insecure: bool, pull_registry: Option<String>) -> Result<Destination> {
+        let reference = registry::parse_reference(image)?;
+        if let Some(host) = &pull_registry {
+            check_host(host)?;
+        }
+        let credentials = auth::credentials(reference.resolve_registry())?;
+        Ok(Destination {
+            reference,
+            credentials,
+            insecure,
+            pull_registry,
+        })
     }
-    let module_path = req.wasm.unwrap_or_else(crate::locate::default_module);
-    let module = read_module(&module_path)?;
-    let image = image::build(&module).context("packing the module as an OCI image")?;
-    let credentials = auth::credentials(reference.resolve_registry())?;
-    Ok(PushPlan {
-        reference,
-        module_path,
-        module_len: module.len(),
-        image,
-        credentials,
-        insecure: req.insecure,
-        pull_registry: req.pull_registry,
-    })
-}
 
-impl PushPlan {
-    pub fn run(self) -> Result<()> {
-        eprintln!(
-            "packed {} as {} (compat Wasm image)",
-            self.module_path.display(),
-            self.reference.whole()
-        );
+    /// `REGISTRY/REPO:TAG` as pushed to.
+    pub fn name(&self) -> String {
+        self.reference.whole()
+    }
+
+    /// Uploads the image; returns `REGISTRY/REPO` as pods pull it (`--pull-registry`'s host
+    /// when given), for a digest-pinned reference.
+    pub fn push(&self, parts: ImageParts<'_>) -> Result<String> {
         registry::push(
-            self.image.parts(),
+            parts,
             &self.reference,
             self.credentials.clone(),
             self.insecure,
             |line| eprintln!("{line}"),
         )?;
-        let image = &self.image;
         let registry = self
             .pull_registry
             .as_deref()
             .unwrap_or(self.reference.registry());
-        let url = wasm_url(registry, self.reference.repository(), image.manifest.hex());
+        Ok(format!("{registry}/{}", self.reference.repository()))
+    }
+}
+
+/// A checked push: the destination, and the module read and packed.
+pub struct PushPlan {
+    destination: Destination,
+    module_path: PathBuf,
+    module_len: usize,
+    image: WasmImage,
+}
+
+pub fn plan(req: PushRequest) -> Result<PushPlan> {
+    let destination = Destination::new(&req.image, req.insecure, req.pull_registry)?;
+    let module_path = req.wasm.unwrap_or_else(crate::locate::default_module);
+    let module = read_module(&module_path)?;
+    let image = image::build(&module).context("packing the module as an OCI image")?;
+    Ok(PushPlan {
+        destination,
+        module_path,
+        module_len: module.len(),
+        image,
+    })
+}
+
+impl PushPlan {
+    pub fn run(self) -> Result<()> {
+        let image = &self.image;
+        eprintln!(
+            "packed {} as {} (compat Wasm image)",
+            self.module_path.display(),
+            self.destination.name()
+        );
+        let pulled = self.destination.push(image.parts())?;
+        let url = wasm_url(&pulled, image.manifest.hex());
         let size = image.manifest.bytes.len() + image.config.bytes.len() + image.layer.bytes.len();
         println!(
             "pushed {} ({size} bytes: layer {}, module {} bytes)",
-            self.reference.whole(),
+            self.destination.name(),
             image.layer.bytes.len(),
             self.module_len
         );
@@ -104,8 +132,8 @@ impl PushPlan {
 
 /// The url `--wasm-url` takes: pinned to the manifest digest, which `render` also writes as
 /// the WasmPlugin's `sha256`.
-pub fn wasm_url(registry: &str, repository: &str, manifest_hex: &str) -> String {
-    format!("oci://{registry}/{repository}@sha256:{manifest_hex}")
+pub fn wasm_url(repository: &str, manifest_hex: &str) -> String {
+    format!("oci://{repository}@sha256:{manifest_hex}")
 }
 
 /// Reads a built module; any size (a registry has no ConfigMap's 1 MiB cap), but it must be wasm.
@@ -143,11 +171,7 @@ mod tests {
     #[test]
     fn the_url_pins_the_manifest_digest_for_render() {
         let image = image::build(b"\0asm\x01\0\0\0").unwrap();
-        let url = wasm_url(
-            "kind-registry:5000",
-            "meshtally/filter",
-            image.manifest.hex(),
-        );
+        let url = wasm_url("kind-registry:5000/meshtally/filter", image.manifest.hex());
         assert!(url.starts_with("oci://kind-registry:5000/meshtally/filter@sha256:"));
         let WasmSource::Remote { sha256, .. } = WasmSource::remote(&url, None).unwrap() else {
             panic!("not remote")

@@ -6,11 +6,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use oci_client::Reference;
 
-use super::oci::auth::{self, Credentials};
-use super::oci::registry;
 use super::oci::service_image::{self, ServiceImage};
+use super::push::Destination;
 use crate::locate::Places;
 
 /// What `push --service-image` was asked for, before any check.
@@ -22,22 +20,16 @@ pub struct ServicePushRequest {
     pub pull_registry: Option<String>,
 }
 
-/// A checked push: the binary built and read, the image packed, the target parsed.
+/// A checked push: the destination, and the binary read and packed.
 pub struct ServicePushPlan {
-    reference: Reference,
+    destination: Destination,
     binary_path: PathBuf,
     binary_len: usize,
     image: ServiceImage,
-    credentials: Credentials,
-    insecure: bool,
-    pull_registry: Option<String>,
 }
 
 pub fn plan(req: ServicePushRequest) -> Result<ServicePushPlan> {
-    let reference = registry::parse_reference(&req.image)?;
-    if let Some(host) = &req.pull_registry {
-        super::push::check_host(host)?;
-    }
+    let destination = Destination::new(&req.image, req.insecure, req.pull_registry)?;
     let binary_path = Places::here().static_demo_service(req.binary.as_deref())?;
     let binary = std::fs::read(&binary_path).with_context(|| {
         format!(
@@ -46,46 +38,31 @@ pub fn plan(req: ServicePushRequest) -> Result<ServicePushPlan> {
         )
     })?;
     let image = service_image::build(&binary, &binary_path.display().to_string())?;
-    let credentials = auth::credentials(reference.resolve_registry())?;
     Ok(ServicePushPlan {
-        reference,
+        destination,
         binary_path,
         binary_len: binary.len(),
         image,
-        credentials,
-        insecure: req.insecure,
-        pull_registry: req.pull_registry,
     })
 }
 
 impl ServicePushPlan {
     pub fn run(self) -> Result<()> {
+        let image = &self.image;
         eprintln!(
             "packed {} as {} ({}, user {}, entrypoint {})",
             self.binary_path.display(),
-            self.reference.whole(),
-            self.image.architecture,
+            self.destination.name(),
+            image.architecture,
             service_image::USER,
             service_image::ENTRYPOINT
         );
-        registry::push(
-            self.image.parts(),
-            &self.reference,
-            self.credentials.clone(),
-            self.insecure,
-            |line| eprintln!("{line}"),
-        )?;
-        let image = &self.image;
-        let registry = self
-            .pull_registry
-            .as_deref()
-            .unwrap_or(self.reference.registry());
-        let repository = self.reference.repository();
-        let pinned = format!("{registry}/{repository}@{}", image.manifest.digest);
+        let pulled = self.destination.push(image.parts())?;
+        let pinned = format!("{pulled}@{}", image.manifest.digest);
         let size = image.manifest.bytes.len() + image.config.bytes.len() + image.layer.bytes.len();
         println!(
             "pushed {} ({size} bytes: layer {}, binary {} bytes)",
-            self.reference.whole(),
+            self.destination.name(),
             image.layer.bytes.len(),
             self.binary_len
         );
