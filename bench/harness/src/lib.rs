@@ -162,10 +162,22 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report> 
     let extras = if options.callgrind_only {
         Vec::new()
     } else {
-        hooks::extras(&hooks::Context {
+        // The render and local-mesh figures are extras: a busy port on a shared machine must
+        // not throw away the filter's measurements, so a failure is reported, not fatal.
+        match hooks::extras(&hooks::Context {
             root: &root,
             quick: options.quick,
-        })?
+        }) {
+            Ok(extras) => extras,
+            Err(err) => {
+                progress(&format!("render/local-mesh figures skipped: {err:#}"));
+                vec![hooks::Extra {
+                    title: "deployer render and local mesh".to_owned(),
+                    method: format!("Not measured in this run: {err:#}"),
+                    table: table::Table::new(&["–"]),
+                }]
+            }
+        }
     };
     Ok(Report {
         machine,
