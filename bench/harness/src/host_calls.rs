@@ -74,7 +74,8 @@ pub fn detail(scenarios: &[Scenario]) -> Table {
 /// one update in Envoy's stats).
 fn probe_for(kind: CallKind) -> Option<&'static str> {
     Some(match kind {
-        CallKind::RequestHeaderRead => "get_header",
+        CallKind::RequestHeaderRead | CallKind::ResponseHeaderRead => "get_header",
+        CallKind::Clock => "clock",
         CallKind::RequestHeaderWrite | CallKind::ResponseHeaderWrite => "set_header",
         CallKind::Property => "property",
         CallKind::IncrementMetric | CallKind::RecordMetric => "increment",
@@ -168,4 +169,23 @@ pub fn attribution(scenarios: &[Scenario], counted: &[Counted]) -> Table {
         ]);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_call_a_request_makes_has_a_probe_price() {
+        for scenario in meshtally_core::ledger::per_request() {
+            for call in &scenario.calls {
+                assert!(
+                    probe_for(call.kind).is_some_and(|p| PROBES.contains(&p)),
+                    "{}: no probe prices {:?}",
+                    scenario.name,
+                    call.kind
+                );
+            }
+        }
+    }
 }
