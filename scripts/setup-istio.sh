@@ -47,9 +47,12 @@ fi
 # Every module the Go tests import, so `make istio-check` works offline from here on.
 stamp=$dir/modules.sum
 if ! cmp -s tests/istio/go.sum "$stamp"; then
-  step "go mod download (tests/istio: Istio's test oracle)"
+  step "go test -run NONE (tests/istio: fetches and compiles Istio's test oracle)"
   start=$SECONDS
-  (cd tests/istio && go mod download)
+  # Not `go mod download`: with an empty module cache the proxy refuses the .info of Istio's
+  # pseudo-version (403), which that command asks for; compiling the tests fetches only what
+  # they import (.mod and .zip, which it serves).
+  (cd tests/istio && go test -count=1 -run NONE ./... >/dev/null)
   cp tests/istio/go.sum "$stamp"
   took "$start"
 fi
