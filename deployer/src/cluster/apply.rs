@@ -329,14 +329,8 @@ mod tests {
         assert_eq!(services_flag(&mesh), "--services 3");
         let named = Mesh::from_input(MeshInput {
             services: Some(ServiceChoice::Listed(vec![
-                ServiceEntry {
-                    name: "web".into(),
-                    port: None,
-                },
-                ServiceEntry {
-                    name: "api".into(),
-                    port: None,
-                },
+                ServiceEntry::named("web".into()),
+                ServiceEntry::named("api".into()),
             ])),
             ..MeshInput::default()
         })

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::render::traffic::{PER_TRY_TIMEOUT, RETRY_ATTEMPTS, RETRY_ON, TIMEOUT};
+use crate::model::traffic::{
+    DEFAULT_PER_TRY_TIMEOUT, DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_ON, DEFAULT_TIMEOUT,
+};
 
 pub use crate::model::MtlsMode;
 
@@ -280,11 +282,11 @@ fn outbound_listener(proxy: &Proxy, outbound: &Outbound) -> Value {
 fn mesh_route(cluster: &str) -> Value {
     json!({
         "cluster": cluster,
-        "timeout": TIMEOUT,
+        "timeout": DEFAULT_TIMEOUT.envoy(),
         "retry_policy": {
-            "retry_on": RETRY_ON,
-            "num_retries": RETRY_ATTEMPTS,
-            "per_try_timeout": PER_TRY_TIMEOUT,
+            "retry_on": DEFAULT_RETRY_ON,
+            "num_retries": DEFAULT_RETRY_ATTEMPTS,
+            "per_try_timeout": DEFAULT_PER_TRY_TIMEOUT.envoy(),
             "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
             "host_selection_retry_max_attempts": 5,
         },
@@ -300,7 +302,7 @@ fn ingress_listener(ingress: &Ingress) -> Value {
         .iter()
         .flat_map(|s| {
             let route = |rewrite: &str| {
-                json!({"cluster": "gateway-outbound", "prefix_rewrite": rewrite, "host_rewrite_literal": s, "timeout": TIMEOUT})
+                json!({"cluster": "gateway-outbound", "prefix_rewrite": rewrite, "host_rewrite_literal": s, "timeout": DEFAULT_TIMEOUT.envoy()})
             };
             [
                 json!({"match": {"prefix": format!("/{s}/")}, "route": route("/")}),

@@ -40,6 +40,11 @@ pub enum ModelError {
         first: String,
         second: String,
     },
+    #[error("service `{service}`: {error}")]
+    Traffic {
+        service: String,
+        error: super::traffic::TrafficError,
+    },
     #[error("replicas {0} is more than Kubernetes allows (2147483647)")]
     TooManyReplicas(u64),
     #[error("image `{0}` is empty or contains whitespace")]

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::traffic::{
+    CircuitBreakerInput, FaultInput, MatchInput, Millis, RetriesInput, TrafficInput, VersionInput,
+};
 use super::{FailStrategy, ModelError, MtlsMode};
 
 /// How the services are chosen. One field, so a flag of either kind overrides the file's.
@@ -26,10 +29,7 @@ impl ServiceChoice {
             (None, Some(names)) => Some(ServiceChoice::Listed(
                 names
                     .iter()
-                    .map(|name| ServiceEntry {
-                        name: name.clone(),
-                        port: None,
-                    })
+                    .map(|name| ServiceEntry::named(name.clone()))
                     .collect(),
             )),
             (None, None) => None,
@@ -37,13 +37,62 @@ impl ServiceChoice {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceEntry {
     pub name: String,
     /// Defaults to `base_port + i`, `i` being the entry's position.
-    #[serde(default)]
     pub port: Option<u64>,
+    /// Versions, matches, timeout, retries, fault, circuit breaker (see `model::traffic`).
+    pub traffic: TrafficInput,
+}
+
+impl ServiceEntry {
+    /// A service with every field but its name left to the defaults.
+    pub fn named(name: String) -> ServiceEntry {
+        ServiceEntry {
+            name,
+            port: None,
+            traffic: TrafficInput::default(),
+        }
+    }
+}
+
+/// A `{name, port, versions, …}` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryFile {
+    name: String,
+    #[serde(default)]
+    port: Option<u64>,
+    #[serde(default)]
+    versions: Option<Vec<VersionInput>>,
+    #[serde(default, rename = "match")]
+    matches: Option<Vec<MatchInput>>,
+    #[serde(default)]
+    timeout: Option<Millis>,
+    #[serde(default)]
+    retries: Option<RetriesInput>,
+    #[serde(default)]
+    fault: Option<FaultInput>,
+    #[serde(default)]
+    circuit_breaker: Option<CircuitBreakerInput>,
+}
+
+impl From<EntryFile> for ServiceEntry {
+    fn from(e: EntryFile) -> ServiceEntry {
+        ServiceEntry {
+            name: e.name,
+            port: e.port,
+            traffic: TrafficInput {
+                versions: e.versions,
+                matches: e.matches,
+                timeout: e.timeout,
+                retries: e.retries,
+                fault: e.fault,
+                circuit_breaker: e.circuit_breaker,
+            },
+        }
+    }
 }
 
 /// Every input field, each optional: a mesh file, the flags, or the two merged.
@@ -124,10 +173,7 @@ impl MeshInput {
             }
             (Some(ServicesField(choice)), None) => Some(choice),
             (None, Some(names)) => Some(ServiceChoice::Listed(
-                names
-                    .into_iter()
-                    .map(|name| ServiceEntry { name, port: None })
-                    .collect(),
+                names.into_iter().map(ServiceEntry::named).collect(),
             )),
             (None, None) => None,
         };
@@ -224,15 +270,12 @@ impl<'de> Deserialize<'de> for EntryField {
             }
 
             fn visit_str<E: de::Error>(self, name: &str) -> Result<EntryField, E> {
-                Ok(EntryField(ServiceEntry {
-                    name: name.to_owned(),
-                    port: None,
-                }))
+                Ok(EntryField(ServiceEntry::named(name.to_owned())))
             }
 
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<EntryField, A::Error> {
-                ServiceEntry::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(EntryField)
+                EntryFile::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|e| EntryField(e.into()))
             }
         }
 
@@ -257,13 +300,10 @@ mod tests {
             list.services,
             Some(ServiceChoice::Listed(vec![
                 ServiceEntry {
-                    name: "web".into(),
-                    port: Some(9000)
+                    port: Some(9000),
+                    ..ServiceEntry::named("web".into())
                 },
-                ServiceEntry {
-                    name: "api".into(),
-                    port: None
-                },
+                ServiceEntry::named("api".into()),
             ]))
         );
 
@@ -273,13 +313,10 @@ mod tests {
         assert_eq!(
             mixed.services,
             Some(ServiceChoice::Listed(vec![
+                ServiceEntry::named("x".into()),
                 ServiceEntry {
-                    name: "x".into(),
-                    port: None
-                },
-                ServiceEntry {
-                    name: "y".into(),
-                    port: Some(9)
+                    port: Some(9),
+                    ..ServiceEntry::named("y".into())
                 },
             ]))
         );

@@ -2,11 +2,13 @@
 //! module. Built only through [`Mesh::from_input`], so every `Mesh` is valid and the renderers
 //! (and later `up`/`apply`) never re-check it.
 
+mod duration;
 mod error;
 mod input;
 pub mod names;
 mod policy;
 pub mod ports;
+pub mod traffic;
 pub mod wasm;
 
 use std::collections::{HashMap, HashSet};
@@ -15,6 +17,7 @@ use std::path::PathBuf;
 pub use error::ModelError;
 pub use input::{MeshInput, ServiceChoice, ServiceEntry};
 pub use policy::{FailStrategy, MtlsMode};
+pub use traffic::Traffic;
 pub use wasm::{Delivery, Module, WasmSource};
 
 pub const DEFAULT_SERVICES: u64 = 3;
@@ -55,6 +58,8 @@ pub struct Service {
     /// A DNS-1035 label: the Deployment, Service, ServiceAccount and `app` label all use it.
     pub name: String,
     pub port: u16,
+    /// Versions and the rules for calls to this service.
+    pub traffic: Traffic,
 }
 
 impl Mesh {
@@ -82,10 +87,7 @@ impl Mesh {
                 })
             }
             ServiceChoice::Count(n) => (0..n as usize)
-                .map(|i| ServiceEntry {
-                    name: names::generated(i),
-                    port: None,
-                })
+                .map(|i| ServiceEntry::named(names::generated(i)))
                 .collect(),
             ServiceChoice::Listed(entries) => entries,
         };
@@ -173,7 +175,15 @@ fn services(entries: Vec<ServiceEntry>, base_port: u64) -> Result<Vec<Service>, 
             });
         }
         seen_ports.insert(port, i);
-        services.push(Service { name, port });
+        let traffic = traffic::check(entry.traffic).map_err(|error| ModelError::Traffic {
+            service: name.clone(),
+            error,
+        })?;
+        services.push(Service {
+            name,
+            port,
+            traffic,
+        });
     }
     Ok(services)
 }

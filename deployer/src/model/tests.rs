@@ -7,8 +7,8 @@ fn listed(entries: &[(&str, Option<u64>)]) -> Option<ServiceChoice> {
         entries
             .iter()
             .map(|(name, port)| ServiceEntry {
-                name: (*name).to_owned(),
                 port: *port,
+                ..ServiceEntry::named((*name).to_owned())
             })
             .collect(),
     ))

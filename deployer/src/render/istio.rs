@@ -163,7 +163,8 @@ pub struct PortSelector {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpRetry {
     pub attempts: u32,
-    pub per_try_timeout: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout: Option<String>,
     pub retry_on: String,
 }
 

@@ -13,14 +13,6 @@ use crate::model::{Mesh, Service};
 
 /// Istio's name for "the sidecars", as opposed to a Gateway.
 const MESH_GATEWAY: &str = "mesh";
-/// Per request, end to end. Calls can chain (`/call/<peer>`), so this bounds a whole chain hop.
-/// `up`'s Envoy routes apply the same timeout and retries (see `local::bootstrap`).
-pub const TIMEOUT: &str = "10s";
-/// Retries of an in-mesh call: only failures where the request never reached the app, since
-/// retrying a 5xx could repeat a call chain's side effects and double its counts.
-pub const RETRY_ATTEMPTS: u32 = 2;
-pub const PER_TRY_TIMEOUT: &str = "4s";
-pub const RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled";
 
 pub fn destination_rule(mesh: &Mesh, service: &Service) -> DestinationRule {
     Object::new(
@@ -76,11 +68,11 @@ pub fn virtual_service(mesh: &Mesh, service: &Service) -> VirtualService {
                 matches: Vec::new(),
                 rewrite: None,
                 route: vec![destination(mesh, service)],
-                timeout: Some(TIMEOUT.to_owned()),
-                retries: Some(HttpRetry {
-                    attempts: RETRY_ATTEMPTS,
-                    per_try_timeout: PER_TRY_TIMEOUT.to_owned(),
-                    retry_on: RETRY_ON.to_owned(),
+                timeout: Some(service.traffic.timeout.to_string()),
+                retries: service.traffic.retries.as_ref().map(|r| HttpRetry {
+                    attempts: r.attempts,
+                    per_try_timeout: r.per_try_timeout.map(|t| t.to_string()),
+                    retry_on: r.retry_on.clone(),
                 }),
             }],
         },
@@ -127,7 +119,7 @@ pub fn ingress_routes(mesh: &Mesh) -> VirtualService {
                 uri: "/".to_owned(),
             }),
             route: vec![destination(mesh, service)],
-            timeout: Some(TIMEOUT.to_owned()),
+            timeout: Some(service.traffic.timeout.to_string()),
             retries: None,
         })
         .collect();
