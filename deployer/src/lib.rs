@@ -12,6 +12,7 @@
 //!   [`sidecar::Proxy`], and the mesh CA ([`sidecar::Ca`]) that issues SPIFFE certificates.
 //! - [`envoy`]: `envoy --mode validate`, and a running Envoy's admin endpoint.
 //! - [`locate`]: where Envoy, the filter module and demo-service are found.
+//! - [`kubectl`]: kubectl run the way `apply`, `delete` and the cluster readers run it.
 //! - [`local_mesh`]: a local mesh's plan (`state.json`: services, ports) and its state dir
 //!   (pids, logs), read the way `down`, `verify` and `stats` read them.
 //! - [`manifests`]: the typed Istio kinds and the names `render` writes.
@@ -43,6 +44,11 @@ pub mod sidecar {
 /// Envoy itself: whether a config is valid, and its admin endpoint.
 pub mod envoy {
     pub use crate::local::envoy::{validate, Admin};
+}
+
+/// Running kubectl: one binary, one context, stdin fed without deadlocking.
+pub mod kubectl {
+    pub use crate::cluster::kubectl::{Kubectl, KubectlError};
 }
 
 /// A local mesh's plan and state dir, read-only.

@@ -43,6 +43,16 @@ pub fn print(text: &str) -> Result<(), OutputError> {
         .map_err(OutputError::Stdout)
 }
 
+/// `print!` through [`print`]: a closed pipe is an error to return, not a panic.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::print(&format!($($arg)*)) };
+}
+/// `println!` through [`print`]: a closed pipe is an error to return, not a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::output::print(&format!("{}\n", format_args!($($arg)*))) };
+}
+pub(crate) use {out, outln};
+
 /// The render as one YAML stream on stdout. On a terminal, the generated filter ConfigMap (the
 /// module as base64, hundreds of kilobytes) is left out and a line on stderr says how to get
 /// it; a pipe or a file gets every document, exactly what `apply` applies.

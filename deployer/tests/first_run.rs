@@ -1,4 +1,5 @@
-//! The rough edges a new user hit on a first run, through the binary: a closed stdout pipe, a
+//! The rough edges a new user hit on a first run, through the binary: a closed stdout pipe
+//! (`render`, `verify`, `stats`, `apply`, `delete`; `push` in `push_registry.rs`), a
 //! mistyped flag, a render-only flag given to `up`, and a render to a terminal. Each test here
 //! failed before its fix.
 
@@ -107,6 +108,34 @@ fn render_into_a_closed_pipe_ends_quietly() {
         .args(["render", "--wasm-file", "meshtally_filter.wasm"])
         .current_dir(dir.path());
     ends_quietly(&with_closed_stdout(command), "render");
+}
+
+#[test]
+fn apply_and_delete_into_a_closed_pipe_end_quietly() {
+    let standin = StandIn::new();
+    let flags = standin.kubectl_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut apply = vec!["apply", "--wasm-file", "meshtally_filter.wasm"];
+    apply.extend(&flags);
+    ends_quietly(&with_closed_stdout(standin.command(&apply)), "apply");
+    // The stand-in saw the whole apply: the summary is the last thing apply does.
+    assert!(
+        standin
+            .calls()
+            .iter()
+            .any(|c| c.contains(&"rollout".to_owned())),
+        "{:?}",
+        standin.calls()
+    );
+    let mut delete = vec!["delete"];
+    delete.extend(&flags);
+    ends_quietly(&with_closed_stdout(standin.command(&delete)), "delete");
+    let mut dry_run = vec!["delete", "--dry-run"];
+    dry_run.extend(&flags);
+    ends_quietly(
+        &with_closed_stdout(standin.command(&dry_run)),
+        "delete --dry-run",
+    );
 }
 
 /// Runs `deployer args…` and returns its one error line, checking the failure's shape.

@@ -207,6 +207,37 @@ fn pushed_image_is_what_istio_fetches() {
     );
 }
 
+/// `deployer push … | head -c 0`: the image is pushed, and the closed pipe that takes the summary
+/// is a normal end (it panicked in `println!` before).
+#[test]
+fn push_into_a_closed_pipe_ends_quietly() {
+    let registry = Registry::start(Mode::Open);
+    let work = tempfile::tempdir().unwrap();
+    let (module_path, _) = module(work.path());
+    let docker = work.path().join("docker");
+    std::fs::create_dir(&docker).unwrap();
+    let image = registry.image("meshtally/filter:pipe");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_deployer"))
+        .args(["push", "--image", &image, "--insecure", "--wasm"])
+        .arg(&module_path)
+        .env("DOCKER_CONFIG", &docker)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .output()
+        .expect("run deployer push");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{}", registry.log());
+    skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+}
+
 #[test]
 fn credentials_come_from_the_docker_config() {
     let registry = Registry::start(Mode::Htpasswd);

@@ -1,8 +1,9 @@
 //! The tests' raw blocking HTTP/1.1 client for loopback. Raw on purpose: tests send what real
 //! clients must not (duplicate, non-UTF-8 or huge headers), which is exactly what the filter
-//! has to survive. Production code uses reqwest (`deployer`'s `http` module).
+//! has to survive. One request per connection, or several in turn on a [`Connection`]
+//! (keep-alive). Production code uses reqwest (`deployer`'s `http` module).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -51,79 +52,119 @@ fn send(
     headers: &[(&str, &[u8])],
     timeout: Duration,
 ) -> Result<Response> {
-    let mut req =
-        format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n").into_bytes();
-    for (name, value) in headers {
-        req.extend_from_slice(name.as_bytes());
-        req.extend_from_slice(b": ");
-        req.extend_from_slice(value);
+    let mut conn = Connection::open(port, timeout)?;
+    conn.write_request(host, path, headers, true)?;
+    conn.read_response()
+}
+
+/// One connection to 127.0.0.1:port, for several requests in turn (keep-alive), as the load
+/// generator of the reliability tests sends them.
+pub struct Connection {
+    reader: BufReader<TcpStream>,
+}
+
+impl Connection {
+    pub fn open(port: u16, timeout: Duration) -> Result<Connection> {
+        let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = TcpStream::connect_timeout(&target, timeout)
+            .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        Ok(Connection {
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// Writes `GET path` with `headers` as given; `close` asks the server to close after it.
+    pub fn write_request(
+        &mut self,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &[u8])],
+        close: bool,
+    ) -> Result<()> {
+        let mut req = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n").into_bytes();
+        if close {
+            req.extend_from_slice(b"connection: close\r\n");
+        }
+        for (name, value) in headers {
+            req.extend_from_slice(name.as_bytes());
+            req.extend_from_slice(b": ");
+            req.extend_from_slice(value);
+            req.extend_from_slice(b"\r\n");
+        }
         req.extend_from_slice(b"\r\n");
+        self.reader.get_mut().write_all(&req)?;
+        Ok(())
     }
-    req.extend_from_slice(b"\r\n");
-    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&target, timeout)
-        .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(&req)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
-}
 
-fn parse_response(raw: &[u8]) -> Result<Response> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("response has no header end")?;
-    let head = String::from_utf8_lossy(raw.get(..split).unwrap_or_default()).into_owned();
-    let mut body = raw.get(split + 4..).unwrap_or_default().to_vec();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line {status_line:?}"))?;
-    let mut headers = Vec::new();
-    for line in lines {
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((
-                name.trim().to_ascii_lowercase(),
-                value.trim().as_bytes().to_vec(),
-            ));
+    /// Reads one response: the body framed by content-length, chunked encoding, or (neither
+    /// given) the end of the connection.
+    pub fn read_response(&mut self) -> Result<Response> {
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("bad status line {:?}", line.trim_end()))?;
+        let mut headers = Vec::new();
+        loop {
+            let mut raw = Vec::new();
+            if self.reader.read_until(b'\n', &mut raw)? == 0 {
+                bail!("connection closed inside the response head");
+            }
+            let raw = raw.strip_suffix(b"\n").unwrap_or(&raw);
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if raw.is_empty() {
+                break;
+            }
+            if let Some(colon) = raw.iter().position(|b| *b == b':') {
+                let (name, value) = raw.split_at(colon);
+                let value = value.get(1..).unwrap_or_default().trim_ascii();
+                headers.push((
+                    String::from_utf8_lossy(name).trim().to_ascii_lowercase(),
+                    value.to_vec(),
+                ));
+            }
         }
+        let value = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        let mut body = Vec::new();
+        if value("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            self.read_chunks(&mut body)?;
+        } else if let Some(length) = value("content-length") {
+            let length: usize = length.trim().parse().context("bad content-length")?;
+            body.resize(length, 0);
+            self.reader.read_exact(&mut body)?;
+        } else {
+            self.reader.read_to_end(&mut body)?;
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case(b"chunked"));
-    if chunked {
-        body = dechunk(&body)?;
-    }
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
-}
 
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("bad chunk")?;
-        let size_text = String::from_utf8_lossy(data.get(..line_end).unwrap_or_default());
-        let size = usize::from_str_radix(size_text.trim(), 16).context("bad chunk size")?;
-        data = data.get(line_end + 2..).unwrap_or_default();
-        if size == 0 {
-            return Ok(out);
+    fn read_chunks(&mut self, body: &mut Vec<u8>) -> Result<()> {
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim(), 16).context("bad chunk size")?;
+            let mut chunk = vec![0; size + 2];
+            self.reader
+                .read_exact(&mut chunk)
+                .context("truncated chunk")?;
+            if size == 0 {
+                return Ok(());
+            }
+            body.extend_from_slice(chunk.get(..size).unwrap_or_default());
         }
-        if data.len() < size {
-            bail!("truncated chunk");
-        }
-        out.extend_from_slice(data.get(..size).unwrap_or_default());
-        data = data.get((size + 2).min(data.len())..).unwrap_or_default();
     }
 }

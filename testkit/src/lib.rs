@@ -1,10 +1,12 @@
 //! What the end-to-end tests (`tests/`), the benchmark harness (`bench/harness`) and the crates'
 //! own tests share, so each of these exists once: the raw HTTP/1.1 client ([`http`]) for
-//! requests a real client must not send, the Envoy runner ([`envoy`]), the log tail
-//! ([`tail`]) and loopback ports ([`free_port`]). Production code uses none of it.
+//! requests a real client must not send, the Envoy runner ([`envoy`]), the guarded child
+//! process ([`process`]), the log tail ([`tail`]) and loopback ports ([`free_port`]). Production
+//! code uses none of it.
 
 pub mod envoy;
 pub mod http;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 

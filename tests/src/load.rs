@@ -1,9 +1,9 @@
 //! A bounded load generator for reliability tests: worker threads, each on its own keep-alive
 //! connection (reconnecting after errors), take request paths from a shared list and record
 //! what happened to each one and when, so tests can compare against the sidecars' counters.
+//! The requests go through the testkit's raw client ([`Connection`]).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use meshtally_testkit::http::Connection;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ impl Load<'_> {
         std::thread::scope(|scope| {
             for _ in 0..self.connections {
                 scope.spawn(|| {
-                    let mut conn: Option<BufReader<TcpStream>> = None;
+                    let mut conn: Option<Connection> = None;
                     let mut mine = Vec::new();
                     loop {
                         if self.stop.is_some_and(|s| s.load(Ordering::SeqCst))
@@ -73,70 +73,23 @@ impl Load<'_> {
 
     fn one(
         &self,
-        conn: &mut Option<BufReader<TcpStream>>,
+        conn: &mut Option<Connection>,
         path: &str,
         start: Instant,
     ) -> (Option<u16>, Duration) {
         if conn.is_none() {
-            *conn = TcpStream::connect(("127.0.0.1", self.port)).ok().map(|s| {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(15)));
-                let _ = s.set_nodelay(true);
-                BufReader::new(s)
-            });
+            *conn = Connection::open(self.port, Duration::from_secs(15)).ok();
         }
-        let Some(reader) = conn.as_mut() else {
+        let Some(open) = conn.as_mut() else {
             return (None, start.elapsed());
         };
-        let close = if self.keep_alive {
-            ""
-        } else {
-            "connection: close\r\n"
-        };
-        let req = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n{close}\r\n");
-        if reader.get_mut().write_all(req.as_bytes()).is_err() {
+        if open
+            .write_request("localhost", path, &[], !self.keep_alive)
+            .is_err()
+        {
             return (None, start.elapsed());
         }
         let sent = start.elapsed();
-        (read_response(reader), sent)
+        (open.read_response().ok().map(|r| r.status), sent)
     }
-}
-
-/// Reads one response (content-length or chunked body) and returns its status.
-fn read_response(reader: &mut BufReader<TcpStream>) -> Option<u16> {
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
-    let (mut length, mut chunked) = (0usize, false);
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let lower = l.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().ok()?;
-        } else if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-            chunked = true;
-        }
-    }
-    if chunked {
-        loop {
-            line.clear();
-            reader.read_line(&mut line).ok()?;
-            let size = usize::from_str_radix(line.trim(), 16).ok()?;
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).ok()?;
-            if size == 0 {
-                break;
-            }
-        }
-    } else {
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).ok()?;
-    }
-    Some(status)
 }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::configs;
-use crate::envoy::{Envoy, Launch};
+use crate::envoy::Launch;
 use crate::load::{self, Target};
 use crate::measure::Setup;
 use crate::procfs;
@@ -36,10 +36,8 @@ pub struct Counted {
 
 /// The valgrind tools, from PATH (`bench/setup.sh` installs them).
 fn tool(name: &str) -> Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    meshtally_deployer::locate::Places::here()
+        .on_path(name)
         .with_context(|| {
             format!("{name} not found on PATH: install valgrind (bench/setup.sh does)")
         })
@@ -113,12 +111,11 @@ pub fn run(
     let callgrind_control = tool("callgrind_control")?;
     let dir = setup.dir.join("callgrind");
     std::fs::create_dir_all(&dir)?;
-    let upstream = Envoy::start_with(
-        setup.envoy_bin,
+    let upstream = crate::envoy::start(
         &dir,
         "upstream",
         &configs::upstream(),
-        &Launch::pinned(Some(procfs::LOAD_CPU)),
+        &crate::envoy::pinned(setup.envoy_bin, Some(procfs::LOAD_CPU)),
     )?;
     let upstream_port = upstream.listener_port("upstream")?;
 
@@ -141,10 +138,10 @@ pub fn run(
     let launch = Launch {
         prefix,
         ready_within: Duration::from_secs(600),
+        ..crate::envoy::pinned(setup.envoy_bin, None)
     };
     progress("callgrind: starting Envoy under valgrind (a minute or more)");
-    let proxy = Envoy::start_with(
-        setup.envoy_bin,
+    let proxy = crate::envoy::start(
         &dir,
         "proxy",
         &combined(setup, variants, upstream_port)?,

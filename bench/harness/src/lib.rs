@@ -11,7 +11,6 @@ pub mod configs;
 pub mod envoy;
 pub mod figures;
 pub mod goals;
-pub mod guard;
 pub mod hooks;
 pub mod host_calls;
 pub mod load;
@@ -65,7 +64,7 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report> 
     let root = workspace_root();
     let variants = variants::select(options.variants.as_deref(), &options.candidates)?;
     let settings = options.settings();
-    let envoy_bin = envoy::find_envoy(options.envoy.as_deref(), &root)?;
+    let envoy_bin = envoy::find_envoy(options.envoy.as_deref())?;
     let oha = load::find_oha(options.oha.as_deref(), &root)?;
     let meshtally = module(
         options.meshtally_wasm.as_deref(),
@@ -94,7 +93,8 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report> 
         .prefix("meshtally-bench-")
         .tempdir()
         .context("creating a scratch directory")?;
-    guard::remove_on_signal(dir.path());
+    meshtally_testkit::process::kill_children_on_exit("meshtally-bench");
+    meshtally_testkit::process::remove_on_signal(dir.path());
     let pki = certs::Pki::create(dir.path())?;
     let setup = measure::Setup {
         envoy_bin: &envoy_bin,

@@ -12,8 +12,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::certs::Pki;
-use crate::guard::Guarded;
 use crate::variants::{CLAIMED_SOURCE, CLIENT_HOPS};
+use meshtally_testkit::process::Guarded;
 
 /// oha from `--oha`, then `OHA_BIN`, then `.tools/bin/oha` (where `bench/setup.sh` puts it),
 /// then `PATH`.
@@ -28,11 +28,8 @@ pub fn find_oha(explicit: Option<&Path>, root: &Path) -> Result<PathBuf> {
     if tools.is_file() {
         return Ok(tools);
     }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("oha"))
-        .find(|p| p.is_file())
+    meshtally_deployer::locate::Places::here()
+        .on_path("oha")
         .context(
             "oha not found: run bench/setup.sh (cargo install --root .tools oha), or pass --oha",
         )

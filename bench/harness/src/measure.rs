@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::admin;
 use crate::certs::Pki;
 use crate::configs::{self, Modules};
-use crate::envoy::{Envoy, Launch};
+use crate::envoy::{pinned, start, Envoy};
 use crate::load::{self, Mode, Outcome, Target};
 use crate::procfs;
 use crate::variants::Variant;
@@ -89,12 +89,11 @@ pub fn run(
     settings: &Settings,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Measured>> {
-    let upstream = Envoy::start_with(
-        setup.envoy_bin,
+    let upstream = start(
         setup.dir,
         "upstream",
         &configs::upstream(),
-        &Launch::pinned(Some(procfs::LOAD_CPU)),
+        &pinned(setup.envoy_bin, Some(procfs::LOAD_CPU)),
     )?;
     let upstream_port = upstream.listener_port("upstream")?;
 
@@ -102,8 +101,8 @@ pub fn run(
     let mut measured = Vec::new();
     for variant in variants {
         let config = configs::proxy(variant, &setup.modules, upstream_port, setup.pki);
-        let launch = Launch::pinned(Some(procfs::PROXY_CPU));
-        let envoy = Envoy::start_with(setup.envoy_bin, setup.dir, &variant.id, &config, &launch)
+        let launch = pinned(setup.envoy_bin, Some(procfs::PROXY_CPU));
+        let envoy = start(setup.dir, &variant.id, &config, &launch)
             .with_context(|| format!("starting the {} proxy", variant.id))?;
         let port = envoy.listener_port("proxy")?;
         let proxy = Proxy {

@@ -24,8 +24,9 @@ pub fn pin_prefix(cpu: Option<usize>) -> Vec<String> {
 }
 
 fn taskset_available() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("taskset").is_file()))
+    meshtally_deployer::locate::Places::here()
+        .on_path("taskset")
+        .is_some()
 }
 
 /// A command for `program`, pinned to `cpu` as [`pin_prefix`] says.

@@ -3,6 +3,7 @@
 //! an earlier `delete` refuses new objects), then everything else — then one rollout wait per
 //! service, and how to reach the result.
 
+use crate::output::{out, outln};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -96,13 +97,13 @@ impl ApplyPlan {
                 started.elapsed().as_secs_f64()
             );
         }
-        println!(
+        outln!(
             "applied {} objects to namespace {ns}; {} deployments rolled out in {:.1}s",
             objects + 1,
             services.len(),
             begin.elapsed().as_secs_f64()
-        );
-        print!("{}", self.next_steps());
+        )?;
+        out!("{}", self.next_steps())?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 //! ever runs without them. The Namespace goes only when meshtally alone manages it: a namespace
 //! that existed before (or that someone else also edits) may hold objects that are not ours.
 
+use crate::output::outln;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -211,20 +212,20 @@ impl DeletePlan {
                     .kubectl
                     .run(&as_strs(&namespace_args(ns, self.timeout)), None)?;
                 deleted += count_deleted(&out);
-                println!("deleted {deleted} objects, namespace {ns} included");
+                outln!("deleted {deleted} objects, namespace {ns} included")?;
             }
             NamespaceVerdict::Absent => {
-                println!("deleted {deleted} objects; namespace {ns} does not exist")
+                outln!("deleted {deleted} objects; namespace {ns} does not exist")?
             }
-            NamespaceVerdict::NotOurs => println!(
+            NamespaceVerdict::NotOurs => outln!(
                 "deleted {deleted} objects; namespace {ns} is not labelled {}, so it stays",
                 selector()
-            ),
-            NamespaceVerdict::Shared(managers) => println!(
+            )?,
+            NamespaceVerdict::Shared(managers) => outln!(
                 "deleted {deleted} objects; namespace {ns} stays: it is also managed by {} \
                  (`kubectl delete namespace {ns}` removes it and everything left in it)",
                 managers.join(", ")
-            ),
+            )?,
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! against the image's *manifest* digest for `oci://` urls, not the module's hash, so the url
 //! carries the manifest digest and `render` copies it into `sha256`.
 
+use crate::output::outln;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
@@ -116,16 +117,16 @@ impl PushPlan {
         let pulled = self.destination.push(image.parts())?;
         let url = wasm_url(&pulled, image.manifest.hex());
         let size = image.manifest.bytes.len() + image.config.bytes.len() + image.layer.bytes.len();
-        println!(
+        outln!(
             "pushed {} ({size} bytes: layer {}, module {} bytes)",
             self.destination.name(),
             image.layer.bytes.len(),
             self.module_len
-        );
-        println!("digest:        {}", image.manifest.digest);
-        println!("module sha256: {}", image.module_sha256);
-        println!("wasm-url:      {url}");
-        println!("\ndeploy it:\n  deployer apply --wasm-url {url}");
+        )?;
+        outln!("digest:        {}", image.manifest.digest)?;
+        outln!("module sha256: {}", image.module_sha256)?;
+        outln!("wasm-url:      {url}")?;
+        outln!("\ndeploy it:\n  deployer apply --wasm-url {url}")?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! the filter's OCI client, and prints the digest and the `--image` to deploy it with. Like
 //! every part deployer uses, the binary is found ([`crate::locate`]), never compiled here.
 
+use crate::output::outln;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -60,15 +61,15 @@ impl ServicePushPlan {
         let pulled = self.destination.push(image.parts())?;
         let pinned = format!("{pulled}@{}", image.manifest.digest);
         let size = image.manifest.bytes.len() + image.config.bytes.len() + image.layer.bytes.len();
-        println!(
+        outln!(
             "pushed {} ({size} bytes: layer {}, binary {} bytes)",
             self.destination.name(),
             image.layer.bytes.len(),
             self.binary_len
-        );
-        println!("digest: {}", image.manifest.digest);
-        println!("image:  {pinned}");
-        println!("\ndeploy it:\n  deployer apply --image {pinned}");
+        )?;
+        outln!("digest: {}", image.manifest.digest)?;
+        outln!("image:  {pinned}")?;
+        outln!("\ndeploy it:\n  deployer apply --image {pinned}")?;
         Ok(())
     }
 }

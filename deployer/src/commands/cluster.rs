@@ -1,6 +1,7 @@
 //! `apply`, `delete` and `push`: flags to a checked plan, then the work in `crate::cluster`.
 //! (`verify --kubectl` and `stats --kubectl` are in `commands::observe`.)
 
+use crate::output::out;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -43,7 +44,7 @@ pub fn delete(args: DeleteArgs) -> Result<()> {
             bin: args.cluster.kubectl.unwrap_or_else(|| "kubectl".into()),
             context: args.cluster.context,
         };
-        print!("{}", delete::dry_run(&kubectl, &namespace, timeout));
+        out!("{}", delete::dry_run(&kubectl, &namespace, timeout))?;
         return Ok(());
     }
     let kubectl = Kubectl::find(args.cluster.kubectl.as_deref(), args.cluster.context)?;

@@ -1,7 +1,7 @@
 //! `deployer up` and `deployer down`: the checked plan (tools found, ports free, no mesh already
 //! running) first, then the state dir, then the supervisor — in this process, or detached.
 
-use std::io::Write as _;
+use crate::output::outln;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -116,9 +116,14 @@ impl UpPlan {
         let mut sup = Supervisor::new(self.state.clone(), specs)?;
         eprintln!("starting {} processes…", self.layout.services.len() * 2 + 1);
         sup.start(READY_TIMEOUT, progress)?;
-        print_table(&self.layout, &self.state, begin.elapsed());
-        println!("Ctrl-C stops the mesh.");
-        let _ = std::io::stdout().flush();
+        let shown = print_table(&self.layout, &self.state, begin.elapsed())
+            .and_then(|()| Ok(outln!("Ctrl-C stops the mesh.")?));
+        if let Err(err) = shown {
+            // Nobody reads the output any more (`up | head -1`): an end like Ctrl-C's, not
+            // sidecars left running without a supervisor.
+            sup.stop_all();
+            return Err(err);
+        }
         sup.run(|line| eprintln!("{line}"));
         eprintln!("mesh stopped");
         Ok(())
@@ -156,11 +161,11 @@ impl UpPlan {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        print_table(&self.layout, &self.state, begin.elapsed());
-        println!(
+        print_table(&self.layout, &self.state, begin.elapsed())?;
+        outln!(
             "Running in the background; `deployer down{}` stops it.",
             self.state.flag()
-        );
+        )?;
         Ok(())
     }
 }
@@ -182,7 +187,7 @@ pub fn down(state_dir: &Path) -> Result<()> {
     let supervisor = state.running_supervisor();
     let pids = state.read_pids();
     if supervisor.is_none() && pids.values().all(|p| !alive(*p as i32)) {
-        println!("no mesh running in {}", state.root.display());
+        outln!("no mesh running in {}", state.root.display())?;
         state.clear_run();
         return Ok(());
     }
@@ -207,7 +212,7 @@ pub fn down(state_dir: &Path) -> Result<()> {
         }
     }
     state.clear_run();
-    println!(
+    outln!(
         "mesh stopped in {:.1} s ({} processes{})",
         begin.elapsed().as_secs_f64(),
         pids.len(),
@@ -216,7 +221,7 @@ pub fn down(state_dir: &Path) -> Result<()> {
         } else {
             String::new()
         }
-    );
+    )?;
     Ok(())
 }
 
@@ -227,7 +232,7 @@ fn progress(name: &str, done: usize, total: usize, elapsed: Duration) {
     );
 }
 
-fn print_table(layout: &Layout, state: &StateDir, elapsed: Duration) {
+fn print_table(layout: &Layout, state: &StateDir, elapsed: Duration) -> Result<()> {
     let width = layout
         .services
         .iter()
@@ -240,40 +245,43 @@ fn print_table(layout: &Layout, state: &StateDir, elapsed: Duration) {
         FilterState::Skipped(why) => format!("FILTER SKIPPED (fail-open): {why}"),
         FilterState::DenyAll(why) => format!("ALL TRAFFIC DENIED (fail-close): {why}"),
     };
-    println!(
+    outln!(
         "\nmesh ready in {:.2} s (mTLS {:?}, {filter})\n",
         elapsed.as_secs_f64(),
         layout.mtls
-    );
-    println!(
+    )?;
+    outln!(
         "{:<width$}  {:<24}  {:<10}  ADMIN",
-        "SERVICE", "URL", "APP PORT"
-    );
+        "SERVICE",
+        "URL",
+        "APP PORT"
+    )?;
     for s in &layout.services {
-        println!(
+        outln!(
             "{:<width$}  {:<24}  {:<10}  http://127.0.0.1:{}",
             s.name,
             format!("http://127.0.0.1:{}", s.port),
             s.app_port,
             s.admin_port
-        );
+        )?;
     }
     let g = &layout.gateway;
-    println!(
+    outln!(
         "{:<width$}  {:<24}  {:<10}  http://127.0.0.1:{}",
         GATEWAY,
         format!("http://127.0.0.1:{}", g.port),
         "-",
         g.admin_port
-    );
+    )?;
     let (first, last) = (
         &layout.services[0].name,
         &layout.services[layout.services.len() - 1].name,
     );
     // The hints name this state dir, so pasting them reaches this mesh and no other.
     let flag = state.flag();
-    println!(
+    outln!(
         "\ntry:\n  curl -sv localhost:{}/{last}/call/{first}\n  deployer verify{flag}\n  deployer stats{flag}\n",
         g.port
-    );
+    )?;
+    Ok(())
 }

@@ -75,25 +75,19 @@ impl ControlPlane {
         self.dir.path()
     }
 
-    /// Runs the project's kubectl against this control plane.
+    /// Runs the project's kubectl against this control plane, through deployer's own kubectl
+    /// runner (the one that feeds stdin without deadlocking).
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        use std::io::Write as _;
-        let mut child = Command::new(kubectl_bin())
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(text.as_bytes()).unwrap();
-        }
-        child.wait_with_output().unwrap()
+        let kubeconfig = self.kubeconfig.to_string_lossy();
+        let mut argv = vec!["--kubeconfig", kubeconfig.as_ref()];
+        argv.extend_from_slice(args);
+        let kubectl = meshtally_deployer::kubectl::Kubectl {
+            bin: kubectl_bin(),
+            context: None,
+        };
+        kubectl
+            .output(&argv, stdin.map(str::as_bytes))
+            .expect("run kubectl")
     }
 
     /// A kubectl call that must succeed; its stdout.

@@ -18,10 +18,8 @@ pub const USER: &str = "pusher";
 pub const PASSWORD: &str = "wasm-push-secret";
 
 pub fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    meshtally_deployer::locate::Places::here()
+        .on_path(name)
         .unwrap_or_else(|| {
             panic!(
                 "`{name}` is not on PATH: the registry tests need docker-registry and skopeo; \

@@ -127,11 +127,10 @@ impl StandIn {
         let bin = self.dir.path().join("bin");
         if !bin.exists() {
             std::fs::create_dir_all(&bin).unwrap();
-            let path = std::env::var_os("PATH").unwrap_or_default();
+            let places = meshtally_deployer::locate::Places::here();
             for tool in TOOLS {
-                let found = std::env::split_paths(&path)
-                    .map(|dir| dir.join(tool))
-                    .find(|p| p.is_file())
+                let found = places
+                    .on_path(tool)
                     .unwrap_or_else(|| panic!("the kubectl stand-in needs `{tool}` on PATH"));
                 std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
             }

@@ -1,7 +1,9 @@
-//! Every process the harness starts is killed when the harness is done with it, on success, on
-//! error, on panic and on SIGINT/SIGTERM/SIGHUP: a `Guarded` child is killed on drop, a panic
-//! hook kills whatever is still registered (the hook also runs when panics abort instead of
-//! unwinding), and a signal thread does the same before exiting.
+//! The one place the tests and the bench start a child process they must not leave behind: a
+//! [`Guarded`] child is killed (and reaped) on drop. A whole program (the bench) can also ask,
+//! with [`kill_children_on_exit`], that every guarded child be killed on panic (the hook also
+//! runs when panics abort instead of unwinding) and on SIGINT/SIGTERM/SIGHUP, where destructors
+//! do not run. Test binaries do not install the hooks: one test's panic must not kill the
+//! processes of the tests running beside it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,9 @@ static LIVE: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static HOOKS: Once = Once::new();
 
-fn install_hooks() {
+/// Kills every guarded child on panic and on SIGINT/SIGTERM/SIGHUP (then exits 128+signal),
+/// for programs rather than test binaries. `who` prefixes the one line printed on a signal.
+pub fn kill_children_on_exit(who: &'static str) {
     HOOKS.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
@@ -33,14 +37,14 @@ fn install_hooks() {
                         for dir in dirs {
                             let _ = std::fs::remove_dir_all(dir);
                         }
-                        eprintln!("meshtally-bench: stopped by signal {signal}; children killed");
+                        eprintln!("{who}: stopped by signal {signal}; children killed");
                         std::process::exit(128 + signal);
                     }
                 });
             }
-            Err(err) => eprintln!(
-                "meshtally-bench: no signal handler ({err}); Ctrl-C may leave Envoys running"
-            ),
+            Err(err) => {
+                eprintln!("{who}: no signal handler ({err}); Ctrl-C may leave children running")
+            }
         }
     });
 }
@@ -62,9 +66,9 @@ fn kill_pid(pid: u32) {
     }
 }
 
-/// Removes `dir` if a signal stops the harness; on a normal exit its owner removes it.
+/// Removes `dir` if a signal stops the program (after [`kill_children_on_exit`]); on a normal
+/// exit its owner removes it.
 pub fn remove_on_signal(dir: &Path) {
-    install_hooks();
     if let Ok(mut dirs) = SCRATCH.lock() {
         dirs.push(dir.to_owned());
     }
@@ -78,7 +82,6 @@ pub struct Guarded {
 
 impl Guarded {
     pub fn spawn(mut command: Command, what: &str) -> Result<Guarded> {
-        install_hooks();
         let child = command
             .spawn()
             .with_context(|| format!("starting {what}: {command:?}"))?;
@@ -115,7 +118,8 @@ impl Guarded {
         }
     }
 
-    fn kill(&mut self) {
+    /// Kills and reaps it now (drop does the same).
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Ok(mut set) = LIVE.lock() {
