@@ -32,6 +32,9 @@ pub enum Command {
     Up(UpArgs),
     /// Stop the local mesh running in the state dir; nothing of it is left running.
     Down(StateArgs),
+    /// Change the running local mesh without restarting a process: load a new filter module
+    /// into every sidecar (--wasm). Each proxy gets the change as a new xDS config version.
+    Reload(ReloadArgs),
     /// Call every ordered pair through the gateway and check the tags; prints an N×N matrix
     /// and exits non-zero on any failure.
     Verify(VerifyArgs),
@@ -59,6 +62,7 @@ impl Cli {
             Command::Render(args) => commands::render::plan(args)?.run(),
             Command::Up(args) => commands::local::up(args),
             Command::Down(args) => commands::local::down(args),
+            Command::Reload(args) => commands::local::reload(args),
             Command::Verify(args) => commands::observe::verify(args),
             Command::Stats(args) => commands::observe::stats(args),
             Command::Apply(args) => commands::cluster::apply(args),
@@ -74,6 +78,18 @@ pub struct StateArgs {
     /// Where the local mesh keeps its plan, configs, certificates, logs and pids.
     #[arg(long, value_name = "DIR", default_value = ".meshtally")]
     pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Filter module to load into every sidecar (copied into the state dir first, so it may be
+    /// rebuilt at once). A mesh also reloads the module it was started with whenever that file
+    /// is replaced, e.g. by `make wasm`.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub wasm: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -41,9 +41,13 @@ pub mod sidecar {
     pub use crate::local::certs::Ca;
 }
 
-/// Envoy itself: whether a config is valid, and its admin endpoint.
+/// Envoy itself: whether a config is valid, and its admin endpoint (with the versions of the
+/// dynamic config it runs).
 pub mod envoy {
-    pub use crate::local::envoy::{validate, Admin};
+    pub use crate::local::envoy::{validate, Admin, ConfigVersions};
+    /// A bootstrap whose routes, clusters and filter come from xDS files, with the files'
+    /// resources put back in place (what `envoy --mode validate` can check as a whole).
+    pub use crate::local::xds::inline;
 }
 
 /// Running kubectl: one binary, one context, stdin fed without deadlocking.

@@ -1,9 +1,12 @@
-//! `up`, `down` and the hidden `supervise`: flags to a checked plan, then the work in
+//! `up`, `down`, `reload` and the hidden `supervise`: flags to a checked plan, then the work in
 //! `crate::local`. (`verify` and `stats` are in `commands::observe`.)
 
 use anyhow::Result;
 
-use crate::cli::{StateArgs, UpArgs};
+use crate::cli::{ReloadArgs, StateArgs, UpArgs};
+use crate::local::live;
+use crate::local::observed::LocalMesh;
+use crate::local::state::StateDir;
 use crate::local::up::{self, UpRequest};
 
 pub fn up(args: UpArgs) -> Result<()> {
@@ -22,6 +25,22 @@ pub fn up(args: UpArgs) -> Result<()> {
 
 pub fn down(args: StateArgs) -> Result<()> {
     up::down(&args.state_dir)
+}
+
+pub fn reload(args: ReloadArgs) -> Result<()> {
+    let state = StateDir::new(&args.state.state_dir);
+    LocalMesh::open(&state)?;
+    if let Some(wasm) = &args.wasm {
+        match live::reload_module(&state, wasm)? {
+            None => println!("every sidecar already runs {}", wasm.display()),
+            Some((layout, version)) => {
+                let took = live::confirm(&layout, version, live::Change::Module)?;
+                let sha = layout.module.as_deref().unwrap_or_default();
+                live::report(&format!("module sha256:{sha}"), &layout, version, took);
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn supervise(args: StateArgs) -> Result<()> {

@@ -156,7 +156,9 @@ pub fn wasm_filter(wasm: &Path, config: &Value, fail_open: bool) -> Value {
                 "failure_policy": if fail_open { "FAIL_OPEN" } else { "FAIL_CLOSED" },
                 "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration},
                 "vm_config": {
-                    "vm_id": "meshtally",
+                    // Names the module (a content-addressed copy), so the filter's log lines
+                    // say which build a sidecar runs.
+                    "vm_id": super::module::vm_id(wasm),
                     "runtime": "envoy.wasm.runtime.v8",
                     "code": {"local": {"filename": wasm.display().to_string()}},
                 },

@@ -29,7 +29,7 @@ impl Ca {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
-        let cert_path = dir.join(format!("{name}-ca.pem"));
+        let cert_path = ca_file(dir, name);
         std::fs::write(&cert_path, cert.pem())?;
         Ok(Ca {
             issuer: Issuer::new(params, key),
@@ -58,15 +58,28 @@ impl Ca {
         ];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        let stem = format!("{namespace}-{sa}");
         let tls = Tls {
-            cert: dir.join(format!("{stem}.pem")),
-            key: dir.join(format!("{stem}{KEY_SUFFIX}")),
             ca: self.cert_path.clone(),
+            ..workload_files(dir, "", namespace, sa)
         };
         std::fs::write(&tls.cert, cert.pem())?;
         write_private(&tls.key, key.serialize_pem().as_bytes())?;
         Ok(tls)
+    }
+}
+
+fn ca_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}-ca.pem"))
+}
+
+/// Where `issue` writes the files of a workload identity, under a CA named `ca` in `dir`: so a
+/// config can name them again without issuing anew.
+pub fn workload_files(dir: &Path, ca: &str, namespace: &str, sa: &str) -> Tls {
+    let stem = format!("{namespace}-{sa}");
+    Tls {
+        cert: dir.join(format!("{stem}.pem")),
+        key: dir.join(format!("{stem}{KEY_SUFFIX}")),
+        ca: ca_file(dir, ca),
     }
 }
 

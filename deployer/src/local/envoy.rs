@@ -102,9 +102,60 @@ impl Admin {
             .sum())
     }
 
+    /// The versions of the dynamic config this proxy runs, from its `/config_dump`.
+    pub fn config_versions(&self) -> Result<ConfigVersions> {
+        let resp = self.get("/config_dump", Duration::from_secs(5))?;
+        let dump: Value =
+            serde_json::from_slice(&resp.body).context("Envoy /config_dump is not JSON")?;
+        Ok(ConfigVersions::of(&dump))
+    }
+
     pub fn prometheus(&self) -> Result<String> {
         Ok(self
             .get("/stats/prometheus", Duration::from_secs(5))?
             .text())
+    }
+}
+
+/// What a proxy's `/config_dump` says about the versions of its dynamic config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigVersions {
+    /// The CDS version: every publication carries a new one.
+    pub clusters: Option<String>,
+    /// The version of the filter's ECDS resource, if the proxy has one.
+    pub filter: Option<String>,
+    /// Each RDS route table with its version.
+    pub routes: Vec<(String, String)>,
+}
+
+impl ConfigVersions {
+    pub fn of(dump: &Value) -> ConfigVersions {
+        let mut out = ConfigVersions::default();
+        for config in dump["configs"].as_array().into_iter().flatten() {
+            let kind = config["@type"].as_str().unwrap_or_default();
+            let text = |v: &Value| v.as_str().map(str::to_owned);
+            if kind.ends_with(".ClustersConfigDump") {
+                out.clusters = text(&config["version_info"]);
+            } else if kind.ends_with(".EcdsConfigDump") {
+                out.filter = config["ecds_filters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|f| text(&f["version_info"]));
+            } else if kind.ends_with(".RoutesConfigDump") {
+                out.routes = config["dynamic_route_configs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| {
+                        Some((
+                            text(&r["route_config"]["name"])?,
+                            text(&r["version_info"])?,
+                        ))
+                    })
+                    .collect();
+            }
+        }
+        out
     }
 }

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::bootstrap::{self, Filter, Inbound, Ingress, Outbound, Peer, Proxy, Tls};
-use super::certs::Ca;
+use super::certs::{self, Ca};
+use super::{module, xds};
 use crate::model::{Mesh, MtlsMode};
 use crate::render::security::{INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT};
 use meshtally_core::app::{format_peers, peer_entry};
@@ -60,7 +61,12 @@ pub struct Layout {
     /// workload name from node metadata, as in Istio).
     pub plugin_config: serde_json::Value,
     pub envoy: PathBuf,
+    /// The module `up` was given; the supervisor reloads it when it is replaced.
     pub wasm: PathBuf,
+    /// The sha256 of the module the sidecars run: a copy of it under `wasm/` in the state dir
+    /// (see `local::module`); `None` when the filter is not loaded.
+    #[serde(default)]
+    pub module: Option<String>,
     pub service_bin: PathBuf,
     pub gateway: GatewayPorts,
     pub services: Vec<LocalService>,
@@ -133,6 +139,7 @@ impl Layout {
             plugin_config: filter.plugin_config,
             envoy: tools.envoy,
             wasm: tools.wasm,
+            module: None,
             service_bin: tools.service_bin,
             gateway,
             services,
@@ -143,46 +150,73 @@ impl Layout {
         self.services.iter().find(|s| s.name == name)
     }
 
-    /// Certificates and Envoy bootstraps for every proxy, written into `dir` but naming their
-    /// files as they will be found under `final_dir` (a new state generation is renamed into
-    /// place). Returns the bootstrap paths in `dir` by proxy name.
+    /// Certificates, Envoy bootstraps and the first generation of xDS files for every proxy,
+    /// written into `dir` but naming their files as they will be found under `final_dir` (a
+    /// new state generation is renamed into place). Returns the bootstrap paths in `dir` by
+    /// proxy name.
     pub fn write_configs(&self, dir: &Path, final_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-        let certs = dir.join("certs");
+        let certs = dir.join(CERTS);
         let envoy = dir.join("envoy");
         std::fs::create_dir_all(&certs)?;
         std::fs::create_dir_all(&envoy)?;
-        let ca = Ca::new(&certs, "mesh")?;
-        let mut written = Vec::new();
-        let gateway_tls = ca
-            .issue(&certs, INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)?
-            .relocated(dir, final_dir);
-        let mut tls = Vec::new();
+        let ca = Ca::new(&certs, CA_NAME)?;
+        ca.issue(&certs, INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)?;
         for s in &self.services {
-            tls.push(
-                ca.issue(&certs, &self.namespace, &s.name)?
-                    .relocated(dir, final_dir),
-            );
+            ca.issue(&certs, &self.namespace, &s.name)?;
         }
-        for (s, own) in self.services.iter().zip(&tls) {
-            let proxy = self.sidecar(s, own);
-            written.push((
-                sidecar_name(&s.name),
-                write_json(&envoy, &sidecar_name(&s.name), &bootstrap::render(&proxy))?,
-            ));
+        let mut written = Vec::new();
+        for (name, config) in self.bootstraps(final_dir) {
+            let split = xds::split(&config, &xds_dir(final_dir, &name))?;
+            written.push((name.clone(), write_json(&envoy, &name, &split.bootstrap)?));
+            xds::write(&xds_dir(dir, &name), &split.resources, xds::FIRST_VERSION)?;
         }
-        let gateway = self.gateway_proxy(&gateway_tls);
-        written.push((
-            GATEWAY.to_owned(),
-            write_json(&envoy, GATEWAY, &bootstrap::render(&gateway))?,
-        ));
         Ok(written)
     }
 
-    fn proxy_filter(&self) -> Filter {
-        match self.filter {
-            FilterState::Loaded => Filter::Wasm(self.wasm.clone()),
-            FilterState::Skipped(_) => Filter::Skipped,
-            FilterState::DenyAll(_) => Filter::DenyAll,
+    /// Every proxy's complete static config (sidecars, then the gateway), naming certificates
+    /// and the module as found under the state dir `root`: what the bootstrap and the xDS
+    /// files say together.
+    pub fn bootstraps(&self, root: &Path) -> Vec<(String, Value)> {
+        let certs = root.join(CERTS);
+        let mut out: Vec<(String, Value)> = self
+            .services
+            .iter()
+            .map(|s| {
+                let own = certs::workload_files(&certs, CA_NAME, &self.namespace, &s.name);
+                let proxy = self.sidecar(s, &own, root);
+                (sidecar_name(&s.name), bootstrap::render(&proxy))
+            })
+            .collect();
+        let own = certs::workload_files(
+            &certs,
+            CA_NAME,
+            INGRESS_NAMESPACE,
+            INGRESS_SERVICE_ACCOUNT,
+        );
+        out.push((
+            GATEWAY.to_owned(),
+            bootstrap::render(&self.gateway_proxy(&own)),
+        ));
+        out
+    }
+
+    /// Every proxy's name with its admin port.
+    pub fn proxies(&self) -> Vec<(String, u16)> {
+        self.services
+            .iter()
+            .map(|s| (sidecar_name(&s.name), s.admin_port))
+            .chain([(GATEWAY.to_owned(), self.gateway.admin_port)])
+            .collect()
+    }
+
+    fn proxy_filter(&self, root: &Path) -> Filter {
+        match (&self.filter, &self.module) {
+            (FilterState::Loaded, Some(sha256)) => {
+                Filter::Wasm(module::path_in(&root.join(MODULES), sha256))
+            }
+            (FilterState::Loaded, None) => Filter::Wasm(self.wasm.clone()),
+            (FilterState::Skipped(_), _) => Filter::Skipped,
+            (FilterState::DenyAll(_), _) => Filter::DenyAll,
         }
     }
 
@@ -198,7 +232,7 @@ impl Layout {
             .collect()
     }
 
-    fn sidecar(&self, s: &LocalService, own: &Tls) -> Proxy {
+    fn sidecar(&self, s: &LocalService, own: &Tls, root: &Path) -> Proxy {
         // Mirrors the AuthorizationPolicy `render` writes: the other services and the gateway.
         let mut allowed: Vec<String> = self
             .services
@@ -209,7 +243,7 @@ impl Layout {
         allowed.push(spiffe_id(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT));
         let mode = self.mtls;
         Proxy {
-            filter: self.proxy_filter(),
+            filter: self.proxy_filter(root),
             fail_open: self.fail_open,
             // What Istio puts in a sidecar's node metadata; the filter reads its name from it.
             node_metadata: json!({"WORKLOAD_NAME": s.name, "NAMESPACE": self.namespace, "LABELS": {"app": s.name, "version": "v1"}}),
@@ -265,6 +299,15 @@ impl Layout {
             peer_entry(&p.name, &url)
         }))
     }
+}
+
+/// Where a state dir keeps certificates, the modules the sidecars run, and each proxy's xDS files.
+const CERTS: &str = "certs";
+pub const MODULES: &str = "wasm";
+const CA_NAME: &str = "mesh";
+
+pub fn xds_dir(root: &Path, proxy: &str) -> PathBuf {
+    root.join("xds").join(proxy)
 }
 
 pub fn sidecar_name(service: &str) -> String {

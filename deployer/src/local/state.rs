@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::layout::Layout;
+use super::layout::{FilterState, Layout, MODULES};
+use super::module;
 
 /// The state dir `up` and the others use without `--state-dir`.
 pub const DEFAULT: &str = ".meshtally";
@@ -48,6 +49,15 @@ impl StateDir {
     }
     pub fn ready_path(&self) -> PathBuf {
         self.root.join("ready")
+    }
+    /// Held while a new generation of xDS files is written (the supervisor's module watch and
+    /// `shift`/`reload` may publish at once).
+    pub fn xds_lock_path(&self) -> PathBuf {
+        self.root.join("xds").join(".lock")
+    }
+    /// The version of the xDS files last published.
+    pub fn xds_version_path(&self) -> PathBuf {
+        self.root.join("xds").join("version")
     }
 
     /// The pid of a live supervisor of this dir, if any.
@@ -93,8 +103,9 @@ impl StateDir {
             .with_context(|| format!("{} is not a meshtally state file", path.display()))
     }
 
-    /// Writes a fresh generation (plan, certificates, Envoy configs, empty logs) and swaps it in.
-    pub fn prepare(&self, layout: &Layout) -> Result<()> {
+    /// Writes a fresh generation (plan, the module, certificates, Envoy configs, empty logs)
+    /// and swaps it in; returns the plan as saved (with the module the sidecars run).
+    pub fn prepare(&self, layout: &Layout) -> Result<Layout> {
         if let Some(pid) = self.running_supervisor() {
             bail!(
                 "a mesh is already running in {} (supervisor pid {pid}): stop it with `deployer down{}` first",
@@ -113,8 +124,13 @@ impl StateDir {
             .with_context(|| format!("creating a temporary dir in {}", parent.display()))?;
         let fresh = StateDir::new(tmp.path());
         std::fs::create_dir_all(tmp.path().join("logs"))?;
+        let mut layout = layout.clone();
+        if layout.filter == FilterState::Loaded {
+            let installed = module::install(&layout.wasm, &tmp.path().join(MODULES))?;
+            layout.module = Some(installed.sha256);
+        }
         layout.write_configs(tmp.path(), &self.root)?;
-        write_atomic(&fresh.layout_path(), &serde_json::to_vec_pretty(layout)?)?;
+        write_atomic(&fresh.layout_path(), &serde_json::to_vec_pretty(&layout)?)?;
         if self.root.exists() {
             std::fs::remove_dir_all(&self.root)
                 .with_context(|| format!("removing old {}", self.root.display()))?;
@@ -122,7 +138,7 @@ impl StateDir {
         let kept = tmp.keep();
         std::fs::rename(&kept, &self.root)
             .with_context(|| format!("moving the new state into {}", self.root.display()))?;
-        Ok(())
+        Ok(layout)
     }
 
     pub fn write_pids(&self, pids: &BTreeMap<String, u32>) -> Result<()> {

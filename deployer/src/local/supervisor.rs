@@ -16,6 +16,7 @@ use meshtally_core::app::env;
 
 use super::envoy::Admin;
 use super::layout::{sidecar_name, Layout, GATEWAY};
+use super::{live, module};
 use super::state::{tail, StateDir};
 use crate::http;
 
@@ -94,6 +95,10 @@ pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
             "--disable-hot-restart".into(),
             "-l".into(),
             "warning".into(),
+            // The filter's configure line names the module it runs (the VM id carries its
+            // digest): a reload can be seen in every sidecar's log.
+            "--component-log-level".into(),
+            "wasm:info".into(),
             "--drain-time-s".into(),
             "2".into(),
         ]
@@ -142,6 +147,8 @@ pub struct Supervisor {
     procs: Vec<Proc>,
     state: StateDir,
     stop: Arc<AtomicBool>,
+    /// The module `up` was given, reloaded into the sidecars when it is replaced.
+    module: Option<module::Watch>,
 }
 
 impl Supervisor {
@@ -168,7 +175,49 @@ impl Supervisor {
                 restart_at: None,
             })
             .collect();
-        Ok(Supervisor { procs, state, stop })
+        Ok(Supervisor {
+            procs,
+            state,
+            stop,
+            module: None,
+        })
+    }
+
+    /// Reloads the module at `path` into every sidecar whenever the file is replaced (a
+    /// `make wasm` while the mesh runs).
+    pub fn watch_module(&mut self, path: &std::path::Path) {
+        self.module = Some(module::Watch::new(path));
+    }
+
+    fn reload_if_replaced(&mut self, report: &mut impl FnMut(&str)) {
+        let Some(watch) = self.module.as_mut() else {
+            return;
+        };
+        if !watch.changed() {
+            return;
+        }
+        let path = watch.path().to_path_buf();
+        let done = live::reload_module(&self.state, &path).and_then(|published| {
+            published
+                .map(|(layout, version)| {
+                    let took = live::confirm(&layout, version, live::Change::Module)?;
+                    Ok(format!(
+                        "module {} reloaded: {} in every sidecar (config version {version}, {} ms)",
+                        path.display(),
+                        layout.module.as_deref().unwrap_or_default(),
+                        took.as_millis()
+                    ))
+                })
+                .transpose()
+        });
+        match done {
+            Ok(Some(line)) => report(&line),
+            Ok(None) => {}
+            Err(e) => report(&format!(
+                "module {} changed but was not reloaded: {e:#}",
+                path.display()
+            )),
+        }
     }
 
     pub fn stopping(&self) -> bool {
@@ -290,6 +339,7 @@ impl Supervisor {
             if changed {
                 let _ = self.write_pids();
             }
+            self.reload_if_replaced(&mut report);
             std::thread::sleep(Duration::from_millis(50));
         }
         self.stop_all();

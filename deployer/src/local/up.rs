@@ -108,12 +108,18 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
 impl UpPlan {
     pub fn run(self) -> Result<()> {
         let begin = Instant::now();
-        self.state.prepare(&self.layout)?;
+        let layout = self.state.prepare(&self.layout)?;
+        let this = UpPlan { layout, ..self };
+        this.run_prepared(begin)
+    }
+
+    fn run_prepared(self, begin: Instant) -> Result<()> {
         if self.detach {
             return self.run_detached(begin);
         }
         let specs = processes(&self.layout, &self.state);
         let mut sup = Supervisor::new(self.state.clone(), specs)?;
+        watch_module(&mut sup, &self.layout);
         eprintln!("starting {} processes…", self.layout.services.len() * 2 + 1);
         sup.start(READY_TIMEOUT, progress)?;
         let shown = print_table(&self.layout, &self.state, begin.elapsed())
@@ -175,9 +181,17 @@ pub fn supervise(state_dir: &Path) -> Result<()> {
     let state = StateDir::new(state_dir);
     let layout = state.read_layout()?;
     let mut sup = Supervisor::new(state.clone(), processes(&layout, &state))?;
+    watch_module(&mut sup, &layout);
     sup.start(READY_TIMEOUT, progress)?;
     sup.run(|line| eprintln!("{line}"));
     Ok(())
+}
+
+/// A mesh running the filter reloads it when the module `up` was given is replaced.
+fn watch_module(sup: &mut Supervisor, layout: &Layout) {
+    if layout.filter == FilterState::Loaded {
+        sup.watch_module(&layout.wasm);
+    }
 }
 
 /// `deployer down`: stops the supervisor (which stops its children) and makes sure nothing of
