@@ -147,9 +147,37 @@ func freeRun(t *testing.T, n int) int {
 	return 0
 }
 
+// config reads a local proxy's whole config: its bootstrap, with the routes, clusters and filter
+// it takes from xDS files (`up` delivers them as file-based RDS, CDS and ECDS) put in place.
 func (l *localMesh) config(t *testing.T, proxy string) upConfig {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(l.state, "envoy", proxy+".json"))
+	var boot map[string]any
+	readJSON(t, filepath.Join(l.state, "envoy", proxy+".json"), &boot)
+	statics, _ := boot["static_resources"].(map[string]any)
+	if dyn, ok := boot["dynamic_resources"].(map[string]any); ok {
+		statics["clusters"] = xdsResources(t, dyn["cds_config"])
+	}
+	listeners, _ := statics["listeners"].([]any)
+	for _, ln := range listeners {
+		chains, _ := ln.(map[string]any)["filter_chains"].([]any)
+		for _, fc := range chains {
+			filters, _ := fc.(map[string]any)["filters"].([]any)
+			for _, f := range filters {
+				hcm, _ := f.(map[string]any)["typed_config"].(map[string]any)
+				if rds, ok := hcm["rds"].(map[string]any); ok {
+					hcm["route_config"] = xdsResources(t, rds["config_source"])[0]
+				}
+				httpFilters, _ := hcm["http_filters"].([]any)
+				for _, hf := range httpFilters {
+					hfm := hf.(map[string]any)
+					if cd, ok := hfm["config_discovery"].(map[string]any); ok {
+						hfm["typed_config"] = xdsResources(t, cd["config_source"])[0].(map[string]any)["typed_config"]
+					}
+				}
+			}
+		}
+	}
+	raw, err := json.Marshal(boot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +186,31 @@ func (l *localMesh) config(t *testing.T, proxy string) upConfig {
 		t.Fatalf("%s: %v", proxy, err)
 	}
 	return c
+}
+
+// xdsResources reads the resources of the file a path_config_source names.
+func xdsResources(t *testing.T, source any) []any {
+	t.Helper()
+	path, _ := source.(map[string]any)["path_config_source"].(map[string]any)["path"].(string)
+	var response struct {
+		Resources []any `json:"resources"`
+	}
+	readJSON(t, path, &response)
+	if len(response.Resources) == 0 {
+		t.Fatalf("%s: no resources", path)
+	}
+	return response.Resources
+}
+
+func readJSON(t *testing.T, path string, into any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, into); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 }
 
 // summarise reads a local proxy's bootstrap into the shape istiod's output was reduced to.

@@ -87,6 +87,13 @@ impl LocalMesh {
         })
     }
 
+    /// Like [`LocalMesh::up`], on ports the OS says are free: `services` consecutive ones for
+    /// the services, one for the gateway.
+    pub fn up_on_free_ports(services: usize, extra: &[&str]) -> Result<LocalMesh> {
+        let (base, gateway) = free_ports(services)?;
+        LocalMesh::up(services, base, gateway, extra)
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
@@ -124,6 +131,23 @@ impl LocalMesh {
         out
     }
 
+    /// Runs `envoy --mode validate` on every proxy's bootstrap, and on the same bootstrap with
+    /// its xDS files' routes, clusters and filter put back in place (validate mode reads no
+    /// xDS file, so this is how the files meet Envoy's rules). Returns how many were checked.
+    pub fn validate_configs(&self) -> Result<usize> {
+        let configs = self.envoy_configs();
+        let scratch = tempfile::tempdir()?;
+        for config in &configs {
+            crate::envoy::validate(config)?;
+            let bootstrap: serde_json::Value = serde_json::from_slice(&std::fs::read(config)?)?;
+            let whole = meshtally_deployer::envoy::inline(&bootstrap)?;
+            let path = scratch.path().join(config.file_name().unwrap_or_default());
+            std::fs::write(&path, serde_json::to_vec(&whole)?)?;
+            crate::envoy::validate(&path)?;
+        }
+        Ok(configs.len())
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.state().log(name)).unwrap_or_default()
     }
@@ -145,6 +169,26 @@ impl Drop for LocalMesh {
             }
         }
     }
+}
+
+/// A run of `n` consecutive free loopback ports and one more free port, found by asking the OS
+/// for a port and checking its successors.
+fn free_ports(n: usize) -> Result<(u16, u16)> {
+    use std::net::TcpListener;
+    for _ in 0..50 {
+        let first = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let Some(last) = first.checked_add(n as u16) else {
+            continue;
+        };
+        let held: Vec<TcpListener> = (first..last)
+            .filter_map(|p| TcpListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == n {
+            let gateway = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            return Ok((first, gateway));
+        }
+    }
+    bail!("no run of {n} free loopback ports found")
 }
 
 /// True when nothing listed is still running.

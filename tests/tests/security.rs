@@ -218,7 +218,11 @@ fn good_plugin_config_reaches_the_filter_and_failure_policy_is_set() -> Result<(
         .status,
         508
     );
-    let config = std::fs::read_to_string(m.state_dir().join("envoy/service-a-sidecar.json"))?;
+    // The filter's config is delivered by ECDS, from the sidecar's xDS files.
+    let config = std::fs::read_to_string(
+        m.state_dir()
+            .join("xds/service-a-sidecar/ecds-meshtally.json"),
+    )?;
     assert!(
         config.contains("\"failure_policy\": \"FAIL_OPEN\""),
         "{config}"

@@ -148,10 +148,7 @@ impl ConfigVersions {
                     .into_iter()
                     .flatten()
                     .filter_map(|r| {
-                        Some((
-                            text(&r["route_config"]["name"])?,
-                            text(&r["version_info"])?,
-                        ))
+                        Some((text(&r["route_config"]["name"])?, text(&r["version_info"])?))
                     })
                     .collect();
             }

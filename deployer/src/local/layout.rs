@@ -187,12 +187,8 @@ impl Layout {
                 (sidecar_name(&s.name), bootstrap::render(&proxy))
             })
             .collect();
-        let own = certs::workload_files(
-            &certs,
-            CA_NAME,
-            INGRESS_NAMESPACE,
-            INGRESS_SERVICE_ACCOUNT,
-        );
+        let own =
+            certs::workload_files(&certs, CA_NAME, INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT);
         out.push((
             GATEWAY.to_owned(),
             bootstrap::render(&self.gateway_proxy(&own)),

@@ -19,17 +19,21 @@ use super::xds;
 /// How long a publication may take to show in every proxy.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a publication changed, to be confirmed in every proxy.
+/// What a publication changed, to be confirmed in every proxy. Every route table of every
+/// proxy carries each new version; a new module also shows in the sidecars' ECDS resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// Routes and clusters: every route table of every proxy has the new version.
     Routes,
-    /// The filter module: the sidecars' ECDS resource has the new version too.
     Module,
 }
 
 /// Writes `layout` as a new generation of every proxy's xDS files (and as the saved plan) and
 /// returns its version. Holds the state dir's xDS lock, so concurrent publishers take turns.
+///
+/// Make before break, as an xDS server orders its pushes: in each proxy's directory the
+/// clusters are written before the routes (a route never names a cluster Envoy does not have
+/// yet), and clusters that no route needs any more stay until every proxy runs the new routes;
+/// only then does a second write of the cluster file remove them.
 pub fn publish(state: &StateDir, layout: &Layout) -> Result<u64> {
     let lock_path = state.xds_lock_path();
     let lock = std::fs::File::create(&lock_path)
@@ -53,8 +57,23 @@ pub fn publish(state: &StateDir, layout: &Layout) -> Result<u64> {
         splits.push((name, split.resources));
     }
     let version = current_version(state) + 1;
+    let mut removes = false;
     for (name, resources) in &splits {
-        xds::write(&xds_dir(&state.root, name), resources, version)?;
+        let dir = xds_dir(&state.root, name);
+        let mut first = resources.clone();
+        let kept = xds::current_clusters(&dir)?
+            .into_iter()
+            .filter(|old| !resources.clusters.iter().any(|c| c["name"] == old["name"]));
+        let before = first.clusters.len();
+        first.clusters.extend(kept);
+        removes |= first.clusters.len() > before;
+        xds::write(&dir, &first, version)?;
+    }
+    if removes {
+        confirm(layout, version, Change::Routes)?;
+        for (name, resources) in &splits {
+            xds::write_clusters(&xds_dir(&state.root, name), resources, version)?;
+        }
     }
     write_atomic(&state.xds_version_path(), version.to_string().as_bytes())?;
     write_atomic(&state.layout_path(), &serde_json::to_vec_pretty(layout)?)?;

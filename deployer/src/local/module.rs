@@ -132,7 +132,10 @@ mod tests {
         let src = dir.path().join("m.wasm");
         std::fs::write(&src, [&MAGIC[..], b"one"].concat()).unwrap();
         let one = install(&src, &dir.path().join("store")).unwrap();
-        assert_eq!(std::fs::read(&one.path).unwrap(), std::fs::read(&src).unwrap());
+        assert_eq!(
+            std::fs::read(&one.path).unwrap(),
+            std::fs::read(&src).unwrap()
+        );
         assert_eq!(
             vm_id(&one.path),
             format!("meshtally@sha256:{}", &one.sha256[..SHORT])

@@ -16,8 +16,8 @@ use meshtally_core::app::env;
 
 use super::envoy::Admin;
 use super::layout::{sidecar_name, Layout, GATEWAY};
-use super::{live, module};
 use super::state::{tail, StateDir};
+use super::{live, module};
 use crate::http;
 
 /// Like a kubelet's crash-loop backoff, scaled down for a laptop: 1 s, doubling, at most 10 s.

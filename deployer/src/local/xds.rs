@@ -197,9 +197,7 @@ fn typed(type_url: &str, mut resource: Value) -> Value {
 
 /// The files of one proxy's xDS directory, by file name, each a DiscoveryResponse of `version`.
 pub fn files(resources: &Resources, version: u64) -> Vec<(String, Value)> {
-    let response = |items: Vec<Value>, type_url: &str| {
-        json!({"version_info": version.to_string(), "type_url": type_url, "resources": items})
-    };
+    let response = |items: Vec<Value>, type_url: &str| json!({"version_info": version.to_string(), "type_url": type_url, "resources": items});
     let mut out = vec![(
         CDS_FILE.to_owned(),
         response(resources.clusters.clone(), CLUSTER_TYPE),
@@ -237,6 +235,28 @@ pub fn write(dir: &Path, resources: &Resources, version: u64) -> Result<()> {
     Ok(())
 }
 
+/// Writes only the CDS file of a proxy's xDS directory (the second step of a publication that
+/// removes clusters: see `live::publish`).
+pub fn write_clusters(dir: &Path, resources: &Resources, version: u64) -> Result<()> {
+    let only = Resources {
+        clusters: resources.clusters.clone(),
+        routes: Vec::new(),
+        filters: Vec::new(),
+    };
+    write(dir, &only, version)
+}
+
+/// The clusters a proxy's CDS file carries now (none if there is no file yet).
+pub fn current_clusters(dir: &Path) -> Result<Vec<Value>> {
+    let path = dir.join(CDS_FILE);
+    let Ok(text) = std::fs::read(&path) else {
+        return Ok(Vec::new());
+    };
+    let body: Value =
+        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    Ok(body["resources"].as_array().cloned().unwrap_or_default())
+}
+
 /// The static bootstrap equivalent to a split one: the files' resources put back in place.
 /// `envoy --mode validate` checks the listeners it starts with, not files it would watch, so
 /// tests validate this form to hold the xDS files to Envoy's own rules too.
@@ -248,8 +268,7 @@ pub fn inline(bootstrap: &Value) -> Result<Value> {
                 .as_str()
                 .context("a config source without path_config_source.path")?,
         );
-        let text =
-            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let body: Value = serde_json::from_slice(&text)
             .with_context(|| format!("{} is not JSON", path.display()))?;
         Ok(body["resources"]
@@ -265,7 +284,10 @@ pub fn inline(bootstrap: &Value) -> Result<Value> {
             })
             .collect())
     };
-    if let Some(dynamic) = out.as_object_mut().and_then(|o| o.remove("dynamic_resources")) {
+    if let Some(dynamic) = out
+        .as_object_mut()
+        .and_then(|o| o.remove("dynamic_resources"))
+    {
         out["static_resources"]["clusters"] = Value::Array(read(&dynamic["cds_config"])?);
     }
     for listener in out["static_resources"]["listeners"]
@@ -273,7 +295,11 @@ pub fn inline(bootstrap: &Value) -> Result<Value> {
         .into_iter()
         .flatten()
     {
-        for chain in listener["filter_chains"].as_array_mut().into_iter().flatten() {
+        for chain in listener["filter_chains"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
             for filter in chain["filters"].as_array_mut().into_iter().flatten() {
                 let hcm = &mut filter["typed_config"];
                 if let Some(rds) = hcm.as_object_mut().and_then(|o| o.remove("rds")) {
@@ -288,8 +314,7 @@ pub fn inline(bootstrap: &Value) -> Result<Value> {
                         .and_then(|o| o.remove("config_discovery"))
                     {
                         let extension = read(&discovery["config_source"])?.into_iter().next();
-                        let extension =
-                            extension.context("an ECDS file without a resource")?;
+                        let extension = extension.context("an ECDS file without a resource")?;
                         http_filter["typed_config"] = extension["typed_config"].clone();
                     }
                 }
