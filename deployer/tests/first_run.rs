@@ -9,7 +9,7 @@ mod standin;
 use std::process::{Command, Stdio};
 
 use common::{deployer_in, fake_module};
-use meshtally_core::metrics::{metric_name, CodeClass, REQUESTS_TOTAL};
+use meshtally_core::metrics::{metric_name, CodeClass, Security, REQUESTS_TOTAL};
 use meshtally_core::Direction;
 use standin::StandIn;
 
@@ -74,6 +74,7 @@ fn stats_into_a_closed_pipe_ends_quietly() {
         "service-a",
         Direction::Inbound,
         CodeClass::C2xx,
+        Security::MutualTls,
     );
     std::fs::write(
         stats.join("service-a-1.json"),

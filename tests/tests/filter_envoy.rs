@@ -114,9 +114,11 @@ fn call(m: &Mesh, headers: &[(&str, &[u8])]) -> Result<http::Response> {
     http::get_host(m.caller_port, B_HOST, "/info", headers)
 }
 
-fn metric(source: &str, dest: &str, direction: &str, class: &str) -> String {
+/// A request counter's stat name; `policy` is `connection_security_policy` (`mutual_tls` or
+/// `none` inbound, always `unknown` outbound).
+fn metric(source: &str, dest: &str, direction: &str, class: &str, policy: &str) -> String {
     format!(
-        "wasmcustom.source=.={source};.;destination=.={dest};.;direction=.={direction};.;response_code_class=.={class};.;meshtally_requests_total"
+        "wasmcustom.source=.={source};.;destination=.={dest};.;direction=.={direction};.;response_code_class=.={class};.;connection_security_policy=.={policy};.;meshtally_requests_total"
     )
 }
 
@@ -171,8 +173,13 @@ fn the_debug_build_of_the_design_command_tags_and_counts() -> Result<()> {
     assert_eq!(values(&seen, "x-mesh-peer-verified"), ["true"]);
     assert_eq!(values(&seen, "x-mesh-hops"), ["1"]);
     assert_eq!(
-        m.callee
-            .counter(&metric("service-a", "service-b", "inbound", "2xx"))?,
+        m.callee.counter(&metric(
+            "service-a",
+            "service-b",
+            "inbound",
+            "2xx",
+            "mutual_tls"
+        ))?,
         1
     );
     Ok(())
@@ -190,25 +197,35 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
     assert_eq!(down.status, 503);
 
     assert_eq!(
-        m.caller
-            .counter(&metric("service-a", "service-b", "outbound", "2xx"))?,
+        m.caller.counter(&metric(
+            "service-a",
+            "service-b",
+            "outbound",
+            "2xx",
+            "unknown"
+        ))?,
         N
     );
     assert_eq!(
-        m.caller
-            .counter(&metric("service-a", "service-d", "outbound", "5xx"))?,
+        m.caller.counter(&metric(
+            "service-a",
+            "service-d",
+            "outbound",
+            "5xx",
+            "unknown"
+        ))?,
         1
     );
     assert_eq!(
         m.callee
-            .counter(&metric("service-a", "service-b", "inbound", "2xx"))?,
+            .counter(&metric("service-a", "service-b", "inbound", "2xx", "none"))?,
         N
     );
     assert_eq!(m.app.count() as u64, N);
 
     let prom = m.callee.prometheus()?;
     let want = format!(
-        "meshtally_requests_total{{source=\"service-a\",destination=\"service-b\",direction=\"inbound\",response_code_class=\"2xx\"}} {N}"
+        "meshtally_requests_total{{source=\"service-a\",destination=\"service-b\",direction=\"inbound\",response_code_class=\"2xx\",connection_security_policy=\"none\"}} {N}"
     );
     assert!(
         prom.lines().any(|l| l == want),
@@ -219,7 +236,7 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
         "{prom}"
     );
     let count_line = format!(
-        "meshtally_request_duration_milliseconds_count{{source=\"service-a\",destination=\"service-b\",direction=\"inbound\",response_code_class=\"2xx\"}} {N}"
+        "meshtally_request_duration_milliseconds_count{{source=\"service-a\",destination=\"service-b\",direction=\"inbound\",response_code_class=\"2xx\",connection_security_policy=\"none\"}} {N}"
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while !m.callee.prometheus()?.lines().any(|l| l == count_line) {
@@ -228,7 +245,7 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
     }
     let caller_prom = m.caller.prometheus()?;
     assert!(caller_prom.contains(
-        "meshtally_requests_total{source=\"service-a\",destination=\"service-d\",direction=\"outbound\",response_code_class=\"5xx\"} 1"
+        "meshtally_requests_total{source=\"service-a\",destination=\"service-d\",direction=\"outbound\",response_code_class=\"5xx\",connection_security_policy=\"unknown\"} 1"
     ));
     Ok(())
 }
@@ -249,13 +266,18 @@ fn loop_guard_answers_508_without_forwarding() -> Result<()> {
         "the looping request must not reach the upstream"
     );
     assert_eq!(
-        m.caller
-            .counter(&metric("service-a", "service-b", "outbound", "5xx"))?,
+        m.caller.counter(&metric(
+            "service-a",
+            "service-b",
+            "outbound",
+            "5xx",
+            "unknown"
+        ))?,
         1
     );
     assert_eq!(
         m.callee
-            .counter(&metric("service-a", "service-b", "inbound", "5xx"))?,
+            .counter(&metric("service-a", "service-b", "inbound", "5xx", "none"))?,
         0
     );
 
@@ -318,7 +340,7 @@ fn inbound_never_trusts_client_headers() -> Result<()> {
 
     assert_eq!(
         m.callee
-            .counter(&metric("unknown", "service-b", "inbound", "2xx"))?,
+            .counter(&metric("unknown", "service-b", "inbound", "2xx", "none"))?,
         hostile.len() as u64
     );
     assert!(
@@ -345,13 +367,23 @@ fn mtls_identity_beats_the_header() -> Result<()> {
     assert_eq!(values(&seen, "x-mesh-peer-verified"), ["true"]);
     assert_eq!(r.header("x-mesh-served-by").as_deref(), Some("service-b"));
     assert_eq!(
-        m.callee
-            .counter(&metric("service-c", "service-b", "inbound", "2xx"))?,
+        m.callee.counter(&metric(
+            "service-c",
+            "service-b",
+            "inbound",
+            "2xx",
+            "mutual_tls"
+        ))?,
         1
     );
     assert_eq!(
-        m.caller
-            .counter(&metric("service-a", "service-b", "outbound", "2xx"))?,
+        m.caller.counter(&metric(
+            "service-a",
+            "service-b",
+            "outbound",
+            "2xx",
+            "unknown"
+        ))?,
         1
     );
 
@@ -364,6 +396,22 @@ fn mtls_identity_beats_the_header() -> Result<()> {
     )?;
     assert_eq!(plain.status, 200);
     assert_eq!(values(&m.app.last(), "x-mesh-peer-verified"), ["false"]);
+    // The certificate's call and the plain-text call are told apart by the label.
+    assert_eq!(
+        m.callee
+            .counter(&metric("service-a", "service-b", "inbound", "2xx", "none"))?,
+        1
+    );
+    assert_eq!(
+        m.callee.counter(&metric(
+            "service-c",
+            "service-b",
+            "inbound",
+            "2xx",
+            "mutual_tls"
+        ))?,
+        1
+    );
     Ok(())
 }
 
@@ -504,11 +552,17 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
     }
     let admin = meshtally_deployer::envoy::Admin(sidecar.admin);
     assert_eq!(
-        admin.counter(&metric("service-c", "service-a", "inbound", "2xx"))?,
+        admin.counter(&metric("service-c", "service-a", "inbound", "2xx", "none"))?,
         3
     );
     assert_eq!(
-        admin.counter(&metric("service-a", "service-b", "outbound", "2xx"))?,
+        admin.counter(&metric(
+            "service-a",
+            "service-b",
+            "outbound",
+            "2xx",
+            "unknown"
+        ))?,
         3
     );
     Ok(())

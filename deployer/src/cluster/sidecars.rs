@@ -148,7 +148,7 @@ mod tests {
     use crate::observe::stats::merge;
 
     fn name(src: &str, dst: &str, dir: &str, class: &str) -> String {
-        format!("source=.={src};.;destination=.={dst};.;direction=.={dir};.;response_code_class=.={class};.;{REQUESTS_TOTAL}")
+        format!("source=.={src};.;destination=.={dst};.;direction=.={dir};.;response_code_class=.={class};.;connection_security_policy=.=none;.;{REQUESTS_TOTAL}")
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub mod tagging;
 
 pub use config::{Config, ConfigError, Direction, NodeMetadata};
 pub use host::{Host, LogLevel};
-pub use metrics::{parse_metric_name, CodeClass, MetricCache, MetricKind, ParsedMetric};
+pub use metrics::{parse_metric_name, CodeClass, MetricCache, MetricKind, ParsedMetric, Security};
 pub use stream::{Flow, Plugin, Stream};
 pub use tagging::{Caller, HopDecision};
 

@@ -8,7 +8,13 @@ pub const REQUESTS_TOTAL: &str = "meshtally_requests_total";
 pub const REQUEST_DURATION: &str = "meshtally_request_duration_milliseconds";
 
 /// Tag names, in the order they appear in a metric name.
-pub const TAG_NAMES: [&str; 4] = ["source", "destination", "direction", "response_code_class"];
+pub const TAG_NAMES: [&str; 5] = [
+    "source",
+    "destination",
+    "direction",
+    "response_code_class",
+    "connection_security_policy",
+];
 
 /// At most this many (source, destination) pairs get metrics of their own per listener; further
 /// pairs are folded into `source="other"`/`destination="other"` so forged names cannot grow
@@ -17,7 +23,7 @@ pub const MAX_PAIRS: usize = 1024;
 pub const OVERFLOW: &str = "other";
 
 /// The `stats_tags` entries (tag name, regex) Envoy needs to turn our names into labels.
-pub fn stats_tags() -> [(&'static str, String); 4] {
+pub fn stats_tags() -> [(&'static str, String); 5] {
     TAG_NAMES.map(|tag| (tag, format!("({tag}=\\.=(.*?);\\.;)")))
 }
 
@@ -25,6 +31,42 @@ pub fn stats_tags() -> [(&'static str, String); 4] {
 pub enum MetricKind {
     Counter,
     Histogram,
+}
+
+/// Whether a certificate proved the caller, as Istio's `connection_security_policy` label says
+/// it: `mutual_tls` or `none` where the callee counts (inbound), `unknown` where the caller
+/// counts (outbound), since only the callee sees the peer certificate. Three values: the label
+/// at most triples a pair's series, and the pair cap still bounds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    MutualTls,
+    None,
+    Unknown,
+}
+
+impl Security {
+    const ALL: usize = 3;
+
+    /// Inbound: a verified peer certificate named the caller, or not. Outbound: unknown.
+    pub fn of(direction: Direction, verified: bool) -> Security {
+        match (direction, verified) {
+            (Direction::Outbound, _) => Security::Unknown,
+            (Direction::Inbound, true) => Security::MutualTls,
+            (Direction::Inbound, false) => Security::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Security::MutualTls => "mutual_tls",
+            Security::None => "none",
+            Security::Unknown => "unknown",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// Response code class of a finished stream; `None` when no response was sent.
@@ -76,9 +118,16 @@ pub fn metric_name(
     destination: &str,
     direction: Direction,
     class: CodeClass,
+    security: Security,
 ) -> String {
-    let values = [source, destination, direction.as_str(), class.as_str()];
-    let mut name = String::with_capacity(96);
+    let values = [
+        source,
+        destination,
+        direction.as_str(),
+        class.as_str(),
+        security.as_str(),
+    ];
+    let mut name = String::with_capacity(128);
     for (tag, value) in TAG_NAMES.iter().zip(values) {
         name.push_str(tag);
         name.push_str("=.=");
@@ -98,25 +147,27 @@ pub struct ParsedMetric<'a> {
     pub destination: &'a str,
     pub direction: &'a str,
     pub response_code_class: &'a str,
+    pub connection_security_policy: &'a str,
 }
 
-/// Parses `[wasmcustom.]source=.=a;.;destination=.=b;.;direction=.=d;.;response_code_class=.=c;.;<metric>`.
+/// Parses `[wasmcustom.]source=.=a;.;destination=.=b;.;direction=.=d;.;response_code_class=.=c;.;connection_security_policy=.=p;.;<metric>`.
 pub fn parse_metric_name(name: &str) -> Option<ParsedMetric<'_>> {
     let mut rest = name.strip_prefix("wasmcustom.").unwrap_or(name);
-    let mut values = [""; 4];
+    let mut values = [""; TAG_NAMES.len()];
     for (tag, slot) in TAG_NAMES.iter().zip(values.iter_mut()) {
         rest = rest.strip_prefix(tag)?.strip_prefix("=.=")?;
         let end = rest.find(";.;")?;
         *slot = rest.get(..end)?;
         rest = rest.get(end + 3..)?;
     }
-    let [source, destination, direction, response_code_class] = values;
+    let [source, destination, direction, response_code_class, connection_security_policy] = values;
     Some(ParsedMetric {
         metric: rest,
         source,
         destination,
         direction,
         response_code_class,
+        connection_security_policy,
     })
 }
 
@@ -127,9 +178,10 @@ pub struct MetricIds {
     pub duration: u32,
 }
 
-type Classes = [Option<MetricIds>; CodeClass::ALL];
+/// A pair's ids by code class, then by security policy.
+type Classes = [[Option<MetricIds>; Security::ALL]; CodeClass::ALL];
 
-/// One (source, destination) pair and its metric ids per code class.
+/// One (source, destination) pair and its metric ids per code class and security policy.
 #[derive(Debug)]
 struct Pair {
     source: String,
@@ -167,6 +219,7 @@ impl MetricCache {
     }
 
     /// Returns the ids for a tag set, defining the metrics through `define` on first use.
+    /// The security policy is derived from the cache's direction and `verified`.
     /// `None` when the host refused to define a metric (the request then goes uncounted, and
     /// the caller logs it).
     pub fn ids(
@@ -174,8 +227,10 @@ impl MetricCache {
         source: &str,
         destination: &str,
         class: CodeClass,
+        verified: bool,
         mut define: impl FnMut(MetricKind, &str) -> Option<u32>,
     ) -> Option<MetricIds> {
+        let security = Security::of(self.direction, verified);
         let known = self.find(source, destination);
         let (source, destination, at) = match known {
             Ok(at) => (source, destination, Ok(at)),
@@ -194,23 +249,42 @@ impl MetricCache {
                     Pair {
                         source: source.to_owned(),
                         destination: destination.to_owned(),
-                        classes: [None; CodeClass::ALL],
+                        classes: [[None; Security::ALL]; CodeClass::ALL],
                     },
                 );
                 at
             }
         };
-        let slot = self.pairs.get_mut(at)?.classes.get_mut(class.index())?;
+        let slot = self
+            .pairs
+            .get_mut(at)?
+            .classes
+            .get_mut(class.index())?
+            .get_mut(security.index())?;
         if let Some(ids) = slot {
             return Some(*ids);
         }
         let requests = define(
             MetricKind::Counter,
-            &metric_name(REQUESTS_TOTAL, source, destination, self.direction, class),
+            &metric_name(
+                REQUESTS_TOTAL,
+                source,
+                destination,
+                self.direction,
+                class,
+                security,
+            ),
         )?;
         let duration = define(
             MetricKind::Histogram,
-            &metric_name(REQUEST_DURATION, source, destination, self.direction, class),
+            &metric_name(
+                REQUEST_DURATION,
+                source,
+                destination,
+                self.direction,
+                class,
+                security,
+            ),
         )?;
         let ids = MetricIds { requests, duration };
         *slot = Some(ids);
@@ -228,8 +302,8 @@ mod tests {
     #[test]
     fn names_carry_every_tag() {
         assert_eq!(
-            metric_name(REQUESTS_TOTAL, "service-a", "service-b", Direction::Outbound, CodeClass::C2xx),
-            "source=.=service-a;.;destination=.=service-b;.;direction=.=outbound;.;response_code_class=.=2xx;.;meshtally_requests_total"
+            metric_name(REQUESTS_TOTAL, "service-a", "service-b", Direction::Outbound, CodeClass::C2xx, Security::Unknown),
+            "source=.=service-a;.;destination=.=service-b;.;direction=.=outbound;.;response_code_class=.=2xx;.;connection_security_policy=.=unknown;.;meshtally_requests_total"
         );
     }
 
@@ -241,6 +315,7 @@ mod tests {
             "b",
             Direction::Inbound,
             CodeClass::C5xx,
+            Security::MutualTls,
         );
         let want = ParsedMetric {
             metric: REQUESTS_TOTAL,
@@ -248,11 +323,63 @@ mod tests {
             destination: "b",
             direction: "inbound",
             response_code_class: "5xx",
+            connection_security_policy: "mutual_tls",
         };
         assert_eq!(parse_metric_name(&name), Some(want.clone()));
         assert_eq!(parse_metric_name(&format!("wasmcustom.{name}")), Some(want));
         assert_eq!(parse_metric_name("cluster.app.upstream_rq_200"), None);
         assert_eq!(parse_metric_name("source=.=a;.;destination=.=b"), None);
+        // A name from before the security label does not parse as one with it.
+        assert_eq!(
+            parse_metric_name("source=.=a;.;destination=.=b;.;direction=.=inbound;.;response_code_class=.=2xx;.;meshtally_requests_total"),
+            None
+        );
+    }
+
+    #[test]
+    fn security_policy_follows_istio() {
+        assert_eq!(
+            Security::of(Direction::Inbound, true).as_str(),
+            "mutual_tls"
+        );
+        assert_eq!(Security::of(Direction::Inbound, false).as_str(), "none");
+        assert_eq!(Security::of(Direction::Outbound, true).as_str(), "unknown");
+        assert_eq!(Security::of(Direction::Outbound, false).as_str(), "unknown");
+    }
+
+    #[test]
+    fn each_policy_gets_its_own_metrics() {
+        let mut cache = MetricCache::new(Direction::Inbound);
+        let mut names = Vec::new();
+        let mut next = 0;
+        let mut define = |_: MetricKind, name: &str| {
+            names.push(name.to_owned());
+            next += 1;
+            Some(next)
+        };
+        let proved = cache
+            .ids("a", "b", CodeClass::C2xx, true, &mut define)
+            .unwrap();
+        let plain = cache
+            .ids("a", "b", CodeClass::C2xx, false, &mut define)
+            .unwrap();
+        assert_ne!(proved, plain);
+        assert_eq!(
+            cache.ids("a", "b", CodeClass::C2xx, true, &mut define),
+            Some(proved)
+        );
+        assert_eq!(names.len(), 4);
+        assert!(names[0].contains("connection_security_policy=.=mutual_tls;.;"));
+        assert!(names[2].contains("connection_security_policy=.=none;.;"));
+        // Outbound has one policy whatever `verified` says: no extra series.
+        let mut out = MetricCache::new(Direction::Outbound);
+        let a = out
+            .ids("a", "b", CodeClass::C2xx, true, |_, _| Some(1))
+            .unwrap();
+        let b = out
+            .ids("a", "b", CodeClass::C2xx, false, |_, _| Some(2))
+            .unwrap();
+        assert_eq!(a, b);
     }
 
     #[test]
@@ -277,6 +404,7 @@ mod tests {
         let tags = stats_tags();
         assert_eq!(tags[0], ("source", "(source=\\.=(.*?);\\.;)".to_owned()));
         assert_eq!(tags[3].0, "response_code_class");
+        assert_eq!(tags[4].0, "connection_security_policy");
     }
 
     #[test]
@@ -289,9 +417,15 @@ mod tests {
             next += 1;
             Some(next)
         };
-        let a = cache.ids("a", "b", CodeClass::C2xx, &mut define).unwrap();
-        let again = cache.ids("a", "b", CodeClass::C2xx, &mut define).unwrap();
-        let other = cache.ids("a", "b", CodeClass::C5xx, &mut define).unwrap();
+        let a = cache
+            .ids("a", "b", CodeClass::C2xx, true, &mut define)
+            .unwrap();
+        let again = cache
+            .ids("a", "b", CodeClass::C2xx, true, &mut define)
+            .unwrap();
+        let other = cache
+            .ids("a", "b", CodeClass::C5xx, true, &mut define)
+            .unwrap();
         assert_eq!(a, again);
         assert_ne!(a, other);
         assert_eq!(defined.len(), 4);
@@ -304,9 +438,12 @@ mod tests {
     #[test]
     fn host_refusal_is_not_cached() {
         let mut cache = MetricCache::new(Direction::Outbound);
-        assert_eq!(cache.ids("a", "b", CodeClass::C2xx, |_, _| None), None);
+        assert_eq!(
+            cache.ids("a", "b", CodeClass::C2xx, false, |_, _| None),
+            None
+        );
         assert!(cache
-            .ids("a", "b", CodeClass::C2xx, |_, _| Some(7))
+            .ids("a", "b", CodeClass::C2xx, false, |_, _| Some(7))
             .is_some());
     }
 
@@ -315,13 +452,13 @@ mod tests {
         let mut cache = MetricCache::new(Direction::Inbound);
         let mut names = Vec::new();
         for i in 0..MAX_PAIRS + 5 {
-            cache.ids("a", &format!("d{i}"), CodeClass::C2xx, |_, n| {
+            cache.ids("a", &format!("d{i}"), CodeClass::C2xx, true, |_, n| {
                 names.push(n.to_owned());
                 Some(1)
             });
         }
         // Known pairs keep their own metrics after the cap is reached.
-        cache.ids("a", "d0", CodeClass::C4xx, |_, n| {
+        cache.ids("a", "d0", CodeClass::C4xx, true, |_, n| {
             names.push(n.to_owned());
             Some(1)
         });

@@ -78,6 +78,8 @@ pub struct Stream<H> {
     status: Option<u64>,
     /// The host clock when the request headers arrived, for the duration histogram.
     started: Option<u64>,
+    /// Inbound: a verified peer certificate named the caller (`connection_security_policy`).
+    verified: bool,
 }
 
 impl<H: Host> Stream<H> {
@@ -89,6 +91,7 @@ impl<H: Host> Stream<H> {
             peer: None,
             status: None,
             started: None,
+            verified: false,
         }
     }
 
@@ -182,6 +185,7 @@ impl<H: Host> Stream<H> {
             if caller.verified { "true" } else { "false" },
         );
         self.peer = Some(caller.name.to_owned());
+        self.verified = caller.verified;
 
         // Hops pass through inbound, but only as a number we parsed ourselves.
         if let Some(raw) = host.request_header(HOPS) {
@@ -215,7 +219,7 @@ impl<H: Host> Stream<H> {
         let Ok(mut cache) = self.plugin.metrics(direction).try_borrow_mut() else {
             return;
         };
-        let Some(ids) = cache.ids(source, destination, class, |kind, name| {
+        let Some(ids) = cache.ids(source, destination, class, self.verified, |kind, name| {
             host.define_metric(kind, name)
         }) else {
             return;

@@ -8,7 +8,7 @@ use crate::fake::{CallKind, FakeHost};
 use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SOURCE};
 use crate::host::LogLevel;
 use crate::ledger;
-use crate::metrics::{metric_name, CodeClass, REQUESTS_TOTAL, REQUEST_DURATION};
+use crate::metrics::{metric_name, CodeClass, Security, REQUESTS_TOTAL, REQUEST_DURATION};
 use crate::stream::{Flow, Plugin, Stream, LOOP_BODY};
 use crate::Direction;
 // Under wasm32 the same tests run in Node through wasm-bindgen-test.
@@ -48,8 +48,17 @@ fn run_with(plugin: &Rc<Plugin>, host: &FakeHost, headers: &[(&str, &[u8])], sta
     flow
 }
 
+/// The request counter of a call no certificate proved (`none` inbound, `unknown` outbound).
 fn requests(source: &str, destination: &str, direction: Direction, class: CodeClass) -> String {
-    metric_name(REQUESTS_TOTAL, source, destination, direction, class)
+    let security = Security::of(direction, false);
+    metric_name(
+        REQUESTS_TOTAL,
+        source,
+        destination,
+        direction,
+        class,
+        security,
+    )
 }
 
 #[test]
@@ -88,6 +97,7 @@ fn outbound_tags_and_counts() {
         "service-b",
         Direction::Outbound,
         CodeClass::C2xx,
+        Security::Unknown,
     );
     assert_eq!(host.histogram(&duration), vec![7]);
 }
@@ -192,13 +202,49 @@ fn inbound_mtls_certificate_beats_the_header() {
         host.request_header_value(PEER_VERIFIED).as_deref(),
         Some("true")
     );
-    let name = requests(
+    let proved = metric_name(
+        REQUESTS_TOTAL,
+        "service-c",
+        "service-b",
+        Direction::Inbound,
+        CodeClass::C2xx,
+        Security::MutualTls,
+    );
+    assert_eq!(host.counter(&proved), 1);
+    let duration = metric_name(
+        REQUEST_DURATION,
+        "service-c",
+        "service-b",
+        Direction::Inbound,
+        CodeClass::C2xx,
+        Security::MutualTls,
+    );
+    assert_eq!(host.histogram(&duration), vec![7]);
+    // The same caller over plain text is another series: `none`.
+    let plain = requests(
         "service-c",
         "service-b",
         Direction::Inbound,
         CodeClass::C2xx,
     );
-    assert_eq!(host.counter(&name), 1);
+    assert_eq!(host.counter(&plain), 0);
+}
+
+#[test]
+fn a_certificate_that_names_no_workload_is_not_mutual_tls() {
+    let host = host(r#"{"service":"service-b","direction":"inbound"}"#).with_property(
+        "connection.uri_san_peer_certificate",
+        b"https://example.org/x",
+    );
+    let plugin = plugin(&host);
+    run(&plugin, &host, &[(SOURCE, b"service-a")]);
+    let plain = requests(
+        "service-a",
+        "service-b",
+        Direction::Inbound,
+        CodeClass::C2xx,
+    );
+    assert_eq!(host.counter(&plain), 1);
 }
 
 #[test]
@@ -322,6 +368,7 @@ fn the_duration_is_the_host_clock_from_request_headers_to_log() {
         "service-b",
         Direction::Outbound,
         CodeClass::C2xx,
+        Security::Unknown,
     );
     assert_eq!(host.histogram(&duration), vec![250]);
     // A clock that went backwards (a wall-clock step) records 0, never a wrapped value.

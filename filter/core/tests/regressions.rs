@@ -219,7 +219,7 @@ fn refused_histograms_do_not_lift_the_pair_cap() {
     let mut offered = BTreeSet::new();
     for i in 0..MAX_PAIRS * 3 {
         let source = format!("forged-{i}");
-        let ids = cache.ids(&source, "service-a", CodeClass::C2xx, |kind, name| {
+        let ids = cache.ids(&source, "service-a", CodeClass::C2xx, true, |kind, name| {
             let parsed = parse_metric_name(name).expect("our names parse");
             offered.insert(parsed.source.to_owned());
             (kind == MetricKind::Counter).then_some(1)

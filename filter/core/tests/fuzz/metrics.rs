@@ -5,8 +5,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use meshtally_core::metrics::{
-    metric_name, parse_metric_name, CodeClass, MetricCache, MetricKind, ParsedMetric, MAX_PAIRS,
-    OVERFLOW, REQUESTS_TOTAL, REQUEST_DURATION,
+    metric_name, parse_metric_name, CodeClass, MetricCache, MetricKind, ParsedMetric, Security,
+    MAX_PAIRS, OVERFLOW, REQUESTS_TOTAL, REQUEST_DURATION,
 };
 use meshtally_core::tagging::UNKNOWN;
 use meshtally_core::Direction;
@@ -16,6 +16,16 @@ use crate::strategies::{cases_divided_by, label, Stream};
 
 /// Classes a finished stream can have.
 const CLASSES: usize = 6;
+/// `connection_security_policy` values one direction can have (inbound: mutual_tls, none).
+const POLICIES: usize = 2;
+
+fn security() -> impl Strategy<Value = Security> {
+    prop_oneof![
+        Just(Security::MutualTls),
+        Just(Security::None),
+        Just(Security::Unknown)
+    ]
+}
 
 fn class() -> impl Strategy<Value = CodeClass> {
     prop_oneof![
@@ -44,6 +54,7 @@ fn name_soup() -> impl Strategy<Value = String> {
                 "destination",
                 "direction",
                 "response_code_class",
+                "connection_security_policy",
                 "=.=",
                 ";.;",
                 "=",
@@ -67,9 +78,10 @@ proptest! {
         destination in tag_value(),
         direction in direction(),
         class in class(),
+        security in security(),
         prefixed in any::<bool>(),
     ) {
-        let name = metric_name(metric, &source, &destination, direction, class);
+        let name = metric_name(metric, &source, &destination, direction, class, security);
         let name = if prefixed { format!("wasmcustom.{name}") } else { name };
         let want = ParsedMetric {
             metric,
@@ -77,6 +89,7 @@ proptest! {
             destination: &destination,
             direction: direction.as_str(),
             response_code_class: class.as_str(),
+            connection_security_policy: security.as_str(),
         };
         prop_assert_eq!(parse_metric_name(&name), Some(want));
     }
@@ -86,8 +99,9 @@ proptest! {
     fn arbitrary_names_parse_or_not(name in prop_oneof![name_soup(), any::<String>()]) {
         if let Some(p) = parse_metric_name(&name) {
             let rebuilt = format!(
-                "source=.={};.;destination=.={};.;direction=.={};.;response_code_class=.={};.;{}",
-                p.source, p.destination, p.direction, p.response_code_class, p.metric
+                "source=.={};.;destination=.={};.;direction=.={};.;response_code_class=.={};.;connection_security_policy=.={};.;{}",
+                p.source, p.destination, p.direction, p.response_code_class,
+                p.connection_security_policy, p.metric
             );
             prop_assert_eq!(name.strip_prefix("wasmcustom.").unwrap_or(&name), rebuilt);
         }
@@ -107,7 +121,8 @@ proptest! {
     #![proptest_config(cases_divided_by(2))]
 
     /// Forged pairs, past the cap: each tag set is defined once, as two metrics; pairs beyond
-    /// MAX_PAIRS fold into other/other; the total stays under (MAX_PAIRS + 1) * classes * 2.
+    /// MAX_PAIRS fold into other/other; the total stays under
+    /// (MAX_PAIRS + 1) * classes * policies * 2.
     #[test]
     fn defined_metrics_are_bounded(
         direction in direction(),
@@ -123,24 +138,30 @@ proptest! {
             let source = format!("s{}", stream.next_below(spread));
             let destination = format!("d{}", stream.next_below(7));
             let class = class_from(&mut stream);
+            let verified = stream.next_below(2) == 0;
             let mut next = defined.len() as u32;
-            let ids = cache.ids(&source, &destination, class, |kind, name| {
+            let ids = cache.ids(&source, &destination, class, verified, |kind, name| {
                 defined.push((kind, name.to_owned()));
                 next += 1;
                 Some(next)
             });
             let ids = ids.expect("a host that always defines yields ids");
             // A tag set keeps its ids.
-            let key = (source, destination, class.as_str());
+            let key = (source, destination, class.as_str(), Security::of(direction, verified).as_str());
             prop_assert_eq!(*seen_ids.entry(key).or_insert(ids), ids);
         }
-        prop_assert!(defined.len() <= (MAX_PAIRS + 1) * CLASSES * 2, "{}", defined.len());
+        prop_assert!(defined.len() <= (MAX_PAIRS + 1) * CLASSES * POLICIES * 2, "{}", defined.len());
         let distinct: BTreeSet<&str> = defined.iter().map(|(_, n)| n.as_str()).collect();
         prop_assert_eq!(distinct.len(), defined.len(), "a metric was defined twice");
         let mut pairs = BTreeSet::new();
         for (kind, name) in &defined {
             let parsed = parse_metric_name(name).expect("defined names parse");
             prop_assert_eq!(parsed.direction, direction.as_str());
+            let policies: &[&str] = match direction {
+                Direction::Inbound => &["mutual_tls", "none"],
+                Direction::Outbound => &["unknown"],
+            };
+            prop_assert!(policies.contains(&parsed.connection_security_policy));
             let want = match kind {
                 MetricKind::Counter => REQUESTS_TOTAL,
                 MetricKind::Histogram => REQUEST_DURATION,
@@ -172,7 +193,7 @@ proptest! {
             let refusals = [stream.next_below(refuse_one_in) == 0, stream.next_below(refuse_one_in) == 0];
             let mut calls = 0;
             let mut refused = false;
-            let ids = cache.ids(&source, "here", class, |_, name| {
+            let ids = cache.ids(&source, "here", class, seed % 2 == 0, |_, name| {
                 // Envoy keeps what it did define, so every name offered counts.
                 let parsed = parse_metric_name(name).expect("defined names parse");
                 pairs.insert(parsed.source.to_owned());
