@@ -40,6 +40,15 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Read every sidecar's meshtally counters and print the call-count matrix.
     Stats(StatsArgs),
+    /// The golden signals of every caller → callee edge over a window: requests per second,
+    /// success rate, p50/p95/p99 latency and the mTLS share, with a summary per service.
+    Top(TopArgs),
+    /// Every caller → callee edge the callees logged, with the caller's identity as the callee
+    /// saw it: the verified SPIFFE ID, or why there is none.
+    Edges(EdgesArgs),
+    /// Stream the requests crossing the mesh, one line each, as the callees log them
+    /// (Ctrl-C stops).
+    Tap(TapArgs),
     /// Render the mesh and apply it to the cluster kubectl points at (server-side apply, field
     /// manager `meshtally`), wait for every rollout and say how to reach the ingress gateway.
     Apply(ApplyArgs),
@@ -65,6 +74,9 @@ impl Cli {
             Command::Reload(args) => commands::local::reload(args),
             Command::Verify(args) => commands::observe::verify(args),
             Command::Stats(args) => commands::observe::stats(args),
+            Command::Top(args) => commands::observe::top(args),
+            Command::Edges(args) => commands::observe::edges(args),
+            Command::Tap(args) => commands::observe::tap(args),
             Command::Apply(args) => commands::cluster::apply(args),
             Command::Delete(args) => commands::cluster::delete(args),
             Command::Push(args) => commands::cluster::push(args),
@@ -176,14 +188,16 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
+/// Where `stats`, `top`, `edges` and `tap` read the sidecars: the local mesh of a state dir, or
+/// a cluster's through kubectl.
 #[derive(Debug, Args)]
-pub struct StatsArgs {
+pub struct SidecarArgs {
     #[command(flatten)]
     pub state: StateArgs,
 
     /// Read the cluster mesh kubectl points at: every running meshtally pod's sidecar, through
-    /// `kubectl exec … -c istio-proxy -- pilot-agent request GET stats…`. Takes the kubectl
-    /// binary to use [default: kubectl on PATH]
+    /// `kubectl exec … -c istio-proxy -- pilot-agent request GET stats…` (`tap`: `kubectl logs`).
+    /// Takes the kubectl binary to use [default: kubectl on PATH]
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     pub kubectl: Option<Option<PathBuf>>,
 
@@ -198,10 +212,90 @@ pub struct StatsArgs {
     /// With --kubectl: take the namespace from this mesh file.
     #[arg(short, long, value_name = "PATH", requires = "kubectl")]
     pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub from: SidecarArgs,
 
     /// Print a JSON array of {source, destination, direction, response_code_class, count}.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub from: SidecarArgs,
+
+    /// How long to count: every sidecar is read at the start and at the end (`500ms`, `10s`,
+    /// `1m`).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_window)]
+    pub window: std::time::Duration,
+
+    /// Keep going, one window after the other, redrawn in place on a terminal.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Print a JSON array with one row per edge: {source, destination, destination_version,
+    /// requests, rps, success_rate, p50_ms, p95_ms, p99_ms, mtls_share} (with --watch, one
+    /// array per line and window).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EdgesArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Print a JSON array of {source, destination, identity, reason, requests}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TapArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Only calls from this service (as the callee named the caller).
+    #[arg(long, value_name = "SERVICE")]
+    pub from: Option<String>,
+
+    /// Only calls into this service.
+    #[arg(long, value_name = "SERVICE")]
+    pub to: Option<String>,
+
+    /// Only this status code (503) or class (5xx).
+    #[arg(long, value_name = "CODE")]
+    pub status: Option<String>,
+
+    /// One JSON object per line: {time, source, destination, version, method, path, status,
+    /// latency_ms, verified}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `500ms`, `10s`, `2m`: a positive window of at most an hour.
+fn parse_window(text: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |at| text.split_at(at));
+    let value: f64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 10s, 500ms or 1m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
+    };
+    if !(0.05..=3600.0).contains(&seconds) {
+        return Err(format!("{text:?}: the window must be between 50ms and 60m"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 /// Which kubectl, talking to which cluster.

@@ -1,4 +1,4 @@
-//! A cluster mesh as `verify --kubectl` and `stats --kubectl` read it (`crate::observe`):
+//! A cluster mesh as `verify --kubectl`, `stats --kubectl` and `top --kubectl` read it (`crate::observe`):
 //! its ingress gateway through a port-forward that lives as long as the check, and the same
 //! counters `stats` reads on the local mesh, from each demo pod's sidecar. The Istio proxy
 //! image has no curl, so the sidecar's own agent fetches its Envoy admin stats
@@ -12,7 +12,7 @@ use super::apply::{INGRESS_NAMESPACE, INGRESS_SERVICE};
 use super::checks;
 use super::kubectl::Kubectl;
 use super::portforward::PortForward;
-use crate::observe::{parse_envoy_stats, Counted, Gateway, Reachable};
+use crate::observe::{parse_envoy_stats, Counted, Gateway, Reachable, METRIC_PREFIX};
 use crate::render::meta::PART_OF;
 
 /// The cluster's ingress gateway, port-forwarded to loopback while this lives.
@@ -70,6 +70,17 @@ impl Counted for ClusterSidecars {
         eprintln!("reading {} sidecars in {}…", pods.len(), self.namespace);
         collect(&self.kubectl, &self.namespace, &pods)
     }
+
+    fn expositions(&self) -> Result<Vec<(String, String)>> {
+        let pods = pods(&self.kubectl, &self.namespace)?;
+        let path = format!("stats/prometheus?filter={METRIC_PREFIX}");
+        crate::parallel::map(&pods, PARALLEL, |pod| {
+            let out = admin_get(&self.kubectl, &self.namespace, pod, &path)?;
+            Ok((pod.clone(), String::from_utf8_lossy(&out).into_owned()))
+        })
+        .into_iter()
+        .collect()
+    }
 }
 
 /// The sidecar container Istio injects.
@@ -108,10 +119,9 @@ fn pods(kubectl: &Kubectl, namespace: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// `meshtally_requests_total` counters of one pod's sidecar, as (stat name, value).
-fn counters(kubectl: &Kubectl, namespace: &str, pod: &str) -> Result<Vec<(String, u64)>> {
-    let path = format!("stats?format=json&filter={REQUESTS_TOTAL}");
-    let out = kubectl
+/// One GET from a pod's Envoy admin, through the sidecar's own agent.
+fn admin_get(kubectl: &Kubectl, namespace: &str, pod: &str, path: &str) -> Result<Vec<u8>> {
+    kubectl
         .run(
             &[
                 "exec",
@@ -124,11 +134,17 @@ fn counters(kubectl: &Kubectl, namespace: &str, pod: &str) -> Result<Vec<(String
                 "pilot-agent",
                 "request",
                 "GET",
-                &path,
+                path,
             ],
             None,
         )
-        .with_context(|| format!("reading the sidecar stats of pod {pod}"))?;
+        .with_context(|| format!("reading the sidecar stats of pod {pod}"))
+}
+
+/// `meshtally_requests_total` counters of one pod's sidecar, as (stat name, value).
+fn counters(kubectl: &Kubectl, namespace: &str, pod: &str) -> Result<Vec<(String, u64)>> {
+    let path = format!("stats?format=json&filter={REQUESTS_TOTAL}");
+    let out = admin_get(kubectl, namespace, pod, &path)?;
     parse_envoy_stats(&out).with_context(|| format!("sidecar stats of pod {pod}"))
 }
 

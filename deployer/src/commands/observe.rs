@@ -1,16 +1,25 @@
-//! `verify` and `stats`: pick the mesh the flags name (the local state dir, a gateway url, or a
+//! `verify`, `stats` and `top`: pick the mesh the flags name (the local state dir, a gateway url, or a
 //! cluster through kubectl), then run the one check or count in `crate::observe` on it.
 
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{StatsArgs, VerifyArgs};
+use std::io::IsTerminal as _;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::cli::{EdgesArgs, SidecarArgs, StatsArgs, TapArgs, TopArgs, VerifyArgs};
 use crate::cluster::kubectl::Kubectl;
 use crate::cluster::sidecars::{ClusterGateway, ClusterSidecars};
 use crate::local::observed::LocalMesh;
 use crate::local::state::StateDir;
 use crate::model::{MeshInput, ServiceChoice};
+use crate::observe::edges;
+use crate::observe::tap::{self, Tapped as _};
+use crate::observe::top::{self, Window};
 use crate::observe::{stats, verify, Counted, Gateway, Reachable};
 use crate::output::print;
 
@@ -59,14 +68,19 @@ pub fn verify(mut args: VerifyArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn stats(mut args: StatsArgs) -> Result<()> {
-    let mesh: Box<dyn Counted> = if let Some(kubectl) = args.kubectl.take() {
-        let namespace = namespace(args.namespace.take(), args.file.as_deref())?;
-        let kubectl = Kubectl::find(kubectl.as_deref(), args.context.take())?;
+/// The sidecars the flags name: a cluster's through kubectl, or the local mesh's.
+fn sidecars(from: SidecarArgs) -> Result<Box<dyn Counted>> {
+    Ok(if let Some(kubectl) = from.kubectl {
+        let namespace = namespace(from.namespace, from.file.as_deref())?;
+        let kubectl = Kubectl::find(kubectl.as_deref(), from.context)?;
         Box::new(ClusterSidecars::open(kubectl, namespace)?)
     } else {
-        Box::new(LocalMesh::open(&StateDir::new(&args.state.state_dir))?)
-    };
+        Box::new(LocalMesh::open(&StateDir::new(&from.state.state_dir))?)
+    })
+}
+
+pub fn stats(args: StatsArgs) -> Result<()> {
+    let mesh = sidecars(args.from)?;
     let rows = stats::merge(mesh.counters()?);
     if args.json {
         print(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
@@ -74,6 +88,76 @@ pub fn stats(mut args: StatsArgs) -> Result<()> {
         print(&stats::matrices(&rows))?;
     }
     Ok(())
+}
+
+pub fn top(args: TopArgs) -> Result<()> {
+    let mesh = sidecars(args.from)?;
+    let redraw = args.watch && !args.json && std::io::stdout().is_terminal();
+    let mut before = top::read(&*mesh)?;
+    loop {
+        if !redraw {
+            eprintln!("counting calls for {:.1} s…", args.window.as_secs_f64());
+        }
+        std::thread::sleep(args.window);
+        let after = top::read(&*mesh)?;
+        let window = Window::between(&before, &after);
+        let text = match (args.json, args.watch) {
+            (true, false) => format!("{}\n", serde_json::to_string_pretty(&window.edges)?),
+            (true, true) => format!("{}\n", serde_json::to_string(&window.edges)?),
+            // Home and clear, then the tables: a terminal shows the newest window in place.
+            (false, _) if redraw => format!("\x1b[H\x1b[2J{}", window.tables()),
+            (false, _) => window.tables(),
+        };
+        print(&text)?;
+        if !args.watch {
+            return Ok(());
+        }
+        before = after;
+    }
+}
+
+pub fn edges(args: EdgesArgs) -> Result<()> {
+    let mesh = LocalMesh::open(&StateDir::new(&args.state.state_dir))?;
+    let mut gathered = edges::Edges::default();
+    mesh.history(&mut |line| {
+        gathered.add(line);
+        Ok(())
+    })?;
+    let rows = gathered.rows();
+    if args.json {
+        print(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+    } else {
+        print(&edges::table(&rows))?;
+    }
+    Ok(())
+}
+
+pub fn tap(args: TapArgs) -> Result<()> {
+    let filter = tap::Filter {
+        from: args.from,
+        to: args.to,
+        status: args
+            .status
+            .as_deref()
+            .map(tap::StatusMatch::parse)
+            .transpose()?,
+    };
+    let mesh = LocalMesh::open(&StateDir::new(&args.state.state_dir))?;
+    // Ctrl-C and SIGTERM end the tap after one last read; the flag is also how a failed write
+    // (a closed pipe) stops it.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+    // stdout is line-buffered: each tapped line reaches a pipe at once, and a closed pipe is
+    // seen at the next line.
+    tap::run(
+        &mesh,
+        &filter,
+        args.json,
+        &stop,
+        &mut std::io::stdout().lock(),
+    )
 }
 
 /// The services of a cluster mesh, from the same flags and file `render` reads.

@@ -110,6 +110,16 @@ impl Admin {
         Ok(ConfigVersions::of(&dump))
     }
 
+    /// `/stats/prometheus` of the stats whose names contain `filter` only.
+    pub fn prometheus_of(&self, filter: &str) -> Result<String> {
+        Ok(self
+            .get(
+                &format!("/stats/prometheus?filter={filter}"),
+                Duration::from_secs(5),
+            )?
+            .text())
+    }
+
     pub fn prometheus(&self) -> Result<String> {
         Ok(self
             .get("/stats/prometheus", Duration::from_secs(5))?

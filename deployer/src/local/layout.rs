@@ -10,8 +10,10 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::access_log;
 use super::bootstrap::{self, Filter, Inbound, Ingress, Outbound, Peer, Proxy, Tls};
 use super::certs::{self, Ca};
+use super::state::access_log_in;
 use super::{module, xds};
 use crate::model::{Mesh, MtlsMode};
 use crate::render::security::{INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT};
@@ -183,15 +185,16 @@ impl Layout {
             .iter()
             .map(|s| {
                 let own = certs::workload_files(&certs, CA_NAME, &self.namespace, &s.name);
-                let proxy = self.sidecar(s, &own, root);
-                (sidecar_name(&s.name), bootstrap::render(&proxy))
+                let name = sidecar_name(&s.name);
+                let config = logged(&self.sidecar(s, &own, root), &name, root);
+                (name, config)
             })
             .collect();
         let own =
             certs::workload_files(&certs, CA_NAME, INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT);
         out.push((
             GATEWAY.to_owned(),
-            bootstrap::render(&self.gateway_proxy(&own)),
+            logged(&self.gateway_proxy(&own), GATEWAY, root),
         ));
         out
     }
@@ -304,6 +307,14 @@ const CA_NAME: &str = "mesh";
 
 pub fn xds_dir(root: &Path, proxy: &str) -> PathBuf {
     root.join("xds").join(proxy)
+}
+
+/// A proxy's bootstrap with its JSON access log in `root`'s logs/ (`tap`, `edges`).
+fn logged(proxy: &Proxy, name: &str, root: &Path) -> Value {
+    let mut config = bootstrap::render(proxy);
+    let version = proxy.node_metadata["LABELS"]["version"].as_str();
+    access_log::add(&mut config, &access_log_in(root, name), name, version);
+    config
 }
 
 pub fn sidecar_name(service: &str) -> String {

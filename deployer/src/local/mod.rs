@@ -1,9 +1,11 @@
 //! The mesh on one machine: real Envoy sidecars running the filter around local `demo-service`
 //! processes, over mTLS with SPIFFE certificates, behind a gateway — what `deployer up` runs.
 
+pub(crate) mod access_log;
 pub mod bootstrap;
 pub mod certs;
 pub mod envoy;
+pub(crate) mod follow;
 pub mod layout;
 pub(crate) mod live;
 pub mod module;

@@ -1,18 +1,22 @@
-//! The local mesh as `verify` and `stats` read it (`crate::observe`): the plan in its state
+//! The local mesh as `verify`, `stats`, `top`, `tap` and `edges` read it (`crate::observe`): the plan in its state
 //! dir, and only while the mesh runs, so a stopped mesh gets one line that says so instead of
 //! a "connection refused" per pair.
 
-use anyhow::{bail, Result};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{bail, Context as _, Result};
 use meshtally_core::metrics::REQUESTS_TOTAL;
 
 use super::envoy::Admin;
-use super::layout::Layout;
+use super::layout::{sidecar_name, Layout, GATEWAY};
 use super::state::StateDir;
-use crate::observe::{Counted, Gateway, Reachable};
+use crate::observe::tap::Tapped;
+use crate::observe::{Counted, Gateway, Reachable, METRIC_PREFIX};
 
 /// A running local mesh.
 pub(crate) struct LocalMesh {
     layout: Layout,
+    state: StateDir,
 }
 
 impl LocalMesh {
@@ -26,7 +30,10 @@ impl LocalMesh {
                 state.flag()
             );
         }
-        Ok(LocalMesh { layout })
+        Ok(LocalMesh {
+            layout,
+            state: state.clone(),
+        })
     }
 }
 
@@ -48,18 +55,59 @@ impl Reachable for LocalMesh {
     }
 }
 
-impl Counted for LocalMesh {
-    fn counters(&self) -> Result<Vec<(String, u64)>> {
-        let admins = self
-            .layout
+impl LocalMesh {
+    /// Every proxy's name and admin endpoint: the sidecars, then the gateway.
+    fn admins(&self) -> impl Iterator<Item = (String, Admin)> + '_ {
+        self.layout
             .services
             .iter()
-            .map(|s| s.admin_port)
-            .chain([self.layout.gateway.admin_port]);
+            .map(|s| (sidecar_name(&s.name), Admin(s.admin_port)))
+            .chain([(GATEWAY.to_owned(), Admin(self.layout.gateway.admin_port))])
+    }
+}
+
+impl Tapped for LocalMesh {
+    fn follow(
+        &self,
+        stop: &AtomicBool,
+        ready: &mut dyn FnMut(usize),
+        each: &mut dyn FnMut(&str) -> Result<()>,
+    ) -> Result<()> {
+        let logs = self
+            .admins()
+            .map(|(name, _)| self.state.access_log(&name))
+            .collect();
+        super::follow::follow(logs, stop, ready, each)
+    }
+
+    fn history(&self, each: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
+        for (name, _) in self.admins() {
+            let path = self.state.access_log(&name);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
+            for line in text.lines() {
+                each(line)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Counted for LocalMesh {
+    fn counters(&self) -> Result<Vec<(String, u64)>> {
         let mut all = Vec::new();
-        for port in admins {
-            all.extend(Admin(port).counters(REQUESTS_TOTAL)?);
+        for (_, admin) in self.admins() {
+            all.extend(admin.counters(REQUESTS_TOTAL)?);
         }
         Ok(all)
+    }
+
+    fn expositions(&self) -> Result<Vec<(String, String)>> {
+        self.admins()
+            .map(|(name, admin)| Ok((name, admin.prometheus_of(METRIC_PREFIX)?)))
+            .collect()
     }
 }

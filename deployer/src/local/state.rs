@@ -41,6 +41,10 @@ impl StateDir {
     pub fn log(&self, name: &str) -> PathBuf {
         self.root.join("logs").join(format!("{name}.log"))
     }
+    /// A proxy's JSON access log (`tap`, `edges`).
+    pub fn access_log(&self, proxy: &str) -> PathBuf {
+        access_log_in(&self.root, proxy)
+    }
     pub fn supervisor_pid_path(&self) -> PathBuf {
         self.root.join("supervisor.pid")
     }
@@ -164,6 +168,11 @@ impl StateDir {
         }
         super::certs::remove_keys(&self.root.join("certs"));
     }
+}
+
+/// `logs/<proxy>.access.log` under a state dir's root.
+pub fn access_log_in(root: &Path, proxy: &str) -> PathBuf {
+    root.join("logs").join(format!("{proxy}.access.log"))
 }
 
 /// A process exists and is not a zombie (an exited child whose parent has not reaped it yet).

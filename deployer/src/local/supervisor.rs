@@ -101,6 +101,8 @@ pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
             "wasm:info".into(),
             "--drain-time-s".into(),
             "2".into(),
+            "--file-flush-interval-msec".into(),
+            super::access_log::FLUSH_MS.to_string().into(),
         ]
         .into(),
         env: Vec::new(),

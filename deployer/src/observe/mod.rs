@@ -1,15 +1,25 @@
 //! What a running mesh shows, wherever it runs: `verify` (every ordered pair called through the
-//! gateway, tags checked) and `stats` (every sidecar's meshtally counters as matrices). Both
-//! read the mesh through the two traits below, which the local state dir
+//! gateway, tags checked), `stats` (every sidecar's meshtally counters as matrices) and `top`
+//! (the golden signals per edge over a window). They read the mesh through the traits below, which the local state dir
 //! (`crate::local::observed`) and a cluster through kubectl (`crate::cluster::sidecars`)
 //! implement, so the checks and the numbers shown are computed here once.
 
+pub(crate) mod access;
+pub(crate) mod edges;
+pub(crate) mod exposition;
+pub(crate) mod quantile;
+pub(crate) mod signals;
 pub(crate) mod stats;
+pub(crate) mod tap;
+pub(crate) mod top;
 pub(crate) mod verify;
 
 use anyhow::Result;
 
 pub(crate) use verify::Gateway;
+
+/// What every meshtally metric name starts with: the stats filter `top` reads through.
+pub(crate) const METRIC_PREFIX: &str = "meshtally_";
 
 /// A mesh that can be called through its gateway.
 pub(crate) trait Reachable {
@@ -24,6 +34,10 @@ pub(crate) trait Counted {
     /// Every sidecar's `meshtally_requests_total` counters, as (Envoy stat name, value); the
     /// same labels from several sidecars are summed by [`stats::merge`].
     fn counters(&self) -> Result<Vec<(String, u64)>>;
+    /// Every sidecar's meshtally metrics in Prometheus's text format (`/stats/prometheus`,
+    /// labels extracted), as (sidecar name, text). Names stay the same between reads, so a
+    /// sidecar's restart is seen as a counter reset.
+    fn expositions(&self) -> Result<Vec<(String, String)>>;
 }
 
 /// Envoy's `/stats?format=json`: `{"stats": [{"name", "value"}, …, {"histograms": …}]}`, as
