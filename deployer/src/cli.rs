@@ -35,6 +35,9 @@ pub enum Command {
     /// Change the running local mesh without restarting a process: load a new filter module
     /// into every sidecar (--wasm). Each proxy gets the change as a new xDS config version.
     Reload(ReloadArgs),
+    /// What runs in the state dir: every process with its pid, ports, URLs, health and
+    /// restarts.
+    Status(StatusArgs),
     /// Call every ordered pair through the gateway and check the tags; prints an N×N matrix
     /// and exits non-zero on any failure.
     Verify(VerifyArgs),
@@ -72,6 +75,7 @@ impl Cli {
             Command::Up(args) => commands::local::up(args),
             Command::Down(args) => commands::local::down(args),
             Command::Reload(args) => commands::local::reload(args),
+            Command::Status(args) => commands::local::status(args),
             Command::Verify(args) => commands::observe::verify(args),
             Command::Stats(args) => commands::observe::stats(args),
             Command::Top(args) => commands::observe::top(args),
@@ -102,6 +106,17 @@ pub struct ReloadArgs {
     /// is replaced, e.g. by `make wasm`.
     #[arg(long, value_name = "PATH", required = true)]
     pub wasm: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Print JSON: {state_dir, supervisor_pid, processes: [{name, kind, pid, running, healthy,
+    /// restarts, ports, urls}]}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

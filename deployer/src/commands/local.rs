@@ -1,13 +1,15 @@
-//! `up`, `down`, `reload` and the hidden `supervise`: flags to a checked plan, then the work in
+//! `up`, `down`, `reload`, `status` and the hidden `supervise`: flags to a checked plan, then the work in
 //! `crate::local`. (`verify` and `stats` are in `commands::observe`.)
 
 use anyhow::Result;
 
-use crate::cli::{ReloadArgs, StateArgs, UpArgs};
+use crate::cli::{ReloadArgs, StateArgs, StatusArgs, UpArgs};
 use crate::local::live;
 use crate::local::observed::LocalMesh;
 use crate::local::state::StateDir;
+use crate::local::status;
 use crate::local::up::{self, UpRequest};
+use crate::output::print;
 
 pub fn up(args: UpArgs) -> Result<()> {
     let mesh = args.mesh.mesh()?;
@@ -39,6 +41,16 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
                 live::report(&format!("module sha256:{sha}"), &layout, version, took);
             }
         }
+    }
+    Ok(())
+}
+
+pub fn status(args: StatusArgs) -> Result<()> {
+    let status = status::read(&StateDir::new(&args.state.state_dir))?;
+    if args.json {
+        print(&format!("{}\n", serde_json::to_string_pretty(&status)?))?;
+    } else {
+        print(&status.table())?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod module;
 pub(crate) mod observed;
 pub(crate) mod signal;
 pub mod state;
+pub(crate) mod status;
 pub(crate) mod supervisor;
 pub(crate) mod up;
 pub mod xds;

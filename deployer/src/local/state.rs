@@ -51,6 +51,10 @@ impl StateDir {
     pub fn pids_path(&self) -> PathBuf {
         self.root.join("pids.json")
     }
+    /// How often the supervisor restarted each process (`deployer status`).
+    pub fn restarts_path(&self) -> PathBuf {
+        self.root.join("restarts.json")
+    }
     pub fn ready_path(&self) -> PathBuf {
         self.root.join("ready")
     }
@@ -150,10 +154,15 @@ impl StateDir {
     }
 
     pub fn read_pids(&self) -> BTreeMap<String, u32> {
-        std::fs::read(self.pids_path())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        read_map(&self.pids_path())
+    }
+
+    pub fn write_restarts(&self, restarts: &BTreeMap<String, u32>) -> Result<()> {
+        write_atomic(&self.restarts_path(), &serde_json::to_vec_pretty(restarts)?)
+    }
+
+    pub fn read_restarts(&self) -> BTreeMap<String, u32> {
+        read_map(&self.restarts_path())
     }
 
     /// Removes the run markers (pids, ready) and the workload private keys, but keeps the
@@ -161,6 +170,7 @@ impl StateDir {
     pub fn clear_run(&self) {
         for path in [
             self.pids_path(),
+            self.restarts_path(),
             self.ready_path(),
             self.supervisor_pid_path(),
         ] {
@@ -168,6 +178,14 @@ impl StateDir {
         }
         super::certs::remove_keys(&self.root.join("certs"));
     }
+}
+
+/// A JSON map file, empty when missing or unreadable.
+fn read_map(path: &Path) -> BTreeMap<String, u32> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// `logs/<proxy>.access.log` under a state dir's root.

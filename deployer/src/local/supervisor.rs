@@ -141,7 +141,10 @@ struct Proc {
     spec: ProcessSpec,
     child: Option<Child>,
     started: Instant,
+    /// Restarts in a row, for the backoff (reset once the process stays up).
     restarts: u32,
+    /// Every restart since `up`, for `deployer status`.
+    total_restarts: u32,
     restart_at: Option<Instant>,
 }
 
@@ -174,6 +177,7 @@ impl Supervisor {
                 child: None,
                 started: Instant::now(),
                 restarts: 0,
+                total_restarts: 0,
                 restart_at: None,
             })
             .collect();
@@ -328,6 +332,7 @@ impl Supervisor {
                         .saturating_mul(1 << p.restarts.min(5))
                         .min(BACKOFF_MAX);
                     p.restarts += 1;
+                    p.total_restarts += 1;
                     p.restart_at = Some(Instant::now() + delay);
                     report(&format!(
                         "{} exited ({status}); restarting in {} ms; last log lines:\n{}",
@@ -411,7 +416,13 @@ impl Supervisor {
             .iter()
             .filter_map(|p| Some((p.spec.name.clone(), p.child.as_ref()?.id())))
             .collect();
-        self.state.write_pids(&pids)
+        self.state.write_pids(&pids)?;
+        let restarts: BTreeMap<String, u32> = self
+            .procs
+            .iter()
+            .map(|p| (p.spec.name.clone(), p.total_restarts))
+            .collect();
+        self.state.write_restarts(&restarts)
     }
 }
 

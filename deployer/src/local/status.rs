@@ -1,0 +1,192 @@
+//! `deployer status`: what runs in a state dir — every process of the plan with its pid, ports,
+//! URLs, health and restarts — so people, tools and tests find ports here instead of reading
+//! state files.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::envoy::Admin;
+use super::layout::{sidecar_name, Layout, GATEWAY};
+use super::state::{alive, StateDir};
+use crate::http;
+use crate::table::Table;
+
+/// One process of the local mesh.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Process {
+    pub name: String,
+    /// `app`, `sidecar`, `gateway` or `prometheus`.
+    pub kind: &'static str,
+    pub pid: Option<u32>,
+    pub running: bool,
+    /// Answers its health check (an app's `/healthz`, Envoy's `/ready`, Prometheus's
+    /// `/-/ready`).
+    pub healthy: bool,
+    pub restarts: u32,
+    pub ports: BTreeMap<&'static str, u16>,
+    pub urls: BTreeMap<&'static str, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Status {
+    pub state_dir: String,
+    pub supervisor_pid: Option<i32>,
+    pub processes: Vec<Process>,
+}
+
+/// How each process is checked.
+enum Health {
+    Url(String),
+    Envoy(u16),
+}
+
+/// A planned process: name, kind, ports, URLs and its health check.
+type Planned = (String, &'static str, BTreeMap<&'static str, u16>, Health);
+
+fn url(port: u16, path: &str) -> String {
+    format!("http://127.0.0.1:{port}{path}")
+}
+
+fn planned(layout: &Layout) -> Vec<Planned> {
+    let mut out = Vec::new();
+    for s in &layout.services {
+        out.push((
+            s.name.clone(),
+            "app",
+            BTreeMap::from([("app", s.app_port)]),
+            Health::Url(url(s.app_port, "/healthz")),
+        ));
+    }
+    for s in &layout.services {
+        out.push((
+            sidecar_name(&s.name),
+            "sidecar",
+            BTreeMap::from([
+                ("inbound", s.port),
+                ("outbound", s.outbound_port),
+                ("admin", s.admin_port),
+            ]),
+            Health::Envoy(s.admin_port),
+        ));
+    }
+    let g = &layout.gateway;
+    out.push((
+        GATEWAY.to_owned(),
+        "gateway",
+        BTreeMap::from([
+            ("gateway", g.port),
+            ("outbound", g.outbound_port),
+            ("admin", g.admin_port),
+        ]),
+        Health::Envoy(g.admin_port),
+    ));
+    out
+}
+
+/// The URLs worth opening for a process's ports.
+fn urls(kind: &str, ports: &BTreeMap<&'static str, u16>) -> BTreeMap<&'static str, String> {
+    let mut urls = BTreeMap::new();
+    if let Some(p) = ports.get("admin") {
+        urls.insert("admin", url(*p, "/"));
+        urls.insert("metrics", url(*p, "/stats/prometheus"));
+    }
+    if let Some(p) = ports.get("gateway") {
+        urls.insert("gateway", url(*p, "/"));
+    }
+    if kind == "prometheus" {
+        if let Some(p) = ports.get("http") {
+            urls.insert("prometheus", url(*p, "/"));
+        }
+    }
+    urls
+}
+
+/// Reads the state dir and checks every process (in parallel: each check is a loopback call).
+pub(crate) fn read(state: &StateDir) -> Result<Status> {
+    let layout = state.read_layout()?;
+    let pids = state.read_pids();
+    let restarts = state.read_restarts();
+    let planned = planned(&layout);
+    let processes = crate::parallel::map(&planned, 8, |(name, kind, ports, health)| {
+        let pid = pids.get(name).copied();
+        let running = pid.is_some_and(|p| alive(p as i32));
+        let healthy = running
+            && match health {
+                Health::Url(u) => {
+                    http::get(u, Duration::from_millis(500)).is_ok_and(|r| r.status == 200)
+                }
+                Health::Envoy(port) => Admin(*port).ready(),
+            };
+        Process {
+            name: name.clone(),
+            kind,
+            pid,
+            running,
+            healthy,
+            restarts: restarts.get(name).copied().unwrap_or(0),
+            urls: urls(kind, ports),
+            ports: ports.clone(),
+        }
+    });
+    Ok(Status {
+        state_dir: state.root.display().to_string(),
+        supervisor_pid: state.running_supervisor(),
+        processes,
+    })
+}
+
+impl Status {
+    pub(crate) fn table(&self) -> String {
+        let mut t = Table::new(
+            ["NAME", "KIND", "PID", "STATE", "RESTARTS", "PORTS", "URL"]
+                .map(String::from)
+                .to_vec(),
+        );
+        for p in &self.processes {
+            let state = match (p.running, p.healthy) {
+                (true, true) => "ready",
+                (true, false) => "not ready",
+                (false, _) => "stopped",
+            };
+            let ports: Vec<String> = p.ports.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let shown = ["gateway", "prometheus", "admin"]
+                .iter()
+                .find_map(|k| p.urls.get(k))
+                .cloned()
+                .unwrap_or_default();
+            t.row(vec![
+                p.name.clone(),
+                p.kind.into(),
+                p.pid.map_or("-".into(), |p| p.to_string()),
+                state.into(),
+                p.restarts.to_string(),
+                ports.join(" "),
+                shown,
+            ]);
+        }
+        let head = match self.supervisor_pid {
+            Some(pid) => format!("mesh in {} (supervisor pid {pid}):\n", self.state_dir),
+            None => format!("mesh in {}: not running\n", self.state_dir),
+        };
+        head + &t.render()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_follow_ports() {
+        let sidecar = BTreeMap::from([("admin", 9901), ("inbound", 8000)]);
+        let u = urls("sidecar", &sidecar);
+        assert_eq!(u["admin"], "http://127.0.0.1:9901/");
+        assert_eq!(u["metrics"], "http://127.0.0.1:9901/stats/prometheus");
+        let prom = urls("prometheus", &BTreeMap::from([("http", 9090)]));
+        assert_eq!(prom["prometheus"], "http://127.0.0.1:9090/");
+        assert!(urls("app", &BTreeMap::from([("app", 1)])).is_empty());
+    }
+}
