@@ -1,0 +1,341 @@
+//! Seeing the mesh on a real local mesh: a known workload (N calls per ordered pair through the
+//! gateway, a known number failing because a callee's app was killed, one caller in plain text),
+//! then `top --json`, `edges`, `status` and `tap --json` are held to it. Ports come from
+//! `deployer status --json`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use meshtally_tests::http;
+use meshtally_tests::load::Load;
+use meshtally_tests::mesh::{binary, LocalMesh};
+use serde_json::Value;
+
+const SERVICES: [&str; 3] = ["service-a", "service-b", "service-c"];
+const GATEWAY_ID: &str = "istio-ingressgateway-service-account";
+/// Calls per ordered pair.
+const N: u64 = 20;
+/// Calls into service-b while its app is down.
+const FAILED: u64 = 5;
+/// Plain-text calls into service-c claiming to come from `tester`.
+const PLAIN: u64 = 7;
+
+/// A base port with `n` free ports after it and a free gateway port, from the OS.
+fn free_ports(n: u16) -> Result<(u16, u16)> {
+    for _ in 0..50 {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let base = probe.local_addr()?.port();
+        drop(probe);
+        if base > 60000 {
+            continue;
+        }
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if (base..base + n).all(free) && free(base + n + 7) {
+            return Ok((base, base + n + 7));
+        }
+    }
+    bail!("no run of free loopback ports found")
+}
+
+/// A `deployer` run in the background, killed on drop.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(
+    m: &LocalMesh,
+    cmd: &str,
+    args: &[&str],
+) -> Result<(Background, BufReader<std::process::ChildStderr>)> {
+    let state = m.state_dir();
+    let mut child = Command::new(binary("deployer"))
+        .arg(cmd)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = BufReader::new(child.stderr.take().context("stderr")?);
+    Ok((Background(child), stderr))
+}
+
+/// Waits for the line that says the command is reading (its first read is done).
+fn wait_for(stderr: &mut BufReader<std::process::ChildStderr>, what: &str) -> Result<()> {
+    let mut line = String::new();
+    stderr.read_line(&mut line)?;
+    ensure!(line.contains(what), "expected {what:?}, got {line:?}");
+    Ok(())
+}
+
+fn status(m: &LocalMesh) -> Result<Value> {
+    let out = m.run("status", &["--json"]);
+    ensure!(
+        out.status.success(),
+        "status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn process<'a>(status: &'a Value, name: &str) -> Result<&'a Value> {
+    status["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == name)
+        .with_context(|| format!("{name} missing from status: {status}"))
+}
+
+fn port(status: &Value, name: &str, port: &str) -> Result<u16> {
+    let p = process(status, name)?["ports"][port].as_u64();
+    Ok(u16::try_from(
+        p.with_context(|| format!("no {port} port for {name}"))?,
+    )?)
+}
+
+/// The known workload; returns nothing but fails if any call did not answer as planned.
+fn workload(m: &LocalMesh, st: &Value) -> Result<()> {
+    let gateway = port(st, "ingress-gateway", "gateway")?;
+    for from in SERVICES {
+        for to in SERVICES.iter().filter(|t| **t != from) {
+            for _ in 0..N {
+                let r = http::get(gateway, &format!("/{from}/call/{to}"), &[])?;
+                ensure!(r.status == 200, "{from}→{to}: {} {}", r.status, r.text());
+            }
+        }
+    }
+    let c = port(st, "service-c-sidecar", "inbound")?;
+    for _ in 0..PLAIN {
+        let r = http::get_host(c, "service-c", "/info", &[("x-mesh-source", b"tester")])?;
+        ensure!(r.status == 200, "plain call: {}", r.status);
+    }
+    // Kill service-b's app: its sidecar answers 503 until the supervisor restarts it (1 s).
+    let pid = process(st, "service-b")?["pid"]
+        .as_u64()
+        .context("service-b pid")?;
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while meshtally_deployer::local_mesh::alive(pid as i32) {
+        ensure!(Instant::now() < deadline, "service-b's app did not die");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for _ in 0..FAILED {
+        let r = http::get(gateway, "/service-b/info", &[])?;
+        ensure!(
+            r.status == 503,
+            "with its app down, service-b answered {}",
+            r.status
+        );
+    }
+    // Back after the restart, and status counted it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = status(m)?;
+        let b = process(&st, "service-b")?;
+        if b["healthy"] == true {
+            ensure!(b["restarts"] == 1, "restarts: {b}");
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "service-b did not come back: {b}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+type Edge = (String, String);
+
+fn edge(rows: &Value, source: &str, destination: &str) -> Result<Value> {
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["source"] == source && r["destination"] == destination)
+        .cloned()
+        .with_context(|| format!("no edge {source}→{destination} in {rows}"))
+}
+
+#[test]
+fn top_edges_status_and_tap_tell_the_known_workload() -> Result<()> {
+    let (base, gw) = free_ports(3)?;
+    let m = LocalMesh::up(3, base, gw, &["--mtls", "permissive"])?;
+    let st = status(&m)?;
+    for p in st["processes"].as_array().context("processes")? {
+        ensure!(
+            p["running"] == true && p["healthy"] == true && p["restarts"] == 0,
+            "{p}"
+        );
+    }
+    ensure!(st["processes"].as_array().map(Vec::len) == Some(7), "{st}");
+
+    let (mut top, mut top_err) = spawn(&m, "top", &["--json", "--window", "12s"])?;
+    wait_for(&mut top_err, "counting calls")?;
+    let begun = Instant::now();
+    workload(&m, &st)?;
+    ensure!(
+        begun.elapsed() < Duration::from_secs(11),
+        "the workload outran the window"
+    );
+    let mut stdout = Vec::new();
+    std::io::Read::read_to_end(&mut top.0.stdout.take().context("top stdout")?, &mut stdout)?;
+    ensure!(top.0.wait()?.success(), "top failed");
+    let rows: Value = serde_json::from_slice(&stdout)?;
+
+    // Expected per edge: (requests, success rate, mTLS share).
+    let mut want: BTreeMap<Edge, (u64, f64, f64)> = BTreeMap::new();
+    for s in SERVICES {
+        let extra = if s == "service-b" { FAILED } else { 0 };
+        let total = 2 * N + extra;
+        want.insert(
+            (GATEWAY_ID.into(), s.into()),
+            (total, (2 * N) as f64 / total as f64, 1.0),
+        );
+        for t in SERVICES.iter().filter(|t| **t != s) {
+            want.insert((s.into(), (*t).into()), (N, 1.0, 1.0));
+        }
+    }
+    want.insert(("tester".into(), "service-c".into()), (PLAIN, 1.0, 0.0));
+    ensure!(
+        rows.as_array().map(Vec::len) == Some(want.len()),
+        "{rows:#}"
+    );
+    for ((source, destination), (requests, success, mtls)) in &want {
+        let row = edge(&rows, source, destination)?;
+        ensure!(
+            row["requests"] == *requests,
+            "{source}→{destination}: {row}"
+        );
+        let got = row["success_rate"].as_f64().context("success_rate")?;
+        ensure!(
+            format!("{got:.3}") == format!("{success:.3}"),
+            "{source}→{destination}: {row}"
+        );
+        ensure!(
+            row["mtls_share"].as_f64() == Some(*mtls),
+            "{source}→{destination}: {row}"
+        );
+        ensure!(row["destination_version"].is_null(), "{row}");
+        for q in ["p50_ms", "p95_ms", "p99_ms"] {
+            ensure!(row[q].as_f64().is_some_and(|v| v >= 0.0), "{q}: {row}");
+        }
+    }
+
+    // edges: verified identities for mesh calls, the reason for the plain one.
+    let out = m.run("edges", &["--json"]);
+    ensure!(
+        out.status.success(),
+        "edges: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let edges: Value = serde_json::from_slice(&out.stdout)?;
+    let a_b = edge(&edges, "service-a", "service-b")?;
+    ensure!(
+        a_b["identity"] == "spiffe://cluster.local/ns/istio-demo/sa/service-a"
+            && a_b["requests"] == N,
+        "{a_b}"
+    );
+    let plain = edge(&edges, "tester", "service-c")?;
+    ensure!(plain["identity"].is_null(), "{plain}");
+    ensure!(
+        plain["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("plain text")),
+        "{plain}"
+    );
+    let text = String::from_utf8(m.run("edges", &[]).stdout)?;
+    ensure!(text.contains("plain text: no TLS"), "{text}");
+
+    tap_keeps_up(&m, port(&st, "ingress-gateway", "gateway")?)
+}
+
+/// `tap --json` during 10 s of ≥ 1,000 req/s through the gateway: one line per request.
+fn tap_keeps_up(m: &LocalMesh, gateway: u16) -> Result<()> {
+    let (mut tap, mut tap_err) = spawn(m, "tap", &["--json", "--to", "service-a"])?;
+    wait_for(&mut tap_err, "tapping")?;
+    let stdout = tap.0.stdout.take().context("tap stdout")?;
+    let reader = std::thread::spawn(move || -> Vec<String> {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect()
+    });
+    let paths: Vec<String> = (0..40_000)
+        .map(|i| format!("/service-a/info?n={i}"))
+        .collect();
+    let stop = AtomicBool::new(false);
+    let load = Load {
+        port: gateway,
+        connections: 16,
+        paths: &paths,
+        stop: Some(&stop),
+        deadline: Duration::from_secs(10),
+        keep_alive: true,
+    };
+    let begun = Instant::now();
+    let outcomes = load.run();
+    let took = begun.elapsed().as_secs_f64();
+    stop.store(true, Ordering::SeqCst);
+    let sent = outcomes.len();
+    let ok = outcomes.iter().filter(|o| o.status == Some(200)).count();
+    let rate = sent as f64 / took;
+    eprintln!("tap: {sent} requests in {took:.1} s ({rate:.0} req/s), {ok} answered 200");
+    ensure!(ok == sent, "{} of {sent} requests failed", sent - ok);
+    ensure!(rate >= 1000.0, "only {rate:.0} req/s");
+    // Envoy writes its access log every 0.1 s; then Ctrl-C, and tap ends cleanly.
+    std::thread::sleep(Duration::from_millis(600));
+    let pid = tap.0.id();
+    Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()?;
+    let status = tap.0.wait()?;
+    ensure!(status.success(), "tap ended with {status}");
+    let lines = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))?;
+    ensure!(
+        lines.len() == sent,
+        "{} lines for {sent} requests",
+        lines.len()
+    );
+    let sample: Value = serde_json::from_str(&lines[lines.len() / 2])?;
+    ensure!(sample["source"] == GATEWAY_ID, "{sample}");
+    ensure!(sample["destination"] == "service-a", "{sample}");
+    ensure!(sample["version"] == "v1", "{sample}");
+    ensure!(sample["method"] == "GET", "{sample}");
+    ensure!(
+        sample["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("/info?n=")),
+        "{sample}"
+    );
+    ensure!(sample["status"] == 200, "{sample}");
+    ensure!(sample["verified"] == true, "{sample}");
+    ensure!(sample["latency_ms"].is_u64(), "{sample}");
+    ensure!(
+        sample["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{sample}"
+    );
+    // Every request seen exactly once.
+    let mut seen: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["path"].as_str()?.strip_prefix("/info?n=")?.parse().ok())
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    ensure!(seen.len() == sent, "{} distinct of {sent}", seen.len());
+    Ok(())
+}
