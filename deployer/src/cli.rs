@@ -154,6 +154,11 @@ pub struct UpArgs {
     /// The WasmPlugin's pluginConfig (JSON) given to every sidecar's filter [default: {}]
     #[arg(long, value_name = "JSON")]
     pub plugin_config: Option<String>,
+
+    /// Also run Prometheus (Debian's `prometheus` on PATH, or $PROMETHEUS_BIN) on
+    /// 127.0.0.1:PORT, scraping every sidecar and the gateway [default port: 9090]
+    #[arg(long, value_name = "PORT", num_args = 0..=1, require_equals = true, default_missing_value = "9090")]
+    pub prometheus: Option<u16>,
 }
 
 #[derive(Debug, Args)]

@@ -107,6 +107,24 @@ impl Places {
         which::which_in(name, Some(self.path.as_deref()?), &self.cwd).ok()
     }
 
+    /// Prometheus: `$PROMETHEUS_BIN`, else `prometheus` on PATH (Debian's package, which
+    /// `make setup` installs).
+    pub fn prometheus(&self) -> Result<PathBuf> {
+        if let Some(path) = std::env::var_os("PROMETHEUS_BIN") {
+            let path = PathBuf::from(path);
+            if is_executable(&path) {
+                return existing(&path);
+            }
+            bail!(
+                "prometheus not found at {} (PROMETHEUS_BIN)",
+                path.display()
+            );
+        }
+        self.on_path("prometheus").context(
+            "prometheus not found on PATH: install it (`sudo apt-get install prometheus`, or `make setup`)",
+        )
+    }
+
     /// The Envoy binary.
     pub fn envoy(&self, flag: Option<&Path>) -> Result<PathBuf> {
         let given = match (flag, &self.envoy_bin) {

@@ -21,6 +21,7 @@ pub fn up(args: UpArgs) -> Result<()> {
         wasm: args.wasm,
         service_bin: args.service_bin,
         plugin_config: args.plugin_config,
+        prometheus: args.prometheus,
     };
     up::plan(&mesh, request)?.run()
 }

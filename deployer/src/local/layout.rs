@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::access_log;
 use super::bootstrap::{self, Filter, Inbound, Ingress, Outbound, Peer, Proxy, Tls};
 use super::certs::{self, Ca};
+use super::prometheus::{self, LocalPrometheus};
 use super::state::access_log_in;
 use super::{module, xds};
 use crate::model::{Mesh, MtlsMode};
@@ -72,6 +73,9 @@ pub struct Layout {
     pub service_bin: PathBuf,
     pub gateway: GatewayPorts,
     pub services: Vec<LocalService>,
+    /// A Prometheus scraping every proxy (`up --prometheus`).
+    #[serde(default)]
+    pub prometheus: Option<LocalPrometheus>,
 }
 
 /// What `up` needs besides the mesh model.
@@ -145,6 +149,7 @@ impl Layout {
             service_bin: tools.service_bin,
             gateway,
             services,
+            prometheus: None,
         })
     }
 
@@ -171,6 +176,9 @@ impl Layout {
             let split = xds::split(&config, &xds_dir(final_dir, &name))?;
             written.push((name.clone(), write_json(&envoy, &name, &split.bootstrap)?));
             xds::write(&xds_dir(dir, &name), &split.resources, xds::FIRST_VERSION)?;
+        }
+        if self.prometheus.is_some() {
+            prometheus::write(self, dir)?;
         }
         Ok(written)
     }

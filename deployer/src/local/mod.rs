@@ -10,6 +10,7 @@ pub mod layout;
 pub(crate) mod live;
 pub mod module;
 pub(crate) mod observed;
+pub mod prometheus;
 pub(crate) mod signal;
 pub mod state;
 pub(crate) mod status;

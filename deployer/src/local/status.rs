@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::envoy::Admin;
 use super::layout::{sidecar_name, Layout, GATEWAY};
 use super::state::{alive, StateDir};
+use super::supervisor::PROMETHEUS;
 use crate::http;
 use crate::table::Table;
 
@@ -83,6 +84,14 @@ fn planned(layout: &Layout) -> Vec<Planned> {
         ]),
         Health::Envoy(g.admin_port),
     ));
+    if let Some(p) = &layout.prometheus {
+        out.push((
+            PROMETHEUS.to_owned(),
+            "prometheus",
+            BTreeMap::from([("http", p.port)]),
+            Health::Url(url(p.port, "/-/ready")),
+        ));
+    }
     out
 }
 

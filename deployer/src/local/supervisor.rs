@@ -37,6 +37,8 @@ pub enum Ready {
     Envoy(Admin),
     /// The app's `/healthz` answers 200.
     Healthz(u16),
+    /// Prometheus's `/-/ready` answers 200.
+    Prometheus(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +57,11 @@ impl ProcessSpec {
             Ready::Envoy(admin) => admin.ready(),
             Ready::Healthz(port) => http::get(
                 &format!("http://127.0.0.1:{port}/healthz"),
+                Duration::from_millis(500),
+            )
+            .is_ok_and(|r| r.status == 200),
+            Ready::Prometheus(port) => http::get(
+                &format!("http://127.0.0.1:{port}/-/ready"),
                 Duration::from_millis(500),
             )
             .is_ok_and(|r| r.status == 200),
@@ -81,7 +88,8 @@ impl ProcessSpec {
     }
 }
 
-/// Every process of a local mesh, in start order: apps first, then sidecars, then the gateway.
+/// Every process of a local mesh, in start order: apps first, then sidecars, then the gateway,
+/// then Prometheus when asked for.
 pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
     let envoy = |name: &str, admin: u16| ProcessSpec {
         name: name.to_owned(),
@@ -134,8 +142,21 @@ pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
         specs.push(envoy(&sidecar_name(&s.name), s.admin_port));
     }
     specs.push(envoy(GATEWAY, layout.gateway.admin_port));
+    if let Some(p) = &layout.prometheus {
+        specs.push(ProcessSpec {
+            name: PROMETHEUS.to_owned(),
+            program: p.bin.clone(),
+            args: super::prometheus::args(&state.root, p.port),
+            env: Vec::new(),
+            ready: Ready::Prometheus(p.port),
+            log: state.log(PROMETHEUS),
+        });
+    }
     specs
 }
+
+/// The local Prometheus's process name.
+pub const PROMETHEUS: &str = "prometheus";
 
 struct Proc {
     spec: ProcessSpec,
@@ -224,6 +245,11 @@ impl Supervisor {
                 path.display()
             )),
         }
+    }
+
+    /// How many processes it runs.
+    pub fn process_count(&self) -> usize {
+        self.procs.len()
     }
 
     pub fn stopping(&self) -> bool {
@@ -362,7 +388,7 @@ impl Supervisor {
             .filter(|p| p.child.is_some())
             .filter_map(|p| match p.spec.ready {
                 Ready::Envoy(admin) => Some((p.spec.name == GATEWAY, admin)),
-                Ready::Healthz(_) => None,
+                Ready::Healthz(_) | Ready::Prometheus(_) => None,
             })
             .collect();
         for gateway_first in [true, false] {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::layout::{FilterPlan, FilterState, Layout, Tools, GATEWAY};
+use super::prometheus::LocalPrometheus;
 use super::state::{alive, tail, StateDir};
 use super::supervisor::{processes, Supervisor};
 use crate::locate::Places;
@@ -27,6 +28,8 @@ pub struct UpRequest {
     pub wasm: Option<PathBuf>,
     pub service_bin: Option<PathBuf>,
     pub plugin_config: Option<String>,
+    /// Run a Prometheus on this loopback port.
+    pub prometheus: Option<u16>,
 }
 
 /// A checked `up`: tools found, ports free, state dir free.
@@ -87,7 +90,14 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
         fail_open: FailStrategy::or_default(mesh.fail_strategy) == FailStrategy::FailOpen,
     };
     let wasm = module.unwrap_or_default();
-    let layout = Layout::plan(
+    let prometheus = match req.prometheus {
+        Some(port) => Some(LocalPrometheus {
+            bin: places.prometheus()?,
+            port,
+        }),
+        None => None,
+    };
+    let mut layout = Layout::plan(
         mesh,
         req.gateway_port,
         mesh.mtls,
@@ -98,6 +108,15 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
         },
         filter,
     )?;
+    if let Some(p) = &prometheus {
+        if std::net::TcpListener::bind(("127.0.0.1", p.port)).is_err() {
+            bail!(
+                "port {} (prometheus) is already in use: stop what holds it, or pick another with --prometheus=PORT",
+                p.port
+            );
+        }
+    }
+    layout.prometheus = prometheus;
     Ok(UpPlan {
         layout,
         state,
@@ -120,7 +139,7 @@ impl UpPlan {
         let specs = processes(&self.layout, &self.state);
         let mut sup = Supervisor::new(self.state.clone(), specs)?;
         watch_module(&mut sup, &self.layout);
-        eprintln!("starting {} processes…", self.layout.services.len() * 2 + 1);
+        eprintln!("starting {} processes…", sup.process_count());
         sup.start(READY_TIMEOUT, progress)?;
         let shown = print_table(&self.layout, &self.state, begin.elapsed())
             .and_then(|()| Ok(outln!("Ctrl-C stops the mesh.")?));
@@ -151,7 +170,7 @@ impl UpPlan {
             .context("starting the detached supervisor")?;
         eprintln!(
             "starting {} processes (detached)…",
-            self.layout.services.len() * 2 + 1
+            processes(&self.layout, &self.state).len()
         );
         let deadline = Instant::now() + READY_TIMEOUT + Duration::from_secs(5);
         while !self.state.ready_path().exists() {
