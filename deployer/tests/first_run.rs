@@ -160,7 +160,7 @@ fn a_mistyped_flag_or_command_gets_a_suggestion() {
     let err = usage_error(&["rendr"]);
     assert_eq!(
         err,
-        "error: unrecognized subcommand 'rendr' tip: a similar subcommand exists: 'render'\n"
+        "error: unrecognized subcommand 'rendr' tip: some similar subcommands exist: 'reload', 'render'\n"
     );
     // Without a near name, no tip.
     let err = usage_error(&["render", "--bogus"]);
