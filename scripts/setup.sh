@@ -71,6 +71,23 @@ if [ -f tests/schema/package-lock.json ] && ! [ -d tests/schema/node_modules ]; 
   npm ci --prefix tests/schema --no-audit --no-fund --loglevel=error
 fi
 
+# 4b. The dashboard test: Debian's Chromium (never a browser downloaded by Playwright) and
+# playwright-core from npm, pinned by tests/dashboard/package-lock.json.
+if ! [ -x /usr/bin/chromium ]; then
+  began=$SECONDS
+  step "apt-get install chromium (for the dashboard test)"
+  if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
+  $sudo apt-get install -y -q chromium >/dev/null 2>&1 || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
+  step "chromium installed in $((SECONDS - began))s: $(/usr/bin/chromium --version 2>/dev/null)"
+fi
+pw_version=$(node -p 'require("./tests/dashboard/package-lock.json").packages["node_modules/playwright-core"].version')
+if [ "$(node -p 'try { require("./tests/dashboard/node_modules/playwright-core/package.json").version } catch { "" }' 2>/dev/null)" != "$pw_version" ]; then
+  began=$SECONDS
+  step "npm ci (tests/dashboard: playwright-core $pw_version, no browser download)"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/dashboard --no-audit --no-fund --loglevel=error
+  step "playwright-core installed in $((SECONDS - began))s"
+fi
+
 # 5. A real OCI registry and an independent client for the `deployer push` tests.
 deployer/tests/setup-registry.sh >/dev/null
 

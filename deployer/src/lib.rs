@@ -20,6 +20,7 @@
 mod cli;
 mod cluster;
 mod commands;
+mod dashboard;
 mod http;
 mod local;
 pub mod locate;

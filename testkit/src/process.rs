@@ -98,6 +98,11 @@ impl Guarded {
         self.child.id()
     }
 
+    /// Its stdout, when the command was given a pipe for it (once).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
     /// `Some(status)` once the process has exited.
     pub fn exited(&mut self) -> Result<Option<ExitStatus>> {
         Ok(self.child.try_wait()?)
