@@ -52,6 +52,12 @@ pub enum Command {
     /// Stream the requests crossing the mesh, one line each, as the callees log them
     /// (Ctrl-C stops).
     Tap(TapArgs),
+    /// Serve a live map of the mesh on 127.0.0.1 (Kiali's graph without a cluster): services
+    /// as nodes, calls as edges labelled with rps, success rate and p99, a lock on verified
+    /// edges; refreshed every second.
+    Dashboard(DashboardArgs),
+    /// Print the dashboard's graph once, measured over a window, as dot, mermaid or JSON.
+    Graph(GraphArgs),
     /// Render the mesh and apply it to the cluster kubectl points at (server-side apply, field
     /// manager `meshtally`), wait for every rollout and say how to reach the ingress gateway.
     Apply(ApplyArgs),
@@ -81,6 +87,8 @@ impl Cli {
             Command::Top(args) => commands::observe::top(args),
             Command::Edges(args) => commands::observe::edges(args),
             Command::Tap(args) => commands::observe::tap(args),
+            Command::Dashboard(args) => commands::dashboard::dashboard(args),
+            Command::Graph(args) => commands::dashboard::graph(args),
             Command::Apply(args) => commands::cluster::apply(args),
             Command::Delete(args) => commands::cluster::delete(args),
             Command::Push(args) => commands::cluster::push(args),
@@ -296,6 +304,34 @@ pub struct TapArgs {
     /// latency_ms, verified}.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    pub from: SidecarArgs,
+
+    /// Port on 127.0.0.1 (0: one the OS picks; the url is printed).
+    #[arg(long, value_name = "PORT", default_value_t = 8090)]
+    pub port: u16,
+
+    /// The window the rates, success rates and latencies are measured over (`2s`, `1m`).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_window)]
+    pub window: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub from: SidecarArgs,
+
+    /// Graphviz (`| dot -Tsvg`), a Mermaid flowchart, or the dashboard's `/api/graph` JSON.
+    #[arg(long, value_enum, default_value = "dot")]
+    pub format: crate::dashboard::export::Format,
+
+    /// How long to count: every proxy is read at the start and at the end.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_window)]
+    pub window: std::time::Duration,
 }
 
 /// `500ms`, `10s`, `2m`: a positive window of at most an hour.

@@ -78,6 +78,9 @@ pub fn remove_on_signal(dir: &Path) {
 pub struct Guarded {
     child: Child,
     what: String,
+    /// The child leads a process group of its own, killed as a whole (a browser driver's
+    /// browser goes with it).
+    group: bool,
 }
 
 impl Guarded {
@@ -91,7 +94,18 @@ impl Guarded {
         Ok(Guarded {
             child,
             what: what.to_owned(),
+            group: false,
         })
+    }
+
+    /// [`Guarded::spawn`] in a new process group, which is killed as a whole: for a child that
+    /// starts children of its own (node and the Chromium it drives).
+    pub fn spawn_group(mut command: Command, what: &str) -> Result<Guarded> {
+        use std::os::unix::process::CommandExt as _;
+        command.process_group(0);
+        let mut guarded = Guarded::spawn(command, what)?;
+        guarded.group = true;
+        Ok(guarded)
     }
 
     pub fn pid(&self) -> u32 {
@@ -125,6 +139,14 @@ impl Guarded {
 
     /// Kills and reaps it now (drop does the same).
     pub fn kill(&mut self) {
+        if self.group {
+            if let Some(pid) = i32::try_from(self.child.id())
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Ok(mut set) = LIVE.lock() {

@@ -46,7 +46,7 @@ function readDom() {
       destination: g.dataset.destination,
       health: g.dataset.health,
       label: g.querySelector("text.label").textContent,
-      locks: g.querySelectorAll("text.lock").length,
+      locks: g.querySelectorAll("g.lock").length,
       stroke: getComputedStyle(g.querySelector("path.line")).stroke,
     })),
   };
@@ -110,7 +110,7 @@ try {
   // 2. Details: a click on an edge shows its top figures and its last calls.
   const first = expected.find((p) => p.startsWith(services[0] + ">")) || expected[0];
   const [src, dst] = first.split(">");
-  await page.click(`#edges g.edge[data-source="${src}"][data-destination="${dst}"] path.hit`, { force: true });
+  await page.click(`#edges g.edge[data-source="${src}"][data-destination="${dst}"] text.label`);
   await page.waitForSelector("#details:not([hidden])");
   const title = await page.textContent("#details-title");
   assert.equal(title, `${src} → ${dst}`);

@@ -12,7 +12,7 @@ use super::apply::{INGRESS_NAMESPACE, INGRESS_SERVICE};
 use super::checks;
 use super::kubectl::Kubectl;
 use super::portforward::PortForward;
-use crate::observe::{parse_envoy_stats, Counted, Gateway, Reachable, METRIC_PREFIX};
+use crate::observe::{parse_envoy_stats, Counted, Gateway, ProxyRead, Reachable, METRIC_PREFIX};
 use crate::render::meta::PART_OF;
 
 /// The cluster's ingress gateway, port-forwarded to loopback while this lives.
@@ -71,15 +71,32 @@ impl Counted for ClusterSidecars {
         collect(&self.kubectl, &self.namespace, &pods)
     }
 
-    fn expositions(&self) -> Result<Vec<(String, String)>> {
+    fn proxies(&self) -> Result<Vec<ProxyRead>> {
         let pods = pods(&self.kubectl, &self.namespace)?;
         let path = format!("stats/prometheus?filter={METRIC_PREFIX}");
-        crate::parallel::map(&pods, PARALLEL, |pod| {
+        let texts = crate::parallel::map(&pods, PARALLEL, |pod| {
             let out = admin_get(&self.kubectl, &self.namespace, pod, &path)?;
-            Ok((pod.clone(), String::from_utf8_lossy(&out).into_owned()))
-        })
-        .into_iter()
-        .collect()
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        });
+        Ok(pods
+            .iter()
+            .zip(texts)
+            .map(|(pod, exposition)| ProxyRead {
+                proxy: pod.clone(),
+                service: Some(deployment_of(pod).to_owned()),
+                exposition,
+            })
+            .collect())
+    }
+}
+
+/// The Deployment a pod belongs to: its name without the ReplicaSet's and the pod's suffixes
+/// (`service-a-5d9f8c7b6-x2x7q` → `service-a`).
+fn deployment_of(pod: &str) -> &str {
+    let mut parts = pod.rsplitn(3, '-');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), Some(deployment)) => deployment,
+        _ => pod,
     }
 }
 
@@ -162,6 +179,13 @@ fn collect(kubectl: &Kubectl, namespace: &str, pods: &[String]) -> Result<Vec<(S
 mod tests {
     use super::*;
     use crate::observe::stats::merge;
+
+    #[test]
+    fn a_pod_belongs_to_the_deployment_its_name_starts_with() {
+        assert_eq!(deployment_of("service-a-5d9f8c7b6-x2x7q"), "service-a");
+        assert_eq!(deployment_of("reviews-v2-6c5bf657cf-abcde"), "reviews-v2");
+        assert_eq!(deployment_of("lonely"), "lonely");
+    }
 
     fn name(src: &str, dst: &str, dir: &str, class: &str) -> String {
         format!("source=.={src};.;destination=.={dst};.;direction=.={dir};.;response_code_class=.={class};.;connection_security_policy=.=none;.;{REQUESTS_TOTAL}")

@@ -2,6 +2,7 @@
 //! everything it needs) and only then runs it, so a bad input fails before any output.
 
 pub(crate) mod cluster;
+pub(crate) mod dashboard;
 pub(crate) mod local;
 pub(crate) mod observe;
 pub(crate) mod render;

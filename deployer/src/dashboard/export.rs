@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::graph::{Graph, Health};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Format {
+pub enum Format {
     Dot,
     Mermaid,
     Json,
@@ -170,7 +170,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "  \"gateway\" -> \"service-a\" [label=\"🔒 4.0 rps · 100.0% · p99 4ms\", color=\"#2e7d32\"];\n"
+                "  \"gateway\" -> \"service-a\" [label=\"🔒 4.0 rps · 100.0% · p99 4.0ms\", color=\"#2e7d32\"];\n"
             ),
             "{text}"
         );
@@ -193,7 +193,7 @@ mod tests {
                 "  n0{{\"gateway\"}}",
                 "  n1(\"service-a\")",
                 "  n2(\"service-b\")",
-                "  n0 -->|\"🔒 4.0 rps · 100.0% · p99 4ms\"| n1",
+                "  n0 -->|\"🔒 4.0 rps · 100.0% · p99 4.0ms\"| n1",
                 "  linkStyle 0 stroke:#2e7d32",
                 "  n1 -->|\"🔒 0.0 rps · - · p99 -\"| n2",
                 "  linkStyle 1 stroke:#9e9e9e",

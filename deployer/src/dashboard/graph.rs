@@ -287,10 +287,16 @@ fn edge(
     }
 }
 
-/// `12.0 rps · 99.5% · p99 8ms`; `-` where there is no figure.
+/// `12.0 rps · 99.5% · p99 8.2ms` (`p99 120ms` from 10 ms on); `-` where there is no figure.
 pub(crate) fn label(rps: f64, success_rate: Option<f64>, p99_ms: Option<f64>) -> String {
     let success = success_rate.map_or("-".to_owned(), |s| format!("{:.1}%", s * 100.0));
-    let p99 = p99_ms.map_or("-".to_owned(), |p| format!("{p:.0}ms"));
+    let p99 = p99_ms.map_or("-".to_owned(), |p| {
+        if p < 10.0 {
+            format!("{p:.1}ms")
+        } else {
+            format!("{p:.0}ms")
+        }
+    });
     format!("{rps:.1} rps · {success} · p99 {p99}")
 }
 

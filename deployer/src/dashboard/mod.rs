@@ -7,4 +7,5 @@
 pub(crate) mod export;
 pub(crate) mod feed;
 pub(crate) mod graph;
+pub(crate) mod reader;
 pub(crate) mod server;

@@ -11,7 +11,7 @@ use super::envoy::Admin;
 use super::layout::{sidecar_name, Layout, GATEWAY};
 use super::state::StateDir;
 use crate::observe::tap::Tapped;
-use crate::observe::{Counted, Gateway, Reachable, METRIC_PREFIX};
+use crate::observe::{Counted, Gateway, ProxyRead, Reachable, METRIC_PREFIX};
 
 /// A running local mesh.
 pub(crate) struct LocalMesh {
@@ -105,9 +105,18 @@ impl Counted for LocalMesh {
         Ok(all)
     }
 
-    fn expositions(&self) -> Result<Vec<(String, String)>> {
-        self.admins()
-            .map(|(name, admin)| Ok((name, admin.prometheus_of(METRIC_PREFIX)?)))
-            .collect()
+    fn proxies(&self) -> Result<Vec<ProxyRead>> {
+        let services = self.layout.services.iter().map(|s| Some(s.name.clone()));
+        Ok(self
+            .admins()
+            .zip(services.chain([None]))
+            .map(|((proxy, admin), service)| ProxyRead {
+                exposition: admin
+                    .prometheus_of(METRIC_PREFIX)
+                    .with_context(|| format!("reading {proxy}")),
+                proxy,
+                service,
+            })
+            .collect())
     }
 }

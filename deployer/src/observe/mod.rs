@@ -34,10 +34,28 @@ pub(crate) trait Counted {
     /// Every sidecar's `meshtally_requests_total` counters, as (Envoy stat name, value); the
     /// same labels from several sidecars are summed by [`stats::merge`].
     fn counters(&self) -> Result<Vec<(String, u64)>>;
-    /// Every sidecar's meshtally metrics in Prometheus's text format (`/stats/prometheus`,
-    /// labels extracted), as (sidecar name, text). Names stay the same between reads, so a
+    /// Every proxy's meshtally metrics in Prometheus's text format (`/stats/prometheus`,
+    /// labels extracted), each read on its own, so one that cannot be read leaves the others
+    /// (the dashboard marks it and draws the rest). Names stay the same between reads, so a
     /// sidecar's restart is seen as a counter reset.
-    fn expositions(&self) -> Result<Vec<(String, String)>>;
+    fn proxies(&self) -> Result<Vec<ProxyRead>>;
+
+    /// Every proxy's exposition, as (proxy name, text); the first that cannot be read fails
+    /// the whole read (`top` shows all of the mesh or says why not).
+    fn expositions(&self) -> Result<Vec<(String, String)>> {
+        self.proxies()?
+            .into_iter()
+            .map(|p| Ok((p.proxy, p.exposition?)))
+            .collect()
+    }
+}
+
+/// One proxy's read: its name (a local sidecar's, a pod's), the service it fronts (`None` for
+/// the gateway) and its exposition.
+pub(crate) struct ProxyRead {
+    pub proxy: String,
+    pub service: Option<String>,
+    pub exposition: Result<String>,
 }
 
 /// Envoy's `/stats?format=json`: `{"stats": [{"name", "value"}, …, {"histograms": …}]}`, as

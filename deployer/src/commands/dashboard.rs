@@ -1,0 +1,143 @@
+//! `dashboard` and `graph`: open the mesh the flags name (the local state dir, or a cluster
+//! through kubectl) as a [`MeshReader`], then serve it as a live page or print it once.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+
+use super::observe::namespace;
+use crate::cli::{DashboardArgs, GraphArgs, SidecarArgs};
+use crate::cluster::kubectl::Kubectl;
+use crate::cluster::sidecars::ClusterSidecars;
+use crate::dashboard::export;
+use crate::dashboard::feed;
+use crate::dashboard::graph::Graph;
+use crate::dashboard::reader::MeshReader;
+use crate::dashboard::server::{self, Feed, TapQuery};
+use crate::local::observed::LocalMesh;
+use crate::local::state::StateDir;
+use crate::observe::tap::{Filter, Tapped as _};
+use crate::observe::{Counted, Reachable as _};
+use crate::output::outln;
+use crate::render::security::INGRESS_SERVICE_ACCOUNT;
+
+/// How many tap lines a click shows.
+const TAP_LINES: usize = 8;
+
+/// The caller name the gateway's calls carry, on a cluster and locally alike: the callee's
+/// filter names a caller by its certificate, the gateway's service account.
+const GATEWAY_CALLER: &str = INGRESS_SERVICE_ACCOUNT;
+
+/// The mesh to read: what it is called, its reader, and where its tap lines come from.
+struct Opened {
+    what: String,
+    reader: MeshReader,
+    state_dir: Option<PathBuf>,
+}
+
+fn open(from: SidecarArgs, window: std::time::Duration) -> Result<Opened> {
+    if let Some(kubectl) = from.kubectl {
+        let namespace = namespace(from.namespace, from.file.as_deref())?;
+        let kubectl = Kubectl::find(kubectl.as_deref(), from.context)?;
+        let what = format!("namespace {namespace} through {}", kubectl.bin.display());
+        let hint = format!(
+            "deployer verify --kubectl {}",
+            crate::shell::shell_line(&kubectl.bin.to_string_lossy(), &[])
+        );
+        let open = move || {
+            let mesh = ClusterSidecars::open(kubectl.clone(), namespace.clone())?;
+            Ok((Box::new(mesh) as Box<dyn Counted + Send>, Vec::new()))
+        };
+        let reader = MeshReader::new(Box::new(open), Some(GATEWAY_CALLER.into()), window, hint);
+        return Ok(Opened {
+            what,
+            reader,
+            state_dir: None,
+        });
+    }
+    let state = StateDir::new(&from.state.state_dir);
+    let hint = format!("deployer verify{}", state.flag());
+    let what = format!("the local mesh in {}", state.root.display());
+    let state_dir = Some(state.root.clone());
+    let open = move || {
+        let mesh = LocalMesh::open(&state)?;
+        let services = mesh.services()?;
+        Ok((Box::new(mesh) as Box<dyn Counted + Send>, services))
+    };
+    Ok(Opened {
+        what,
+        reader: MeshReader::new(Box::new(open), Some(GATEWAY_CALLER.into()), window, hint),
+        state_dir,
+    })
+}
+
+pub fn dashboard(args: DashboardArgs) -> Result<()> {
+    let opened = open(args.from, args.window)?;
+    let listener = TcpListener::bind(("127.0.0.1", args.port))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{} (pass --port)", args.port))?;
+    let url = format!("http://127.0.0.1:{}/", listener.local_addr()?.port());
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+    let feed = Arc::new(Feed::default());
+    let reading = feed::spawn(Box::new(opened.reader), feed.clone(), stop.clone());
+    let state_dir = opened.state_dir;
+    let tap = Arc::new(move |q: &TapQuery| tap_lines(state_dir.as_deref(), q));
+    outln!("dashboard of {}: {url}\nCtrl-C stops it.", opened.what)?;
+    let served = server::serve(listener, feed, tap, stop.clone());
+    stop.store(true, Ordering::SeqCst);
+    let read = reading
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+    served.and(read)
+}
+
+pub fn graph(args: GraphArgs) -> Result<()> {
+    let mut reader = open(args.from, args.window)?.reader;
+    let first = feed::once(&mut reader, 1);
+    if first.nodes.is_empty() {
+        anyhow::bail!(first.hint.unwrap_or_else(|| "nothing to draw".into()));
+    }
+    eprintln!("counting calls for {:.1} s…", args.window.as_secs_f64());
+    std::thread::sleep(args.window);
+    let graph: Graph = feed::once(&mut reader, 2);
+    if let Some(hint) = &graph.hint {
+        eprintln!("{hint}");
+    }
+    crate::output::print(&export::render(&graph, args.format)?)?;
+    Ok(())
+}
+
+/// The last few calls of an edge or a node, as `tap` prints them.
+fn tap_lines(state_dir: Option<&std::path::Path>, q: &TapQuery) -> Result<Vec<String>> {
+    let Some(dir) = state_dir else {
+        anyhow::bail!("tap lines come from a local mesh's access logs (`deployer tap`)");
+    };
+    let mesh = LocalMesh::open(&StateDir::new(dir))?;
+    let filter = Filter {
+        from: q.source.clone(),
+        to: q.destination.clone(),
+        status: None,
+    };
+    let mut taps = Vec::new();
+    mesh.history(&mut |line| {
+        if let Some(tap) = filter.tap(line) {
+            let wanted = q
+                .service
+                .as_ref()
+                .is_none_or(|s| *s == tap.source || *s == tap.destination);
+            if wanted {
+                taps.push(tap);
+            }
+        }
+        Ok(())
+    })?;
+    // Each proxy's log is read in turn: put them back in time order, then keep the last.
+    taps.sort_by(|a, b| a.time.cmp(&b.time));
+    let skip = taps.len().saturating_sub(TAP_LINES);
+    Ok(taps.iter().skip(skip).map(|t| t.line()).collect())
+}

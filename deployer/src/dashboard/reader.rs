@@ -1,0 +1,148 @@
+//! The dashboard's reader of a real mesh: every proxy read once a second through
+//! [`Counted::proxies`], the reads of the last window kept, and `top`'s per-edge figures
+//! ([`signals::edges`]) taken over the window (what the page colours) and since the sidecars
+//! started (which edges exist, whether every call was verified). A proxy that cannot be read
+//! is named unreachable and its last good read stands in, so its edges stay drawn.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::feed::Reader;
+use super::graph::{Figures, Observed};
+use crate::observe::signals::{self, EdgeRow, Snapshot};
+use crate::observe::Counted;
+
+/// Opens the mesh: its proxies, and its services in drawing order. Called again after a read
+/// found no proxy at all, so a mesh that stopped and came back is found again.
+pub(crate) type Open = dyn FnMut() -> Result<(Box<dyn Counted + Send>, Vec<String>)> + Send;
+
+/// A mesh read through what `open` gives, over windows of `window`.
+pub(crate) struct MeshReader {
+    open: Box<Open>,
+    mesh: Option<Box<dyn Counted + Send>>,
+    services: Vec<String>,
+    gateway: Option<String>,
+    window: Duration,
+    traffic_hint: String,
+    /// The last good exposition of every proxy.
+    last: BTreeMap<String, String>,
+    /// Snapshots of the last window and a little more, oldest first.
+    history: VecDeque<(Instant, Snapshot)>,
+}
+
+impl MeshReader {
+    /// `gateway` is the caller name the gateway's calls carry; services not in the model join
+    /// the drawing as their proxies are read.
+    pub(crate) fn new(
+        open: Box<Open>,
+        gateway: Option<String>,
+        window: Duration,
+        traffic_hint: String,
+    ) -> MeshReader {
+        MeshReader {
+            open,
+            mesh: None,
+            services: Vec::new(),
+            gateway,
+            window,
+            traffic_hint,
+            last: BTreeMap::new(),
+            history: VecDeque::new(),
+        }
+    }
+}
+
+impl Reader for MeshReader {
+    fn read(&mut self) -> Result<Observed> {
+        let mesh = match self.mesh.take() {
+            Some(mesh) => mesh,
+            None => {
+                let (mesh, services) = (self.open)()?;
+                self.services = services;
+                mesh
+            }
+        };
+        let proxies = mesh.proxies()?;
+        if let Some(err) = proxies.iter().all(|p| p.exposition.is_err()).then(|| {
+            proxies
+                .iter()
+                .find_map(|p| p.exposition.as_ref().err())
+                .map_or("no proxy".to_owned(), |e| format!("{e:#}"))
+        }) {
+            // Nothing answers: the mesh stopped. Open it again next time.
+            anyhow::bail!("no proxy of the mesh answers ({err}): is it running?");
+        }
+        self.mesh = Some(mesh);
+        let now = Instant::now();
+        let mut unreachable = BTreeSet::new();
+        for p in proxies {
+            let name = p.service.clone().or_else(|| self.gateway.clone());
+            if let Some(service) = &p.service {
+                if !self.services.contains(service) {
+                    self.services.push(service.clone());
+                }
+            }
+            match p.exposition {
+                Ok(text) => {
+                    self.last.insert(p.proxy, text);
+                }
+                Err(_) => {
+                    unreachable.extend(name);
+                }
+            }
+        }
+        let snapshot =
+            Snapshot::from_expositions(self.last.iter().map(|(p, t)| (p.as_str(), t.as_str())));
+        self.history.push_back((now, snapshot));
+        // The window starts at the oldest read no older than `window` (reads are a period
+        // apart, so half a period is allowed for their jitter).
+        let oldest = self.window + super::feed::PERIOD / 2;
+        while self
+            .history
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > oldest)
+        {
+            self.history.pop_front();
+        }
+        let (Some((start, before)), Some((_, after))) = (self.history.front(), self.history.back())
+        else {
+            anyhow::bail!("no read kept");
+        };
+        let length = now.saturating_duration_since(*start);
+        let window = if length.is_zero() {
+            Vec::new()
+        } else {
+            signals::edges(before, after, length)
+        };
+        // Since the sidecars started: the rate is meaningless there and is not used.
+        let total = signals::edges(&Snapshot::default(), after, Duration::from_secs(1));
+        Ok(Observed {
+            services: self.services.clone(),
+            gateway: self.gateway.clone(),
+            unreachable,
+            total: total.iter().map(figures).collect(),
+            window: window.iter().map(figures).collect(),
+            window_s: length.as_secs_f64(),
+        })
+    }
+
+    fn traffic_hint(&self) -> String {
+        self.traffic_hint.clone()
+    }
+}
+
+fn figures(row: &EdgeRow) -> Figures {
+    Figures {
+        source: row.edge.source.clone(),
+        destination: row.edge.destination.clone(),
+        destination_version: row.edge.destination_version.clone(),
+        requests: row.signals.requests,
+        rps: row.signals.rps,
+        success_rate: row.signals.success_rate,
+        p50_ms: row.signals.p50_ms,
+        p99_ms: row.signals.p99_ms,
+        mtls_share: row.signals.mtls_share,
+    }
+}
