@@ -153,6 +153,7 @@ function drawEdges(edges, moved, r) {
     set(g, "data-verified", e.verified);
     const line = g.querySelector("path.line");
     set(line, "marker-end", `url(#arrow-${e.health})`);
+    set(line, "style", `--marker: url(#arrow-${e.health})`);
     const label = g.querySelector("text.label");
     let lock = g.querySelector("g.lock");
     if (e.verified && !lock) { lock = drawLock(g); moved = true; }
