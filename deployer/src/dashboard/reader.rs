@@ -146,3 +146,95 @@ fn figures(row: &EdgeRow) -> Figures {
         mtls_share: row.signals.mtls_share,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::dashboard::graph::{Graph, Health, State};
+    use crate::observe::ProxyRead;
+
+    /// Proxies whose reads are scripted: each read takes the next list of (service, count of
+    /// a → b calls, or None for a proxy that does not answer).
+    struct Scripted(Arc<Mutex<Vec<Vec<(&'static str, Option<u64>)>>>>);
+
+    impl Counted for Scripted {
+        fn counters(&self) -> Result<Vec<(String, u64)>> {
+            Ok(Vec::new())
+        }
+        fn proxies(&self) -> Result<Vec<ProxyRead>> {
+            let mut script = self.0.lock().unwrap();
+            let reads = script.remove(0);
+            Ok(reads
+                .into_iter()
+                .map(|(service, count)| ProxyRead {
+                    proxy: format!("{service}-sidecar"),
+                    service: Some(service.into()),
+                    exposition: count
+                        .map(|n| {
+                            if service == "service-b" {
+                                format!("meshtally_requests_total{{source=\"service-a\",destination=\"service-b\",direction=\"inbound\",response_code_class=\"2xx\",connection_security_policy=\"mutual_tls\"}} {n}\n")
+                            } else {
+                                String::new()
+                            }
+                        })
+                        .ok_or_else(|| anyhow::anyhow!("connection refused")),
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn windows_totals_unreachable_proxies_and_a_stopped_mesh() {
+        let script = Arc::new(Mutex::new(vec![
+            vec![("service-a", Some(0)), ("service-b", Some(10))],
+            vec![("service-a", Some(0)), ("service-b", Some(30))],
+            vec![("service-a", Some(0)), ("service-b", None)],
+            vec![("service-a", None), ("service-b", None)],
+        ]));
+        let opened = Arc::new(Mutex::new(0));
+        let (s, o) = (script.clone(), opened.clone());
+        let open = move || {
+            *o.lock().unwrap() += 1;
+            Ok((
+                Box::new(Scripted(s.clone())) as Box<dyn Counted + Send>,
+                vec!["service-a".to_owned(), "service-b".to_owned()],
+            ))
+        };
+        let mut reader =
+            MeshReader::new(Box::new(open), None, Duration::from_secs(60), "hint".into());
+        // The first read: the edge exists (10 calls so far) but the window is empty.
+        let first = reader.read().unwrap();
+        assert_eq!(first.services, ["service-a", "service-b"]);
+        assert_eq!(first.total.len(), 1);
+        assert_eq!(first.total[0].requests, 10);
+        assert!(first.window.is_empty());
+        std::thread::sleep(Duration::from_millis(20));
+        // The second: 20 more calls in the window.
+        let second = reader.read().unwrap();
+        assert_eq!(second.window.len(), 1);
+        assert_eq!(second.window[0].requests, 20);
+        assert_eq!(second.window[0].mtls_share, Some(1.0));
+        let graph = Graph::build(2, &second, "hint");
+        assert_eq!(graph.edges[0].health, Health::Ok);
+        assert!(graph.edges[0].verified);
+        // service-b stops answering: marked, its last read kept, its edge unknown.
+        let third = reader.read().unwrap();
+        assert_eq!(third.unreachable.iter().collect::<Vec<_>>(), ["service-b"]);
+        assert_eq!(third.total[0].requests, 30);
+        let graph = Graph::build(3, &third, "hint");
+        assert_eq!(graph.state, State::Ok);
+        assert_eq!(graph.edges[0].health, Health::Unknown);
+        // Nothing answers: an error, and the mesh is opened again on the next read.
+        let err = reader.read().unwrap_err().to_string();
+        assert!(err.contains("is it running?"), "{err}");
+        assert_eq!(*opened.lock().unwrap(), 1);
+        script
+            .lock()
+            .unwrap()
+            .push(vec![("service-a", Some(0)), ("service-b", Some(30))]);
+        reader.read().unwrap();
+        assert_eq!(*opened.lock().unwrap(), 2);
+    }
+}
