@@ -130,20 +130,17 @@ fn mermaid(graph: &Graph) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::graph::{Figures, Observed};
+    use super::super::graph::tests::figures;
+    use super::super::graph::Observed;
     use super::*;
 
     fn graph() -> Graph {
-        let f = |s: &str, d: &str, n: u64| Figures {
-            source: s.into(),
-            destination: d.into(),
-            destination_version: None,
-            requests: n,
-            rps: n as f64,
-            success_rate: (n > 0).then_some(1.0),
-            p50_ms: None,
-            p99_ms: Some(4.0),
-            mtls_share: Some(1.0),
+        let f = |s: &str, d: &str, n: u64| {
+            let mut row = figures(s, d, n, 1.0, 1.0);
+            row.signals.rps = n as f64;
+            row.signals.p99_ms = Some(4.0);
+            row.signals.mtls_share = Some(1.0);
+            row
         };
         let observed = Observed {
             services: vec!["service-a".into(), "service-b".into()],

@@ -8,24 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::observe::signals::EdgeRow;
+
 /// Below this success rate an edge is failing (red); below [`DEGRADED_BELOW`], degraded
 /// (amber). Kiali's defaults: failure at 20 % errors, degraded at 0.1 %.
 pub(crate) const FAILING_BELOW: f64 = 0.80;
 pub(crate) const DEGRADED_BELOW: f64 = 0.999;
-
-/// One edge's figures over a window, as `top` computes them.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Figures {
-    pub source: String,
-    pub destination: String,
-    pub destination_version: Option<String>,
-    pub requests: u64,
-    pub rps: f64,
-    pub success_rate: Option<f64>,
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub mtls_share: Option<f64>,
-}
 
 /// What the mesh looked like at one read.
 #[derive(Debug, Clone, Default)]
@@ -36,10 +24,10 @@ pub(crate) struct Observed {
     pub gateway: Option<String>,
     /// Proxies that could not be read this time (service names, or the gateway's).
     pub unreachable: BTreeSet<String>,
-    /// Every edge since the sidecars started (cumulative counts).
-    pub total: Vec<Figures>,
-    /// The edges of the last window.
-    pub window: Vec<Figures>,
+    /// `top`'s rows since the sidecars started (cumulative counts; the rate is not used).
+    pub total: Vec<EdgeRow>,
+    /// `top`'s rows of the last window.
+    pub window: Vec<EdgeRow>,
     pub window_s: f64,
 }
 
@@ -145,8 +133,11 @@ impl Graph {
                 reachable: !observed.unreachable.contains(gateway),
             });
         }
-        let mut callers: BTreeSet<&str> =
-            observed.total.iter().map(|f| f.source.as_str()).collect();
+        let mut callers: BTreeSet<&str> = observed
+            .total
+            .iter()
+            .map(|r| r.edge.source.as_str())
+            .collect();
         for service in &observed.services {
             callers.remove(service.as_str());
             let reachable = !observed.unreachable.contains(service);
@@ -180,14 +171,14 @@ impl Graph {
                 });
             }
         }
-        let window: BTreeMap<(&str, &str, Option<&str>), &Figures> =
-            observed.window.iter().map(|f| (key(f), f)).collect();
+        let window: BTreeMap<(&str, &str, Option<&str>), &EdgeRow> =
+            observed.window.iter().map(|r| (key(r), r)).collect();
         let mut edges: Vec<Edge> = observed
             .total
             .iter()
             .map(|total| {
                 let now = window.get(&key(total)).copied();
-                let unknown = observed.unreachable.contains(&total.destination);
+                let unknown = observed.unreachable.contains(&total.edge.destination);
                 edge(total, now, unknown, &node_id)
             })
             .collect();
@@ -221,20 +212,20 @@ impl Graph {
     }
 }
 
-fn key(f: &Figures) -> (&str, &str, Option<&str>) {
+fn key(r: &EdgeRow) -> (&str, &str, Option<&str>) {
     (
-        f.source.as_str(),
-        f.destination.as_str(),
-        f.destination_version.as_deref(),
+        r.edge.source.as_str(),
+        r.edge.destination.as_str(),
+        r.edge.destination_version.as_deref(),
     )
 }
 
 /// Each service's versions seen on edges into it.
 fn versions(observed: &Observed) -> BTreeMap<&str, Vec<&str>> {
     let mut seen: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for f in &observed.total {
-        if let Some(v) = &f.destination_version {
-            seen.entry(f.destination.as_str())
+    for r in &observed.total {
+        if let Some(v) = &r.edge.destination_version {
+            seen.entry(r.edge.destination.as_str())
                 .or_default()
                 .insert(v.as_str());
         }
@@ -245,13 +236,15 @@ fn versions(observed: &Observed) -> BTreeMap<&str, Vec<&str>> {
 }
 
 fn edge(
-    total: &Figures,
-    now: Option<&Figures>,
+    total: &EdgeRow,
+    now: Option<&EdgeRow>,
     unknown: bool,
     node_id: &dyn Fn(&str, Option<&str>) -> String,
 ) -> Edge {
-    let from = node_id(&total.source, None);
-    let to = node_id(&total.destination, total.destination_version.as_deref());
+    let (e, all) = (&total.edge, &total.signals);
+    let now = now.map(|n| &n.signals);
+    let from = node_id(&e.source, None);
+    let to = node_id(&e.destination, e.destination_version.as_deref());
     let requests = now.map_or(0, |n| n.requests);
     let success_rate = now.and_then(|n| n.success_rate);
     let health = if unknown {
@@ -269,20 +262,20 @@ fn edge(
     let p99_ms = now.and_then(|n| n.p99_ms);
     Edge {
         id: format!("{from}->{to}"),
-        source: total.source.clone(),
-        destination: total.destination.clone(),
-        destination_version: total.destination_version.clone(),
+        source: e.source.clone(),
+        destination: e.destination.clone(),
+        destination_version: e.destination_version.clone(),
         label: label(rps, success_rate, p99_ms),
         from,
         to,
-        total_requests: total.requests,
+        total_requests: all.requests,
         requests,
         rps,
         success_rate,
         p50_ms: now.and_then(|n| n.p50_ms),
         p99_ms,
-        verified: total.mtls_share.is_some_and(|s| s >= 1.0),
-        mtls_share: total.mtls_share,
+        verified: all.mtls_share.is_some_and(|s| s >= 1.0),
+        mtls_share: all.mtls_share,
         health,
     }
 }
@@ -302,4 +295,4 @@ pub(crate) fn label(rps: f64, success_rate: Option<f64>, p99_ms: Option<f64>) ->
 
 #[cfg(test)]
 #[path = "graph_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -2,18 +2,30 @@
 //! told when there is nothing to draw.
 
 use super::*;
+use crate::observe::signals::{Edge as Pair, Signals};
 
-fn figures(source: &str, destination: &str, requests: u64, success: f64, mtls: f64) -> Figures {
-    Figures {
-        source: source.into(),
-        destination: destination.into(),
-        destination_version: None,
-        requests,
-        rps: requests as f64 / 2.0,
-        success_rate: (requests > 0).then_some(success),
-        p50_ms: Some(3.0),
-        p99_ms: Some(12.4),
-        mtls_share: (requests > 0).then_some(mtls),
+pub(crate) fn figures(
+    source: &str,
+    destination: &str,
+    requests: u64,
+    success: f64,
+    mtls: f64,
+) -> EdgeRow {
+    EdgeRow {
+        edge: Pair {
+            source: source.into(),
+            destination: destination.into(),
+            destination_version: None,
+        },
+        signals: Signals {
+            requests,
+            rps: requests as f64 / 2.0,
+            success_rate: (requests > 0).then_some(success),
+            p50_ms: Some(3.0),
+            p95_ms: Some(9.0),
+            p99_ms: Some(12.4),
+            mtls_share: (requests > 0).then_some(mtls),
+        },
     }
 }
 
@@ -77,7 +89,7 @@ fn success_rate_thresholds() {
         (0.79, Health::Failing),
         (0.0, Health::Failing),
     ] {
-        o.window[1].success_rate = Some(rate);
+        o.window[1].signals.success_rate = Some(rate);
         let graph = Graph::build(1, &o, "x");
         assert_eq!(
             find(&graph, "service-a->service-b").health,
@@ -91,9 +103,9 @@ fn success_rate_thresholds() {
 fn a_service_with_several_versions_gets_a_node_per_version() {
     let mut o = observed();
     let mut v1 = figures("service-a", "service-b", 30, 1.0, 1.0);
-    v1.destination_version = Some("v1".into());
+    v1.edge.destination_version = Some("v1".into());
     let mut v2 = figures("service-a", "service-b", 20, 1.0, 1.0);
-    v2.destination_version = Some("v2".into());
+    v2.edge.destination_version = Some("v2".into());
     o.total = vec![v1.clone(), v2];
     o.window = vec![v1];
     let graph = Graph::build(1, &o, "x");

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::feed::Reader;
-use super::graph::{Figures, Observed};
-use crate::observe::signals::{self, EdgeRow, Snapshot};
+use super::graph::Observed;
+use crate::observe::signals::{self, Snapshot};
 use crate::observe::Counted;
 
 /// Opens the mesh: its proxies, and its services in drawing order. Called again after a read
@@ -122,28 +122,14 @@ impl Reader for MeshReader {
             services: self.services.clone(),
             gateway: self.gateway.clone(),
             unreachable,
-            total: total.iter().map(figures).collect(),
-            window: window.iter().map(figures).collect(),
+            total,
+            window,
             window_s: length.as_secs_f64(),
         })
     }
 
     fn traffic_hint(&self) -> String {
         self.traffic_hint.clone()
-    }
-}
-
-fn figures(row: &EdgeRow) -> Figures {
-    Figures {
-        source: row.edge.source.clone(),
-        destination: row.edge.destination.clone(),
-        destination_version: row.edge.destination_version.clone(),
-        requests: row.signals.requests,
-        rps: row.signals.rps,
-        success_rate: row.signals.success_rate,
-        p50_ms: row.signals.p50_ms,
-        p99_ms: row.signals.p99_ms,
-        mtls_share: row.signals.mtls_share,
     }
 }
 
@@ -157,7 +143,8 @@ mod tests {
 
     /// Proxies whose reads are scripted: each read takes the next list of (service, count of
     /// a → b calls, or None for a proxy that does not answer).
-    struct Scripted(Arc<Mutex<Vec<Vec<(&'static str, Option<u64>)>>>>);
+    type Script = Arc<Mutex<Vec<Vec<(&'static str, Option<u64>)>>>>;
+    struct Scripted(Script);
 
     impl Counted for Scripted {
         fn counters(&self) -> Result<Vec<(String, u64)>> {
@@ -208,21 +195,21 @@ mod tests {
         let first = reader.read().unwrap();
         assert_eq!(first.services, ["service-a", "service-b"]);
         assert_eq!(first.total.len(), 1);
-        assert_eq!(first.total[0].requests, 10);
+        assert_eq!(first.total[0].signals.requests, 10);
         assert!(first.window.is_empty());
         std::thread::sleep(Duration::from_millis(20));
         // The second: 20 more calls in the window.
         let second = reader.read().unwrap();
         assert_eq!(second.window.len(), 1);
-        assert_eq!(second.window[0].requests, 20);
-        assert_eq!(second.window[0].mtls_share, Some(1.0));
+        assert_eq!(second.window[0].signals.requests, 20);
+        assert_eq!(second.window[0].signals.mtls_share, Some(1.0));
         let graph = Graph::build(2, &second, "hint");
         assert_eq!(graph.edges[0].health, Health::Ok);
         assert!(graph.edges[0].verified);
         // service-b stops answering: marked, its last read kept, its edge unknown.
         let third = reader.read().unwrap();
         assert_eq!(third.unreachable.iter().collect::<Vec<_>>(), ["service-b"]);
-        assert_eq!(third.total[0].requests, 30);
+        assert_eq!(third.total[0].signals.requests, 30);
         let graph = Graph::build(3, &third, "hint");
         assert_eq!(graph.state, State::Ok);
         assert_eq!(graph.edges[0].health, Health::Unknown);
