@@ -1,6 +1,7 @@
 // The dashboard in a real browser: Debian's Chromium, headless, driven by playwright-core.
-// Run by tests/tests/dashboard.rs, which starts the local mesh, the traffic and
-// `deployer dashboard`, and passes what it knows in the environment:
+// Run by tests/tests/dashboard.rs, which starts `deployer dashboard`, then (when this script
+// says so, by a file in OUT_DIR) the local mesh, then the traffic, and passes what it knows in
+// the environment:
 //   DASHBOARD_URL   the page
 //   OUT_DIR         where the screenshots go
 //   STATE_DIR       the mesh's state dir (pids.json: the process to kill)
@@ -9,7 +10,7 @@
 //   VERIFIED_EDGES  the pairs among them whose calls a certificate proved
 //   KILL            the service whose app is killed at the end
 // Everything is asserted from the DOM, against /api/graph for the graph the page drew.
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
@@ -75,6 +76,20 @@ try {
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(url);
+
+  // 0. Before the mesh runs: nothing drawn, the page says how to start it. Then, once the
+  // test has started the mesh (we say when we are ready for it), the page finds it by itself:
+  // the nodes, no edge, and a hint to send traffic.
+  const none = (await waitFor(page, "the not-running page", (d) => d.state === "not-running", 20000)).dom;
+  assert.equal(none.nodes.length, 0);
+  assert.match(none.hint, /deployer up --state-dir /);
+  writeFileSync(join(outDir, "no-mesh-seen"), "");
+  const idle = (await waitFor(page, "the mesh's nodes without traffic", (d) =>
+    d.state === "no-traffic" && d.nodes.filter((n) => n.kind === "service").length === services.length, 60000)).dom;
+  assert.equal(idle.edges.length, 0);
+  assert.match(idle.hint, /^no calls yet: send some traffic \(deployer verify --state-dir /);
+  await page.screenshot({ path: join(outDir, "dashboard-no-traffic.png") });
+  writeFileSync(join(outDir, "no-traffic-seen"), "");
 
   // 1. Every expected pair drawn, with traffic in the last window.
   const { dom } = await waitFor(page, "every expected edge, active", (d) =>

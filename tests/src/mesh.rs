@@ -43,7 +43,24 @@ impl LocalMesh {
         gateway_port: u16,
         extra: &[&str],
     ) -> Result<LocalMesh> {
-        let dir = tempfile::tempdir()?;
+        LocalMesh::up_in(
+            tempfile::tempdir()?,
+            services,
+            base_port,
+            gateway_port,
+            extra,
+        )
+    }
+
+    /// [`LocalMesh::up`] with its state in `dir/state` (`state_dir`), for a test that names
+    /// the state dir before the mesh runs.
+    pub fn up_in(
+        dir: tempfile::TempDir,
+        services: usize,
+        base_port: u16,
+        gateway_port: u16,
+        extra: &[&str],
+    ) -> Result<LocalMesh> {
         let state = dir.path().join("state");
         let (n, base, gw) = (
             services.to_string(),

@@ -1,7 +1,8 @@
-//! `deployer dashboard` in a real browser: a local mesh (permissive mTLS, so a plain-HTTP
-//! client can call a sidecar too), known traffic through the gateway and from that client, the
-//! dashboard on a port the OS picks, and Debian's headless Chromium driven by playwright-core
-//! (`tests/dashboard/dashboard.test.mjs`) asserting from the DOM: one node per service, one
+//! `deployer dashboard` in a real browser: the dashboard on a port the OS picks, started before
+//! the mesh; a local mesh (permissive mTLS, so a plain-HTTP client can call a sidecar too);
+//! known traffic through the gateway and from that client; and Debian's headless Chromium
+//! driven by playwright-core (`tests/dashboard/dashboard.test.mjs`) asserting from the DOM: the
+//! page saying no mesh runs, then the nodes and a hint while there is no traffic, then one node per service, one
 //! edge per pair the traffic makes with the labels `/api/graph` gives, locks on exactly the
 //! certificate-proved edges, and a killed service's edges red within 3 s. The screenshots go
 //! to `target/test-output/dashboard/`.
@@ -14,7 +15,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use meshtally_testkit::process::Guarded;
@@ -55,12 +56,12 @@ fn traffic(mesh: &LocalMesh, stop: &AtomicBool) {
     }
 }
 
-/// Starts `deployer dashboard` and reads the url it prints.
-fn dashboard(mesh: &LocalMesh, out: &Path) -> Result<(Guarded, String)> {
+/// Starts `deployer dashboard` on `state` and reads the url it prints.
+fn dashboard(state: &Path, out: &Path) -> Result<(Guarded, String)> {
     let mut command = Command::new(binary("deployer"));
     command
         .args(["dashboard", "--port", "0", "--state-dir"])
-        .arg(mesh.state_dir())
+        .arg(state)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(out.join("dashboard.log"))?);
@@ -76,60 +77,94 @@ fn dashboard(mesh: &LocalMesh, out: &Path) -> Result<(Guarded, String)> {
     Ok((process, url))
 }
 
+/// Waits until the browser test writes `name` into `out` (it is ready for the next step).
+fn wait_for(node: &mut Guarded, out: &Path, name: &str, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !out.join(name).exists() {
+        if let Some(status) = node.exited()? {
+            bail!(
+                "the browser test ended ({status}) before {name}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("no {name} from the browser test within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 #[test]
 fn the_dashboard_draws_the_local_mesh_in_chromium() -> Result<()> {
     let dir = tools()?;
     let out = workspace_root().join("target/test-output/dashboard");
     std::fs::create_dir_all(&out)?;
-    let mesh = LocalMesh::up(3, BASE_PORT, GATEWAY_PORT, &["--mtls", "permissive"])?;
+    for stale in ["no-mesh-seen", "no-traffic-seen"] {
+        let _ = std::fs::remove_file(out.join(stale));
+    }
+    let scratch = tempfile::tempdir()?;
+    let state = scratch.path().join("state");
+    // The dashboard first, with no mesh running yet.
+    let (_dashboard, url) = dashboard(&state, &out)?;
+    let verified = [
+        format!("{GATEWAY_CALLER}>service-a"),
+        format!("{GATEWAY_CALLER}>service-b"),
+        "service-a>service-b".into(),
+        "service-b>service-c".into(),
+    ];
+    let mut expected = verified.to_vec();
+    expected.push("tester>service-c".into());
+    expected.sort();
+    let log = out.join("node.log");
+    let log_file = std::fs::File::create(&log)?;
+    let mut command = Command::new("node");
+    command
+        .arg("dashboard.test.mjs")
+        .current_dir(&dir)
+        .env("DASHBOARD_URL", &url)
+        .env("OUT_DIR", &out)
+        .env("STATE_DIR", &state)
+        .env("SERVICES", "service-a,service-b,service-c")
+        .env("EXPECTED_EDGES", expected.join(","))
+        .env("VERIFIED_EDGES", verified.join(","))
+        .env("KILL", "service-c")
+        .env("CHROMIUM", CHROMIUM)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
+    let mut node = Guarded::spawn_group(command, "node dashboard.test.mjs")?;
+    wait_for(&mut node, &out, "no-mesh-seen", &log)?;
+    let mesh = LocalMesh::up_in(
+        scratch,
+        3,
+        BASE_PORT,
+        GATEWAY_PORT,
+        &["--mtls", "permissive"],
+    )?;
+    wait_for(&mut node, &out, "no-traffic-seen", &log)?;
     let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
+    let status = std::thread::scope(|scope| {
         scope.spawn(|| traffic(&mesh, &stop));
-        let run = || -> Result<()> {
-            let (_dashboard, url) = dashboard(&mesh, &out)?;
-            let verified = [
-                format!("{GATEWAY_CALLER}>service-a"),
-                format!("{GATEWAY_CALLER}>service-b"),
-                "service-a>service-b".into(),
-                "service-b>service-c".into(),
-            ];
-            let mut expected = verified.to_vec();
-            expected.push("tester>service-c".into());
-            expected.sort();
-            let log = out.join("node.log");
-            let log_file = std::fs::File::create(&log)?;
-            let mut node = Command::new("node");
-            node.arg("dashboard.test.mjs")
-                .current_dir(&dir)
-                .env("DASHBOARD_URL", &url)
-                .env("OUT_DIR", &out)
-                .env("STATE_DIR", mesh.state_dir())
-                .env("SERVICES", "service-a,service-b,service-c")
-                .env("EXPECTED_EDGES", expected.join(","))
-                .env("VERIFIED_EDGES", verified.join(","))
-                .env("KILL", "service-c")
-                .env("CHROMIUM", CHROMIUM)
-                .stdin(Stdio::null())
-                .stdout(log_file.try_clone()?)
-                .stderr(log_file);
-            let status = Guarded::spawn_group(node, "node dashboard.test.mjs")?
-                .wait_bounded(Duration::from_secs(180))?;
-            let said = std::fs::read_to_string(&log).unwrap_or_default();
-            eprintln!("{said}");
-            if !status.success() {
-                bail!(
-                    "the browser test failed ({status}):\n{said}\ndashboard log:\n{}",
-                    meshtally_testkit::tail(&out.join("dashboard.log"), 20)
-                );
-            }
-            for shot in ["dashboard.png", "dashboard-killed.png"] {
-                let bytes = std::fs::read(out.join(shot))?;
-                assert!(bytes.starts_with(b"\x89PNG"), "{shot} is not a PNG");
-            }
-            Ok(())
-        };
-        let result = run();
+        let status = node.wait_bounded(Duration::from_secs(180));
         stop.store(true, Ordering::SeqCst);
-        result
-    })
+        status
+    })?;
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    eprintln!("{said}");
+    if !status.success() {
+        bail!(
+            "the browser test failed ({status}):\n{said}\ndashboard log:\n{}",
+            meshtally_testkit::tail(&out.join("dashboard.log"), 20)
+        );
+    }
+    for shot in [
+        "dashboard-no-traffic.png",
+        "dashboard.png",
+        "dashboard-killed.png",
+    ] {
+        let bytes = std::fs::read(out.join(shot))?;
+        assert!(bytes.starts_with(b"\x89PNG"), "{shot} is not a PNG");
+    }
+    Ok(())
 }
