@@ -65,10 +65,28 @@ if ! [ -x .tools/bin/wasm-bindgen-test-runner ] || [ "$(.tools/bin/wasm-bindgen 
   cargo install --quiet --root .tools wasm-bindgen-cli --version "$wb_version"
 fi
 
-# 4. Node packages for schema validation of rendered manifests.
-if [ -f tests/schema/package-lock.json ] && ! [ -d tests/schema/node_modules ]; then
+# 4. Node packages for schema validation of rendered manifests; again whenever the lock changed
+# (a stamp in node_modules holds the lock's hash).
+lock_sum=$(sha256sum tests/schema/package-lock.json | cut -d' ' -f1)
+if [ "$(cat tests/schema/node_modules/.meshtally-lock 2>/dev/null)" != "$lock_sum" ]; then
   step "npm ci (tests/schema)"
   npm ci --prefix tests/schema --no-audit --no-fund --loglevel=error
+  echo "$lock_sum" >tests/schema/node_modules/.meshtally-lock
+fi
+
+# 4b. Prometheus and promtool (Debian's package): `up --prometheus` in the tests, and promtool
+# parses the dashboard's queries. Its service is not left running: on a machine with systemd,
+# the package would start one on every interface.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  began=$SECONDS
+  step "apt-get install prometheus"
+  if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
+  $sudo apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 ||
+    { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+  step "prometheus installed in $((SECONDS - began))s: $(prometheus --version 2>&1 | head -n1)"
 fi
 
 # 4b. The dashboard test: Debian's Chromium (never a browser downloaded by Playwright) and

@@ -73,6 +73,41 @@ fn rendered_documents_match_the_schemas() {
     );
 }
 
+/// The PodMonitor `render` writes beside the manifests, against the Prometheus Operator's
+/// published CRD schema (npm `@kubernetes-models/prometheus-operator`).
+#[test]
+fn the_pod_monitor_matches_the_operator_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = fake_module(dir.path());
+    let out = dir.path().join("out");
+    for namespace in ["istio-demo", "shop"] {
+        render(&[
+            "render",
+            "--wasm-file",
+            module.to_str().unwrap(),
+            "--namespace",
+            namespace,
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        let text = std::fs::read_to_string(out.join("monitoring/podmonitor.yaml")).unwrap();
+        assert!(text.contains("kind: PodMonitor"), "{text}");
+        let out = validate_schemas(&text);
+        assert!(
+            out.status.success(),
+            "{namespace}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "validated 1 documents, 0 problems"
+        );
+        // The same document with a relabeling action the operator does not know is refused.
+        let broken = text.replacen("action: keep", "action: keeep", 1);
+        assert!(!validate_schemas(&broken).status.success());
+    }
+}
+
 #[test]
 fn a_broken_document_fails_validation() {
     let dir = tempfile::tempdir().unwrap();

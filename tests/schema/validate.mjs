@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Validates multi-document YAML (Kubernetes and Istio objects) against the published schemas
-// that `kubernetes-models` and `@kubernetes-models/istio` ship. Reads the files named on the
+// that `kubernetes-models`, `@kubernetes-models/istio` and `@kubernetes-models/prometheus-operator`
+// (the PodMonitor CRD's) ship. Reads the files named on the
 // command line, or stdin when there are none (or for "-"). Prints one line per problem, naming
 // the document's kind and name, then how many documents were checked; exits 1 on any problem.
 //
@@ -17,6 +18,7 @@ import * as apps from "kubernetes-models/apps/v1";
 import * as networking from "@kubernetes-models/istio/networking.istio.io/v1";
 import * as security from "@kubernetes-models/istio/security.istio.io/v1";
 import * as extensions from "@kubernetes-models/istio/extensions.istio.io/v1alpha1";
+import * as monitoring from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
 
 // apiVersion -> the module whose exports are the model classes, by kind.
 const GROUPS = {
@@ -25,6 +27,7 @@ const GROUPS = {
   "networking.istio.io/v1": networking,
   "security.istio.io/v1": security,
   "extensions.istio.io/v1alpha1": extensions,
+  "monitoring.coreos.com/v1": monitoring,
 };
 
 /** The problems with one parsed document, as strings. */

@@ -2,11 +2,13 @@
 //! [`istio`] for Istio's), serialized to YAML, grouped into one file per concern. Pure: no I/O,
 //! and the same mesh always gives the same bytes (maps are BTreeMaps, lists keep mesh order).
 
+pub mod dashboard;
 mod directory;
 pub mod filter;
 pub mod istio;
 pub mod kustomize;
 pub mod meta;
+pub mod monitoring;
 mod namespace;
 pub mod security;
 pub mod traffic;
@@ -282,5 +284,21 @@ pub fn render(mesh: &Mesh, delivery: &Delivery) -> Result<Bundle, RenderError> {
             body: Body::Text(text),
         });
     }
+    // For a Prometheus Operator and Grafana: beside the manifests, not applied by `apply`.
+    files.push(File {
+        path: monitoring::FILE.to_owned(),
+        kind: FileKind::Support,
+        body: Body::Text(format!(
+            "{HEADER}{}",
+            yaml::to_string(&monitoring::pod_monitor(mesh))?
+        )),
+    });
+    files.push(File {
+        path: dashboard::FILE.to_owned(),
+        kind: FileKind::Support,
+        body: Body::Text(
+            serde_json::to_string_pretty(&dashboard::dashboard(&mesh.namespace))? + "\n",
+        ),
+    });
     Ok(Bundle { files })
 }
