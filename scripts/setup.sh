@@ -86,7 +86,7 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
     $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
   fi
-  step "prometheus installed in $((SECONDS - began))s: $(prometheus --version 2>&1 | head -n1)"
+  step "prometheus installed in $((SECONDS - began))s: $(prometheus --version 2>&1 | sed -n 1p)"
 fi
 
 # 4b. The dashboard test: Debian's Chromium (never a browser downloaded by Playwright) and
