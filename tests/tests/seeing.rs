@@ -272,7 +272,9 @@ fn top_edges_status_and_tap_tell_the_known_workload() -> Result<()> {
     let text = String::from_utf8(m.run("edges", &[]).stdout)?;
     ensure!(text.contains("plain text: no TLS"), "{text}");
 
-    tap_keeps_up(&m, port(&st, "ingress-gateway", "gateway")?)
+    let gateway = port(&st, "ingress-gateway", "gateway")?;
+    tap_ends_when_its_reader_goes(&m, gateway)?;
+    tap_keeps_up(&m, gateway)
 }
 
 /// An instant query through Prometheus's HTTP API: the result vector.
@@ -507,6 +509,34 @@ fn dashboard_queries(prom: u16) -> Result<()> {
 fn raw(prom: u16, source: &str, destination: &str) -> Result<String> {
     let q = format!("meshtally_requests_total{{direction=\"inbound\",source=\"{source}\",destination=\"{destination}\"}}[1m]");
     Ok(serde_json::to_string(&query(prom, &q)?)?)
+}
+
+/// `deployer tap | head -1`: once the reader is gone, the next line ends tap quietly, exit 0.
+fn tap_ends_when_its_reader_goes(m: &LocalMesh, gateway: u16) -> Result<()> {
+    let (mut tap, mut tap_err) = spawn(m, "tap", &[])?;
+    wait_for(&mut tap_err, "tapping")?;
+    let mut stdout = BufReader::new(tap.0.stdout.take().context("tap stdout")?);
+    ensure!(http::get(gateway, "/service-a/info", &[])?.status == 200);
+    let mut first = String::new();
+    stdout.read_line(&mut first)?;
+    ensure!(first.contains("-> service-a"), "{first}");
+    drop(stdout);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = tap.0.try_wait()? {
+            break status;
+        }
+        ensure!(Instant::now() < deadline, "tap kept running with no reader");
+        http::get(gateway, "/service-a/info", &[])?;
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut tap_err, &mut rest)?;
+    ensure!(
+        status.success() && rest.is_empty(),
+        "tap ended with {status}: {rest}"
+    );
+    Ok(())
 }
 
 /// `tap --json` during 10 s of ≥ 1,000 req/s through the gateway: one line per request.
