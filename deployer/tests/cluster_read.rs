@@ -289,3 +289,71 @@ fn stats_without_pods_says_to_apply() {
         "no running meshtally pods in namespace istio-demo: apply the mesh first",
     );
 }
+
+/// `top --kubectl`: every pod's sidecar read twice through `pilot-agent request GET
+/// stats/prometheus`, the calls in between shown per edge.
+#[test]
+fn top_reads_every_sidecar_twice_and_shows_the_gain() {
+    let standin = StandIn::new();
+    let stats = standin.dir.path().join("stats");
+    std::fs::create_dir(&stats).unwrap();
+    let pods = standin.dir.path().join("pods.json");
+    std::fs::write(
+        &pods,
+        r#"{"items":[{"metadata":{"name":"service-b-1"}},{"metadata":{"name":"service-b-2"}}]}"#,
+    )
+    .unwrap();
+    let line = |class: &str, policy: &str, n: u64| {
+        format!("meshtally_requests_total{{source=\"service-a\",destination=\"service-b\",direction=\"inbound\",response_code_class=\"{class}\",connection_security_policy=\"{policy}\"}} {n}\n")
+    };
+    // Two replicas of service-b: 10 more calls on one (2 of them 5xx), 5 more plain-text ones
+    // on the other.
+    for (pod, first, second) in [
+        (
+            "service-b-1",
+            line("2xx", "mutual_tls", 20),
+            line("2xx", "mutual_tls", 28) + &line("5xx", "mutual_tls", 2),
+        ),
+        (
+            "service-b-2",
+            line("2xx", "none", 1),
+            line("2xx", "none", 6),
+        ),
+    ] {
+        std::fs::write(stats.join(format!("{pod}.prom.1")), first).unwrap();
+        std::fs::write(stats.join(format!("{pod}.prom.2")), second).unwrap();
+    }
+    let standin = standin
+        .env("STANDIN_PODS_JSON", &pods)
+        .env("STANDIN_STATS_DIR", &stats);
+    let out = standin.run(&[
+        "top",
+        "--kubectl",
+        &standin::script().to_string_lossy(),
+        "--context",
+        standin::CONTEXT,
+        "--namespace",
+        "shop",
+        "--window",
+        "100ms",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    let row = &rows[0];
+    assert_eq!(row["source"], "service-a");
+    assert_eq!(row["requests"], 15);
+    assert_eq!(row["success_rate"].as_f64().unwrap(), 13.0 / 15.0);
+    assert_eq!(row["mtls_share"].as_f64().unwrap(), 10.0 / 15.0);
+    let asked = standin
+        .calls()
+        .iter()
+        .filter(|c| c.last().map(String::as_str) == Some("stats/prometheus?filter=meshtally_"))
+        .count();
+    assert_eq!(asked, 4, "{:?}", standin.calls());
+}
