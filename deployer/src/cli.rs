@@ -247,7 +247,7 @@ pub struct StatsArgs {
     #[command(flatten)]
     pub from: SidecarArgs,
 
-    /// Print a JSON array of {source, destination, direction, response_code_class, count}.
+    /// Print a JSON array of {source, destination, destination_version, direction, response_code_class, count}.
     #[arg(long)]
     pub json: bool,
 }

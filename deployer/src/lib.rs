@@ -37,9 +37,10 @@ pub use cli::Cli;
 /// One sidecar's Envoy bootstrap and the mesh PKI, as `up` writes them.
 pub mod sidecar {
     pub use crate::local::bootstrap::{
-        render, Filter, Inbound, Ingress, MtlsMode, Outbound, Peer, Proxy, Tls,
+        render, Filter, Inbound, Ingress, MtlsMode, Outbound, Proxy, Tls,
     };
     pub use crate::local::certs::Ca;
+    pub use crate::local::routes::Upstream as Peer;
 }
 
 /// Envoy itself: whether a config is valid, and its admin endpoint (with the versions of the

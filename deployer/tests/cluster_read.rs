@@ -134,7 +134,7 @@ fn verify_without_a_gateway_is_one_line() {
 
 fn stat(src: &str, dst: &str, dir: &str, class: &str, value: u64) -> String {
     format!(
-        r#"{{"name":"wasmcustom.source=.={src};.;destination=.={dst};.;direction=.={dir};.;response_code_class=.={class};.;connection_security_policy=.=mutual_tls;.;meshtally_requests_total","value":{value}}}"#
+        r#"{{"name":"wasmcustom.source=.={src};.;destination=.={dst};.;destination_version=.=v1;.;direction=.={dir};.;response_code_class=.={class};.;connection_security_policy=.=mutual_tls;.;meshtally_requests_total","value":{value}}}"#
     )
 }
 

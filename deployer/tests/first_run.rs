@@ -72,6 +72,7 @@ fn stats_into_a_closed_pipe_ends_quietly() {
         REQUESTS_TOTAL,
         "service-b",
         "service-a",
+        "v1",
         Direction::Inbound,
         CodeClass::C2xx,
         Security::MutualTls,

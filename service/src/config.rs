@@ -32,6 +32,8 @@ pub struct Config {
     pub peer_timeout: Duration,
     pub mesh_proxy: Option<Url>,
     pub log: bool,
+    /// Every request but `/healthz` gets this status (`FAIL_STATUS`): a broken release.
+    pub fail_status: Option<u16>,
 }
 
 impl Config {
@@ -90,6 +92,14 @@ impl Config {
             ),
         };
 
+        let fail_status = match get(env::FAIL_STATUS) {
+            None => None,
+            Some(raw) => match raw.trim().parse::<u16>() {
+                Ok(code) if (400..=599).contains(&code) => Some(code),
+                _ => bail!("FAIL_STATUS {raw:?} must be an error status (400-599)"),
+            },
+        };
+
         let log = matches!(
             get(env::LOG).as_deref().map(str::trim),
             Some("1" | "true" | "yes" | "on")
@@ -104,6 +114,7 @@ impl Config {
             peer_timeout: Duration::from_millis(timeout_ms),
             mesh_proxy,
             log,
+            fail_status,
         })
     }
 
@@ -247,8 +258,26 @@ mod tests {
         assert_eq!(c.port, 0);
         assert_eq!(c.bind.to_string(), "127.0.0.1");
         assert_eq!(c.version, "v2");
+        assert_eq!(c.fail_status, None);
         assert_eq!(c.peer_timeout, Duration::from_millis(250));
         assert_eq!(c.mesh_proxy.unwrap().as_str(), "http://127.0.0.1:15001/");
         assert!(c.log);
+    }
+
+    #[test]
+    fn fail_status_is_an_error_status() {
+        let with = |v: &str| {
+            Config::from_lookup(|k| match k {
+                "SERVICE_NAME" => Some("a".into()),
+                "FAIL_STATUS" => Some(v.into()),
+                _ => None,
+            })
+        };
+        assert_eq!(with("500").unwrap().fail_status, Some(500));
+        assert_eq!(with(" ").unwrap().fail_status, None);
+        for bad in ["200", "600", "x"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("FAIL_STATUS"), "{e}");
+        }
     }
 }

@@ -1,10 +1,11 @@
-//! The HTTP surface: `/info`, `/call/{peer}[/{path…}]`, `/mesh`, `/healthz`, `/stats`.
+//! The HTTP surface: `/info`, `/delay/{ms}`, `/call/{peer}[/{path…}]`, `/mesh`, `/healthz`,
+//! `/stats`. With `FAIL_STATUS` set, everything but `/healthz` answers with that status.
 //! Every response body is JSON except `/healthz`, so tests and `curl | jq` read them alike.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,8 +31,10 @@ type Shared = State<Arc<App>>;
 
 pub fn router(app: Arc<App>) -> Router {
     let log = app.config.log;
+    let fail = app.config.fail_status;
     let router = Router::new()
         .route("/info", get(info))
+        .route("/delay/{ms}", get(delay))
         .route("/call/{name}", get(call))
         .route("/call/{name}/", get(call))
         .route("/call/{name}/{*rest}", get(call))
@@ -40,6 +43,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/stats", get(stats))
         .fallback(not_found)
         .with_state(app.clone());
+    let router = if fail.is_some() {
+        router.layer(middleware::from_fn_with_state(app.clone(), fail_request))
+    } else {
+        router
+    };
     if log {
         router.layer(middleware::from_fn_with_state(app, log_request))
     } else {
@@ -60,6 +68,36 @@ async fn info(State(app): Shared, headers: HeaderMap) -> Json<Value> {
         "hostname": app.hostname,
         "request_headers": headers::to_json(&headers),
     }))
+}
+
+/// The longest `/delay/{ms}` waits, so a typo cannot hold a connection for hours.
+const MAX_DELAY_MS: u64 = 60_000;
+
+/// `/info`, answered after `ms` milliseconds: a slow upstream for timeouts and circuit breakers.
+async fn delay(state: Shared, Path(ms): Path<String>, headers: HeaderMap) -> Response {
+    let Ok(ms) = ms.parse::<u64>() else {
+        let body = json!({"error": format!("delay {ms:?} is not a number of milliseconds")});
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    };
+    tokio::time::sleep(Duration::from_millis(ms.min(MAX_DELAY_MS))).await;
+    info(state, headers).await.into_response()
+}
+
+/// With `FAIL_STATUS`: every request but `/healthz` (which the supervisor and kubelet probe) gets
+/// that status, naming the version, as a broken release would answer.
+async fn fail_request(State(app): Shared, req: Request, next: Next) -> Response {
+    match app.config.fail_status {
+        Some(code) if req.uri().path() != "/healthz" => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = json!({
+                "error": format!("this version fails every request (FAIL_STATUS={code})"),
+                "service": app.config.service,
+                "version": app.config.version,
+            });
+            (status, Json(body)).into_response()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// Serves both `/call/{name}` (the peer's `/info`) and `/call/{name}/{rest…}` (the
@@ -209,7 +247,7 @@ async fn not_found(State(app): Shared, uri: Uri) -> Response {
     let body = json!({
         "error": format!("no endpoint at {}", uri.path()),
         "from": app.config.service,
-        "endpoints": ["/info", "/call/{peer}", "/call/{peer}/{path}", "/mesh", "/healthz", "/stats"],
+        "endpoints": ["/info", "/delay/{ms}", "/call/{peer}", "/call/{peer}/{path}", "/mesh", "/healthz", "/stats"],
     });
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }

@@ -61,21 +61,32 @@ impl LocalMesh {
         gateway_port: u16,
         extra: &[&str],
     ) -> Result<LocalMesh> {
+        let (n, base) = (services.to_string(), base_port.to_string());
+        let mut args = vec!["--services", n.as_str(), "--base-port", base.as_str()];
+        args.extend_from_slice(extra);
+        LocalMesh::start(dir, gateway_port, &args)
+    }
+
+    /// Starts the mesh a mesh file describes (its services, ports and traffic rules), with the
+    /// gateway on `gateway_port`.
+    pub fn up_file(mesh_file: &str, gateway_port: u16, extra: &[&str]) -> Result<LocalMesh> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("mesh.yaml");
+        std::fs::write(&file, mesh_file)?;
+        let file = file.to_string_lossy().into_owned();
+        let mut args = vec!["--file", file.as_str()];
+        args.extend_from_slice(extra);
+        LocalMesh::start(dir, gateway_port, &args)
+    }
+
+    fn start(dir: tempfile::TempDir, gateway_port: u16, extra: &[&str]) -> Result<LocalMesh> {
         let state = dir.path().join("state");
-        let (n, base, gw) = (
-            services.to_string(),
-            base_port.to_string(),
-            gateway_port.to_string(),
-        );
+        let gw = gateway_port.to_string();
         let wasm = crate::filter_wasm();
         let demo = binary("demo-service");
         let mut args = vec![
             "up",
             "--detach",
-            "--services",
-            &n,
-            "--base-port",
-            &base,
             "--gateway-port",
             &gw,
             "--state-dir",

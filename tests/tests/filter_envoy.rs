@@ -52,7 +52,8 @@ fn mesh(opts: Options) -> Result<Mesh> {
         &bootstrap::render(&Proxy {
             filter: Filter::Wasm(wasm.clone()),
             fail_open: false,
-            node_metadata: json!({"WORKLOAD_NAME": "service-b", "LABELS": {"app": "service-b"}}),
+            // The callee's version from node metadata, as Istio gives it (`LABELS.version`).
+            node_metadata: json!({"WORKLOAD_NAME": "service-b", "LABELS": {"app": "service-b", "version": "v1"}}),
             admin_port: 0,
             inbound: Some(Inbound {
                 port: 0,
@@ -81,19 +82,14 @@ fn mesh(opts: Options) -> Result<Mesh> {
                     .caller_config
                     .unwrap_or(json!({"service": "service-a", "max_hops": 10})),
                 peers: vec![
-                    Peer {
-                        name: "service-b".into(),
-                        port: callee_port,
-                        tls: opts
-                            .mtls
+                    Peer::single(
+                        "service-b",
+                        callee_port,
+                        opts.mtls
                             .then(|| (a_id.clone(), spiffe_id("istio-demo", "service-b"))),
-                    },
+                    ),
                     // Nothing listens on port 1: calls to service-d fail upstream.
-                    Peer {
-                        name: "service-d".into(),
-                        port: 1,
-                        tls: None,
-                    },
+                    Peer::single("service-d", 1, None),
                 ],
             }),
             ingress: None,
@@ -116,9 +112,16 @@ fn call(m: &Mesh, headers: &[(&str, &[u8])]) -> Result<http::Response> {
 
 /// A request counter's stat name; `policy` is `connection_security_policy` (`mutual_tls` or
 /// `none` inbound, always `unknown` outbound).
-fn metric(source: &str, dest: &str, direction: &str, class: &str, policy: &str) -> String {
+fn metric(
+    source: &str,
+    dest: &str,
+    version: &str,
+    direction: &str,
+    class: &str,
+    policy: &str,
+) -> String {
     format!(
-        "wasmcustom.source=.={source};.;destination=.={dest};.;direction=.={direction};.;response_code_class=.={class};.;connection_security_policy=.={policy};.;meshtally_requests_total"
+        "wasmcustom.source=.={source};.;destination=.={dest};.;destination_version=.={version};.;direction=.={direction};.;response_code_class=.={class};.;connection_security_policy=.={policy};.;meshtally_requests_total"
     )
 }
 
@@ -175,7 +178,8 @@ fn the_debug_build_of_the_design_command_tags_and_counts() -> Result<()> {
     assert_eq!(
         m.callee.counter(&metric(
             "service-a",
-            "service-b",
+            "service-b"
+            "v1",,
             "inbound",
             "2xx",
             "mutual_tls"
@@ -199,7 +203,8 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
     assert_eq!(
         m.caller.counter(&metric(
             "service-a",
-            "service-b",
+            "service-b"
+            "v1",,
             "outbound",
             "2xx",
             "unknown"
@@ -209,7 +214,8 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
     assert_eq!(
         m.caller.counter(&metric(
             "service-a",
-            "service-d",
+            "service-d"
+            "unknown",,
             "outbound",
             "5xx",
             "unknown"
@@ -218,14 +224,14 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
     );
     assert_eq!(
         m.callee
-            .counter(&metric("service-a", "service-b", "inbound", "2xx", "none"))?,
+            .counter(&metric("service-a", "service-b" "v1",, "inbound", "2xx", "none"))?,
         N
     );
     assert_eq!(m.app.count() as u64, N);
 
     let prom = m.callee.prometheus()?;
     let want = format!(
-        "meshtally_requests_total{{source=\"service-a\",destination=\"service-b\",direction=\"inbound\",response_code_class=\"2xx\",connection_security_policy=\"none\"}} {N}"
+        "meshtally_requests_total{{source=\"service-a\",destination=\"service-b\",destination_version=\"v1\",direction=\"inbound\",response_code_class=\"2xx\",connection_security_policy=\"none\"}} {N}"
     );
     assert!(
         prom.lines().any(|l| l == want),
@@ -236,7 +242,7 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
         "{prom}"
     );
     let count_line = format!(
-        "meshtally_request_duration_milliseconds_count{{source=\"service-a\",destination=\"service-b\",direction=\"inbound\",response_code_class=\"2xx\",connection_security_policy=\"none\"}} {N}"
+        "meshtally_request_duration_milliseconds_count{{source=\"service-a\",destination=\"service-b\",destination_version=\"v1\",direction=\"inbound\",response_code_class=\"2xx\",connection_security_policy=\"none\"}} {N}"
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while !m.callee.prometheus()?.lines().any(|l| l == count_line) {
@@ -245,7 +251,7 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
     }
     let caller_prom = m.caller.prometheus()?;
     assert!(caller_prom.contains(
-        "meshtally_requests_total{source=\"service-a\",destination=\"service-d\",direction=\"outbound\",response_code_class=\"5xx\",connection_security_policy=\"unknown\"} 1"
+        "meshtally_requests_total{source=\"service-a\",destination=\"service-d\",destination_version=\"unknown\",direction=\"outbound\",response_code_class=\"5xx\",connection_security_policy=\"unknown\"} 1"
     ));
     Ok(())
 }
@@ -268,7 +274,8 @@ fn loop_guard_answers_508_without_forwarding() -> Result<()> {
     assert_eq!(
         m.caller.counter(&metric(
             "service-a",
-            "service-b",
+            "service-b"
+            "unknown",,
             "outbound",
             "5xx",
             "unknown"
@@ -277,7 +284,7 @@ fn loop_guard_answers_508_without_forwarding() -> Result<()> {
     );
     assert_eq!(
         m.callee
-            .counter(&metric("service-a", "service-b", "inbound", "5xx", "none"))?,
+            .counter(&metric("service-a", "service-b" "v1",, "inbound", "5xx", "none"))?,
         0
     );
 
@@ -340,7 +347,7 @@ fn inbound_never_trusts_client_headers() -> Result<()> {
 
     assert_eq!(
         m.callee
-            .counter(&metric("unknown", "service-b", "inbound", "2xx", "none"))?,
+            .counter(&metric("unknown", "service-b" "v1",, "inbound", "2xx", "none"))?,
         hostile.len() as u64
     );
     assert!(
@@ -369,7 +376,8 @@ fn mtls_identity_beats_the_header() -> Result<()> {
     assert_eq!(
         m.callee.counter(&metric(
             "service-c",
-            "service-b",
+            "service-b"
+            "v1",,
             "inbound",
             "2xx",
             "mutual_tls"
@@ -379,7 +387,8 @@ fn mtls_identity_beats_the_header() -> Result<()> {
     assert_eq!(
         m.caller.counter(&metric(
             "service-a",
-            "service-b",
+            "service-b"
+            "v1",,
             "outbound",
             "2xx",
             "unknown"
@@ -399,13 +408,14 @@ fn mtls_identity_beats_the_header() -> Result<()> {
     // The certificate's call and the plain-text call are told apart by the label.
     assert_eq!(
         m.callee
-            .counter(&metric("service-a", "service-b", "inbound", "2xx", "none"))?,
+            .counter(&metric("service-a", "service-b" "v1",, "inbound", "2xx", "none"))?,
         1
     );
     assert_eq!(
         m.callee.counter(&metric(
             "service-c",
-            "service-b",
+            "service-b"
+            "v1",,
             "inbound",
             "2xx",
             "mutual_tls"
@@ -512,11 +522,7 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
             outbound: Some(Outbound {
                 port: 0,
                 plugin_config: json!({}),
-                peers: vec![Peer {
-                    name: "service-b".into(),
-                    port: peer.port,
-                    tls: None,
-                }],
+                peers: vec![Peer::single("service-b", peer.port, None)],
             }),
             ingress: None,
         }),
@@ -552,13 +558,14 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
     }
     let admin = meshtally_deployer::envoy::Admin(sidecar.admin);
     assert_eq!(
-        admin.counter(&metric("service-c", "service-a", "inbound", "2xx", "none"))?,
+        admin.counter(&metric("service-c", "service-a" "unknown",, "inbound", "2xx", "none"))?,
         3
     );
     assert_eq!(
         admin.counter(&metric(
             "service-a",
-            "service-b",
+            "service-b"
+            "unknown",,
             "outbound",
             "2xx",
             "unknown"

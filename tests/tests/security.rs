@@ -56,11 +56,11 @@ fn call_with(
             outbound: Some(Outbound {
                 port: 0,
                 plugin_config: json!({}),
-                peers: vec![Peer {
-                    name: "service-b".into(),
-                    port: callee.listener_port("inbound")?,
-                    tls: Some((a, spiffe_id("istio-demo", "service-b"))),
-                }],
+                peers: vec![Peer::single(
+                    "service-b",
+                    callee.listener_port("inbound")?,
+                    Some((a, spiffe_id("istio-demo", "service-b"))),
+                )],
             }),
             ingress: None,
         }),

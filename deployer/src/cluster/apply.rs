@@ -82,25 +82,25 @@ impl ApplyPlan {
         eprintln!("applying {objects} objects…");
         self.apply(rest)?;
 
-        let services = &self.mesh.services;
+        let workloads: Vec<String> = self.mesh.workloads().collect();
         eprintln!(
             "waiting for {} rollouts (at most {}s)…",
-            services.len(),
+            workloads.len(),
             self.timeout.as_secs()
         );
-        for service in services {
+        for workload in &workloads {
             let started = Instant::now();
-            self.rollout(&service.name, deadline)?;
+            self.rollout(workload, deadline)?;
             eprintln!(
                 "  {}  rolled out ({:.1}s)",
-                service.name,
+                workload,
                 started.elapsed().as_secs_f64()
             );
         }
         outln!(
             "applied {} objects to namespace {ns}; {} deployments rolled out in {:.1}s",
             objects + 1,
-            services.len(),
+            workloads.len(),
             begin.elapsed().as_secs_f64()
         )?;
         out!("{}", self.next_steps())?;

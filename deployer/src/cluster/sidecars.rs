@@ -188,7 +188,7 @@ mod tests {
     }
 
     fn name(src: &str, dst: &str, dir: &str, class: &str) -> String {
-        format!("source=.={src};.;destination=.={dst};.;direction=.={dir};.;response_code_class=.={class};.;connection_security_policy=.=none;.;{REQUESTS_TOTAL}")
+        format!("source=.={src};.;destination=.={dst};.;destination_version=.=v1;.;direction=.={dir};.;response_code_class=.={class};.;connection_security_policy=.=none;.;{REQUESTS_TOTAL}")
     }
 
     #[test]

@@ -3,15 +3,15 @@
 //! mode, plain HTTP, as Istio's) and an outbound listener the app uses as its HTTP proxy, which
 //! routes by host to the peers' inbound listeners over mTLS. What istiod pushes for the same
 //! mesh is the reference (tests/istio holds them to it): an RBAC filter admits the callers, the
-//! meshtally filter runs after it, and routes carry the rendered timeout and retries.
+//! meshtally filter runs after it, and routes carry the services' traffic rules (built by
+//! [`super::routes`]).
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::model::traffic::{
-    DEFAULT_PER_TRY_TIMEOUT, DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_ON, DEFAULT_TIMEOUT,
-};
+use super::routes::{self, Upstream};
+use crate::model::traffic::Millis;
 
 pub use crate::model::MtlsMode;
 
@@ -51,18 +51,10 @@ pub struct Inbound {
 }
 
 #[derive(Debug, Clone)]
-pub struct Peer {
-    pub name: String,
-    pub port: u16,
-    /// Client certificate and the SPIFFE URI the peer's server certificate must carry.
-    pub tls: Option<(Tls, String)>,
-}
-
-#[derive(Debug, Clone)]
 pub struct Outbound {
     pub port: u16,
     pub plugin_config: Value,
-    pub peers: Vec<Peer>,
+    pub peers: Vec<Upstream>,
 }
 
 /// The gateway's front listener: `/<service>/…` → that service, prefix stripped, through the
@@ -70,7 +62,8 @@ pub struct Outbound {
 #[derive(Debug, Clone)]
 pub struct Ingress {
     pub port: u16,
-    pub services: Vec<String>,
+    /// Each service and its route timeout.
+    pub services: Vec<(String, Millis)>,
     pub outbound_port: u16,
 }
 
@@ -114,17 +107,21 @@ pub fn render(proxy: &Proxy) -> Value {
     let mut clusters = Vec::new();
     if let Some(inbound) = &proxy.inbound {
         listeners.push(inbound_listener(proxy, inbound));
-        clusters.push(cluster("app", inbound.app_port, None));
+        clusters.push(static_cluster("app", &[inbound.app_port], None));
     }
     if let Some(outbound) = &proxy.outbound {
         listeners.push(outbound_listener(proxy, outbound));
         for peer in &outbound.peers {
-            clusters.push(cluster(&peer.name, peer.port, peer.tls.as_ref()));
+            clusters.extend(routes::clusters(peer));
         }
     }
     if let Some(ingress) = &proxy.ingress {
         listeners.push(ingress_listener(ingress));
-        clusters.push(cluster("gateway-outbound", ingress.outbound_port, None));
+        clusters.push(static_cluster(
+            "gateway-outbound",
+            &[ingress.outbound_port],
+            None,
+        ));
     }
     json!({
         "node": {"id": "meshtally-local", "cluster": "meshtally", "metadata": proxy.node_metadata},
@@ -261,37 +258,16 @@ fn inbound_listener(proxy: &Proxy, inbound: &Inbound) -> Value {
 }
 
 fn outbound_listener(proxy: &Proxy, outbound: &Outbound) -> Value {
-    let vhosts: Vec<Value> = outbound
-        .peers
-        .iter()
-        .map(|p| {
-            let n = &p.name;
-            json!({"name": n, "domains": [n, format!("{n}:*"), format!("{n}.*")],
-                   "routes": [{"match": {"prefix": "/"}, "route": mesh_route(n)}]})
-        })
-        .collect();
-    let filters = http_filters(proxy, &outbound.plugin_config);
+    let vhosts: Vec<Value> = outbound.peers.iter().map(routes::virtual_host).collect();
+    // Faults are injected before anything else sees the request, as in istiod's outbound
+    // chain (the fault filter precedes the STATS-phase plugins).
+    let mut filters = http_filters(proxy, &outbound.plugin_config);
+    filters.insert(0, routes::fault_filter());
     json!({
         "name": "outbound",
         "traffic_direction": "OUTBOUND",
         "address": socket(outbound.port),
         "filter_chains": [{"filters": [hcm("outbound", filters, Value::Array(vhosts))]}],
-    })
-}
-
-/// An in-mesh route with the VirtualService's timeout and retries, in the form istiod gives
-/// them (with the previous-hosts predicate, so a retry picks another endpoint).
-fn mesh_route(cluster: &str) -> Value {
-    json!({
-        "cluster": cluster,
-        "timeout": DEFAULT_TIMEOUT.envoy(),
-        "retry_policy": {
-            "retry_on": DEFAULT_RETRY_ON,
-            "num_retries": DEFAULT_RETRY_ATTEMPTS,
-            "per_try_timeout": DEFAULT_PER_TRY_TIMEOUT.envoy(),
-            "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
-            "host_selection_retry_max_attempts": 5,
-        },
     })
 }
 
@@ -302,9 +278,9 @@ fn ingress_listener(ingress: &Ingress) -> Value {
     let routes: Vec<Value> = ingress
         .services
         .iter()
-        .flat_map(|s| {
+        .flat_map(|(s, timeout)| {
             let route = |rewrite: &str| {
-                json!({"cluster": "gateway-outbound", "prefix_rewrite": rewrite, "host_rewrite_literal": s, "timeout": DEFAULT_TIMEOUT.envoy()})
+                json!({"cluster": "gateway-outbound", "prefix_rewrite": rewrite, "host_rewrite_literal": s, "timeout": timeout.envoy()})
             };
             [
                 json!({"match": {"prefix": format!("/{s}/")}, "route": route("/")}),
@@ -330,12 +306,17 @@ fn common_tls(tls: &Tls, validation: Value) -> Value {
     })
 }
 
-fn cluster(name: &str, port: u16, tls: Option<&(Tls, String)>) -> Value {
+/// A cluster of loopback endpoints, with the mesh's mTLS when `tls` is given.
+pub fn static_cluster(name: &str, ports: &[u16], tls: Option<&(Tls, String)>) -> Value {
+    let endpoints: Vec<Value> = ports
+        .iter()
+        .map(|p| json!({"endpoint": {"address": socket(*p)}}))
+        .collect();
     let mut c = json!({
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(port)}}]}]},
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
     });
     if let Some((tls, server_uri)) = tls {
         // The peer must prove it is the service we meant to call, as Istio checks the server's

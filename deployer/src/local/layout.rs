@@ -1,6 +1,9 @@
 //! The local mesh's plan: which process runs where. Service i's sidecar inbound listener takes
 //! the model's port (playing the Kubernetes Service port); the app, the outbound listener and the
-//! admin endpoints take private loopback ports. Saved as `state.json`, so `down`, `verify`,
+//! admin endpoints take private loopback ports. A service with several versions runs one app
+//! and one sidecar per version (as a Deployment per version would): the first version on the
+//! model's port, the others on private ones, reached through the callers' routes. Saved as
+//! `state.json`, so `down`, `verify`,
 //! `stats` and a detached supervisor all read the same plan.
 
 use std::net::TcpListener;
@@ -11,12 +14,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::access_log;
-use super::bootstrap::{self, Filter, Inbound, Ingress, Outbound, Peer, Proxy, Tls};
+use super::bootstrap::{self, Filter, Inbound, Ingress, Outbound, Proxy, Tls};
 use super::certs::{self, Ca};
 use super::prometheus::{self, LocalPrometheus};
+use super::routes::Upstream;
 use super::state::access_log_in;
 use super::{module, xds};
-use crate::model::{Mesh, MtlsMode};
+use crate::model::{Mesh, MtlsMode, Traffic};
 use crate::render::security::{INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT};
 use meshtally_core::app::{format_peers, peer_entry};
 use meshtally_core::identity::spiffe_id;
@@ -38,11 +42,51 @@ pub enum FilterState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalService {
     pub name: String,
-    /// The public port: the sidecar's inbound listener.
+    /// The public port: the first version's sidecar inbound listener.
     pub port: u16,
     pub app_port: u16,
     pub outbound_port: u16,
     pub admin_port: u16,
+    /// The version the ports above run (the model's first).
+    pub version: String,
+    pub fail_status: Option<u16>,
+    /// The service's other versions, each with its own app and sidecar.
+    pub canaries: Vec<Instance>,
+    /// The rules callers' sidecars and the gateway apply to calls to this service (`deployer
+    /// shift` changes its weights).
+    pub traffic: Traffic,
+}
+
+/// One version of a service: an app and its sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// The process name: the service's for its first version, `<service>-<version>` for others.
+    pub name: String,
+    pub version: String,
+    pub fail_status: Option<u16>,
+    /// The sidecar's inbound listener.
+    pub port: u16,
+    pub app_port: u16,
+    pub outbound_port: u16,
+    pub admin_port: u16,
+}
+
+impl LocalService {
+    /// Every version's app and sidecar, the first version first.
+    pub fn instances(&self) -> Vec<Instance> {
+        let first = Instance {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            fail_status: self.fail_status,
+            port: self.port,
+            app_port: self.app_port,
+            outbound_port: self.outbound_port,
+            admin_port: self.admin_port,
+        };
+        std::iter::once(first)
+            .chain(self.canaries.iter().cloned())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,21 +161,43 @@ impl Layout {
                 bail!("port {port} ({name}) is already in use: stop what holds it, or pick another --base-port / --gateway-port");
             }
         }
-        let mut private = free_ports(mesh.services.len() * 3 + 2)?.into_iter();
+        // Three private ports per service (app, outbound, admin), four per further version
+        // (its inbound too), two for the gateway.
+        let versions: usize = mesh.services.iter().map(|s| s.traffic.versions.len()).sum();
+        let needed = versions * 4 - mesh.services.len() + 2;
+        let mut private = free_ports(needed)?.into_iter();
         let mut next = || private.next().context("ran out of private ports");
-        let services = mesh
-            .services
-            .iter()
-            .map(|s| {
-                Ok(LocalService {
-                    name: s.name.clone(),
-                    port: s.port,
+        let mut services = Vec::with_capacity(mesh.services.len());
+        for s in &mesh.services {
+            let (first, rest) = s
+                .traffic
+                .versions
+                .split_first()
+                .context("a service without versions")?;
+            let mut canaries = Vec::new();
+            for (i, v) in rest.iter().enumerate() {
+                canaries.push(Instance {
+                    name: s.workload_name(i + 1, &v.name),
+                    version: v.name.clone(),
+                    fail_status: v.fail_status,
+                    port: next()?,
                     app_port: next()?,
                     outbound_port: next()?,
                     admin_port: next()?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                });
+            }
+            services.push(LocalService {
+                name: s.name.clone(),
+                port: s.port,
+                app_port: next()?,
+                outbound_port: next()?,
+                admin_port: next()?,
+                version: first.name.clone(),
+                fail_status: first.fail_status,
+                canaries,
+                traffic: s.traffic.clone(),
+            });
+        }
         let gateway = GatewayPorts {
             port: gateway_port,
             outbound_port: next()?,
@@ -191,10 +257,12 @@ impl Layout {
         let mut out: Vec<(String, Value)> = self
             .services
             .iter()
-            .map(|s| {
+            .flat_map(|s| s.instances().into_iter().map(move |i| (s, i)))
+            .map(|(s, instance)| {
+                // Every version runs as the service's account, as its Deployments do.
                 let own = certs::workload_files(&certs, CA_NAME, &self.namespace, &s.name);
-                let name = sidecar_name(&s.name);
-                let config = logged(&self.sidecar(s, &own, root), &name, root);
+                let name = sidecar_name(&instance.name);
+                let config = logged(&self.sidecar(s, &instance, &own, root), &name, root);
                 (name, config)
             })
             .collect();
@@ -211,7 +279,8 @@ impl Layout {
     pub fn proxies(&self) -> Vec<(String, u16)> {
         self.services
             .iter()
-            .map(|s| (sidecar_name(&s.name), s.admin_port))
+            .flat_map(|s| s.instances())
+            .map(|i| (sidecar_name(&i.name), i.admin_port))
             .chain([(GATEWAY.to_owned(), self.gateway.admin_port)])
             .collect()
     }
@@ -227,19 +296,34 @@ impl Layout {
         }
     }
 
-    fn peers(&self, own: &Tls, except: Option<&str>) -> Vec<Peer> {
+    fn peers(&self, own: &Tls, except: Option<&str>) -> Vec<Upstream> {
         self.services
             .iter()
             .filter(|p| Some(p.name.as_str()) != except)
-            .map(|p| Peer {
+            .map(|p| Upstream {
                 name: p.name.clone(),
-                port: p.port,
+                traffic: p.traffic.clone(),
+                endpoints: p
+                    .instances()
+                    .into_iter()
+                    .map(|i| (i.version, i.port))
+                    .collect(),
                 tls: Some((own.clone(), spiffe_id(&self.namespace, &p.name))),
             })
             .collect()
     }
 
-    fn sidecar(&self, s: &LocalService, own: &Tls, root: &Path) -> Proxy {
+    /// The filter's config for one sidecar: the mesh's, with the version it serves (the
+    /// local stand-in for Istio's `LABELS.version` node metadata), unless one was given.
+    fn plugin_config_for(&self, version: &str) -> Value {
+        let mut config = self.plugin_config.clone();
+        if let Some(fields) = config.as_object_mut() {
+            fields.entry("version").or_insert_with(|| json!(version));
+        }
+        config
+    }
+
+    fn sidecar(&self, s: &LocalService, instance: &Instance, own: &Tls, root: &Path) -> Proxy {
         // Mirrors the AuthorizationPolicy `render` writes: the other services and the gateway.
         let mut allowed: Vec<String> = self
             .services
@@ -253,18 +337,18 @@ impl Layout {
             filter: self.proxy_filter(root),
             fail_open: self.fail_open,
             // What Istio puts in a sidecar's node metadata; the filter reads its name from it.
-            node_metadata: json!({"WORKLOAD_NAME": s.name, "NAMESPACE": self.namespace, "LABELS": {"app": s.name, "version": "v1"}}),
-            admin_port: s.admin_port,
+            node_metadata: json!({"WORKLOAD_NAME": instance.name, "NAMESPACE": self.namespace, "LABELS": {"app": s.name, "version": instance.version}}),
+            admin_port: instance.admin_port,
             inbound: Some(Inbound {
-                port: s.port,
-                app_port: s.app_port,
-                plugin_config: self.plugin_config.clone(),
+                port: instance.port,
+                app_port: instance.app_port,
+                plugin_config: self.plugin_config_for(&instance.version),
                 tls: Some((own.clone(), mode)),
                 allowed_peers: allowed,
             }),
             outbound: Some(Outbound {
-                port: s.outbound_port,
-                plugin_config: self.plugin_config.clone(),
+                port: instance.outbound_port,
+                plugin_config: self.plugin_config_for(&instance.version),
                 peers: self.peers(own, Some(&s.name)),
             }),
             ingress: None,
@@ -289,7 +373,11 @@ impl Layout {
             }),
             ingress: Some(Ingress {
                 port: self.gateway.port,
-                services: self.services.iter().map(|s| s.name.clone()).collect(),
+                services: self
+                    .services
+                    .iter()
+                    .map(|s| (s.name.clone(), s.traffic.timeout))
+                    .collect(),
                 outbound_port: self.gateway.outbound_port,
             }),
         }

@@ -11,6 +11,7 @@ pub(crate) mod live;
 pub mod module;
 pub(crate) mod observed;
 pub mod prometheus;
+pub mod routes;
 pub(crate) mod signal;
 pub mod state;
 pub(crate) mod status;

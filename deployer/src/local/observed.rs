@@ -61,7 +61,8 @@ impl LocalMesh {
         self.layout
             .services
             .iter()
-            .map(|s| (sidecar_name(&s.name), Admin(s.admin_port)))
+            .flat_map(|s| s.instances())
+            .map(|i| (sidecar_name(&i.name), Admin(i.admin_port)))
             .chain([(GATEWAY.to_owned(), Admin(self.layout.gateway.admin_port))])
     }
 }

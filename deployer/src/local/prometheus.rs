@@ -37,14 +37,15 @@ pub(crate) fn config(layout: &Layout) -> Value {
     let mut targets: Vec<Value> = layout
         .services
         .iter()
-        .map(|s| {
+        .flat_map(|s| s.instances().into_iter().map(move |i| (s, i)))
+        .map(|(s, i)| {
             json!({
-                "targets": [format!("127.0.0.1:{}", s.admin_port)],
+                "targets": [format!("127.0.0.1:{}", i.admin_port)],
                 "labels": {
                     "namespace": layout.namespace,
                     "service": s.name,
-                    "version": "v1",
-                    "pod": sidecar_name(&s.name),
+                    "version": i.version,
+                    "pod": sidecar_name(&i.name),
                 },
             })
         })

@@ -53,7 +53,8 @@ fn url(port: u16, path: &str) -> String {
 
 fn planned(layout: &Layout) -> Vec<Planned> {
     let mut out = Vec::new();
-    for s in &layout.services {
+    let instances: Vec<_> = layout.services.iter().flat_map(|s| s.instances()).collect();
+    for s in &instances {
         out.push((
             s.name.clone(),
             "app",
@@ -61,7 +62,7 @@ fn planned(layout: &Layout) -> Vec<Planned> {
             Health::Url(url(s.app_port, "/healthz")),
         ));
     }
-    for s in &layout.services {
+    for s in &instances {
         out.push((
             sidecar_name(&s.name),
             "sidecar",

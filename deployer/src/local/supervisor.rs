@@ -119,27 +119,35 @@ pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
     };
     let mut specs = Vec::new();
     for s in &layout.services {
-        specs.push(ProcessSpec {
-            name: s.name.clone(),
-            program: layout.service_bin.clone(),
-            args: Vec::new(),
-            env: vec![
+        for i in s.instances() {
+            let mut env = vec![
                 (env::SERVICE_NAME.into(), s.name.clone()),
                 (env::BIND.into(), "127.0.0.1".into()),
-                (env::PORT.into(), s.app_port.to_string()),
-                (env::VERSION.into(), "v1".into()),
+                (env::PORT.into(), i.app_port.to_string()),
+                (env::VERSION.into(), i.version.clone()),
                 (env::PEERS.into(), layout.peers_env(s)),
                 (
                     env::MESH_PROXY.into(),
-                    format!("http://127.0.0.1:{}", s.outbound_port),
+                    format!("http://127.0.0.1:{}", i.outbound_port),
                 ),
-            ],
-            ready: Ready::Healthz(s.app_port),
-            log: state.log(&s.name),
-        });
+            ];
+            if let Some(status) = i.fail_status {
+                env.push((env::FAIL_STATUS.into(), status.to_string()));
+            }
+            specs.push(ProcessSpec {
+                name: i.name.clone(),
+                program: layout.service_bin.clone(),
+                args: Vec::new(),
+                env,
+                ready: Ready::Healthz(i.app_port),
+                log: state.log(&i.name),
+            });
+        }
     }
     for s in &layout.services {
-        specs.push(envoy(&sidecar_name(&s.name), s.admin_port));
+        for i in s.instances() {
+            specs.push(envoy(&sidecar_name(&i.name), i.admin_port));
+        }
     }
     specs.push(envoy(GATEWAY, layout.gateway.admin_port));
     if let Some(p) = &layout.prometheus {

@@ -61,7 +61,7 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
     let config_problem = mesh.services.iter().find_map(|s| {
         let node = meshtally_core::NodeMetadata {
             workload_name: Some(s.name.clone().into_bytes()),
-            app_label: None,
+            ..meshtally_core::NodeMetadata::default()
         };
         meshtally_core::Config::parse(plugin_config.to_string().as_bytes(), &node).err()
     });
@@ -269,7 +269,8 @@ fn print_table(layout: &Layout, state: &StateDir, elapsed: Duration) -> Result<(
     let width = layout
         .services
         .iter()
-        .map(|s| s.name.len())
+        .flat_map(|s| s.instances())
+        .map(|i| i.name.len())
         .max()
         .unwrap_or(0)
         .max(GATEWAY.len());
@@ -289,13 +290,13 @@ fn print_table(layout: &Layout, state: &StateDir, elapsed: Duration) -> Result<(
         "URL",
         "APP PORT"
     )?;
-    for s in &layout.services {
+    for i in layout.services.iter().flat_map(|s| s.instances()) {
         outln!(
             "{:<width$}  {:<24}  {:<10}  http://127.0.0.1:{}",
-            s.name,
-            format!("http://127.0.0.1:{}", s.port),
-            s.app_port,
-            s.admin_port
+            i.name,
+            format!("http://127.0.0.1:{}", i.port),
+            i.app_port,
+            i.admin_port
         )?;
     }
     let g = &layout.gateway;

@@ -62,6 +62,18 @@ pub struct Service {
     pub traffic: Traffic,
 }
 
+impl Service {
+    /// The name of the workload running the service's `index`th version: the service's own for
+    /// the first (so a one-version mesh keeps its plain names), `<service>-<version>` for others.
+    pub fn workload_name(&self, index: usize, version: &str) -> String {
+        if index == 0 {
+            self.name.clone()
+        } else {
+            format!("{}-{version}", self.name)
+        }
+    }
+}
+
 impl Mesh {
     /// Fills defaults and checks everything; the first problem found is returned.
     pub fn from_input(input: MeshInput) -> Result<Mesh, ModelError> {
@@ -122,6 +134,17 @@ impl Mesh {
     /// The name other pods use to reach `service`, and the host Istio routes on.
     pub fn fqdn(&self, service: &Service) -> String {
         format!("{}.{}.svc.cluster.local", service.name, self.namespace)
+    }
+
+    /// Every workload (Deployment, or local app) of the mesh, by name, in order.
+    pub fn workloads(&self) -> impl Iterator<Item = String> + '_ {
+        self.services.iter().flat_map(|s| {
+            s.traffic
+                .versions
+                .iter()
+                .enumerate()
+                .map(move |(i, v)| s.workload_name(i, &v.name))
+        })
     }
 
     /// The SPIFFE identity Istio gives pods running as `service`'s ServiceAccount.

@@ -3,7 +3,7 @@
 //! breaker. Read from the mesh file's service entries, checked here once, and carried by the
 //! model so `render` (Istio objects) and `up` (local Envoy) give them the same meaning.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use super::duration::Millis;
 use super::names;
@@ -39,7 +39,7 @@ const RETRY_CONDITIONS: &[&str] = &[
 ];
 
 /// A service's checked rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Traffic {
     /// At least one; names unique.
     pub versions: Vec<Version>,
@@ -51,7 +51,7 @@ pub struct Traffic {
     pub circuit_breaker: Option<CircuitBreaker>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
     /// A DNS-1123 label: the `version` label, the subset name, part of the Deployment name.
     pub name: String,
@@ -65,7 +65,7 @@ pub struct Version {
 }
 
 /// Requests whose `header` equals `value` go to `version`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderMatch {
     /// Lowercase, as HTTP/2 and Envoy spell header names.
     pub header: String,
@@ -73,7 +73,7 @@ pub struct HeaderMatch {
     pub version: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retries {
     pub attempts: u32,
     /// `None`: each try may take the whole route timeout.
@@ -82,26 +82,26 @@ pub struct Retries {
     pub retry_on: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
     pub delay: Option<Delay>,
     pub abort: Option<Abort>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delay {
     pub fixed: Millis,
     pub percent: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Abort {
     pub status: u16,
     pub percent: u32,
 }
 
 /// Istio's connection pool and outlier detection (a DestinationRule's traffic policy).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CircuitBreaker {
     pub max_connections: Option<u32>,
     pub max_pending: Option<u32>,
@@ -109,7 +109,7 @@ pub struct CircuitBreaker {
     pub outlier: Option<Outlier>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outlier {
     pub consecutive_5xx: u32,
     pub interval: Millis,

@@ -175,7 +175,7 @@ mod tests {
         let a = pod_annotations(&remote).unwrap();
         assert_eq!(
             a["proxy.istio.io/config"],
-            r#"{"proxyStatsMatcher":{"inclusionRegexps":[".*meshtally_.*"]},"extraStatTags":["source","destination","direction","response_code_class","connection_security_policy"]}"#
+            r#"{"proxyStatsMatcher":{"inclusionRegexps":[".*meshtally_.*"]},"extraStatTags":["source","destination","destination_version","direction","response_code_class","connection_security_policy"]}"#
         );
         assert!(!a.contains_key("sidecar.istio.io/userVolume"));
 

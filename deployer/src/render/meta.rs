@@ -9,8 +9,6 @@ use crate::model::Service;
 
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "meshtally");
 pub const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "meshtally");
-/// The version every Deployment runs; the DestinationRule's only subset selects it.
-pub const VERSION: &str = "v1";
 pub const APP: &str = "app";
 pub const VERSION_LABEL: &str = "version";
 
@@ -41,10 +39,10 @@ pub fn meta(name: &str, namespace: Option<&str>, extra: &[(&str, &str)]) -> Obje
     }
 }
 
-/// Labels of a service's Deployment and pods: `app` and `version`, which Istio's telemetry
+/// Labels of one version's Deployment and pods: `app` and `version`, which Istio's telemetry
 /// and the subsets read, besides the shared ones the WasmPlugin selects on.
-pub fn workload_labels(service: &Service) -> BTreeMap<String, String> {
-    labels(&[(APP, &service.name), (VERSION_LABEL, VERSION)])
+pub fn workload_labels(service: &Service, version: &str) -> BTreeMap<String, String> {
+    labels(&[(APP, &service.name), (VERSION_LABEL, version)])
 }
 
 /// What selects a service's pods, whatever their version.

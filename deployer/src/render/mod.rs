@@ -175,9 +175,12 @@ fn render_slice(
     let mut files = Vec::with_capacity(services.len());
     for service in services {
         policies = policies.push(&security::authorization_policy(mesh, directory, service))?;
-        let docs = Docs::with_capacity(directory.peers_bytes() + 8192)
-            .push(&workload::service_account(mesh, service))?
-            .push(&workload::deployment(mesh, directory, service, annotations))?
+        let mut docs = Docs::with_capacity(directory.peers_bytes() + 8192)
+            .push(&workload::service_account(mesh, service))?;
+        for deployment in workload::deployments(mesh, directory, service, annotations) {
+            docs = docs.push(&deployment)?;
+        }
+        let docs = docs
             .push(&workload::service(mesh, service))?
             .push(&traffic::destination_rule(mesh, service))?
             .push(&traffic::virtual_service(mesh, service))?;

@@ -1,5 +1,6 @@
 //! One service's workload: its ServiceAccount (the identity mTLS and the authorization policies
-//! name), its Deployment running the demo service, and its Kubernetes Service.
+//! name), a Deployment per version running the demo service, and its Kubernetes Service (which
+//! selects every version: the subsets split them).
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use meshtally_core::app::env;
 
 use super::directory::Directory;
-use super::meta::{self, VERSION};
+use super::meta;
+use crate::model::traffic::Version;
 use crate::model::{Mesh, Service};
 
 /// The port name Istio reads the protocol from, and the probes target.
@@ -32,15 +34,32 @@ pub fn service_account(mesh: &Mesh, service: &Service) -> ServiceAccount {
     }
 }
 
-/// The Deployment. `pod_annotations` are the sidecar settings the filter needs
-/// (see `filter::pod_annotations`).
-pub fn deployment(
+/// The Deployments, one per version. `pod_annotations` are the sidecar settings the filter
+/// needs (see `filter::pod_annotations`).
+pub fn deployments(
     mesh: &Mesh,
     directory: &Directory,
     service: &Service,
     pod_annotations: &BTreeMap<String, String>,
+) -> Vec<Deployment> {
+    service
+        .traffic
+        .versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| deployment(mesh, directory, service, i, v, pod_annotations))
+        .collect()
+}
+
+fn deployment(
+    mesh: &Mesh,
+    directory: &Directory,
+    service: &Service,
+    index: usize,
+    version: &Version,
+    pod_annotations: &BTreeMap<String, String>,
 ) -> Deployment {
-    let labels = meta::workload_labels(service);
+    let labels = meta::workload_labels(service, &version.name);
     let mut annotations = pod_annotations.clone();
     // `kubectl logs/exec` then pick the app rather than istio-proxy.
     annotations.insert(
@@ -50,14 +69,18 @@ pub fn deployment(
     Deployment {
         metadata: ObjectMeta {
             labels: Some(labels.clone()),
-            ..meta::meta(&service.name, Some(&mesh.namespace), &[])
+            ..meta::meta(
+                &service.workload_name(index, &version.name),
+                Some(&mesh.namespace),
+                &[],
+            )
         },
         spec: Some(DeploymentSpec {
             replicas: Some(mesh.replicas),
             selector: LabelSelector {
                 match_labels: Some(BTreeMap::from([
                     (meta::APP.to_owned(), service.name.clone()),
-                    (meta::VERSION_LABEL.to_owned(), VERSION.to_owned()),
+                    (meta::VERSION_LABEL.to_owned(), version.name.clone()),
                 ])),
                 ..LabelSelector::default()
             },
@@ -67,7 +90,7 @@ pub fn deployment(
                     annotations: Some(annotations),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(mesh, directory, service)),
+                spec: Some(pod_spec(mesh, directory, service, version)),
             },
             ..DeploymentSpec::default()
         }),
@@ -75,7 +98,7 @@ pub fn deployment(
     }
 }
 
-fn pod_spec(mesh: &Mesh, directory: &Directory, service: &Service) -> PodSpec {
+fn pod_spec(mesh: &Mesh, directory: &Directory, service: &Service, version: &Version) -> PodSpec {
     PodSpec {
         service_account_name: Some(service.name.clone()),
         security_context: Some(PodSecurityContext {
@@ -95,7 +118,7 @@ fn pod_spec(mesh: &Mesh, directory: &Directory, service: &Service) -> PodSpec {
                 protocol: Some("TCP".to_owned()),
                 ..ContainerPort::default()
             }]),
-            env: Some(env(directory, service)),
+            env: Some(env(directory, service, version)),
             // With a sidecar, the injector rewrites these to go through istio-agent on 15020,
             // so kubelet's plaintext probes still reach the app under STRICT mTLS and ALLOW
             // policies that name no kubelet identity.
@@ -125,14 +148,18 @@ fn pod_spec(mesh: &Mesh, directory: &Directory, service: &Service) -> PodSpec {
 
 /// The demo service's settings. PEERS is every other service as `name=url`, comma-separated,
 /// in mesh order: whom `/call/<name>` may reach.
-fn env(directory: &Directory, service: &Service) -> Vec<EnvVar> {
+fn env(directory: &Directory, service: &Service, version: &Version) -> Vec<EnvVar> {
+    let fail = version
+        .fail_status
+        .map(|code| (env::FAIL_STATUS, code.to_string()));
     [
         (env::SERVICE_NAME, service.name.clone()),
         (env::PORT, service.port.to_string()),
-        (env::VERSION, VERSION.to_owned()),
+        (env::VERSION, version.name.clone()),
         (env::PEERS, directory.peers(service)),
     ]
     .into_iter()
+    .chain(fail)
     .map(|(name, value)| EnvVar {
         name: name.to_owned(),
         value: Some(value),

@@ -166,7 +166,12 @@ pub fn problems(objects: &Objects) -> Vec<String> {
             &BTreeMap::from([("app".to_owned(), service.to_owned())]),
         );
         for subset in &dr.spec.subsets {
-            if own.len() != 1 || !selects(&subset.labels, &pod_labels(own[0])) {
+            // Each version's subset selects exactly one of the service's Deployments.
+            let hits = own
+                .iter()
+                .filter(|d| selects(&subset.labels, &pod_labels(d)))
+                .count();
+            if hits != 1 {
                 say(format!(
                     "destination rule {name}: subset {} selects no pods of {service}",
                     subset.name
@@ -193,17 +198,24 @@ pub fn problems(objects: &Objects) -> Vec<String> {
                     d.port.number,
                     &mut say,
                 );
-                if d.subset != "v1" {
-                    say(format!(
-                        "virtual service {name}: subset {} is not rendered",
-                        d.subset
-                    ));
+                let subsets: Vec<&str> = objects
+                    .destination_rules
+                    .iter()
+                    .filter(|dr| dr.spec.host == d.host)
+                    .flat_map(|dr| dr.spec.subsets.iter().map(|s| s.name.as_str()))
+                    .collect();
+                if let Some(subset) = &d.subset {
+                    if !subsets.contains(&subset.as_str()) {
+                        say(format!(
+                            "virtual service {name}: subset {subset} is not rendered"
+                        ));
+                    }
                 }
                 if at_gateway {
                     let service = d.host.split('.').next().unwrap_or_default().to_owned();
                     let prefix = StringMatch::Prefix(format!("/{service}/"));
                     let exact = StringMatch::Exact(format!("/{service}"));
-                    let uris: Vec<_> = route.matches.iter().map(|m| m.uri.clone()).collect();
+                    let uris: Vec<_> = route.matches.iter().filter_map(|m| m.uri.clone()).collect();
                     if uris.contains(&prefix) && uris.contains(&exact) {
                         routed_by_gateway.insert(service);
                     }
@@ -226,7 +238,12 @@ pub fn problems(objects: &Objects) -> Vec<String> {
     for policy in &objects.authorization_policies {
         let name = name_of(&policy.metadata);
         let hits = selected(objects, &policy.spec.selector.match_labels);
-        if hits.len() != 1 {
+        // Every version of one service (one `app`), and nothing else.
+        let apps: BTreeSet<String> = hits
+            .iter()
+            .filter_map(|d| pod_labels(d).get("app").cloned())
+            .collect();
+        if hits.is_empty() || apps.len() != 1 {
             say(format!(
                 "authorization policy {name}: selects {} deployments",
                 hits.len()

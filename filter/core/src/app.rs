@@ -21,6 +21,9 @@ pub mod env {
     pub const PEER_TIMEOUT_MS: &str = "PEER_TIMEOUT_MS";
     /// Log every request when 1/true/yes/on.
     pub const LOG: &str = "LOG";
+    /// When set (an error status, 400-599), every request but `/healthz` is answered with it:
+    /// a broken release, for outlier detection to eject.
+    pub const FAIL_STATUS: &str = "FAIL_STATUS";
 }
 
 /// One `PEERS` entry: `name=url`.

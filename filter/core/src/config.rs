@@ -5,6 +5,9 @@ use serde_json::{Map, Value};
 
 use crate::tagging::is_dns1123_label;
 
+/// The version label when neither the plugin config nor node metadata names one.
+pub const UNKNOWN_VERSION: &str = "unknown";
+
 /// Loop guard used when `max_hops` is absent.
 pub const DEFAULT_MAX_HOPS: u32 = 10;
 
@@ -42,7 +45,9 @@ pub enum ConfigError {
     Json(String),
     #[error("plugin config must be a JSON object, got {0}")]
     NotAnObject(&'static str),
-    #[error("plugin config field `{0}` is unknown (expected service, direction, max_hops)")]
+    #[error(
+        "plugin config field `{0}` is unknown (expected service, version, direction, max_hops)"
+    )]
     UnknownField(String),
     #[error("plugin config field `{field}`: expected {expected}, got {got}")]
     WrongType {
@@ -56,6 +61,10 @@ pub enum ConfigError {
         "plugin config field `service`: \"{0}\" is not a DNS-1123 label of at most 63 characters"
     )]
     BadService(String),
+    #[error(
+        "plugin config field `version`: \"{0}\" is not a DNS-1123 label of at most 63 characters"
+    )]
+    BadVersion(String),
     #[error("plugin config field `service` is absent and node metadata has neither WORKLOAD_NAME nor LABELS.app")]
     NoService,
 }
@@ -65,6 +74,8 @@ pub enum ConfigError {
 pub struct NodeMetadata {
     pub workload_name: Option<Vec<u8>>,
     pub app_label: Option<Vec<u8>>,
+    /// `LABELS.version`: the workload's version on Istio.
+    pub version_label: Option<Vec<u8>>,
 }
 
 /// The validated plugin configuration.
@@ -72,6 +83,10 @@ pub struct NodeMetadata {
 pub struct Config {
     /// This workload's name, used as the source outbound and the destination inbound.
     pub service: String,
+    /// This workload's version (the `destination_version` label inbound, and the
+    /// `x-mesh-served-version` response header): configured, else `LABELS.version`, else
+    /// [`UNKNOWN_VERSION`].
+    pub version: String,
     /// `None` means: read Envoy's `listener_direction` property.
     pub direction: Option<Direction>,
     pub max_hops: u32,
@@ -92,11 +107,13 @@ impl Config {
         };
 
         let mut service = None;
+        let mut version = None;
         let mut direction = None;
         let mut max_hops = DEFAULT_MAX_HOPS;
         for (key, value) in &fields {
             match key.as_str() {
                 "service" => service = Some(string_field("service", value)?.to_owned()),
+                "version" => version = Some(string_field("version", value)?.to_owned()),
                 "direction" => {
                     direction = Some(match string_field("direction", value)? {
                         "inbound" => Direction::Inbound,
@@ -110,6 +127,18 @@ impl Config {
             }
         }
 
+        let version = match version {
+            Some(v) if is_dns1123_label(v.as_bytes()) => v,
+            Some(v) => return Err(ConfigError::BadVersion(printable(&v))),
+            // A malformed label is Istio's to refuse, not a reason to drop the filter.
+            None => node
+                .version_label
+                .as_deref()
+                .filter(|v| is_dns1123_label(v))
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .unwrap_or(UNKNOWN_VERSION)
+                .to_owned(),
+        };
         let service = match service {
             Some(name) if is_dns1123_label(name.as_bytes()) => name,
             Some(name) => return Err(ConfigError::BadService(printable(&name))),
@@ -117,6 +146,7 @@ impl Config {
         };
         Ok(Config {
             service,
+            version,
             direction,
             max_hops,
         })
@@ -124,9 +154,10 @@ impl Config {
 }
 
 fn service_from_node(node: &NodeMetadata) -> Result<String, ConfigError> {
-    // WORKLOAD_NAME is what Istio's own telemetry calls the workload; the `app` label is the
-    // fallback Istio documents for canonical service names.
-    let candidate = [&node.workload_name, &node.app_label]
+    // The `app` label is Istio's canonical service name: every version's Deployment carries
+    // the same one, whereas WORKLOAD_NAME names the Deployment (`reviews-v1`), so it is only the
+    // fallback for workloads without the label.
+    let candidate = [&node.app_label, &node.workload_name]
         .into_iter()
         .flatten()
         .find(|v| !v.is_empty())
@@ -219,6 +250,7 @@ mod tests {
             c,
             Config {
                 service: "service-a".into(),
+                version: UNKNOWN_VERSION.into(),
                 direction: Some(Direction::Outbound),
                 max_hops: 3
             }
@@ -235,28 +267,50 @@ mod tests {
     #[test]
     fn empty_config_uses_node_metadata() {
         let node = NodeMetadata {
+            workload_name: Some(b"reviews-v2".to_vec()),
+            app_label: Some(b"reviews".to_vec()),
+            version_label: Some(b"v2".to_vec()),
+        };
+        let c = Config::parse(b"{}", &node).unwrap();
+        assert_eq!((c.service.as_str(), c.version.as_str()), ("reviews", "v2"));
+        assert_eq!(Config::parse(b"", &node).unwrap().service, "reviews");
+        let node = NodeMetadata {
             workload_name: Some(b"reviews-v1".to_vec()),
-            app_label: Some(b"reviews".to_vec()),
+            app_label: None,
+            version_label: Some(b"Not A Label".to_vec()),
         };
-        assert_eq!(Config::parse(b"{}", &node).unwrap().service, "reviews-v1");
-        assert_eq!(Config::parse(b"", &node).unwrap().service, "reviews-v1");
+        let c = Config::parse(b"{}", &node).unwrap();
+        assert_eq!(
+            (c.service.as_str(), c.version.as_str()),
+            ("reviews-v1", UNKNOWN_VERSION)
+        );
         let node = NodeMetadata {
-            workload_name: None,
-            app_label: Some(b"reviews".to_vec()),
+            workload_name: Some(b"reviews-v1".to_vec()),
+            app_label: Some(Vec::new()),
+            version_label: None,
         };
-        assert_eq!(Config::parse(b"{}", &node).unwrap().service, "reviews");
+        assert_eq!(Config::parse(b"  ", &node).unwrap().service, "reviews-v1");
+    }
+
+    #[test]
+    fn configured_version_beats_node_metadata() {
         let node = NodeMetadata {
-            workload_name: Some(Vec::new()),
-            app_label: Some(b"reviews".to_vec()),
+            version_label: Some(b"v1".to_vec()),
+            ..NodeMetadata::default()
         };
-        assert_eq!(Config::parse(b"  ", &node).unwrap().service, "reviews");
+        let c = Config::parse(br#"{"service":"a","version":"v3"}"#, &node).unwrap();
+        assert_eq!(c.version, "v3");
+        assert_eq!(
+            Config::parse(br#"{"service":"a","version":"V 3"}"#, &node),
+            Err(ConfigError::BadVersion("V 3".into()))
+        );
     }
 
     #[test]
     fn configured_service_beats_node_metadata() {
         let node = NodeMetadata {
             workload_name: Some(b"x".to_vec()),
-            app_label: None,
+            ..NodeMetadata::default()
         };
         assert_eq!(
             Config::parse(br#"{"service":"y"}"#, &node).unwrap().service,
@@ -285,6 +339,8 @@ mod tests {
             (r#"{"service":"Service_A"}"#, "`service`"),
             (r#"{"service":""}"#, "`service`"),
             (r#"{"service":"a","colour":"red"}"#, "`colour`"),
+            (r#"{"service":"a","version":2}"#, "`version`"),
+            (r#"{"service":"a","version":"v_2"}"#, "`version`"),
         ];
         for (raw, field) in cases {
             let err = parse(raw).unwrap_err().to_string();
@@ -317,7 +373,7 @@ mod tests {
     fn bad_node_metadata_name_is_rejected() {
         let node = NodeMetadata {
             workload_name: Some(b"Bad_Name".to_vec()),
-            app_label: None,
+            ..NodeMetadata::default()
         };
         assert_eq!(
             Config::parse(b"{}", &node),

@@ -8,22 +8,23 @@ pub const REQUESTS_TOTAL: &str = "meshtally_requests_total";
 pub const REQUEST_DURATION: &str = "meshtally_request_duration_milliseconds";
 
 /// Tag names, in the order they appear in a metric name.
-pub const TAG_NAMES: [&str; 5] = [
+pub const TAG_NAMES: [&str; 6] = [
     "source",
     "destination",
+    "destination_version",
     "direction",
     "response_code_class",
     "connection_security_policy",
 ];
 
-/// At most this many (source, destination) pairs get metrics of their own per listener; further
-/// pairs are folded into `source="other"`/`destination="other"` so forged names cannot grow
-/// Envoy's stats store without bound.
+/// At most this many (source, destination, destination version) triples get metrics of their
+/// own per listener; further ones are folded into `"other"` for all three, so forged names and
+/// versions cannot grow Envoy's stats store without bound.
 pub const MAX_PAIRS: usize = 1024;
 pub const OVERFLOW: &str = "other";
 
 /// The `stats_tags` entries (tag name, regex) Envoy needs to turn our names into labels.
-pub fn stats_tags() -> [(&'static str, String); 5] {
+pub fn stats_tags() -> [(&'static str, String); 6] {
     TAG_NAMES.map(|tag| (tag, format!("({tag}=\\.=(.*?);\\.;)")))
 }
 
@@ -116,6 +117,7 @@ pub fn metric_name(
     metric: &str,
     source: &str,
     destination: &str,
+    destination_version: &str,
     direction: Direction,
     class: CodeClass,
     security: Security,
@@ -123,6 +125,7 @@ pub fn metric_name(
     let values = [
         source,
         destination,
+        destination_version,
         direction.as_str(),
         class.as_str(),
         security.as_str(),
@@ -145,12 +148,13 @@ pub struct ParsedMetric<'a> {
     pub metric: &'a str,
     pub source: &'a str,
     pub destination: &'a str,
+    pub destination_version: &'a str,
     pub direction: &'a str,
     pub response_code_class: &'a str,
     pub connection_security_policy: &'a str,
 }
 
-/// Parses `[wasmcustom.]source=.=a;.;destination=.=b;.;direction=.=d;.;response_code_class=.=c;.;connection_security_policy=.=p;.;<metric>`.
+/// Parses `[wasmcustom.]source=.=a;.;destination=.=b;.;destination_version=.=v;.;direction=.=d;.;response_code_class=.=c;.;connection_security_policy=.=p;.;<metric>`.
 pub fn parse_metric_name(name: &str) -> Option<ParsedMetric<'_>> {
     let mut rest = name.strip_prefix("wasmcustom.").unwrap_or(name);
     let mut values = [""; TAG_NAMES.len()];
@@ -160,11 +164,13 @@ pub fn parse_metric_name(name: &str) -> Option<ParsedMetric<'_>> {
         *slot = rest.get(..end)?;
         rest = rest.get(end + 3..)?;
     }
-    let [source, destination, direction, response_code_class, connection_security_policy] = values;
+    let [source, destination, destination_version, direction, response_code_class, connection_security_policy] =
+        values;
     Some(ParsedMetric {
         metric: rest,
         source,
         destination,
+        destination_version,
         direction,
         response_code_class,
         connection_security_policy,
@@ -181,11 +187,13 @@ pub struct MetricIds {
 /// A pair's ids by code class, then by security policy.
 type Classes = [[Option<MetricIds>; Security::ALL]; CodeClass::ALL];
 
-/// One (source, destination) pair and its metric ids per code class and security policy.
+/// One (source, destination, destination version) triple and its metric ids per code class and
+/// security policy.
 #[derive(Debug)]
 struct Pair {
     source: String,
     destination: String,
+    version: String,
     classes: Classes,
 }
 
@@ -212,9 +220,14 @@ impl MetricCache {
         self.direction
     }
 
-    fn find(&self, source: &str, destination: &str) -> Result<usize, usize> {
+    fn find(&self, source: &str, destination: &str, version: &str) -> Result<usize, usize> {
         self.pairs.binary_search_by(|p| {
-            (p.source.as_str(), p.destination.as_str()).cmp(&(source, destination))
+            (
+                p.source.as_str(),
+                p.destination.as_str(),
+                p.version.as_str(),
+            )
+                .cmp(&(source, destination, version))
         })
     }
 
@@ -226,16 +239,22 @@ impl MetricCache {
         &mut self,
         source: &str,
         destination: &str,
+        version: &str,
         class: CodeClass,
         verified: bool,
         mut define: impl FnMut(MetricKind, &str) -> Option<u32>,
     ) -> Option<MetricIds> {
         let security = Security::of(self.direction, verified);
-        let known = self.find(source, destination);
-        let (source, destination, at) = match known {
-            Ok(at) => (source, destination, Ok(at)),
-            Err(_) if self.pairs.len() < MAX_PAIRS => (source, destination, known),
-            Err(_) => (OVERFLOW, OVERFLOW, self.find(OVERFLOW, OVERFLOW)),
+        let known = self.find(source, destination, version);
+        let (source, destination, version, at) = match known {
+            Ok(at) => (source, destination, version, Ok(at)),
+            Err(_) if self.pairs.len() < MAX_PAIRS => (source, destination, version, known),
+            Err(_) => (
+                OVERFLOW,
+                OVERFLOW,
+                OVERFLOW,
+                self.find(OVERFLOW, OVERFLOW, OVERFLOW),
+            ),
         };
         // The pair takes its place under the cap before anything is defined: a host that
         // defines the counter and then refuses the histogram would otherwise keep a counter
@@ -249,6 +268,7 @@ impl MetricCache {
                     Pair {
                         source: source.to_owned(),
                         destination: destination.to_owned(),
+                        version: version.to_owned(),
                         classes: [[None; Security::ALL]; CodeClass::ALL],
                     },
                 );
@@ -270,6 +290,7 @@ impl MetricCache {
                 REQUESTS_TOTAL,
                 source,
                 destination,
+                version,
                 self.direction,
                 class,
                 security,
@@ -281,6 +302,7 @@ impl MetricCache {
                 REQUEST_DURATION,
                 source,
                 destination,
+                version,
                 self.direction,
                 class,
                 security,
@@ -302,8 +324,8 @@ mod tests {
     #[test]
     fn names_carry_every_tag() {
         assert_eq!(
-            metric_name(REQUESTS_TOTAL, "service-a", "service-b", Direction::Outbound, CodeClass::C2xx, Security::Unknown),
-            "source=.=service-a;.;destination=.=service-b;.;direction=.=outbound;.;response_code_class=.=2xx;.;connection_security_policy=.=unknown;.;meshtally_requests_total"
+            metric_name(REQUESTS_TOTAL, "service-a", "service-b", "v2", Direction::Outbound, CodeClass::C2xx, Security::Unknown),
+            "source=.=service-a;.;destination=.=service-b;.;destination_version=.=v2;.;direction=.=outbound;.;response_code_class=.=2xx;.;connection_security_policy=.=unknown;.;meshtally_requests_total"
         );
     }
 
@@ -313,6 +335,7 @@ mod tests {
             REQUESTS_TOTAL,
             "a",
             "b",
+            "v1",
             Direction::Inbound,
             CodeClass::C5xx,
             Security::MutualTls,
@@ -321,6 +344,7 @@ mod tests {
             metric: REQUESTS_TOTAL,
             source: "a",
             destination: "b",
+            destination_version: "v1",
             direction: "inbound",
             response_code_class: "5xx",
             connection_security_policy: "mutual_tls",
@@ -358,14 +382,14 @@ mod tests {
             Some(next)
         };
         let proved = cache
-            .ids("a", "b", CodeClass::C2xx, true, &mut define)
+            .ids("a", "b", "v1", CodeClass::C2xx, true, &mut define)
             .unwrap();
         let plain = cache
-            .ids("a", "b", CodeClass::C2xx, false, &mut define)
+            .ids("a", "b", "v1", CodeClass::C2xx, false, &mut define)
             .unwrap();
         assert_ne!(proved, plain);
         assert_eq!(
-            cache.ids("a", "b", CodeClass::C2xx, true, &mut define),
+            cache.ids("a", "b", "v1", CodeClass::C2xx, true, &mut define),
             Some(proved)
         );
         assert_eq!(names.len(), 4);
@@ -374,10 +398,10 @@ mod tests {
         // Outbound has one policy whatever `verified` says: no extra series.
         let mut out = MetricCache::new(Direction::Outbound);
         let a = out
-            .ids("a", "b", CodeClass::C2xx, true, |_, _| Some(1))
+            .ids("a", "b", "v1", CodeClass::C2xx, true, |_, _| Some(1))
             .unwrap();
         let b = out
-            .ids("a", "b", CodeClass::C2xx, false, |_, _| Some(2))
+            .ids("a", "b", "v1", CodeClass::C2xx, false, |_, _| Some(2))
             .unwrap();
         assert_eq!(a, b);
     }
@@ -403,8 +427,9 @@ mod tests {
     fn stats_tag_regexes() {
         let tags = stats_tags();
         assert_eq!(tags[0], ("source", "(source=\\.=(.*?);\\.;)".to_owned()));
-        assert_eq!(tags[3].0, "response_code_class");
-        assert_eq!(tags[4].0, "connection_security_policy");
+        assert_eq!(tags[2].0, "destination_version");
+        assert_eq!(tags[4].0, "response_code_class");
+        assert_eq!(tags[5].0, "connection_security_policy");
     }
 
     #[test]
@@ -418,17 +443,22 @@ mod tests {
             Some(next)
         };
         let a = cache
-            .ids("a", "b", CodeClass::C2xx, true, &mut define)
+            .ids("a", "b", "v1", CodeClass::C2xx, true, &mut define)
             .unwrap();
         let again = cache
-            .ids("a", "b", CodeClass::C2xx, true, &mut define)
+            .ids("a", "b", "v1", CodeClass::C2xx, true, &mut define)
             .unwrap();
         let other = cache
-            .ids("a", "b", CodeClass::C5xx, true, &mut define)
+            .ids("a", "b", "v1", CodeClass::C5xx, true, &mut define)
+            .unwrap();
+        let v2 = cache
+            .ids("a", "b", "v2", CodeClass::C2xx, true, &mut define)
             .unwrap();
         assert_eq!(a, again);
         assert_ne!(a, other);
-        assert_eq!(defined.len(), 4);
+        assert_ne!(a, v2);
+        assert_eq!(defined.len(), 6);
+        assert!(defined[4].1.contains("destination_version=.=v2;.;"));
         assert_eq!(defined[0].0, MetricKind::Counter);
         assert_eq!(defined[1].0, MetricKind::Histogram);
         assert!(defined[1].1.ends_with(REQUEST_DURATION));
@@ -439,11 +469,11 @@ mod tests {
     fn host_refusal_is_not_cached() {
         let mut cache = MetricCache::new(Direction::Outbound);
         assert_eq!(
-            cache.ids("a", "b", CodeClass::C2xx, false, |_, _| None),
+            cache.ids("a", "b", "v1", CodeClass::C2xx, false, |_, _| None),
             None
         );
         assert!(cache
-            .ids("a", "b", CodeClass::C2xx, false, |_, _| Some(7))
+            .ids("a", "b", "v1", CodeClass::C2xx, false, |_, _| Some(7))
             .is_some());
     }
 
@@ -452,20 +482,22 @@ mod tests {
         let mut cache = MetricCache::new(Direction::Inbound);
         let mut names = Vec::new();
         for i in 0..MAX_PAIRS + 5 {
-            cache.ids("a", &format!("d{i}"), CodeClass::C2xx, true, |_, n| {
+            cache.ids("a", "b", &format!("v{i}"), CodeClass::C2xx, true, |_, n| {
                 names.push(n.to_owned());
                 Some(1)
             });
         }
         // Known pairs keep their own metrics after the cap is reached.
-        cache.ids("a", "d0", CodeClass::C4xx, true, |_, n| {
+        cache.ids("a", "b", "v0", CodeClass::C4xx, true, |_, n| {
             names.push(n.to_owned());
             Some(1)
         });
+        assert!(names.iter().any(|n| n
+            .starts_with("source=.=other;.;destination=.=other;.;destination_version=.=other;.;")));
         assert!(names
-            .iter()
-            .any(|n| n.starts_with("source=.=other;.;destination=.=other;.;")));
-        assert!(names.last().unwrap().contains("destination=.=d0;.;"));
+            .last()
+            .unwrap()
+            .contains("destination_version=.=v0;.;"));
         let distinct: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(distinct.len(), (MAX_PAIRS + 1 + 1) * 2);
     }

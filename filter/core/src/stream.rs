@@ -6,8 +6,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use crate::config::UNKNOWN_VERSION;
 use crate::config::{Config, ConfigError, Direction, NodeMetadata};
-use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SOURCE};
+use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SERVED_VERSION, SOURCE};
 use crate::host::{Host, LogLevel};
 use crate::metrics::{CodeClass, MetricCache};
 use crate::tagging::{self, HopDecision};
@@ -43,6 +44,7 @@ impl Plugin {
         let node = NodeMetadata {
             workload_name: host.node_metadata(&["WORKLOAD_NAME"]),
             app_label: host.node_metadata(&["LABELS", "app"]),
+            version_label: host.node_metadata(&["LABELS", "version"]),
         };
         let config = Config::parse(&raw, &node)?;
         Ok(Plugin {
@@ -73,6 +75,9 @@ pub struct Stream<H> {
     /// The peer on the other side of this sidecar; the local service is the other end.
     /// Outbound: the destination. Inbound: the caller.
     peer: Option<String>,
+    /// Outbound: the version that answered, from the callee sidecar's `x-mesh-served-version`
+    /// (checked, since the callee's side is not trusted with our stats store).
+    served_version: Option<String>,
     /// The response status, from the response headers (or the local reply we sent); `None`
     /// until then, and for streams reset before any response.
     status: Option<u64>,
@@ -89,6 +94,7 @@ impl<H: Host> Stream<H> {
             host,
             direction: None,
             peer: None,
+            served_version: None,
             status: None,
             started: None,
             verified: false,
@@ -126,9 +132,20 @@ impl<H: Host> Stream<H> {
             .host
             .response_header(":status")
             .and_then(|s| tagging::parse_status(&s));
-        if self.direction == Some(Direction::Inbound) {
-            self.host
-                .set_response_header(SERVED_BY, &self.plugin.config.service);
+        match self.direction {
+            Some(Direction::Inbound) => {
+                let config = &self.plugin.config;
+                self.host.set_response_header(SERVED_BY, &config.service);
+                self.host
+                    .set_response_header(SERVED_VERSION, &config.version);
+            }
+            _ => {
+                self.served_version = self
+                    .host
+                    .response_header(SERVED_VERSION)
+                    .filter(|v| tagging::is_dns1123_label(v))
+                    .and_then(|v| String::from_utf8(v).ok());
+            }
         }
         Flow::Continue
     }
@@ -204,9 +221,13 @@ impl<H: Host> Stream<H> {
         };
         let host = &self.host;
         let service = self.plugin.config.service.as_str();
-        let (source, destination) = match direction {
-            Direction::Outbound => (service, peer),
-            Direction::Inbound => (peer, service),
+        let (source, destination, version) = match direction {
+            Direction::Outbound => (
+                service,
+                peer,
+                self.served_version.as_deref().unwrap_or(UNKNOWN_VERSION),
+            ),
+            Direction::Inbound => (peer, service, self.plugin.config.version.as_str()),
         };
         // No response headers seen (a reset, or a local reply that skipped this filter's
         // encoder): ask Envoy what it sent, if anything.
@@ -219,9 +240,15 @@ impl<H: Host> Stream<H> {
         let Ok(mut cache) = self.plugin.metrics(direction).try_borrow_mut() else {
             return;
         };
-        let Some(ids) = cache.ids(source, destination, class, self.verified, |kind, name| {
-            host.define_metric(kind, name)
-        }) else {
+        let ids = cache.ids(
+            source,
+            destination,
+            version,
+            class,
+            self.verified,
+            |kind, name| host.define_metric(kind, name),
+        );
+        let Some(ids) = ids else {
             return;
         };
         host.increment(ids.requests);

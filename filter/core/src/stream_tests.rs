@@ -4,8 +4,9 @@
 use std::rc::Rc;
 
 use crate::config::ConfigError;
+use crate::config::UNKNOWN_VERSION;
 use crate::fake::{CallKind, FakeHost};
-use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SOURCE};
+use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SERVED_VERSION, SOURCE};
 use crate::host::LogLevel;
 use crate::ledger;
 use crate::metrics::{metric_name, CodeClass, Security, REQUESTS_TOTAL, REQUEST_DURATION};
@@ -48,17 +49,78 @@ fn run_with(plugin: &Rc<Plugin>, host: &FakeHost, headers: &[(&str, &[u8])], sta
     flow
 }
 
-/// The request counter of a call no certificate proved (`none` inbound, `unknown` outbound).
+/// The request counter of a call no certificate proved (`none` inbound, `unknown` outbound),
+/// to a callee whose version is not known (no config, no node metadata, no
+/// `x-mesh-served-version` from the other side).
 fn requests(source: &str, destination: &str, direction: Direction, class: CodeClass) -> String {
     let security = Security::of(direction, false);
     metric_name(
         REQUESTS_TOTAL,
         source,
         destination,
+        UNKNOWN_VERSION,
         direction,
         class,
         security,
     )
+}
+
+#[test]
+fn the_callee_names_its_version_and_the_caller_counts_it() {
+    // Inbound: the configured version labels the count and the response.
+    let callee = host(r#"{"service":"service-b","version":"v2","direction":"inbound"}"#);
+    let plugin_b = plugin(&callee);
+    run(&plugin_b, &callee, &[(SOURCE, b"service-a")]);
+    assert_eq!(
+        callee.response_header_value(SERVED_VERSION).as_deref(),
+        Some("v2")
+    );
+    let inbound = metric_name(
+        REQUESTS_TOTAL,
+        "service-a",
+        "service-b",
+        "v2",
+        Direction::Inbound,
+        CodeClass::C2xx,
+        Security::None,
+    );
+    assert_eq!(callee.counter(&inbound), 1);
+
+    // On Istio the version comes from the node metadata's LABELS.version.
+    let istio = host("").with_property("xds.node.metadata.LABELS.app", b"service-b");
+    let istio = istio.with_property("xds.node.metadata.LABELS.version", b"v3");
+    assert_eq!(Plugin::configure(&istio).unwrap().config.version, "v3");
+
+    // Outbound: the callee's header names the version; a malformed one, or none, is unknown.
+    let caller = host(r#"{"service":"service-a","direction":"outbound"}"#);
+    let plugin_a = plugin(&caller);
+    for served in [Some("v2"), Some("V 2"), None] {
+        caller.start_request(&[(":authority", b"service-b:8001")]);
+        let mut stream = Stream::new(Rc::clone(&plugin_a), &caller);
+        stream.on_request_headers();
+        caller.respond(503);
+        if let Some(v) = served {
+            caller
+                .response_headers
+                .borrow_mut()
+                .push((SERVED_VERSION.to_owned(), v.to_owned()));
+        }
+        stream.on_response_headers();
+        stream.on_log();
+    }
+    let outbound = |version: &str| {
+        metric_name(
+            REQUESTS_TOTAL,
+            "service-a",
+            "service-b",
+            version,
+            Direction::Outbound,
+            CodeClass::C5xx,
+            Security::Unknown,
+        )
+    };
+    assert_eq!(caller.counter(&outbound("v2")), 1);
+    assert_eq!(caller.counter(&outbound(UNKNOWN_VERSION)), 2);
 }
 
 #[test]
@@ -95,6 +157,7 @@ fn outbound_tags_and_counts() {
         REQUEST_DURATION,
         "service-a",
         "service-b",
+        UNKNOWN_VERSION,
         Direction::Outbound,
         CodeClass::C2xx,
         Security::Unknown,
@@ -206,6 +269,7 @@ fn inbound_mtls_certificate_beats_the_header() {
         REQUESTS_TOTAL,
         "service-c",
         "service-b",
+        UNKNOWN_VERSION,
         Direction::Inbound,
         CodeClass::C2xx,
         Security::MutualTls,
@@ -215,6 +279,7 @@ fn inbound_mtls_certificate_beats_the_header() {
         REQUEST_DURATION,
         "service-c",
         "service-b",
+        UNKNOWN_VERSION,
         Direction::Inbound,
         CodeClass::C2xx,
         Security::MutualTls,
@@ -366,6 +431,7 @@ fn the_duration_is_the_host_clock_from_request_headers_to_log() {
         REQUEST_DURATION,
         "service-a",
         "service-b",
+        UNKNOWN_VERSION,
         Direction::Outbound,
         CodeClass::C2xx,
         Security::Unknown,
@@ -422,18 +488,20 @@ fn host_calls_per_request() {
         panic!("three scenarios")
     };
     // Reads (headers and properties) are the dear calls: Envoy calls back into the module to
-    // allocate each answer. Outbound: :authority, x-mesh-hops and :status.
+    // allocate each answer. Outbound: :authority, x-mesh-hops, :status and
+    // x-mesh-served-version.
     let reads = |s: &ledger::Scenario| {
         count(CallKind::Property, s)
             + count(CallKind::RequestHeaderRead, s)
             + count(CallKind::ResponseHeaderRead, s)
     };
-    assert_eq!(outbound.calls.len(), 9, "{:#?}", outbound.calls);
-    assert_eq!(reads(outbound), 3);
+    assert_eq!(outbound.calls.len(), 10, "{:#?}", outbound.calls);
+    assert_eq!(reads(outbound), 4);
     assert_eq!(count(CallKind::Property, outbound), 0);
     assert_eq!(count(CallKind::DefineMetric, outbound), 0);
     // Inbound: the peer certificate, x-mesh-source, x-mesh-hops and :status.
-    assert_eq!(inbound.calls.len(), 13, "{:#?}", inbound.calls);
+    // The response gets x-mesh-served-by and x-mesh-served-version.
+    assert_eq!(inbound.calls.len(), 14, "{:#?}", inbound.calls);
     assert_eq!(reads(inbound), 4);
     assert_eq!(mtls.calls.len(), inbound.calls.len());
     assert!(mtls.bytes_out() > inbound.bytes_out());

@@ -182,7 +182,7 @@ fn deep_nesting_is_refused_without_overflowing_the_stack() {
 fn non_utf8_node_metadata_is_refused_in_one_line() {
     let node = NodeMetadata {
         workload_name: Some(b"svc\xff\n".to_vec()),
-        app_label: None,
+        ..NodeMetadata::default()
     };
     assert_eq!(
         config_error(b"{}", &node),
@@ -200,13 +200,13 @@ fn unknown_keys_are_cut_and_cleaned() {
     assert_eq!(
         line,
         format!(
-            "plugin config field `{}…` is unknown (expected service, direction, max_hops)",
+            "plugin config field `{}…` is unknown (expected service, version, direction, max_hops)",
             "a".repeat(64)
         )
     );
     assert_eq!(
         refused(r#"{"service":"a","a\nb\"c":1}"#),
-        "plugin config field `a?b?c` is unknown (expected service, direction, max_hops)"
+        "plugin config field `a?b?c` is unknown (expected service, version, direction, max_hops)"
     );
 }
 
@@ -219,11 +219,18 @@ fn refused_histograms_do_not_lift_the_pair_cap() {
     let mut offered = BTreeSet::new();
     for i in 0..MAX_PAIRS * 3 {
         let source = format!("forged-{i}");
-        let ids = cache.ids(&source, "service-a", CodeClass::C2xx, true, |kind, name| {
-            let parsed = parse_metric_name(name).expect("our names parse");
-            offered.insert(parsed.source.to_owned());
-            (kind == MetricKind::Counter).then_some(1)
-        });
+        let ids = cache.ids(
+            &source,
+            "service-a",
+            "v1",
+            CodeClass::C2xx,
+            true,
+            |kind, name| {
+                let parsed = parse_metric_name(name).expect("our names parse");
+                offered.insert(parsed.source.to_owned());
+                (kind == MetricKind::Counter).then_some(1)
+            },
+        );
         assert_eq!(ids, None);
     }
     assert_eq!(offered.len(), MAX_PAIRS + 1);

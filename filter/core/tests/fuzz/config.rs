@@ -40,6 +40,7 @@ fn blamed(err: &ConfigError) -> &'static str {
         ConfigError::WrongType { field, .. } => field,
         ConfigError::BadDirection(_) => "direction",
         ConfigError::BadService(_) | ConfigError::NoService => "service",
+        ConfigError::BadVersion(_) => "version",
     }
 }
 
@@ -53,11 +54,14 @@ enum Expected {
 fn model(fields: &Map<String, Value>, node: &NodeMetadata) -> Expected {
     let mut faults = Vec::new();
     let mut service = None;
+    let mut version = None;
     let mut direction = None;
     let mut max_hops = DEFAULT_MAX_HOPS;
     for (key, value) in fields {
         match (key.as_str(), value) {
             ("service", Value::String(s)) if is_label(s.as_bytes()) => service = Some(s.clone()),
+            ("version", Value::String(s)) if is_label(s.as_bytes()) => version = Some(s.clone()),
+            ("version", _) => faults.push("version"),
             ("direction", Value::String(s)) if s == "inbound" => {
                 direction = Some(Direction::Inbound)
             }
@@ -80,7 +84,7 @@ fn model(fields: &Map<String, Value>, node: &NodeMetadata) -> Expected {
         return Expected::Refused(faults);
     }
     let service = service.or_else(|| {
-        let named = [&node.workload_name, &node.app_label]
+        let named = [&node.app_label, &node.workload_name]
             .into_iter()
             .flatten()
             .find(|v| !v.is_empty())?;
@@ -89,6 +93,7 @@ fn model(fields: &Map<String, Value>, node: &NodeMetadata) -> Expected {
     match service {
         Some(service) => Expected::Valid(Config {
             service,
+            version: version.unwrap_or_else(|| meshtally_core::config::UNKNOWN_VERSION.to_owned()),
             direction,
             max_hops,
         }),
@@ -106,6 +111,7 @@ fn node_metadata() -> impl Strategy<Value = NodeMetadata> {
     (name.clone(), name).prop_map(|(workload_name, app_label)| NodeMetadata {
         workload_name,
         app_label,
+        version_label: None,
     })
 }
 

@@ -52,6 +52,7 @@ fn name_soup() -> impl Strategy<Value = String> {
                 "wasmcustom.",
                 "source",
                 "destination",
+                "destination_version",
                 "direction",
                 "response_code_class",
                 "connection_security_policy",
@@ -76,17 +77,19 @@ proptest! {
         metric in prop::sample::select(&[REQUESTS_TOTAL, REQUEST_DURATION][..]),
         source in tag_value(),
         destination in tag_value(),
+        version in tag_value(),
         direction in direction(),
         class in class(),
         security in security(),
         prefixed in any::<bool>(),
     ) {
-        let name = metric_name(metric, &source, &destination, direction, class, security);
+        let name = metric_name(metric, &source, &destination, &version, direction, class, security);
         let name = if prefixed { format!("wasmcustom.{name}") } else { name };
         let want = ParsedMetric {
             metric,
             source: &source,
             destination: &destination,
+            destination_version: &version,
             direction: direction.as_str(),
             response_code_class: class.as_str(),
             connection_security_policy: security.as_str(),
@@ -99,8 +102,8 @@ proptest! {
     fn arbitrary_names_parse_or_not(name in prop_oneof![name_soup(), any::<String>()]) {
         if let Some(p) = parse_metric_name(&name) {
             let rebuilt = format!(
-                "source=.={};.;destination=.={};.;direction=.={};.;response_code_class=.={};.;connection_security_policy=.={};.;{}",
-                p.source, p.destination, p.direction, p.response_code_class,
+                "source=.={};.;destination=.={};.;destination_version=.={};.;direction=.={};.;response_code_class=.={};.;connection_security_policy=.={};.;{}",
+                p.source, p.destination, p.destination_version, p.direction, p.response_code_class,
                 p.connection_security_policy, p.metric
             );
             prop_assert_eq!(name.strip_prefix("wasmcustom.").unwrap_or(&name), rebuilt);
@@ -137,17 +140,18 @@ proptest! {
         for _ in 0..count {
             let source = format!("s{}", stream.next_below(spread));
             let destination = format!("d{}", stream.next_below(7));
+            let version = format!("v{}", stream.next_below(3));
             let class = class_from(&mut stream);
             let verified = stream.next_below(2) == 0;
             let mut next = defined.len() as u32;
-            let ids = cache.ids(&source, &destination, class, verified, |kind, name| {
+            let ids = cache.ids(&source, &destination, &version, class, verified, |kind, name| {
                 defined.push((kind, name.to_owned()));
                 next += 1;
                 Some(next)
             });
             let ids = ids.expect("a host that always defines yields ids");
             // A tag set keeps its ids.
-            let key = (source, destination, class.as_str(), Security::of(direction, verified).as_str());
+            let key = (source, destination, version, class.as_str(), Security::of(direction, verified).as_str());
             prop_assert_eq!(*seen_ids.entry(key).or_insert(ids), ids);
         }
         prop_assert!(defined.len() <= (MAX_PAIRS + 1) * CLASSES * POLICIES * 2, "{}", defined.len());
@@ -167,11 +171,16 @@ proptest! {
                 MetricKind::Histogram => REQUEST_DURATION,
             };
             prop_assert_eq!(parsed.metric, want);
-            pairs.insert((parsed.source.to_owned(), parsed.destination.to_owned()));
+            pairs.insert((
+                parsed.source.to_owned(),
+                parsed.destination.to_owned(),
+                parsed.destination_version.to_owned(),
+            ));
         }
         prop_assert!(pairs.len() <= MAX_PAIRS + 1, "{} pairs", pairs.len());
         if pairs.len() > MAX_PAIRS {
-            prop_assert!(pairs.contains(&(OVERFLOW.to_owned(), OVERFLOW.to_owned())));
+            let other = OVERFLOW.to_owned();
+            prop_assert!(pairs.contains(&(other.clone(), other.clone(), other)));
         }
     }
 
@@ -193,7 +202,7 @@ proptest! {
             let refusals = [stream.next_below(refuse_one_in) == 0, stream.next_below(refuse_one_in) == 0];
             let mut calls = 0;
             let mut refused = false;
-            let ids = cache.ids(&source, "here", class, seed % 2 == 0, |_, name| {
+            let ids = cache.ids(&source, "here", "v1", class, seed % 2 == 0, |_, name| {
                 // Envoy keeps what it did define, so every name offered counts.
                 let parsed = parse_metric_name(name).expect("defined names parse");
                 pairs.insert(parsed.source.to_owned());

@@ -164,7 +164,7 @@ pub fn json_value() -> impl Strategy<Value = Value> {
 /// Keys for a config object: the three known ones most of the time, sometimes anything.
 pub fn config_key() -> impl Strategy<Value = String> {
     prop_oneof![
-        4 => prop::sample::select(&["service", "direction", "max_hops"][..]).prop_map(str::to_owned),
+        4 => prop::sample::select(&["service", "version", "direction", "max_hops"][..]).prop_map(str::to_owned),
         1 => prop::sample::select(&["Service", "max-hops", "", "colour", "service "][..])
             .prop_map(str::to_owned),
         1 => any::<String>(),
