@@ -178,8 +178,8 @@ fn the_debug_build_of_the_design_command_tags_and_counts() -> Result<()> {
     assert_eq!(
         m.callee.counter(&metric(
             "service-a",
-            "service-b"
-            "v1",,
+            "service-b",
+            "v1",
             "inbound",
             "2xx",
             "mutual_tls"
@@ -203,8 +203,8 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
     assert_eq!(
         m.caller.counter(&metric(
             "service-a",
-            "service-b"
-            "v1",,
+            "service-b",
+            "v1",
             "outbound",
             "2xx",
             "unknown"
@@ -214,8 +214,8 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
     assert_eq!(
         m.caller.counter(&metric(
             "service-a",
-            "service-d"
-            "unknown",,
+            "service-d",
+            "unknown",
             "outbound",
             "5xx",
             "unknown"
@@ -223,8 +223,14 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
         1
     );
     assert_eq!(
-        m.callee
-            .counter(&metric("service-a", "service-b" "v1",, "inbound", "2xx", "none"))?,
+        m.callee.counter(&metric(
+            "service-a",
+            "service-b",
+            "v1",
+            "inbound",
+            "2xx",
+            "none"
+        ))?,
         N
     );
     assert_eq!(m.app.count() as u64, N);
@@ -274,8 +280,8 @@ fn loop_guard_answers_508_without_forwarding() -> Result<()> {
     assert_eq!(
         m.caller.counter(&metric(
             "service-a",
-            "service-b"
-            "unknown",,
+            "service-b",
+            "unknown",
             "outbound",
             "5xx",
             "unknown"
@@ -283,8 +289,14 @@ fn loop_guard_answers_508_without_forwarding() -> Result<()> {
         1
     );
     assert_eq!(
-        m.callee
-            .counter(&metric("service-a", "service-b" "v1",, "inbound", "5xx", "none"))?,
+        m.callee.counter(&metric(
+            "service-a",
+            "service-b",
+            "v1",
+            "inbound",
+            "5xx",
+            "none"
+        ))?,
         0
     );
 
@@ -346,8 +358,14 @@ fn inbound_never_trusts_client_headers() -> Result<()> {
     assert_eq!(values(&seen, "x-mesh-peer-verified"), ["false"]);
 
     assert_eq!(
-        m.callee
-            .counter(&metric("unknown", "service-b" "v1",, "inbound", "2xx", "none"))?,
+        m.callee.counter(&metric(
+            "unknown",
+            "service-b",
+            "v1",
+            "inbound",
+            "2xx",
+            "none"
+        ))?,
         hostile.len() as u64
     );
     assert!(
@@ -376,8 +394,8 @@ fn mtls_identity_beats_the_header() -> Result<()> {
     assert_eq!(
         m.callee.counter(&metric(
             "service-c",
-            "service-b"
-            "v1",,
+            "service-b",
+            "v1",
             "inbound",
             "2xx",
             "mutual_tls"
@@ -387,8 +405,8 @@ fn mtls_identity_beats_the_header() -> Result<()> {
     assert_eq!(
         m.caller.counter(&metric(
             "service-a",
-            "service-b"
-            "v1",,
+            "service-b",
+            "v1",
             "outbound",
             "2xx",
             "unknown"
@@ -407,15 +425,21 @@ fn mtls_identity_beats_the_header() -> Result<()> {
     assert_eq!(values(&m.app.last(), "x-mesh-peer-verified"), ["false"]);
     // The certificate's call and the plain-text call are told apart by the label.
     assert_eq!(
-        m.callee
-            .counter(&metric("service-a", "service-b" "v1",, "inbound", "2xx", "none"))?,
+        m.callee.counter(&metric(
+            "service-a",
+            "service-b",
+            "v1",
+            "inbound",
+            "2xx",
+            "none"
+        ))?,
         1
     );
     assert_eq!(
         m.callee.counter(&metric(
             "service-c",
-            "service-b"
-            "v1",,
+            "service-b",
+            "v1",
             "inbound",
             "2xx",
             "mutual_tls"
@@ -558,14 +582,21 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
     }
     let admin = meshtally_deployer::envoy::Admin(sidecar.admin);
     assert_eq!(
-        admin.counter(&metric("service-c", "service-a" "unknown",, "inbound", "2xx", "none"))?,
+        admin.counter(&metric(
+            "service-c",
+            "service-a",
+            "unknown",
+            "inbound",
+            "2xx",
+            "none"
+        ))?,
         3
     );
     assert_eq!(
         admin.counter(&metric(
             "service-a",
-            "service-b"
-            "unknown",,
+            "service-b",
+            "unknown",
             "outbound",
             "2xx",
             "unknown"
