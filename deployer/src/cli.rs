@@ -224,7 +224,8 @@ pub struct SidecarArgs {
     pub state: StateArgs,
 
     /// Read the cluster mesh kubectl points at: every running meshtally pod's sidecar, through
-    /// `kubectl exec … -c istio-proxy -- pilot-agent request GET stats…` (`tap`: `kubectl logs`).
+    /// `kubectl exec … -c istio-proxy -- pilot-agent request GET stats…` (`tap` and `edges`:
+    /// `kubectl logs`, once `monitoring/access-log.yaml` from `render` is applied).
     /// Takes the kubectl binary to use [default: kubectl on PATH]
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     pub kubectl: Option<Option<PathBuf>>,
@@ -276,7 +277,7 @@ pub struct TopArgs {
 #[derive(Debug, Args)]
 pub struct EdgesArgs {
     #[command(flatten)]
-    pub state: StateArgs,
+    pub from: SidecarArgs,
 
     /// Print a JSON array of {source, destination, identity, reason, requests}.
     #[arg(long)]
@@ -286,7 +287,7 @@ pub struct EdgesArgs {
 #[derive(Debug, Args)]
 pub struct TapArgs {
     #[command(flatten)]
-    pub state: StateArgs,
+    pub mesh: SidecarArgs,
 
     /// Only calls from this service (as the callee named the caller).
     #[arg(long, value_name = "SERVICE")]

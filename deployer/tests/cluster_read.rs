@@ -357,3 +357,123 @@ fn top_reads_every_sidecar_twice_and_shows_the_gain() {
         .count();
     assert_eq!(asked, 4, "{:?}", standin.calls());
 }
+
+/// `tap --kubectl` and `edges --kubectl`: every pod's istio-proxy log through `kubectl logs`
+/// (followed for tap), the agent's own lines skipped, the callees' records shown.
+#[test]
+fn tap_and_edges_read_the_sidecar_logs() {
+    let standin = StandIn::new();
+    let logs = standin.dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let pods = standin.dir.path().join("pods.json");
+    std::fs::write(
+        &pods,
+        r#"{"items":[{"metadata":{"name":"service-a-1"}},{"metadata":{"name":"service-b-1"}}]}"#,
+    )
+    .unwrap();
+    let record = |source: &str, destination: &str, direction: &str, status: u16, tls: bool| {
+        serde_json::json!({
+            "time": "2026-12-01T01:02:03.004Z", "proxy": format!("{destination}-1"),
+            "direction": direction, "version": null, "source": source,
+            "destination": destination, "authority": destination, "method": "GET",
+            "path": "/info", "status": status, "duration_ms": 2,
+            "verified": if tls { "true" } else { "false" },
+            "peer_identity": tls.then(|| format!("spiffe://cluster.local/ns/shop/sa/{source}")),
+            "tls_version": tls.then_some("TLSv1.3"), "hops": "1", "served_by": destination,
+            "response_flags": "-", "request_id": "r",
+        })
+        .to_string()
+    };
+    std::fs::write(
+        logs.join("service-a-1.log"),
+        format!(
+            "2026-12-01T01:02:03.000000Z\tinfo\tEnvoy proxy is ready\n{}\n{}\n",
+            record("service-b", "service-a", "inbound", 200, true),
+            record("service-a", "service-b", "outbound", 200, false)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        logs.join("service-b-1.log"),
+        format!(
+            "{}\n{}\n",
+            record("service-a", "service-b", "inbound", 503, true),
+            record("tester", "service-b", "inbound", 200, false)
+        ),
+    )
+    .unwrap();
+    let standin = standin
+        .env("STANDIN_PODS_JSON", &pods)
+        .env("STANDIN_LOGS_DIR", &logs);
+    let script = standin::script();
+    let cluster = [
+        "--kubectl",
+        &*script.to_string_lossy(),
+        "--context",
+        standin::CONTEXT,
+        "--namespace",
+        "shop",
+    ]
+    .map(str::to_owned);
+    let run = |cmd: &str, extra: &[&str]| {
+        let mut args: Vec<&str> = vec![cmd];
+        args.extend(cluster.iter().map(String::as_str));
+        args.extend(extra);
+        let out = standin.run(&args);
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The stand-in's logs end, so tap ends once every follower has.
+    let tapped = run("tap", &["--json", "--status", "5xx"]);
+    let lines: Vec<serde_json::Value> = tapped
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{tapped}");
+    assert_eq!(lines[0]["source"], "service-a");
+    assert_eq!(lines[0]["status"], 503);
+    assert_eq!(lines[0]["verified"], true);
+    let follows = standin
+        .calls()
+        .iter()
+        .filter(|c| c.contains(&"-f".to_owned()) && c.contains(&"logs".to_owned()))
+        .count();
+    assert_eq!(follows, 2, "{:?}", standin.calls());
+
+    let edges: serde_json::Value = serde_json::from_str(&run("edges", &["--json"])).unwrap();
+    let got: Vec<(String, Option<String>)> = edges
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["source"].as_str().unwrap().to_owned(),
+                e["identity"]
+                    .as_str()
+                    .or(e["reason"].as_str())
+                    .map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "service-a".to_owned(),
+                Some("spiffe://cluster.local/ns/shop/sa/service-a".to_owned())
+            ),
+            (
+                "service-b".to_owned(),
+                Some("spiffe://cluster.local/ns/shop/sa/service-b".to_owned())
+            ),
+            (
+                "tester".to_owned(),
+                Some("plain text: no TLS, so no certificate".to_owned())
+            ),
+        ]
+    );
+}

@@ -74,7 +74,8 @@ fn rendered_documents_match_the_schemas() {
 }
 
 /// The PodMonitor `render` writes beside the manifests, against the Prometheus Operator's
-/// published CRD schema (npm `@kubernetes-models/prometheus-operator`).
+/// published CRD schema (npm `@kubernetes-models/prometheus-operator`), and the access-log
+/// EnvoyFilter against Istio's.
 #[test]
 fn the_pod_monitor_matches_the_operator_schema() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,18 +93,28 @@ fn the_pod_monitor_matches_the_operator_schema() {
         ]);
         let text = std::fs::read_to_string(out.join("monitoring/podmonitor.yaml")).unwrap();
         assert!(text.contains("kind: PodMonitor"), "{text}");
-        let out = validate_schemas(&text);
+        let checked = validate_schemas(&text);
         assert!(
-            out.status.success(),
+            checked.status.success(),
             "{namespace}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&checked.stderr)
         );
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&checked.stdout).trim(),
             "validated 1 documents, 0 problems"
         );
         // The same document with a relabeling action the operator does not know is refused.
         let broken = text.replacen("action: keep", "action: keeep", 1);
+        assert!(!validate_schemas(&broken).status.success());
+        // The access-log EnvoyFilter, against Istio's networking.istio.io/v1alpha3 schema.
+        let filter = std::fs::read_to_string(out.join("monitoring/access-log.yaml")).unwrap();
+        let checked = validate_schemas(&filter);
+        assert!(
+            checked.status.success(),
+            "{namespace}: {}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        let broken = filter.replacen("operation: MERGE", "operation: MERGED", 1);
         assert!(!validate_schemas(&broken).status.success());
     }
 }

@@ -16,6 +16,7 @@ import { parseAllDocuments } from "yaml";
 import * as core from "kubernetes-models/v1";
 import * as apps from "kubernetes-models/apps/v1";
 import * as networking from "@kubernetes-models/istio/networking.istio.io/v1";
+import * as networkingAlpha from "@kubernetes-models/istio/networking.istio.io/v1alpha3";
 import * as security from "@kubernetes-models/istio/security.istio.io/v1";
 import * as extensions from "@kubernetes-models/istio/extensions.istio.io/v1alpha1";
 import * as monitoring from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
@@ -25,6 +26,7 @@ const GROUPS = {
   v1: core,
   "apps/v1": apps,
   "networking.istio.io/v1": networking,
+  "networking.istio.io/v1alpha3": networkingAlpha,
   "security.istio.io/v1": security,
   "extensions.istio.io/v1alpha1": extensions,
   "monitoring.coreos.com/v1": monitoring,

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod checks;
 pub mod delete;
 pub mod kubectl;
+pub(crate) mod logs;
 pub mod oci;
 pub mod portforward;
 pub mod push;

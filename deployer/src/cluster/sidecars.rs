@@ -53,8 +53,8 @@ impl Reachable for ClusterGateway {
 
 /// The sidecars of the running meshtally pods of a namespace.
 pub(crate) struct ClusterSidecars {
-    kubectl: Kubectl,
-    namespace: String,
+    pub(super) kubectl: Kubectl,
+    pub(super) namespace: String,
 }
 
 impl ClusterSidecars {
@@ -103,10 +103,10 @@ fn deployment_of(pod: &str) -> &str {
 /// The sidecar container Istio injects.
 pub const SIDECAR: &str = "istio-proxy";
 /// Pods read at once: each read is a `kubectl exec` that mostly waits on the network.
-const PARALLEL: usize = 8;
+pub(super) const PARALLEL: usize = 8;
 
 /// The running meshtally pods of `namespace`, by name.
-fn pods(kubectl: &Kubectl, namespace: &str) -> Result<Vec<String>> {
+pub(super) fn pods(kubectl: &Kubectl, namespace: &str) -> Result<Vec<String>> {
     let selector = format!("{}={}", PART_OF.0, PART_OF.1);
     let out = kubectl.run(
         &[

@@ -18,7 +18,7 @@ use crate::local::observed::LocalMesh;
 use crate::local::state::StateDir;
 use crate::model::{MeshInput, ServiceChoice};
 use crate::observe::edges;
-use crate::observe::tap::{self, Tapped as _};
+use crate::observe::tap::{self, Tapped};
 use crate::observe::top::{self, Window};
 use crate::observe::{stats, verify, Counted, Gateway, Reachable};
 use crate::output::print;
@@ -70,12 +70,32 @@ pub fn verify(mut args: VerifyArgs) -> Result<()> {
 
 /// The sidecars the flags name: a cluster's through kubectl, or the local mesh's.
 fn sidecars(from: SidecarArgs) -> Result<Box<dyn Counted>> {
+    Ok(match open(from)? {
+        Either::Cluster(c) => Box::new(c),
+        Either::Local(l) => Box::new(l),
+    })
+}
+
+/// The access logs the flags name: a cluster's sidecars' through kubectl, or the local mesh's.
+fn logs(from: SidecarArgs) -> Result<Box<dyn Tapped>> {
+    Ok(match open(from)? {
+        Either::Cluster(c) => Box::new(c),
+        Either::Local(l) => Box::new(l),
+    })
+}
+
+enum Either {
+    Cluster(ClusterSidecars),
+    Local(LocalMesh),
+}
+
+fn open(from: SidecarArgs) -> Result<Either> {
     Ok(if let Some(kubectl) = from.kubectl {
         let namespace = namespace(from.namespace, from.file.as_deref())?;
         let kubectl = Kubectl::find(kubectl.as_deref(), from.context)?;
-        Box::new(ClusterSidecars::open(kubectl, namespace)?)
+        Either::Cluster(ClusterSidecars::open(kubectl, namespace)?)
     } else {
-        Box::new(LocalMesh::open(&StateDir::new(&from.state.state_dir))?)
+        Either::Local(LocalMesh::open(&StateDir::new(&from.state.state_dir))?)
     })
 }
 
@@ -117,7 +137,7 @@ pub fn top(args: TopArgs) -> Result<()> {
 }
 
 pub fn edges(args: EdgesArgs) -> Result<()> {
-    let mesh = LocalMesh::open(&StateDir::new(&args.state.state_dir))?;
+    let mesh = logs(args.from)?;
     let mut gathered = edges::Edges::default();
     mesh.history(&mut |line| {
         gathered.add(line);
@@ -142,7 +162,7 @@ pub fn tap(args: TapArgs) -> Result<()> {
             .map(tap::StatusMatch::parse)
             .transpose()?,
     };
-    let mesh = LocalMesh::open(&StateDir::new(&args.state.state_dir))?;
+    let mesh = logs(args.mesh)?;
     // Ctrl-C and SIGTERM end the tap after one last read; the flag is also how a failed write
     // (a closed pipe) stops it.
     let stop = Arc::new(AtomicBool::new(false));
@@ -152,7 +172,7 @@ pub fn tap(args: TapArgs) -> Result<()> {
     // stdout is line-buffered: each tapped line reaches a pipe at once, and a closed pipe is
     // seen at the next line.
     tap::run(
-        &mesh,
+        &*mesh,
         &filter,
         args.json,
         &stop,

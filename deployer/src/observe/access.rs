@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-/// The file access log of one proxy's listeners: `name` and `version` are written as given,
-/// the direction is the listener's.
+/// The file access log of one proxy's listeners: `proxy` and `version` are written as given
+/// (an Envoy command such as `%ENVIRONMENT(POD_NAME)%` is resolved), the direction is the
+/// listener's.
 pub(crate) fn envoy_access_log(
     path: &str,
     proxy: &str,

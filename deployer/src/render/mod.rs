@@ -2,6 +2,7 @@
 //! [`istio`] for Istio's), serialized to YAML, grouped into one file per concern. Pure: no I/O,
 //! and the same mesh always gives the same bytes (maps are BTreeMaps, lists keep mesh order).
 
+pub mod access_log;
 pub mod dashboard;
 mod directory;
 pub mod filter;
@@ -294,6 +295,14 @@ pub fn render(mesh: &Mesh, delivery: &Delivery) -> Result<Bundle, RenderError> {
         body: Body::Text(format!(
             "{HEADER}{}",
             yaml::to_string(&monitoring::pod_monitor(mesh))?
+        )),
+    });
+    files.push(File {
+        path: access_log::FILE.to_owned(),
+        kind: FileKind::Support,
+        body: Body::Text(format!(
+            "{HEADER}{}",
+            yaml::to_string(&access_log::envoy_filter(mesh))?
         )),
     });
     files.push(File {
