@@ -128,7 +128,8 @@ try {
   await page.click(`#edges g.edge[data-source="${src}"][data-destination="${dst}"] text.label`);
   await page.waitForSelector("#details:not([hidden])");
   const title = await page.textContent("#details-title");
-  assert.equal(title, `${src} → ${dst}`);
+  const clicked = api.edges.find((e) => e.source === src && e.destination === dst);
+  assert.equal(title, `${src} → ${dst}${clicked.destination_version ? " " + clicked.destination_version : ""}`);
   const figures = await page.textContent("#figures");
   assert.match(figures, /requests\/s/);
   assert.match(figures, /p99/);
