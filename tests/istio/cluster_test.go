@@ -19,6 +19,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
@@ -217,6 +218,7 @@ func clusterFor(t testing.TB, m *mesh) *clusterState {
 		withType(d.gatewayAccount, "v1", "ServiceAccount"), withType(d.gatewayService, "v1", "Service"),
 		withType(gatewayDep, "apps/v1", "Deployment")}
 	c.extra = append(c.extra, c.platform...)
+	var allPods []*corev1.Pod
 	for i, dep := range c.injected {
 		replicas := int32(1)
 		if dep.Spec.Replicas != nil {
@@ -230,11 +232,17 @@ func clusterFor(t testing.TB, m *mesh) *clusterState {
 			c.workloads = append(c.workloads, workload{pod: p, service: dep.Name})
 			c.extra = append(c.extra, p)
 		}
-		for _, s := range m.services {
-			if s.Name == dep.Name {
-				c.extra = append(c.extra, endpointSlice(s, pods))
+		allPods = append(allPods, pods...)
+	}
+	// A Service's endpoints are the pods its selector picks: every version's Deployment.
+	for _, s := range m.services {
+		var pods []*corev1.Pod
+		for _, p := range allPods {
+			if labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(p.Labels)) {
+				pods = append(pods, p)
 			}
 		}
+		c.extra = append(c.extra, endpointSlice(s, pods))
 	}
 	c.gateway = podFor(gatewayDep, 0, "10.0.0.10")
 	c.workloads = append(c.workloads, workload{pod: c.gateway, service: d.gatewayService.Name})

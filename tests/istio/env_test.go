@@ -106,6 +106,8 @@ type topology struct {
 	name      string
 	args      []string
 	manifests bool
+	// file, when set, is a mesh file rendered with --file.
+	file string
 }
 
 var topologies = []topology{
@@ -139,6 +141,9 @@ func render(t testing.TB, topo topology) *mesh {
 			t.Fatal(err)
 		}
 		args := append([]string{"render"}, topo.args...)
+		if topo.file != "" {
+			args = append(args, "--file", writeTemp(t, "mesh.yaml", []byte(topo.file)))
+		}
 		if !strings.Contains(strings.Join(topo.args, " "), "--wasm-url") {
 			args = append(args, "--wasm-file", module)
 		}

@@ -108,6 +108,11 @@ func (m *mesh) istioObjects() []*unstructured.Unstructured {
 func (m *mesh) kubeObjects() []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
 	for _, o := range m.objects {
+		// The Prometheus Operator's PodMonitor (manifests/monitoring) is neither: istiod's
+		// fake cluster has no scheme for it, and it configures no proxy.
+		if strings.HasPrefix(o.GetAPIVersion(), "monitoring.coreos.com/") {
+			continue
+		}
 		if !strings.Contains(o.GetAPIVersion(), "istio.io/") {
 			out = append(out, o)
 		}

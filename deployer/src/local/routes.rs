@@ -163,19 +163,15 @@ fn cluster(name: &str, ports: &[u16], upstream: &Upstream) -> Value {
     c
 }
 
-/// Istio's connection pool and outlier detection, as istiod translates them.
+/// Istio's connection pool and outlier detection, as istiod translates them: a limit not given
+/// is as good as none (istiod writes 2^32-1, not Envoy's default of 1024).
 fn apply_circuit_breaker(c: &mut Value, cb: &CircuitBreaker) {
-    let mut thresholds = json!({});
-    if let Some(n) = cb.max_connections {
-        thresholds["max_connections"] = json!(n);
-    }
-    if let Some(n) = cb.max_pending {
-        thresholds["max_pending_requests"] = json!(n);
-    }
-    if let Some(n) = cb.max_requests {
-        thresholds["max_requests"] = json!(n);
-    }
-    c["circuit_breakers"] = json!({"thresholds": [thresholds]});
+    let limit = |n: Option<u32>| json!(n.unwrap_or(u32::MAX));
+    c["circuit_breakers"] = json!({"thresholds": [{
+        "max_connections": limit(cb.max_connections),
+        "max_pending_requests": limit(cb.max_pending),
+        "max_requests": limit(cb.max_requests),
+    }]});
     if let Some(o) = &cb.outlier {
         c["outlier_detection"] = json!({
             "consecutive_5xx": o.consecutive_5xx,
@@ -265,7 +261,7 @@ mod tests {
         let c = &clusters(&u)[0];
         assert_eq!(
             c["circuit_breakers"]["thresholds"][0],
-            json!({"max_connections": 1, "max_pending_requests": 1})
+            json!({"max_connections": 1, "max_pending_requests": 1, "max_requests": u32::MAX})
         );
         assert!(c.get("outlier_detection").is_none());
     }
