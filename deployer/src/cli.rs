@@ -594,3 +594,33 @@ fn read_file(file: Option<&std::path::Path>) -> anyhow::Result<MeshInput> {
 pub(crate) fn merged(flags: MeshInput, file: Option<&std::path::Path>) -> anyhow::Result<Mesh> {
     Mesh::from_input(flags.over(read_file(file)?)).context("invalid mesh")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn windows() {
+        assert_eq!(parse_window("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_window("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_window("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_window("2"), Ok(Duration::from_secs(2)));
+        for bad in ["", "10x", "s", "10ms", "2h", "61m", "-1s"] {
+            assert!(parse_window(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prometheus_port_is_optional() {
+        let port = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Up(up) => up.prometheus,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(port(&["deployer", "up"]), None);
+        assert_eq!(port(&["deployer", "up", "--prometheus"]), Some(9090));
+        assert_eq!(port(&["deployer", "up", "--prometheus=9191"]), Some(9191));
+        // `--prometheus 9191` would read 9191 as another argument: `=` is required.
+        assert!(Cli::try_parse_from(["deployer", "up", "--prometheus", "9191"]).is_err());
+    }
+}

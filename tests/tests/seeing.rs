@@ -274,6 +274,7 @@ fn top_edges_status_and_tap_tell_the_known_workload() -> Result<()> {
     ensure!(text.contains("plain text: no TLS"), "{text}");
 
     let gateway = port(&st, "ingress-gateway", "gateway")?;
+    top_watch_prints_a_window_after_another(&m, gateway)?;
     tap_ends_when_its_reader_goes(&m, gateway)?;
     tap_keeps_up(&m, gateway)
 }
@@ -510,6 +511,31 @@ fn dashboard_queries(prom: u16) -> Result<()> {
 fn raw(prom: u16, source: &str, destination: &str) -> Result<String> {
     let q = format!("meshtally_requests_total{{direction=\"inbound\",source=\"{source}\",destination=\"{destination}\"}}[1m]");
     Ok(serde_json::to_string(&query(prom, &q)?)?)
+}
+
+/// `top --watch --json`: one array per window, each over the calls of that window only.
+fn top_watch_prints_a_window_after_another(m: &LocalMesh, gateway: u16) -> Result<()> {
+    let (mut top, mut err) = spawn(m, "top", &["--watch", "--json", "--window", "1s"])?;
+    wait_for(&mut err, "counting calls")?;
+    let mut lines = BufReader::new(top.0.stdout.take().context("top stdout")?).lines();
+    let mut windows = Vec::new();
+    for calls in [3, 0] {
+        for _ in 0..calls {
+            ensure!(http::get(gateway, "/service-c/info", &[])?.status == 200);
+        }
+        let line = lines.next().context("top --watch ended")??;
+        windows.push(serde_json::from_str::<Value>(&line)?);
+    }
+    // The calls fell into the first window (or, late, the second), once.
+    let counted: u64 = windows
+        .iter()
+        .flat_map(|w| w.as_array().cloned().unwrap_or_default())
+        .filter(|r| r["destination"] == "service-c" && r["source"] == GATEWAY_ID)
+        .map(|r| r["requests"].as_u64().unwrap_or(0))
+        .sum();
+    ensure!(counted == 3, "{windows:?}");
+    ensure!(top.0.try_wait()?.is_none(), "top --watch stopped by itself");
+    Ok(())
 }
 
 /// `deployer tap | head -1`: once the reader is gone, the next line ends tap quietly, exit 0.
