@@ -107,12 +107,17 @@ impl Counted for LocalMesh {
     }
 
     fn proxies(&self) -> Result<Vec<ProxyRead>> {
-        let services = self.layout.services.iter().map(|s| Some(s.name.clone()));
-        Ok(self
-            .admins()
-            .zip(services.chain([None]))
-            .map(|((proxy, admin), service)| ProxyRead {
-                exposition: admin
+        // Every version's sidecar belongs to its service; the gateway to none.
+        let sidecars = self.layout.services.iter().flat_map(|s| {
+            s.instances()
+                .into_iter()
+                .map(move |i| (sidecar_name(&i.name), i.admin_port, Some(s.name.clone())))
+        });
+        let gateway = (GATEWAY.to_owned(), self.layout.gateway.admin_port, None);
+        Ok(sidecars
+            .chain([gateway])
+            .map(|(proxy, port, service)| ProxyRead {
+                exposition: Admin(port)
                     .prometheus_of(METRIC_PREFIX)
                     .with_context(|| format!("reading {proxy}")),
                 proxy,
