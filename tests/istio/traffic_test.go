@@ -4,7 +4,9 @@ package istio
 // fault injection and a circuit breaker, and a service whose versions share traffic. Istio's own
 // code judges the render (validate, analyze, the CRDs with CEL) and istiod's translation is read
 // for the weighted subset clusters, the fault filter's per-route config, the connection limits
-// and outlier detection; `up`'s xDS files for the same mesh file must say the same.
+// and outlier detection, at a sidecar and at the ingress gateway; `up`'s xDS files for the same
+// mesh file must say the same (its gateway forwards through an outbound listener with the
+// sidecars' routes).
 
 import (
 	"encoding/json"
@@ -150,8 +152,9 @@ func rulesOf(t testing.TB, vh *route.VirtualHost, clusters []*clusterv3.Cluster,
 	return r
 }
 
-// istiodRules is what istiod tells service-c's sidecar about calls to service.
-func istiodRules(t *testing.T, m *mesh, service string) rules {
+// istiodRules is what istiod tells service-c's sidecar, and the ingress gateway, about calls to
+// service.
+func istiodRules(t *testing.T, m *mesh, service string) (rules, rules) {
 	t.Helper()
 	c := clusterFor(t, m)
 	var kube []string
@@ -166,33 +169,52 @@ func istiodRules(t *testing.T, m *mesh, service string) rules {
 		KubernetesObjectString: strings.ReplaceAll(strings.Join(kube, "\n"), "\n---\n---\n", "\n---\n"),
 		MeshConfig:             demoProfile(t).mesh,
 	})
+	host := fmt.Sprintf("%s.%s.svc.cluster.local", service, m.namespace)
+	var sidecar, gateway *rules
 	for _, w := range c.workloads {
-		if w.service != "service-c" {
+		if w.service != "service-c" && w.pod != c.gateway {
 			continue
 		}
 		pod := w.pod
-		p := s.SetupProxy(&model.Proxy{
+		proxy := &model.Proxy{
 			Type: model.SidecarProxy, ID: pod.Name + "." + pod.Namespace, IPAddresses: []string{pod.Status.PodIP},
 			ConfigNamespace: pod.Namespace, DNSDomain: pod.Namespace + ".svc.cluster.local", Labels: pod.Labels,
 			Metadata: &model.NodeMetadata{Namespace: pod.Namespace, Labels: pod.Labels, WorkloadName: w.service,
 				IstioVersion: pins(t)["ISTIO_VERSION"], ServiceAccount: pod.Spec.ServiceAccountName,
 				ClusterID: istiocluster.ID("Kubernetes")},
-		})
-		host := fmt.Sprintf("%s.%s.svc.cluster.local", service, m.namespace)
+		}
+		if pod == c.gateway {
+			proxy.Type = model.Router
+		}
+		p := s.SetupProxy(proxy)
+		cs := s.Clusters(p)
 		for _, rc := range s.Routes(p) {
-			if rc.GetName() != fmt.Sprint(m.port(service)) {
-				continue
-			}
 			for _, vh := range rc.GetVirtualHosts() {
-				if slices.Contains(vh.GetDomains(), host) {
-					return rulesOf(t, vh, s.Clusters(p), service)
+				switch {
+				case pod == c.gateway:
+					// The gateway's one virtual host routes every service by path: keep
+					// service's routes (`/<service>/…`, with or without a header match).
+					mine := &route.VirtualHost{Name: vh.GetName()}
+					for _, rt := range vh.GetRoutes() {
+						if rt.GetMatch().GetPrefix() == "/"+service+"/" {
+							mine.Routes = append(mine.Routes, rt)
+						}
+					}
+					if len(mine.Routes) > 0 {
+						r := rulesOf(t, mine, cs, service)
+						gateway = &r
+					}
+				case rc.GetName() == fmt.Sprint(m.port(service)) && slices.Contains(vh.GetDomains(), host):
+					r := rulesOf(t, vh, cs, service)
+					sidecar = &r
 				}
 			}
 		}
-		t.Fatalf("istiod gives service-c no route to %s", host)
 	}
-	t.Fatal("no service-c workload")
-	return rules{}
+	if sidecar == nil || gateway == nil {
+		t.Fatalf("istiod gives no route to %s: sidecar %v, gateway %v", host, sidecar, gateway)
+	}
+	return *sidecar, *gateway
 }
 
 func TestTrafficRulesAreValidIstio(t *testing.T) {
@@ -216,7 +238,7 @@ func TestTrafficRulesAreValidIstio(t *testing.T) {
 
 func TestTrafficRulesInIstiod(t *testing.T) {
 	m := render(t, trafficTopology)
-	a := istiodRules(t, m, "service-a")
+	a, aGateway := istiodRules(t, m, "service-a")
 	want := rules{
 		Split:    map[string]uint32{"v1": 90, "v2": 10},
 		Matches:  map[string]string{"x-user-group=beta": "v2"},
@@ -229,16 +251,26 @@ func TestTrafficRulesInIstiod(t *testing.T) {
 	if got, _ := json.Marshal(a); string(got) != string(must(json.Marshal(want))) {
 		t.Errorf("service-a in istiod:\n got %s\nwant %s", got, must(json.Marshal(want)))
 	}
-	b := istiodRules(t, m, "service-b")
+	// The gateway route carries the same rules as the in-mesh one.
+	if got, wantJSON := must(json.Marshal(aGateway)), must(json.Marshal(want)); string(got) != string(wantJSON) {
+		t.Errorf("service-a at istiod's gateway:\n got %s\nwant %s", got, wantJSON)
+	}
+	b, _ := istiodRules(t, m, "service-b")
 	if len(b.Split) != 1 || b.Split[""] != 100 || !strings.HasPrefix(b.Outlier, "5xx 3 interval 1s") {
 		t.Errorf("service-b in istiod: %+v; want the whole service (no subset) with outlier detection", b)
 	}
 	// up, on the same mesh file, says the same to service-c's sidecar.
 	up := upRules(t)
-	for svc, istiod := range map[string]rules{"service-a": a, "service-b": b} {
-		got, wantJSON := must(json.Marshal(up[svc])), must(json.Marshal(istiod))
+	for _, c := range []struct {
+		proxy, svc string
+		istiod     rules
+	}{
+		{"service-c-sidecar", "service-a", a}, {"service-c-sidecar", "service-b", b},
+		{"ingress-gateway", "service-a", aGateway},
+	} {
+		got, wantJSON := must(json.Marshal(up[c.proxy][c.svc])), must(json.Marshal(c.istiod))
 		if string(got) != string(wantJSON) {
-			t.Errorf("%s: up\n %s\nistiod\n %s", svc, got, wantJSON)
+			t.Errorf("%s → %s: up\n %s\nistiod\n %s", c.proxy, c.svc, got, wantJSON)
 		}
 	}
 }
@@ -250,8 +282,9 @@ func must(b []byte, err error) []byte {
 	return b
 }
 
-// upRules starts `up --file` with the traffic mesh and reads service-c's sidecar xDS files.
-func upRules(t *testing.T) map[string]rules {
+// upRules starts `up --file` with the traffic mesh and reads the outbound rules of service-c's
+// sidecar and of the gateway from their xDS files, by proxy and service.
+func upRules(t *testing.T) map[string]map[string]rules {
 	t.Helper()
 	root := repoRoot(t)
 	wasm := tool(t, "MESHTALLY_WASM", filepath.Join(root, "target/wasm32-wasip1/release/meshtally_filter.wasm"), "make wasm")
@@ -267,11 +300,17 @@ func upRules(t *testing.T) map[string]rules {
 	run(t, deployerBin(t), "up", "--detach", "--file", file, "--base-port", fmt.Sprint(freeRun(t, 3)),
 		"--gateway-port", fmt.Sprint(freeRun(t, 1)), "--state-dir", state,
 		"--wasm", wasm, "--service-bin", service, "--envoy", envoy)
-	dir := filepath.Join(state, "xds", "service-c-sidecar")
-	var rds struct {
-		Resources []json.RawMessage `json:"resources"`
+	out := map[string]map[string]rules{}
+	for _, proxy := range []string{"service-c-sidecar", "ingress-gateway"} {
+		out[proxy] = xdsRules(t, filepath.Join(state, "xds", proxy))
 	}
-	var cds struct {
+	return out
+}
+
+// xdsRules reads one proxy's outbound routes and clusters, as rules by service.
+func xdsRules(t *testing.T, dir string) map[string]rules {
+	t.Helper()
+	var rds, cds struct {
 		Resources []json.RawMessage `json:"resources"`
 	}
 	readJSON(t, filepath.Join(dir, "rds-outbound.json"), &rds)
