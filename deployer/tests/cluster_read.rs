@@ -477,3 +477,133 @@ fn tap_and_edges_read_the_sidecar_logs() {
         ]
     );
 }
+
+/// `graph --kubectl`: the dashboard's graph of a cluster mesh, each pod read twice through
+/// `pilot-agent`, the pods named by their `app` label (one node per service, its replicas
+/// summed), a pod that cannot be read marked and the rest still drawn.
+#[test]
+fn graph_draws_the_cluster_mesh_from_every_pod() {
+    let standin = StandIn::new();
+    let stats = standin.dir.path().join("stats");
+    std::fs::create_dir(&stats).unwrap();
+    let pods = standin.dir.path().join("pods.json");
+    let pod = |name: &str, app: &str| {
+        format!(r#"{{"metadata":{{"name":"{name}","labels":{{"app":"{app}"}}}}}}"#)
+    };
+    std::fs::write(
+        &pods,
+        format!(
+            r#"{{"items":[{},{},{}]}}"#,
+            pod("service-b-7d4b9c8f5-abcde", "service-b"),
+            pod("service-b-7d4b9c8f5-fghij", "service-b"),
+            pod("service-c-5f6d7c8b9-klmno", "service-c"),
+        ),
+    )
+    .unwrap();
+    let line = |source: &str, destination: &str, policy: &str, n: u64| {
+        format!("meshtally_requests_total{{source=\"{source}\",destination=\"{destination}\",direction=\"inbound\",response_code_class=\"2xx\",connection_security_policy=\"{policy}\"}} {n}\n")
+    };
+    for (pod, first, second) in [
+        (
+            "service-b-7d4b9c8f5-abcde",
+            line("service-a", "service-b", "mutual_tls", 20),
+            line("service-a", "service-b", "mutual_tls", 30),
+        ),
+        (
+            "service-b-7d4b9c8f5-fghij",
+            line(
+                "istio-ingressgateway-service-account",
+                "service-b",
+                "mutual_tls",
+                4,
+            ),
+            line(
+                "istio-ingressgateway-service-account",
+                "service-b",
+                "mutual_tls",
+                9,
+            ),
+        ),
+    ] {
+        std::fs::write(stats.join(format!("{pod}.prom.1")), first).unwrap();
+        std::fs::write(stats.join(format!("{pod}.prom.2")), second).unwrap();
+    }
+    // service-c's pod has no stats file: its reads fail.
+    let standin = standin
+        .env("STANDIN_PODS_JSON", &pods)
+        .env("STANDIN_STATS_DIR", &stats);
+    let out = standin.run(&[
+        "graph",
+        "--kubectl",
+        &standin::script().to_string_lossy(),
+        "--context",
+        standin::CONTEXT,
+        "--namespace",
+        "shop",
+        "--window",
+        "100ms",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let graph: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes: Vec<(&str, &str, bool)> = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap(),
+                n["kind"].as_str().unwrap(),
+                n["reachable"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            ("istio-ingressgateway-service-account", "gateway", true),
+            ("service-b", "service", true),
+            ("service-c", "service", false),
+            ("service-a", "client", true),
+        ],
+        "{graph}"
+    );
+    let edges: Vec<(&str, u64, u64, bool)> = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap(),
+                e["requests"].as_u64().unwrap(),
+                e["total_requests"].as_u64().unwrap(),
+                e["verified"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            (
+                "istio-ingressgateway-service-account->service-b",
+                5,
+                9,
+                true
+            ),
+            ("service-a->service-b", 10, 30, true),
+        ],
+        "{graph}"
+    );
+    assert!(
+        graph["hint"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read service-c"),
+        "{graph}"
+    );
+}

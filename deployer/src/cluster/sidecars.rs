@@ -13,7 +13,7 @@ use super::checks;
 use super::kubectl::Kubectl;
 use super::portforward::PortForward;
 use crate::observe::{parse_envoy_stats, Counted, Gateway, ProxyRead, Reachable, METRIC_PREFIX};
-use crate::render::meta::PART_OF;
+use crate::render::meta::{APP, PART_OF};
 
 /// The cluster's ingress gateway, port-forwarded to loopback while this lives.
 pub(crate) struct ClusterGateway {
@@ -72,26 +72,26 @@ impl Counted for ClusterSidecars {
     }
 
     fn proxies(&self) -> Result<Vec<ProxyRead>> {
-        let pods = pods(&self.kubectl, &self.namespace)?;
+        let pods = running(&self.kubectl, &self.namespace)?;
         let path = format!("stats/prometheus?filter={METRIC_PREFIX}");
-        let texts = crate::parallel::map(&pods, PARALLEL, |pod| {
+        let texts = crate::parallel::map(&pods, PARALLEL, |(pod, _)| {
             let out = admin_get(&self.kubectl, &self.namespace, pod, &path)?;
             Ok(String::from_utf8_lossy(&out).into_owned())
         });
         Ok(pods
-            .iter()
+            .into_iter()
             .zip(texts)
-            .map(|(pod, exposition)| ProxyRead {
-                proxy: pod.clone(),
-                service: Some(deployment_of(pod).to_owned()),
+            .map(|((pod, app), exposition)| ProxyRead {
+                service: Some(app.unwrap_or_else(|| deployment_of(&pod).to_owned())),
+                proxy: pod,
                 exposition,
             })
             .collect())
     }
 }
 
-/// The Deployment a pod belongs to: its name without the ReplicaSet's and the pod's suffixes
-/// (`service-a-5d9f8c7b6-x2x7q` → `service-a`).
+/// The Deployment a pod belongs to, for a pod without an `app` label: its name without the
+/// ReplicaSet's and the pod's suffixes (`service-a-5d9f8c7b6-x2x7q` → `service-a`).
 fn deployment_of(pod: &str) -> &str {
     let mut parts = pod.rsplitn(3, '-');
     match (parts.next(), parts.next(), parts.next()) {
@@ -107,6 +107,14 @@ pub(super) const PARALLEL: usize = 8;
 
 /// The running meshtally pods of `namespace`, by name.
 pub(super) fn pods(kubectl: &Kubectl, namespace: &str) -> Result<Vec<String>> {
+    Ok(running(kubectl, namespace)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// The running meshtally pods of `namespace`: name, and the service its `app` label names.
+fn running(kubectl: &Kubectl, namespace: &str) -> Result<Vec<(String, Option<String>)>> {
     let selector = format!("{}={}", PART_OF.0, PART_OF.1);
     let out = kubectl.run(
         &[
@@ -124,11 +132,15 @@ pub(super) fn pods(kubectl: &Kubectl, namespace: &str) -> Result<Vec<String>> {
     )?;
     let list: Value =
         serde_json::from_slice(&out).context("kubectl printed a pod list that is not JSON")?;
-    let names: Vec<String> = list["items"]
+    let names: Vec<(String, Option<String>)> = list["items"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|pod| pod["metadata"]["name"].as_str().map(str::to_owned))
+        .filter_map(|pod| {
+            let meta = &pod["metadata"];
+            let app = meta["labels"][APP].as_str().map(str::to_owned);
+            Some((meta["name"].as_str()?.to_owned(), app))
+        })
         .collect();
     if names.is_empty() {
         bail!("no running meshtally pods in namespace {namespace}: apply the mesh first (`deployer apply`)");
