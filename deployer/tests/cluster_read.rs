@@ -294,38 +294,25 @@ fn stats_without_pods_says_to_apply() {
 /// stats/prometheus`, the calls in between shown per edge.
 #[test]
 fn top_reads_every_sidecar_twice_and_shows_the_gain() {
-    let standin = StandIn::new();
-    let stats = standin.dir.path().join("stats");
-    std::fs::create_dir(&stats).unwrap();
-    let pods = standin.dir.path().join("pods.json");
-    std::fs::write(
-        &pods,
-        r#"{"items":[{"metadata":{"name":"service-b-1"}},{"metadata":{"name":"service-b-2"}}]}"#,
-    )
-    .unwrap();
-    let line = |class: &str, policy: &str, n: u64| {
-        format!("meshtally_requests_total{{source=\"service-a\",destination=\"service-b\",direction=\"inbound\",response_code_class=\"{class}\",connection_security_policy=\"{policy}\"}} {n}\n")
-    };
+    let line =
+        |class: &str, policy: &str, n: u64| prom_line("service-a", "service-b", class, policy, n);
     // Two replicas of service-b: 10 more calls on one (2 of them 5xx), 5 more plain-text ones
     // on the other.
-    for (pod, first, second) in [
-        (
-            "service-b-1",
-            line("2xx", "mutual_tls", 20),
-            line("2xx", "mutual_tls", 28) + &line("5xx", "mutual_tls", 2),
-        ),
-        (
-            "service-b-2",
-            line("2xx", "none", 1),
-            line("2xx", "none", 6),
-        ),
-    ] {
-        std::fs::write(stats.join(format!("{pod}.prom.1")), first).unwrap();
-        std::fs::write(stats.join(format!("{pod}.prom.2")), second).unwrap();
-    }
-    let standin = standin
-        .env("STANDIN_PODS_JSON", &pods)
-        .env("STANDIN_STATS_DIR", &stats);
+    let standin = reading_twice(
+        r#"{"items":[{"metadata":{"name":"service-b-1"}},{"metadata":{"name":"service-b-2"}}]}"#,
+        &[
+            (
+                "service-b-1",
+                line("2xx", "mutual_tls", 20),
+                line("2xx", "mutual_tls", 28) + &line("5xx", "mutual_tls", 2),
+            ),
+            (
+                "service-b-2",
+                line("2xx", "none", 1),
+                line("2xx", "none", 6),
+            ),
+        ],
+    );
     let out = standin.run(&[
         "top",
         "--kubectl",
@@ -483,55 +470,31 @@ fn tap_and_edges_read_the_sidecar_logs() {
 /// summed), a pod that cannot be read marked and the rest still drawn.
 #[test]
 fn graph_draws_the_cluster_mesh_from_every_pod() {
-    let standin = StandIn::new();
-    let stats = standin.dir.path().join("stats");
-    std::fs::create_dir(&stats).unwrap();
-    let pods = standin.dir.path().join("pods.json");
     let pod = |name: &str, app: &str| {
         format!(r#"{{"metadata":{{"name":"{name}","labels":{{"app":"{app}"}}}}}}"#)
     };
-    std::fs::write(
-        &pods,
-        format!(
+    let gateway = "istio-ingressgateway-service-account";
+    // service-c's pod has no stats: its reads fail.
+    let standin = reading_twice(
+        &format!(
             r#"{{"items":[{},{},{}]}}"#,
             pod("service-b-7d4b9c8f5-abcde", "service-b"),
             pod("service-b-7d4b9c8f5-fghij", "service-b"),
             pod("service-c-5f6d7c8b9-klmno", "service-c"),
         ),
-    )
-    .unwrap();
-    let line = |source: &str, destination: &str, policy: &str, n: u64| {
-        format!("meshtally_requests_total{{source=\"{source}\",destination=\"{destination}\",direction=\"inbound\",response_code_class=\"2xx\",connection_security_policy=\"{policy}\"}} {n}\n")
-    };
-    for (pod, first, second) in [
-        (
-            "service-b-7d4b9c8f5-abcde",
-            line("service-a", "service-b", "mutual_tls", 20),
-            line("service-a", "service-b", "mutual_tls", 30),
-        ),
-        (
-            "service-b-7d4b9c8f5-fghij",
-            line(
-                "istio-ingressgateway-service-account",
-                "service-b",
-                "mutual_tls",
-                4,
+        &[
+            (
+                "service-b-7d4b9c8f5-abcde",
+                prom_line("service-a", "service-b", "2xx", "mutual_tls", 20),
+                prom_line("service-a", "service-b", "2xx", "mutual_tls", 30),
             ),
-            line(
-                "istio-ingressgateway-service-account",
-                "service-b",
-                "mutual_tls",
-                9,
+            (
+                "service-b-7d4b9c8f5-fghij",
+                prom_line(gateway, "service-b", "2xx", "mutual_tls", 4),
+                prom_line(gateway, "service-b", "2xx", "mutual_tls", 9),
             ),
-        ),
-    ] {
-        std::fs::write(stats.join(format!("{pod}.prom.1")), first).unwrap();
-        std::fs::write(stats.join(format!("{pod}.prom.2")), second).unwrap();
-    }
-    // service-c's pod has no stats file: its reads fail.
-    let standin = standin
-        .env("STANDIN_PODS_JSON", &pods)
-        .env("STANDIN_STATS_DIR", &stats);
+        ],
+    );
     let out = standin.run(&[
         "graph",
         "--kubectl",
@@ -606,4 +569,26 @@ fn graph_draws_the_cluster_mesh_from_every_pod() {
             .contains("cannot read service-c"),
         "{graph}"
     );
+}
+
+/// One inbound `meshtally_requests_total` sample as a sidecar's `/stats/prometheus` shows it.
+fn prom_line(source: &str, destination: &str, class: &str, policy: &str, n: u64) -> String {
+    format!("meshtally_requests_total{{source=\"{source}\",destination=\"{destination}\",direction=\"inbound\",response_code_class=\"{class}\",connection_security_policy=\"{policy}\"}} {n}\n")
+}
+
+/// A stand-in listing `pods_json` as the running pods, each pod's sidecar answering its first
+/// and second `stats/prometheus` read as given (a pod not listed there cannot be read).
+fn reading_twice(pods_json: &str, reads: &[(&str, String, String)]) -> StandIn {
+    let standin = StandIn::new();
+    let stats = standin.dir.path().join("stats");
+    std::fs::create_dir(&stats).unwrap();
+    let pods = standin.dir.path().join("pods.json");
+    std::fs::write(&pods, pods_json).unwrap();
+    for (pod, first, second) in reads {
+        std::fs::write(stats.join(format!("{pod}.prom.1")), first).unwrap();
+        std::fs::write(stats.join(format!("{pod}.prom.2")), second).unwrap();
+    }
+    standin
+        .env("STANDIN_PODS_JSON", &pods)
+        .env("STANDIN_STATS_DIR", &stats)
 }
