@@ -276,7 +276,22 @@ fn top_edges_status_and_tap_tell_the_known_workload() -> Result<()> {
     let gateway = port(&st, "ingress-gateway", "gateway")?;
     top_watch_prints_a_window_after_another(&m, gateway)?;
     tap_ends_when_its_reader_goes(&m, gateway)?;
-    tap_keeps_up(&m, gateway)
+    tap_keeps_up(&m, gateway)?;
+
+    // `down` stops every process status listed, Prometheus included.
+    let pids: Vec<u32> = status(&m)?["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["pid"].as_u64().and_then(|p| u32::try_from(p).ok()))
+        .collect();
+    ensure!(pids.len() == 8, "{pids:?}");
+    ensure!(m.run("down", &[]).status.success(), "down failed");
+    ensure!(
+        meshtally_tests::mesh::all_gone(pids.clone()),
+        "left running: {pids:?}"
+    );
+    Ok(())
 }
 
 /// An instant query through Prometheus's HTTP API: the result vector.
