@@ -7,12 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::istio::{Kind, Object};
-use super::meta::{MANAGED_BY, PART_OF};
+use super::meta::{meta, PART_OF};
 use crate::model::Mesh;
 use crate::observe::access::envoy_access_log;
 
@@ -73,15 +72,7 @@ fn patch(context: &str, direction: &str) -> ConfigPatch {
 
 pub fn envoy_filter(mesh: &Mesh) -> Object<EnvoyFilterSpec> {
     Object::new(
-        ObjectMeta {
-            name: Some(NAME.to_owned()),
-            namespace: Some(mesh.namespace.clone()),
-            labels: Some(BTreeMap::from([
-                (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
-                (PART_OF.0.to_owned(), PART_OF.1.to_owned()),
-            ])),
-            ..ObjectMeta::default()
-        },
+        meta(NAME, Some(&mesh.namespace), &[]),
         EnvoyFilterSpec {
             workload_selector: WorkloadSelector {
                 labels: BTreeMap::from([(PART_OF.0.to_owned(), PART_OF.1.to_owned())]),

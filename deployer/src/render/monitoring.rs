@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::Serialize;
 
-use super::meta::{APP, MANAGED_BY, PART_OF, VERSION_LABEL};
+use super::meta::{meta, APP, PART_OF, VERSION_LABEL};
 use crate::model::Mesh;
 
 pub const API_VERSION: &str = "monitoring.coreos.com/v1";
@@ -146,15 +146,7 @@ pub fn pod_monitor(mesh: &Mesh) -> PodMonitor {
     PodMonitor {
         api_version: API_VERSION.to_owned(),
         kind: KIND.to_owned(),
-        metadata: ObjectMeta {
-            name: Some(NAME.to_owned()),
-            namespace: Some(mesh.namespace.clone()),
-            labels: Some(BTreeMap::from([
-                (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
-                (PART_OF.0.to_owned(), PART_OF.1.to_owned()),
-            ])),
-            ..ObjectMeta::default()
-        },
+        metadata: meta(NAME, Some(&mesh.namespace), &[]),
         spec: PodMonitorSpec {
             job_label: APP.to_owned(),
             namespace_selector: NamespaceSelector {
