@@ -32,12 +32,17 @@ pub enum Command {
     Up(UpArgs),
     /// Stop the local mesh running in the state dir; nothing of it is left running.
     Down(StateArgs),
-    /// Change the running local mesh without restarting a process: load a new filter module
-    /// into every sidecar (--wasm). Each proxy gets the change as a new xDS config version.
+    /// Change the running local mesh without restarting a process: apply the traffic rules of
+    /// the mesh file again (the one `up` read, or -f), or load a new filter module into every
+    /// sidecar (--wasm). Each proxy gets the change as a new xDS config version.
     Reload(ReloadArgs),
     /// What runs in the state dir: every process with its pid, ports, URLs, health and
     /// restarts.
     Status(StatusArgs),
+    /// Set a service's version weights, e.g. `shift service-a v1=50,v2=50`, without restarting
+    /// anything: in every sidecar and the gateway of the local mesh (a new xDS config version,
+    /// confirmed in each), or with --kubectl in the cluster's VirtualServices (patched in place).
+    Shift(ShiftArgs),
     /// Call every ordered pair through the gateway and check the tags; prints an N×N matrix
     /// and exits non-zero on any failure.
     Verify(VerifyArgs),
@@ -82,6 +87,7 @@ impl Cli {
             Command::Down(args) => commands::local::down(args),
             Command::Reload(args) => commands::local::reload(args),
             Command::Status(args) => commands::local::status(args),
+            Command::Shift(args) => commands::shift::shift(args),
             Command::Verify(args) => commands::observe::verify(args),
             Command::Stats(args) => commands::observe::stats(args),
             Command::Top(args) => commands::observe::top(args),
@@ -112,8 +118,47 @@ pub struct ReloadArgs {
     /// Filter module to load into every sidecar (copied into the state dir first, so it may be
     /// rebuilt at once). A mesh also reloads the module it was started with whenever that file
     /// is replaced, e.g. by `make wasm`.
-    #[arg(long, value_name = "PATH", required = true)]
+    #[arg(long, value_name = "PATH")]
     pub wasm: Option<PathBuf>,
+
+    /// Mesh file whose services' traffic rules (weights, matches, timeout, retries, fault,
+    /// circuit breaker) to apply [default: the file `up` read; with --wasm alone, none]. A
+    /// service or version added or removed cannot apply live: that is an error saying to
+    /// restart.
+    #[arg(short, long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShiftArgs {
+    /// The service whose traffic is split between its versions.
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+
+    /// Weight per version, integers summing to 100, e.g. v1=90,v2=10. On the local mesh a
+    /// version left out gets 0; versions at 0 get no traffic (header matches still reach them).
+    #[arg(value_name = "VERSION=WEIGHT,…")]
+    pub weights: String,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Shift on the cluster kubectl points at instead: patch the VirtualServices that split
+    /// traffic to the service. Takes the kubectl binary to use [default: kubectl on PATH]
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub kubectl: Option<Option<PathBuf>>,
+
+    /// With --kubectl: the kubeconfig context to use.
+    #[arg(long, value_name = "CTX", requires = "kubectl")]
+    pub context: Option<String>,
+
+    /// With --kubectl: the mesh's namespace [default: istio-demo]
+    #[arg(long, value_name = "NS", requires = "kubectl")]
+    pub namespace: Option<String>,
+
+    /// With --kubectl: take the namespace from this mesh file.
+    #[arg(short, long, value_name = "PATH", requires = "kubectl")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -563,3 +563,109 @@ fn no_cluster_to_talk_to() {
         );
     }
 }
+
+/// The `http` routes of a VirtualService on the cluster.
+fn routes(cp: &ControlPlane, ns: &str, name: &str) -> Vec<Value> {
+    let json = cp.kubectl_ok(
+        &["get", "virtualservice", name, "-n", ns, "-o", "json"],
+        None,
+    );
+    let vs: Value = serde_json::from_str(&json).unwrap();
+    vs["spec"]["http"].as_array().cloned().unwrap_or_default()
+}
+
+/// (subset, weight) of the route named `route` that goes to service-a.
+fn split(routes: &[Value], route: &str) -> Vec<(String, u64)> {
+    let route = routes.iter().find(|r| r["name"] == route).unwrap();
+    route["route"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["destination"]["subset"].as_str().unwrap().to_owned(),
+                d["weight"].as_u64().unwrap_or(100),
+            )
+        })
+        .collect()
+}
+
+/// `deployer shift --kubectl` patches the split in place, in the in-mesh VirtualService and in
+/// the gateway's, the API server (with Istio's CRDs and CEL rules) accepting each patch; a
+/// version the DestinationRule has no subset for is refused before anything is patched.
+#[test]
+fn shift_patches_the_virtual_services_in_place() {
+    let _state = shared_state();
+    let cp = ControlPlane::shared();
+    let work = work();
+    let ns = "live-shift";
+    let mesh = ["--services", "2", "--namespace", ns];
+    ok(&apply(&cp, work.path(), &mesh, &[]));
+    // A second subset, as a canary's DestinationRule has.
+    let dr: Value = serde_json::from_str(&cp.kubectl_ok(
+        &[
+            "get",
+            "destinationrule",
+            "service-a",
+            "-n",
+            ns,
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let mut subsets = dr["spec"]["subsets"].as_array().cloned().unwrap();
+    subsets.push(serde_json::json!({"name": "v2", "labels": {"version": "v2"}}));
+    let patch = serde_json::json!({"spec": {"subsets": subsets}}).to_string();
+    cp.kubectl_ok(
+        &[
+            "patch",
+            "destinationrule",
+            "service-a",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+        None,
+    );
+    let shift = |weights: &str| {
+        cp.deployer(
+            work.path(),
+            &["shift", "service-a", weights, "--namespace", ns],
+        )
+    };
+    let said = ok(&shift("v1=20,v2=80"));
+    assert!(
+        said.contains("virtualservice.networking.istio.io/service-a patched")
+            && said.contains("virtualservice.networking.istio.io/meshtally-ingress patched"),
+        "{said}"
+    );
+    let want = vec![("v1".to_owned(), 20), ("v2".to_owned(), 80)];
+    assert_eq!(split(&routes(&cp, ns, "service-a"), "service-a"), want);
+    assert_eq!(
+        split(&routes(&cp, ns, "meshtally-ingress"), "service-a"),
+        want
+    );
+    // service-b's routes are untouched.
+    assert_eq!(
+        split(&routes(&cp, ns, "meshtally-ingress"), "service-b"),
+        vec![("v1".to_owned(), 100)]
+    );
+    ok(&shift("v1=0,v2=100"));
+    assert_eq!(
+        split(&routes(&cp, ns, "service-a"), "service-a"),
+        vec![("v2".to_owned(), 100)]
+    );
+    let again = ok(&shift("v1=0,v2=100"));
+    assert!(again.contains("already has these weights"), "{again}");
+    let err = one_line_error(&shift("v1=50,v3=50"), &["no version v3", "v1, v2"]);
+    assert!(err.contains("service-a"), "{err}");
+    assert_eq!(
+        split(&routes(&cp, ns, "service-a"), "service-a"),
+        vec![("v2".to_owned(), 100)],
+        "a refused shift patches nothing"
+    );
+}

@@ -201,7 +201,7 @@ impl Drop for LocalMesh {
 
 /// A run of `n` consecutive free loopback ports and one more free port, found by asking the OS
 /// for a port and checking its successors.
-fn free_ports(n: usize) -> Result<(u16, u16)> {
+pub fn free_ports(n: usize) -> Result<(u16, u16)> {
     use std::net::TcpListener;
     for _ in 0..50 {
         let first = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();

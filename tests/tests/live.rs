@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use meshtally_deployer::envoy::Admin;
+use meshtally_tests::http;
 use meshtally_tests::load::{Load, Outcome};
-use meshtally_tests::mesh::LocalMesh;
+use meshtally_tests::mesh::{free_ports, LocalMesh};
 use sha2::{Digest, Sha256};
 
 /// The built filter with a custom section appended: a different module (another digest) that
@@ -194,6 +195,180 @@ fn a_module_envoy_refuses_is_not_published() -> Result<()> {
     ensure!(
         m.run("verify", &[]).status.success(),
         "the mesh stopped working"
+    );
+    Ok(())
+}
+
+/// The version that served a call, from the demo app's own answer: `/info` directly, or the
+/// callee's `/info` inside a `/call/…` answer.
+fn served_version(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let info = if v.get("body").is_some() {
+        &v["body"]
+    } else {
+        &v
+    };
+    info["version"].as_str().map(str::to_owned)
+}
+
+/// (route table, version) pairs of one proxy.
+type RouteVersions = Vec<(String, String)>;
+
+/// Every proxy's route table versions, by proxy.
+fn route_versions(m: &LocalMesh) -> Result<Vec<(String, RouteVersions)>> {
+    m.layout
+        .proxies()
+        .into_iter()
+        .map(|(name, port)| Ok((name, Admin(port).config_versions()?.routes)))
+        .collect()
+}
+
+#[test]
+fn a_weight_shift_under_load_reaches_every_proxy_and_fails_no_request() -> Result<()> {
+    let (base, gateway) = free_ports(3)?;
+    let base = base.to_string();
+    let m = LocalMesh::up_file(
+        "services:\n  - name: service-a\n  - name: service-b\n    versions:\n      - {name: v1, weight: 100}\n      - {name: v2, weight: 0}\n  - name: service-c\n",
+        gateway,
+        &["--base-port", &base],
+    )?;
+    // `up_file` wrote the mesh file into the mesh's own dir.
+    let file = m.dir.path().join("mesh.yaml");
+    let pids = m.pids();
+    // service-b from the gateway, and from service-a's and service-c's sidecars.
+    let paths: Vec<String> = [
+        "/service-b/info",
+        "/service-a/call/service-b",
+        "/service-c/call/service-b",
+    ]
+    .iter()
+    .map(|p| (*p).to_owned())
+    .cycle()
+    .take(500_000)
+    .collect();
+    let sample = |want: &str| -> Result<()> {
+        for path in &paths[..30] {
+            let r = http::get_host(m.gateway(), "localhost", path, &[])?;
+            ensure!(r.status == 200, "{path}: {}", r.status);
+            let got = served_version(&r.body);
+            ensure!(
+                got.as_deref() == Some(want),
+                "{path} served by {got:?}, not {want}"
+            );
+        }
+        Ok(())
+    };
+    sample("v1")?;
+    let before = route_versions(&m)?;
+    let steps = ["v1=75,v2=25", "v1=50,v2=50", "v1=25,v2=75", "v1=0,v2=100"];
+    let stop = AtomicBool::new(false);
+    let begin = Instant::now();
+    let (outcomes, shifts) = std::thread::scope(|scope| {
+        let load = Load {
+            port: m.gateway(),
+            connections: 8,
+            paths: &paths,
+            stop: Some(&stop),
+            deadline: Duration::from_secs(120),
+            keep_alive: true,
+        };
+        let handle = scope.spawn(move || load.run());
+        let mut shifts = Vec::new();
+        for step in steps {
+            std::thread::sleep(Duration::from_millis(1500));
+            let t = Instant::now();
+            let out = m.run("shift", &["service-b", step]);
+            shifts.push((step, out, t.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::SeqCst);
+        (handle.join().unwrap_or_default(), shifts)
+    });
+    let took = begin.elapsed();
+    for (step, out, elapsed) in &shifts {
+        let said = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "shift {step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // "… running in N proxies after M ms": every proxy confirmed it within a second.
+        let ms: u64 = said
+            .rsplit("after ")
+            .next()
+            .and_then(|t| t.trim().trim_end_matches(" ms").parse().ok())
+            .unwrap_or(u64::MAX);
+        eprintln!(
+            "shift {step}: every proxy after {ms} ms (command {} ms)",
+            elapsed.as_millis()
+        );
+        ensure!(
+            ms < 1000,
+            "shift {step} took {ms} ms to reach every proxy: {said}"
+        );
+    }
+    let (sent, rate, failed) = summary(&outcomes, took);
+    eprintln!(
+        "{sent} requests in {:.1} s ({rate:.0} req/s) across {} shifts",
+        took.as_secs_f64(),
+        steps.len()
+    );
+    ensure!(
+        failed.is_empty(),
+        "{} of {sent} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(10)]
+    );
+    ensure!(rate >= 200.0, "the load was {rate:.0} req/s, under 200");
+    sample("v2")?;
+    ensure!(m.pids() == pids, "a process was restarted");
+    // What the shifts wrote is valid Envoy config too: every bootstrap with its xDS files.
+    ensure!(m.validate_configs()? == m.layout.proxies().len());
+    // Every proxy's config version changed: each route table is at the last shift's version.
+    let after = route_versions(&m)?;
+    let last = (1 + steps.len()).to_string();
+    for ((proxy, old), (_, new)) in before.iter().zip(&after) {
+        ensure!(old != new, "{proxy}: config version unchanged: {old:?}");
+        ensure!(
+            !new.is_empty() && new.iter().all(|(_, v)| *v == last),
+            "{proxy}: {new:?}, not version {last}"
+        );
+    }
+
+    // The same rule edited in the mesh file takes effect through `deployer reload`.
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)?
+            .replace("weight: 100}", "weight: 10}")
+            .replace("weight: 0}", "weight: 90}"),
+    )?;
+    let out = m.run("reload", &[]);
+    ensure!(
+        out.status.success(),
+        "reload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut served = std::collections::BTreeMap::<String, usize>::new();
+    for path in paths.iter().take(300) {
+        let r = http::get_host(m.gateway(), "localhost", path, &[])?;
+        ensure!(r.status == 200, "{path}: {}", r.status);
+        *served
+            .entry(served_version(&r.body).unwrap_or_default())
+            .or_default() += 1;
+    }
+    // 10 % of 300 is 30; the binomial 99.9 % interval is about 13–47.
+    let v1 = served.get("v1").copied().unwrap_or(0);
+    ensure!((13..=47).contains(&v1), "after reload 10/90: {served:?}");
+    // A change that needs new processes is refused in one line that says to restart.
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)? + "  - name: service-d\n",
+    )?;
+    let out = m.run("reload", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.lines().count() == 1 && err.contains("restart"),
+        "{err}"
     );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `up`, `down`, `reload`, `status` and the hidden `supervise`: flags to a checked plan, then the work in
 //! `crate::local`. (`verify` and `stats` are in `commands::observe`.)
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::cli::{ReloadArgs, StateArgs, StatusArgs, UpArgs};
 use crate::local::live;
@@ -22,6 +22,7 @@ pub fn up(args: UpArgs) -> Result<()> {
         service_bin: args.service_bin,
         plugin_config: args.plugin_config,
         prometheus: args.prometheus,
+        mesh_file: args.mesh.file.clone(),
     };
     up::plan(&mesh, request)?.run()
 }
@@ -35,12 +36,38 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
     LocalMesh::open(&state)?;
     if let Some(wasm) = &args.wasm {
         match live::reload_module(&state, wasm)? {
-            None => println!("every sidecar already runs {}", wasm.display()),
+            None => {
+                crate::output::print(&format!("every sidecar already runs {}\n", wasm.display()))?
+            }
             Some((layout, version)) => {
                 let took = live::confirm(&layout, version, live::Change::Module)?;
                 let sha = layout.module.as_deref().unwrap_or_default();
-                live::report(&format!("module sha256:{sha}"), &layout, version, took);
+                live::report(&format!("module sha256:{sha}"), &layout, version, took)?;
             }
+        }
+        if args.file.is_none() {
+            return Ok(());
+        }
+    }
+    let file = match &args.file {
+        Some(file) => file.clone(),
+        None => state.read_layout()?.mesh_file.with_context(|| {
+            format!(
+                "the mesh in {} was started without a mesh file: pass the one to read with -f FILE",
+                state.root.display()
+            )
+        })?,
+    };
+    match live::reload_rules(&state, &file)? {
+        None => crate::output::print(&format!("{}: no traffic rule changed\n", file.display()))?,
+        Some((layout, version)) => {
+            let took = live::confirm(&layout, version, live::Change::Routes)?;
+            live::report(
+                &format!("traffic rules from {}", file.display()),
+                &layout,
+                version,
+                took,
+            )?;
         }
     }
     Ok(())

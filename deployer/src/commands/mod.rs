@@ -6,3 +6,4 @@ pub(crate) mod dashboard;
 pub(crate) mod local;
 pub(crate) mod observe;
 pub(crate) mod render;
+pub(crate) mod shift;

@@ -98,6 +98,9 @@ pub struct GatewayPorts {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
+    /// The mesh file `up` read, if any: what `deployer reload` reads again.
+    #[serde(default)]
+    pub mesh_file: Option<PathBuf>,
     pub namespace: String,
     pub mtls: MtlsMode,
     /// Envoy's `failure_policy` for the filter VM: FAIL_OPEN unless FAIL_CLOSE was asked for,
@@ -204,6 +207,7 @@ impl Layout {
             admin_port: next()?,
         };
         Ok(Layout {
+            mesh_file: None,
             namespace: mesh.namespace.clone(),
             mtls,
             fail_open: filter.fail_open,

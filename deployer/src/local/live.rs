@@ -3,7 +3,6 @@
 //! confirmed by asking each proxy's admin endpoint which version it runs. A change that would
 //! alter what a proxy started with (its listeners) cannot apply live, and says to restart.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -27,19 +26,37 @@ pub enum Change {
     Module,
 }
 
-/// Writes `layout` as a new generation of every proxy's xDS files (and as the saved plan) and
-/// returns its version. Holds the state dir's xDS lock, so concurrent publishers take turns.
-///
-/// Make before break, as an xDS server orders its pushes: in each proxy's directory the
-/// clusters are written before the routes (a route never names a cluster Envoy does not have
-/// yet), and clusters that no route needs any more stay until every proxy runs the new routes;
-/// only then does a second write of the cluster file remove them.
-pub fn publish(state: &StateDir, layout: &Layout) -> Result<u64> {
+/// Applies `edit` to the saved plan and publishes the result as a new generation of every
+/// proxy's xDS files (and as the saved plan); returns the plan and its version, or `None` when
+/// `edit` says nothing changed. The state dir's xDS lock is held from reading the plan to
+/// saving it, so concurrent changes (a `shift` while the supervisor reloads a module) take
+/// turns and none is lost.
+pub fn change(
+    state: &StateDir,
+    edit: impl FnOnce(&mut Layout) -> Result<bool>,
+) -> Result<Option<(Layout, u64)>> {
     let lock_path = state.xds_lock_path();
     let lock = std::fs::File::create(&lock_path)
         .with_context(|| format!("opening {}", lock_path.display()))?;
     lock.lock()
         .with_context(|| format!("locking {}", lock_path.display()))?;
+    let mut layout = state.read_layout()?;
+    if !edit(&mut layout)? {
+        return Ok(None);
+    }
+    let version = publish(state, &layout)?;
+    drop(lock);
+    Ok(Some((layout, version)))
+}
+
+/// Writes `layout` as a new generation of every proxy's xDS files (and as the saved plan) and
+/// returns its version. The caller holds the xDS lock.
+///
+/// Make before break, as an xDS server orders its pushes: in each proxy's directory the
+/// clusters are written before the routes (a route never names a cluster Envoy does not have
+/// yet), and clusters that no route needs any more stay until every proxy runs the new routes;
+/// only then does a second write of the cluster file remove them.
+fn publish(state: &StateDir, layout: &Layout) -> Result<u64> {
     let mut splits = Vec::new();
     for (name, config) in layout.bootstraps(&state.root) {
         let split = xds::split(&config, &xds_dir(&state.root, &name))?;
@@ -77,7 +94,6 @@ pub fn publish(state: &StateDir, layout: &Layout) -> Result<u64> {
     }
     write_atomic(&state.xds_version_path(), version.to_string().as_bytes())?;
     write_atomic(&state.layout_path(), &serde_json::to_vec_pretty(layout)?)?;
-    drop(lock);
     Ok(version)
 }
 
@@ -126,22 +142,22 @@ pub fn confirm(layout: &Layout, version: u64, change: Change) -> Result<Duration
 /// content address, publishes, and returns the plan and version published — or `None` when the
 /// sidecars already run this very module.
 pub fn reload_module(state: &StateDir, src: &Path) -> Result<Option<(Layout, u64)>> {
-    let mut layout = state.read_layout()?;
-    if let FilterState::Skipped(why) | FilterState::DenyAll(why) = &layout.filter {
-        bail!(
-            "the sidecars started without the filter ({why}): a module cannot be loaded into them live; restart the mesh with `deployer down{flag}`, then `deployer up{flag} --wasm {}`",
-            crate::shell::quote(&src.to_string_lossy()),
-            flag = state.flag()
-        );
-    }
-    let installed = module::install(src, &state.root.join(MODULES))?;
-    if layout.module.as_deref() == Some(installed.sha256.as_str()) {
-        return Ok(None);
-    }
-    layout.module = Some(installed.sha256);
-    check_module(state, &layout)?;
-    let version = publish(state, &layout)?;
-    Ok(Some((layout, version)))
+    change(state, |layout| {
+        if let FilterState::Skipped(why) | FilterState::DenyAll(why) = &layout.filter {
+            bail!(
+                "the sidecars started without the filter ({why}): a module cannot be loaded into them live; restart the mesh with `deployer down{flag}`, then `deployer up{flag} --wasm {}`",
+                crate::shell::quote(&src.to_string_lossy()),
+                flag = state.flag()
+            );
+        }
+        let installed = module::install(src, &state.root.join(MODULES))?;
+        if layout.module.as_deref() == Some(installed.sha256.as_str()) {
+            return Ok(false);
+        }
+        layout.module = Some(installed.sha256);
+        check_module(state, layout)?;
+        Ok(true)
+    })
 }
 
 /// Runs `envoy --mode validate` on a sidecar's complete config with the new module, which
@@ -161,12 +177,123 @@ fn check_module(state: &StateDir, layout: &Layout) -> Result<()> {
 }
 
 /// One line for a terminal: what was published, and how long the proxies took to take it.
-pub fn report(what: &str, layout: &Layout, version: u64, took: Duration) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "{what}: config version {version} running in {} proxies after {} ms",
+pub fn report(what: &str, layout: &Layout, version: u64, took: Duration) -> Result<()> {
+    crate::output::print(&format!(
+        "{what}: config version {version} running in {} proxies after {} ms\n",
         layout.proxies().len(),
         took.as_millis()
-    );
+    ))?;
+    Ok(())
+}
+
+/// `deployer shift` on the local mesh: the service's version weights in the saved plan, then a
+/// new generation of every proxy's routes, confirmed in each (callers' sidecars and the gateway
+/// route to the versions; every proxy takes the version).
+pub fn shift(state: &StateDir, service: &str, weights: &[(String, u32)]) -> Result<()> {
+    super::observed::LocalMesh::open(state)?;
+    let published = change(state, |layout| {
+        let mesh_file = layout.mesh_file.clone();
+        let names: Vec<String> = layout.services.iter().map(|s| s.name.clone()).collect();
+        let Some(s) = layout.services.iter_mut().find(|s| s.name == service) else {
+            bail!(
+                "no service {service} in this mesh (its services: {})",
+                names.join(", ")
+            );
+        };
+        let versions: Vec<String> = s.traffic.versions.iter().map(|v| v.name.clone()).collect();
+        if let Some((unknown, _)) = weights.iter().find(|(v, _)| !versions.contains(v)) {
+            bail!(
+                "{service} has no version {unknown} (its versions: {}); a new version needs new processes: add it to the mesh file and restart the mesh{}",
+                versions.join(", "),
+                restart_hint(state, mesh_file.as_deref())
+            );
+        }
+        let before = s.traffic.clone();
+        for v in &mut s.traffic.versions {
+            let weight = weights
+                .iter()
+                .find(|(n, _)| *n == v.name)
+                .map_or(0, |(_, w)| *w);
+            v.weight = Some(weight);
+        }
+        Ok(s.traffic != before)
+    })?;
+    let split: Vec<String> = weights.iter().map(|(v, w)| format!("{v}={w}")).collect();
+    match published {
+        None => crate::output::print(&format!("{service} already runs {}\n", split.join(",")))?,
+        Some((layout, version)) => {
+            let took = confirm(&layout, version, Change::Routes)?;
+            report(
+                &format!("{service} {}", split.join(",")),
+                &layout,
+                version,
+                took,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// How to restart the mesh with its mesh file, as commands to paste (when `up` read one).
+fn restart_hint(state: &StateDir, mesh_file: Option<&Path>) -> String {
+    match mesh_file {
+        Some(file) => format!(
+            " (`deployer down{flag}`, then `deployer up{flag} -f {}`)",
+            crate::shell::quote(&file.to_string_lossy()),
+            flag = state.flag()
+        ),
+        None => String::new(),
+    }
+}
+
+/// `deployer reload` of a mesh file: each service's traffic rules as the file now says them,
+/// published live. The services and their versions must be the running mesh's (new processes
+/// need a restart); a file that no longer parses or checks is refused with its one-line error.
+pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Option<(Layout, u64)>> {
+    let mesh = crate::cli::merged(crate::model::MeshInput::default(), Some(file))?;
+    let restart = |what: String| {
+        anyhow::anyhow!(
+            "{}: {what}, which cannot change while the mesh runs: restart it{}",
+            file.display(),
+            restart_hint(state, Some(file))
+        )
+    };
+    change(state, |layout| {
+        let running: Vec<&str> = layout.services.iter().map(|s| s.name.as_str()).collect();
+        let wanted: Vec<&str> = mesh.services.iter().map(|s| s.name.as_str()).collect();
+        if running != wanted {
+            return Err(restart(format!(
+                "the services ({}) are not the running mesh's ({})",
+                wanted.join(", "),
+                running.join(", ")
+            )));
+        }
+        let mut changed = false;
+        for (local, model) in layout.services.iter_mut().zip(&mesh.services) {
+            let versions = |t: &crate::model::Traffic| -> Vec<(String, Option<u16>)> {
+                t.versions
+                    .iter()
+                    .map(|v| (v.name.clone(), v.fail_status))
+                    .collect()
+            };
+            if versions(&local.traffic) != versions(&model.traffic) {
+                let names = |t: &crate::model::Traffic| -> String {
+                    t.versions
+                        .iter()
+                        .map(|v| v.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                return Err(restart(format!(
+                    "{}'s versions ({}) are not the running ones ({}) or their apps changed",
+                    local.name,
+                    names(&model.traffic),
+                    names(&local.traffic)
+                )));
+            }
+            changed |= local.traffic != model.traffic;
+            local.traffic = model.traffic.clone();
+        }
+        Ok(changed)
+    })
 }

@@ -30,6 +30,8 @@ pub struct UpRequest {
     pub plugin_config: Option<String>,
     /// Run a Prometheus on this loopback port.
     pub prometheus: Option<u16>,
+    /// The mesh file, if the mesh came from one (kept for `deployer reload`).
+    pub mesh_file: Option<PathBuf>,
 }
 
 /// A checked `up`: tools found, ports free, state dir free.
@@ -117,6 +119,10 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
         }
     }
     layout.prometheus = prometheus;
+    layout.mesh_file = req
+        .mesh_file
+        .as_deref()
+        .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.to_path_buf()));
     Ok(UpPlan {
         layout,
         state,
