@@ -102,12 +102,26 @@ impl Admin {
             .sum())
     }
 
-    /// The versions of the dynamic config this proxy runs, from its `/config_dump`.
+    /// The versions of the dynamic config this proxy runs, from its `/config_dump` (only the
+    /// route tables and the filter: the whole dump is large, and this is polled).
     pub fn config_versions(&self) -> Result<ConfigVersions> {
-        let resp = self.get("/config_dump", Duration::from_secs(5))?;
-        let dump: Value =
-            serde_json::from_slice(&resp.body).context("Envoy /config_dump is not JSON")?;
-        Ok(ConfigVersions::of(&dump))
+        let mut versions = ConfigVersions::default();
+        for resource in ["dynamic_route_configs", "ecds_filters"] {
+            let resp = self.get(
+                &format!("/config_dump?resource={resource}"),
+                Duration::from_secs(5),
+            )?;
+            // A proxy without such resources (the gateway has no filter) answers 404.
+            if resp.status == 404 {
+                continue;
+            }
+            let dump: Value =
+                serde_json::from_slice(&resp.body).context("Envoy /config_dump is not JSON")?;
+            let part = ConfigVersions::of(&dump);
+            versions.routes.extend(part.routes);
+            versions.filter = versions.filter.or(part.filter);
+        }
+        Ok(versions)
     }
 
     /// `/stats/prometheus` of the stats whose names contain `filter` only.
@@ -130,8 +144,6 @@ impl Admin {
 /// What a proxy's `/config_dump` says about the versions of its dynamic config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigVersions {
-    /// The CDS version: every publication carries a new one.
-    pub clusters: Option<String>,
     /// The version of the filter's ECDS resource, if the proxy has one.
     pub filter: Option<String>,
     /// Each RDS route table with its version.
@@ -139,13 +151,18 @@ pub struct ConfigVersions {
 }
 
 impl ConfigVersions {
+    /// From a whole dump, or one asked for `?resource=` (whose items are the resources).
     pub fn of(dump: &Value) -> ConfigVersions {
         let mut out = ConfigVersions::default();
         for config in dump["configs"].as_array().into_iter().flatten() {
             let kind = config["@type"].as_str().unwrap_or_default();
             let text = |v: &Value| v.as_str().map(str::to_owned);
-            if kind.ends_with(".ClustersConfigDump") {
-                out.clusters = text(&config["version_info"]);
+            if kind.ends_with(".DynamicRouteConfig") {
+                out.routes.extend(
+                    text(&config["route_config"]["name"]).zip(text(&config["version_info"])),
+                );
+            } else if kind.ends_with(".EcdsFilterConfig") {
+                out.filter = out.filter.or(text(&config["version_info"]));
             } else if kind.ends_with(".EcdsConfigDump") {
                 out.filter = config["ecds_filters"]
                     .as_array()

@@ -226,6 +226,15 @@ pub fn write(dir: &Path, resources: &Resources, version: u64) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, body) in files(resources, version) {
         let path = dir.join(&name);
+        // A file whose resources are unchanged is left alone: every rename in the watched
+        // directory makes Envoy read all of its files again.
+        let unchanged = std::fs::read(&path)
+            .ok()
+            .and_then(|old| serde_json::from_slice::<Value>(&old).ok())
+            .is_some_and(|old| old["resources"] == body["resources"]);
+        if unchanged {
+            continue;
+        }
         // A dot name: never one of the files Envoy reads.
         let tmp = dir.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, serde_json::to_vec_pretty(&body)?)
