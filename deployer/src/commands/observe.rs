@@ -72,7 +72,7 @@ pub fn verify(mut args: VerifyArgs) -> Result<()> {
 fn sidecars(from: SidecarArgs) -> Result<Box<dyn Counted>> {
     Ok(match open(from)? {
         Either::Cluster(c) => Box::new(c),
-        Either::Local(l) => Box::new(l),
+        Either::Local(l) => l,
     })
 }
 
@@ -80,13 +80,14 @@ fn sidecars(from: SidecarArgs) -> Result<Box<dyn Counted>> {
 fn logs(from: SidecarArgs) -> Result<Box<dyn Tapped>> {
     Ok(match open(from)? {
         Either::Cluster(c) => Box::new(c),
-        Either::Local(l) => Box::new(l),
+        Either::Local(l) => l,
     })
 }
 
 enum Either {
     Cluster(ClusterSidecars),
-    Local(LocalMesh),
+    /// Boxed: a local mesh carries its whole plan.
+    Local(Box<LocalMesh>),
 }
 
 fn open(from: SidecarArgs) -> Result<Either> {
@@ -95,7 +96,9 @@ fn open(from: SidecarArgs) -> Result<Either> {
         let kubectl = Kubectl::find(kubectl.as_deref(), from.context)?;
         Either::Cluster(ClusterSidecars::open(kubectl, namespace)?)
     } else {
-        Either::Local(LocalMesh::open(&StateDir::new(&from.state.state_dir))?)
+        Either::Local(Box::new(LocalMesh::open(&StateDir::new(
+            &from.state.state_dir,
+        ))?))
     })
 }
 
