@@ -590,47 +590,28 @@ fn split(routes: &[Value], route: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// `deployer shift --kubectl` patches the split in place, in the in-mesh VirtualService and in
-/// the gateway's, the API server (with Istio's CRDs and CEL rules) accepting each patch; a
-/// version the DestinationRule has no subset for is refused before anything is patched.
+/// `deployer shift --kubectl` on an applied canary patches the split in place, in the in-mesh
+/// VirtualService and in the gateway's, the API server (with Istio's CRDs and CEL rules)
+/// accepting each patch; the header-matched route keeps its version; a version the
+/// DestinationRule has no subset for is refused before anything is patched.
 #[test]
 fn shift_patches_the_virtual_services_in_place() {
     let _state = shared_state();
     let cp = ControlPlane::shared();
     let work = work();
     let ns = "live-shift";
-    let mesh = ["--services", "2", "--namespace", ns];
-    ok(&apply(&cp, work.path(), &mesh, &[]));
-    // A second subset, as a canary's DestinationRule has.
-    let dr: Value = serde_json::from_str(&cp.kubectl_ok(
-        &[
-            "get",
-            "destinationrule",
-            "service-a",
-            "-n",
-            ns,
-            "-o",
-            "json",
-        ],
-        None,
-    ))
+    std::fs::write(
+        work.path().join("canary.yaml"),
+        "services:\n  - name: service-a\n    versions:\n      - {name: v1, weight: 90}\n      - {name: v2, weight: 10}\n    match:\n      - {header: x-user-group, value: beta, version: v2}\n  - service-b\n",
+    )
     .unwrap();
-    let mut subsets = dr["spec"]["subsets"].as_array().cloned().unwrap();
-    subsets.push(serde_json::json!({"name": "v2", "labels": {"version": "v2"}}));
-    let patch = serde_json::json!({"spec": {"subsets": subsets}}).to_string();
-    cp.kubectl_ok(
-        &[
-            "patch",
-            "destinationrule",
-            "service-a",
-            "-n",
-            ns,
-            "--type=merge",
-            "-p",
-            &patch,
-        ],
-        None,
-    );
+    let mesh = ["-f", "canary.yaml", "--namespace", ns];
+    ok(&apply(&cp, work.path(), &mesh, &[]));
+    let canary = vec![("v1".to_owned(), 90), ("v2".to_owned(), 10)];
+    assert_eq!(split(&routes(&cp, ns, "service-a"), "service-a"), canary);
+    let beta = "service-a-x-user-group-v2";
+    let only_v2 = vec![("v2".to_owned(), 100)];
+    assert_eq!(split(&routes(&cp, ns, "service-a"), beta), only_v2);
     let shift = |weights: &str| {
         cp.deployer(
             work.path(),
@@ -649,6 +630,9 @@ fn shift_patches_the_virtual_services_in_place() {
         split(&routes(&cp, ns, "meshtally-ingress"), "service-a"),
         want
     );
+    // The header match still sends beta users to v2, in the mesh and at the gateway.
+    assert_eq!(split(&routes(&cp, ns, "service-a"), beta), only_v2);
+    assert_eq!(split(&routes(&cp, ns, "meshtally-ingress"), beta), only_v2);
     // service-b's routes are untouched.
     assert_eq!(
         split(&routes(&cp, ns, "meshtally-ingress"), "service-b"),
