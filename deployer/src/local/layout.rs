@@ -156,12 +156,15 @@ impl Layout {
             .map(|s| (s.port, s.name.as_str()))
             .collect();
         public.push((gateway_port, GATEWAY));
+        // Held until the private ports are picked, so none of those is a public one.
+        let mut held = Vec::with_capacity(public.len());
         for (i, (port, name)) in public.iter().enumerate() {
             if public[..i].iter().any(|(p, _)| p == port) {
                 bail!("port {port} ({name}) is also taken by another service of this mesh: pick another --gateway-port or --base-port");
             }
-            if TcpListener::bind(("127.0.0.1", *port)).is_err() {
-                bail!("port {port} ({name}) is already in use: stop what holds it, or pick another --base-port / --gateway-port");
+            match TcpListener::bind(("127.0.0.1", *port)) {
+                Ok(listener) => held.push(listener),
+                Err(_) => bail!("port {port} ({name}) is already in use: stop what holds it, or pick another --base-port / --gateway-port"),
             }
         }
         // Three private ports per service (app, outbound, admin), four per further version
@@ -169,6 +172,7 @@ impl Layout {
         let versions: usize = mesh.services.iter().map(|s| s.traffic.versions.len()).sum();
         let needed = versions * 4 - mesh.services.len() + 2;
         let mut private = free_ports(needed)?.into_iter();
+        drop(held);
         let mut next = || private.next().context("ran out of private ports");
         let mut services = Vec::with_capacity(mesh.services.len());
         for s in &mesh.services {
