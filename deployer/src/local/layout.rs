@@ -101,6 +101,10 @@ pub struct Layout {
     /// The mesh file `up` read, if any: what `deployer reload` reads again.
     #[serde(default)]
     pub mesh_file: Option<PathBuf>,
+    /// The mesh that file alone said when `up` read it: `deployer reload` refuses a file that
+    /// now says more than new traffic rules (see [`crate::model::needs_restart`]).
+    #[serde(default)]
+    pub file_mesh: Option<crate::model::Mesh>,
     pub namespace: String,
     pub mtls: MtlsMode,
     /// Envoy's `failure_policy` for the filter VM: FAIL_OPEN unless FAIL_CLOSE was asked for,
@@ -212,6 +216,7 @@ impl Layout {
         };
         Ok(Layout {
             mesh_file: None,
+            file_mesh: None,
             namespace: mesh.namespace.clone(),
             mtls,
             fail_open: filter.fail_open,

@@ -247,8 +247,10 @@ fn restart_hint(state: &StateDir, mesh_file: Option<&Path>) -> String {
 }
 
 /// `deployer reload` of a mesh file: each service's traffic rules as the file now says them,
-/// published live. The services and their versions must be the running mesh's (new processes
-/// need a restart); a file that no longer parses or checks is refused with its one-line error.
+/// published live. Anything else the file changed since `up` read it (namespace, ports, mTLS,
+/// fail strategy, image, …) and services or versions other than the running ones are refused in
+/// one line saying to restart; a file that no longer parses or checks is refused with its
+/// one-line error.
 pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Option<(Layout, u64)>> {
     let mesh = crate::cli::merged(crate::model::MeshInput::default(), Some(file))?;
     let restart = |what: String| {
@@ -259,6 +261,13 @@ pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Option<(Layout, u64
         )
     };
     change(state, |layout| {
+        if let Some(what) = layout
+            .file_mesh
+            .as_ref()
+            .and_then(|started| crate::model::needs_restart(started, &mesh))
+        {
+            return Err(restart(what));
+        }
         let running: Vec<&str> = layout.services.iter().map(|s| s.name.as_str()).collect();
         let wanted: Vec<&str> = mesh.services.iter().map(|s| s.name.as_str()).collect();
         if running != wanted {

@@ -123,6 +123,12 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
         .mesh_file
         .as_deref()
         .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.to_path_buf()));
+    // The file alone, without the flags merged over it: what a later `deployer reload` of the
+    // same file is compared with. A file that only checks with the flags has nothing to keep.
+    layout.file_mesh = match &layout.mesh_file {
+        Some(file) => crate::cli::merged(crate::model::MeshInput::default(), Some(file)).ok(),
+        None => None,
+    };
     Ok(UpPlan {
         layout,
         state,

@@ -8,6 +8,7 @@ mod input;
 pub mod names;
 mod policy;
 pub mod ports;
+mod restart;
 pub mod traffic;
 pub mod wasm;
 
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 pub use error::ModelError;
 pub use input::{MeshInput, ServiceChoice, ServiceEntry};
 pub use policy::{FailStrategy, MtlsMode};
+pub use restart::needs_restart;
 pub use traffic::Traffic;
 pub use wasm::{Delivery, Module, WasmSource};
 
@@ -38,8 +40,8 @@ pub const MAX_SERVICES: usize = 1000;
 /// Names starting with this are kept for the mesh's own objects (gateway routes, the filter).
 pub const RESERVED_PREFIX: &str = "meshtally-";
 
-/// A checked mesh.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A checked mesh. Serializable so a running local mesh can keep the one its mesh file said.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mesh {
     pub namespace: String,
     /// In the order given; the order fixes default ports and the output order.
@@ -53,7 +55,7 @@ pub struct Mesh {
     pub fail_strategy: Option<FailStrategy>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Service {
     /// A DNS-1035 label: the Deployment, Service, ServiceAccount and `app` label all use it.
     pub name: String,

@@ -13,7 +13,7 @@ use super::ModelError;
 pub const MAX_MODULE_BYTES: u64 = 1024 * 1024;
 
 /// The module as the mesh model names it; nothing is read yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WasmSource {
     /// A published module, with the digest Istio verifies when one is known.
     Remote { url: String, sha256: Option<String> },
