@@ -75,17 +75,15 @@ if [ "$(cat tests/schema/node_modules/.meshtally-lock 2>/dev/null)" != "$lock_su
 fi
 
 # 4b. Prometheus and promtool (Debian's package): `up --prometheus` in the tests, and promtool
-# parses the dashboard's queries. Its service is not left running: on a machine with systemd,
-# the package would start one on every interface.
+# parses the dashboard's queries. Its daemon is not left running: the package starts one on
+# every interface at :9090 (by systemd, or by /etc/init.d where no systemd runs).
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   began=$SECONDS
   step "apt-get install prometheus"
   if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
   $sudo apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 ||
     { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
-  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
-    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
-  fi
+  scripts/stop-packaged-daemon.sh prometheus
   step "prometheus installed in $((SECONDS - began))s: $(prometheus --version 2>&1 | sed -n 1p)"
 fi
 

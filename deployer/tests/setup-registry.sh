@@ -23,13 +23,12 @@ echo "installing ${need[*]} (apt)…"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 
-# The package also enables a system registry on :5000 of every interface. The test runs its own
-# on loopback, so a registry installed just now for it is stopped and kept from starting.
+# The package also starts a system registry on :5000 of every interface (by systemd, or by
+# /etc/init.d where no systemd runs). The test runs its own on loopback, so a registry installed
+# just now for it is stopped and kept from starting.
 case " ${need[*]} " in
 *" docker-registry "*)
-    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        $sudo systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
-    fi
+    "$(dirname "$0")/../../scripts/stop-packaged-daemon.sh" docker-registry
     ;;
 esac
 echo "registry test tools installed: $(command -v docker-registry) $(command -v skopeo)"
