@@ -7,26 +7,20 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Serialize;
 
+use super::istio::{Kind, Object};
 use super::meta::{meta, APP, PART_OF, VERSION_LABEL};
 use crate::model::Mesh;
 
-pub const API_VERSION: &str = "monitoring.coreos.com/v1";
-pub const KIND: &str = "PodMonitor";
 /// Its name, and its file in an output folder.
 pub const NAME: &str = "meshtally-sidecars";
 pub const FILE: &str = "monitoring/podmonitor.yaml";
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodMonitor {
-    pub api_version: String,
-    pub kind: String,
-    pub metadata: ObjectMeta,
-    pub spec: PodMonitorSpec,
-}
+/// The Prometheus Operator's kind, typed like the Istio ones: the type fixes `kind` and
+/// `apiVersion`.
+pub type PodMonitor = Object<PodMonitorSpec>;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -35,6 +29,11 @@ pub struct PodMonitorSpec {
     pub namespace_selector: NamespaceSelector,
     pub selector: LabelSelector,
     pub pod_metrics_endpoints: Vec<PodMetricsEndpoint>,
+}
+
+impl Kind for PodMonitorSpec {
+    const KIND: &'static str = "PodMonitor";
+    const API_VERSION: &'static str = "monitoring.coreos.com/v1";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -143,11 +142,9 @@ pub fn pod_monitor(mesh: &Mesh) -> PodMonitor {
         relabel("replace", &[app.as_str()], None, None, Some("service")),
         relabel("replace", &[version.as_str()], None, None, Some("version")),
     ];
-    PodMonitor {
-        api_version: API_VERSION.to_owned(),
-        kind: KIND.to_owned(),
-        metadata: meta(NAME, Some(&mesh.namespace), &[]),
-        spec: PodMonitorSpec {
+    PodMonitor::new(
+        meta(NAME, Some(&mesh.namespace), &[]),
+        PodMonitorSpec {
             job_label: APP.to_owned(),
             namespace_selector: NamespaceSelector {
                 match_names: vec![mesh.namespace.clone()],
@@ -165,5 +162,5 @@ pub fn pod_monitor(mesh: &Mesh) -> PodMonitor {
                 relabelings,
             }],
         },
-    }
+    )
 }
