@@ -1,0 +1,118 @@
+//! The flags of the local mesh's commands: `up`, `down`, `reload`, `shift`, `status`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::MeshShapeArgs;
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Where the local mesh keeps its plan, configs, certificates, logs and pids.
+    #[arg(long, value_name = "DIR", default_value = ".meshtally")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Filter module to load into every sidecar (copied into the state dir first, so it may be
+    /// rebuilt at once). A mesh also reloads the module it was started with whenever that file
+    /// is replaced, e.g. by `make wasm`.
+    #[arg(long, value_name = "PATH")]
+    pub wasm: Option<PathBuf>,
+
+    /// Mesh file whose services' traffic rules (weights, matches, timeout, retries, fault,
+    /// circuit breaker) to apply [default: the file `up` read; with --wasm alone, none]. A
+    /// service or version added or removed cannot apply live: that is an error saying to
+    /// restart.
+    #[arg(short, long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShiftArgs {
+    /// The service whose traffic is split between its versions.
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+
+    /// Weight per version, integers summing to 100, e.g. v1=90,v2=10. On the local mesh a
+    /// version left out gets 0; versions at 0 get no traffic (header matches still reach them).
+    #[arg(value_name = "VERSION=WEIGHT,…")]
+    pub weights: String,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Shift on the cluster kubectl points at instead: patch the VirtualServices that split
+    /// traffic to the service. Takes the kubectl binary to use [default: kubectl on PATH]
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub kubectl: Option<Option<PathBuf>>,
+
+    /// With --kubectl: the kubeconfig context to use.
+    #[arg(long, value_name = "CTX", requires = "kubectl")]
+    pub context: Option<String>,
+
+    /// With --kubectl: the mesh's namespace [default: istio-demo]
+    #[arg(long, value_name = "NS", requires = "kubectl")]
+    pub namespace: Option<String>,
+
+    /// With --kubectl: take the namespace from this mesh file.
+    #[arg(short, long, value_name = "PATH", requires = "kubectl")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Print JSON: {state_dir, supervisor_pid, processes: [{name, kind, pid, running, healthy,
+    /// restarts, ports, urls}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub mesh: MeshShapeArgs,
+
+    /// Port of the gateway: `/<service>/…` is routed to that service with the prefix stripped.
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub gateway_port: u16,
+
+    /// Return once everything is ready and keep the mesh running in the background;
+    /// `deployer down` stops it.
+    #[arg(long)]
+    pub detach: bool,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Envoy binary [default: $ENVOY_BIN, then envoy on PATH, then <prefix>/lib/meshtally/envoy
+    /// when installed, then the checkout's .venv from `make setup`]
+    #[arg(long, value_name = "PATH")]
+    pub envoy: Option<PathBuf>,
+
+    /// Filter module [default: $MESHTALLY_WASM, then <prefix>/share/meshtally/meshtally_filter.wasm
+    /// when installed, then the release build of the checkout (`make wasm`); never built here]
+    #[arg(long, value_name = "PATH")]
+    pub wasm: Option<PathBuf>,
+
+    /// demo-service binary [default: the one next to this deployer executable, where `make
+    /// install` and cargo put it]
+    #[arg(long, value_name = "PATH")]
+    pub service_bin: Option<PathBuf>,
+
+    /// The WasmPlugin's pluginConfig (JSON) given to every sidecar's filter [default: {}]
+    #[arg(long, value_name = "JSON")]
+    pub plugin_config: Option<String>,
+
+    /// Also run Prometheus (Debian's `prometheus` on PATH, or $PROMETHEUS_BIN) on
+    /// 127.0.0.1:PORT, scraping every sidecar and the gateway [default port: 9090]
+    #[arg(long, value_name = "PORT", num_args = 0..=1, require_equals = true, default_missing_value = "9090")]
+    pub prometheus: Option<u16>,
+}
