@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::envoy::Admin;
 use super::layout::{sidecar_name, Layout, GATEWAY};
+use super::process::PROMETHEUS;
 use super::state::{alive, StateDir};
-use super::supervisor::PROMETHEUS;
 use crate::http;
 use crate::table::Table;
 

@@ -3,22 +3,18 @@
 //! SIGINT/SIGTERM — SIGTERM first, so Envoy and the apps drain, SIGKILL after a grace period.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use meshtally_core::app::env;
 
 use super::envoy::Admin;
-use super::layout::{sidecar_name, Layout, GATEWAY};
+use super::layout::GATEWAY;
+use super::process::{ProcessSpec, Ready};
 use super::state::{tail, StateDir};
 use super::{live, module};
-use crate::http;
 
 /// Like a kubelet's crash-loop backoff, scaled down for a laptop: 1 s, doubling, at most 10 s.
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -30,141 +26,6 @@ const GRACE: Duration = Duration::from_secs(3);
 /// With the grace period this keeps `down` within 10 s.
 const DRAIN_GATEWAY: Duration = Duration::from_secs(4);
 const DRAIN_SIDECARS: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone)]
-pub enum Ready {
-    /// Envoy's admin `/ready` answers 200 (listeners bound, filter configured).
-    Envoy(Admin),
-    /// The app's `/healthz` answers 200.
-    Healthz(u16),
-    /// Prometheus's `/-/ready` answers 200.
-    Prometheus(u16),
-}
-
-#[derive(Debug, Clone)]
-pub struct ProcessSpec {
-    pub name: String,
-    pub program: PathBuf,
-    pub args: Vec<OsString>,
-    pub env: Vec<(String, String)>,
-    pub ready: Ready,
-    pub log: PathBuf,
-}
-
-impl ProcessSpec {
-    fn is_ready(&self) -> bool {
-        match &self.ready {
-            Ready::Envoy(admin) => admin.ready(),
-            Ready::Healthz(port) => http::get(
-                &format!("http://127.0.0.1:{port}/healthz"),
-                Duration::from_millis(500),
-            )
-            .is_ok_and(|r| r.status == 200),
-            Ready::Prometheus(port) => http::get(
-                &format!("http://127.0.0.1:{port}/-/ready"),
-                Duration::from_millis(500),
-            )
-            .is_ok_and(|r| r.status == 200),
-        }
-    }
-
-    fn spawn(&self) -> Result<Child> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .with_context(|| format!("opening {}", self.log.display()))?;
-        Command::new(&self.program)
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group: a Ctrl-C in the terminal reaches the supervisor only,
-            // which then stops the children in order.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {} ({})", self.name, self.program.display()))
-    }
-}
-
-/// Every process of a local mesh, in start order: apps first, then sidecars, then the gateway,
-/// then Prometheus when asked for.
-pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
-    let envoy = |name: &str, admin: u16| ProcessSpec {
-        name: name.to_owned(),
-        program: layout.envoy.clone(),
-        args: [
-            "-c".into(),
-            state.envoy_config(name).into_os_string(),
-            // One worker: a sidecar serves one app, and every worker holds its own Wasm VM.
-            "--concurrency".into(),
-            "1".into(),
-            "--disable-hot-restart".into(),
-            "-l".into(),
-            "warning".into(),
-            // The filter's configure line names the module it runs (the VM id carries its
-            // digest): a reload can be seen in every sidecar's log.
-            "--component-log-level".into(),
-            "wasm:info".into(),
-            "--drain-time-s".into(),
-            "2".into(),
-            "--file-flush-interval-msec".into(),
-            super::access_log::FLUSH_MS.to_string().into(),
-        ]
-        .into(),
-        env: Vec::new(),
-        ready: Ready::Envoy(Admin(admin)),
-        log: state.log(name),
-    };
-    let mut specs = Vec::new();
-    for s in &layout.services {
-        for i in s.instances() {
-            let mut env = vec![
-                (env::SERVICE_NAME.into(), s.name.clone()),
-                (env::BIND.into(), "127.0.0.1".into()),
-                (env::PORT.into(), i.app_port.to_string()),
-                (env::VERSION.into(), i.version.clone()),
-                (env::PEERS.into(), layout.peers_env(s)),
-                (
-                    env::MESH_PROXY.into(),
-                    format!("http://127.0.0.1:{}", i.outbound_port),
-                ),
-            ];
-            if let Some(status) = i.fail_status {
-                env.push((env::FAIL_STATUS.into(), status.to_string()));
-            }
-            specs.push(ProcessSpec {
-                name: i.name.clone(),
-                program: layout.service_bin.clone(),
-                args: Vec::new(),
-                env,
-                ready: Ready::Healthz(i.app_port),
-                log: state.log(&i.name),
-            });
-        }
-    }
-    for s in &layout.services {
-        for i in s.instances() {
-            specs.push(envoy(&sidecar_name(&i.name), i.admin_port));
-        }
-    }
-    specs.push(envoy(GATEWAY, layout.gateway.admin_port));
-    if let Some(p) = &layout.prometheus {
-        specs.push(ProcessSpec {
-            name: PROMETHEUS.to_owned(),
-            program: p.bin.clone(),
-            args: super::prometheus::args(&state.root, p.port),
-            env: Vec::new(),
-            ready: Ready::Prometheus(p.port),
-            log: state.log(PROMETHEUS),
-        });
-    }
-    specs
-}
-
-/// The local Prometheus's process name.
-pub const PROMETHEUS: &str = "prometheus";
 
 struct Proc {
     spec: ProcessSpec,

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::layout::{FilterPlan, FilterState, Layout, Tools, GATEWAY};
+use super::process::processes;
 use super::prometheus::LocalPrometheus;
 use super::state::{alive, tail, StateDir};
-use super::supervisor::{processes, Supervisor};
+use super::supervisor::Supervisor;
 use crate::locate::Places;
 use crate::model::{FailStrategy, Mesh};
 

@@ -1,0 +1,151 @@
+//! What the local mesh runs: one [`ProcessSpec`] per app, sidecar, gateway and Prometheus, from
+//! the plan, with how to start each and how to tell it is ready. The supervisor runs them.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use meshtally_core::app::env;
+
+use super::envoy::Admin;
+use super::layout::{sidecar_name, Layout, GATEWAY};
+use super::state::StateDir;
+use crate::http;
+
+#[derive(Debug, Clone)]
+pub enum Ready {
+    /// Envoy's admin `/ready` answers 200 (listeners bound, filter configured).
+    Envoy(Admin),
+    /// The app's `/healthz` answers 200.
+    Healthz(u16),
+    /// Prometheus's `/-/ready` answers 200.
+    Prometheus(u16),
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+    pub ready: Ready,
+    pub log: PathBuf,
+}
+
+impl ProcessSpec {
+    pub(super) fn is_ready(&self) -> bool {
+        match &self.ready {
+            Ready::Envoy(admin) => admin.ready(),
+            Ready::Healthz(port) => http::get(
+                &format!("http://127.0.0.1:{port}/healthz"),
+                Duration::from_millis(500),
+            )
+            .is_ok_and(|r| r.status == 200),
+            Ready::Prometheus(port) => http::get(
+                &format!("http://127.0.0.1:{port}/-/ready"),
+                Duration::from_millis(500),
+            )
+            .is_ok_and(|r| r.status == 200),
+        }
+    }
+
+    pub(super) fn spawn(&self) -> Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: a Ctrl-C in the terminal reaches the supervisor only,
+            // which then stops the children in order.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {} ({})", self.name, self.program.display()))
+    }
+}
+
+/// Every process of a local mesh, in start order: apps first, then sidecars, then the gateway,
+/// then Prometheus when asked for.
+pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
+    let envoy = |name: &str, admin: u16| ProcessSpec {
+        name: name.to_owned(),
+        program: layout.envoy.clone(),
+        args: [
+            "-c".into(),
+            state.envoy_config(name).into_os_string(),
+            // One worker: a sidecar serves one app, and every worker holds its own Wasm VM.
+            "--concurrency".into(),
+            "1".into(),
+            "--disable-hot-restart".into(),
+            "-l".into(),
+            "warning".into(),
+            // The filter's configure line names the module it runs (the VM id carries its
+            // digest): a reload can be seen in every sidecar's log.
+            "--component-log-level".into(),
+            "wasm:info".into(),
+            "--drain-time-s".into(),
+            "2".into(),
+            "--file-flush-interval-msec".into(),
+            super::access_log::FLUSH_MS.to_string().into(),
+        ]
+        .into(),
+        env: Vec::new(),
+        ready: Ready::Envoy(Admin(admin)),
+        log: state.log(name),
+    };
+    let mut specs = Vec::new();
+    for s in &layout.services {
+        for i in s.instances() {
+            let mut env = vec![
+                (env::SERVICE_NAME.into(), s.name.clone()),
+                (env::BIND.into(), "127.0.0.1".into()),
+                (env::PORT.into(), i.app_port.to_string()),
+                (env::VERSION.into(), i.version.clone()),
+                (env::PEERS.into(), layout.peers_env(s)),
+                (
+                    env::MESH_PROXY.into(),
+                    format!("http://127.0.0.1:{}", i.outbound_port),
+                ),
+            ];
+            if let Some(status) = i.fail_status {
+                env.push((env::FAIL_STATUS.into(), status.to_string()));
+            }
+            specs.push(ProcessSpec {
+                name: i.name.clone(),
+                program: layout.service_bin.clone(),
+                args: Vec::new(),
+                env,
+                ready: Ready::Healthz(i.app_port),
+                log: state.log(&i.name),
+            });
+        }
+    }
+    for s in &layout.services {
+        for i in s.instances() {
+            specs.push(envoy(&sidecar_name(&i.name), i.admin_port));
+        }
+    }
+    specs.push(envoy(GATEWAY, layout.gateway.admin_port));
+    if let Some(p) = &layout.prometheus {
+        specs.push(ProcessSpec {
+            name: PROMETHEUS.to_owned(),
+            program: p.bin.clone(),
+            args: super::prometheus::args(&state.root, p.port),
+            env: Vec::new(),
+            ready: Ready::Prometheus(p.port),
+            log: state.log(PROMETHEUS),
+        });
+    }
+    specs
+}
+
+/// The local Prometheus's process name.
+pub const PROMETHEUS: &str = "prometheus";

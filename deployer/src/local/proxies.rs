@@ -1,0 +1,192 @@
+//! Every proxy's Envoy config from the plan: the certificates, each sidecar's and the
+//! gateway's bootstrap (inbound, outbound, the filter, the access log) and the first generation
+//! of their xDS files, as `up` writes them and `live` publishes new generations.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use super::access_log;
+use super::bootstrap::{self, Filter, Inbound, Ingress, Outbound, Proxy, Tls};
+use super::certs::{self, Ca};
+use super::layout::{
+    sidecar_name, xds_dir, FilterState, Instance, Layout, LocalService, GATEWAY, MODULES,
+};
+use super::prometheus;
+use super::routes::Upstream;
+use super::state::access_log_in;
+use super::{module, xds};
+use crate::render::security::{INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT};
+use meshtally_core::identity::spiffe_id;
+
+impl Layout {
+    /// Certificates, Envoy bootstraps and the first generation of xDS files for every proxy,
+    /// written into `dir` but naming their files as they will be found under `final_dir` (a
+    /// new state generation is renamed into place). Returns the bootstrap paths in `dir` by
+    /// proxy name.
+    pub fn write_configs(&self, dir: &Path, final_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+        let certs = dir.join(CERTS);
+        let envoy = dir.join("envoy");
+        std::fs::create_dir_all(&certs)?;
+        std::fs::create_dir_all(&envoy)?;
+        let ca = Ca::new(&certs, CA_NAME)?;
+        ca.issue(&certs, INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT)?;
+        for s in &self.services {
+            ca.issue(&certs, &self.namespace, &s.name)?;
+        }
+        let mut written = Vec::new();
+        for (name, config) in self.bootstraps(final_dir) {
+            let split = xds::split(&config, &xds_dir(final_dir, &name))?;
+            written.push((name.clone(), write_json(&envoy, &name, &split.bootstrap)?));
+            xds::write(&xds_dir(dir, &name), &split.resources, xds::FIRST_VERSION)?;
+        }
+        if self.prometheus.is_some() {
+            prometheus::write(self, dir)?;
+        }
+        Ok(written)
+    }
+
+    /// Every proxy's complete static config (sidecars, then the gateway), naming certificates
+    /// and the module as found under the state dir `root`: what the bootstrap and the xDS
+    /// files say together.
+    pub fn bootstraps(&self, root: &Path) -> Vec<(String, Value)> {
+        let certs = root.join(CERTS);
+        let mut out: Vec<(String, Value)> = self
+            .services
+            .iter()
+            .flat_map(|s| s.instances().into_iter().map(move |i| (s, i)))
+            .map(|(s, instance)| {
+                // Every version runs as the service's account, as its Deployments do.
+                let own = certs::workload_files(&certs, CA_NAME, &self.namespace, &s.name);
+                let name = sidecar_name(&instance.name);
+                let config = logged(&self.sidecar(s, &instance, &own, root), &name, root);
+                (name, config)
+            })
+            .collect();
+        let own =
+            certs::workload_files(&certs, CA_NAME, INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT);
+        out.push((
+            GATEWAY.to_owned(),
+            logged(&self.gateway_proxy(&own), GATEWAY, root),
+        ));
+        out
+    }
+
+    fn proxy_filter(&self, root: &Path) -> Filter {
+        match (&self.filter, &self.module) {
+            (FilterState::Loaded, Some(sha256)) => {
+                Filter::Wasm(module::path_in(&root.join(MODULES), sha256))
+            }
+            (FilterState::Loaded, None) => Filter::Wasm(self.wasm.clone()),
+            (FilterState::Skipped(_), _) => Filter::Skipped,
+            (FilterState::DenyAll(_), _) => Filter::DenyAll,
+        }
+    }
+
+    fn peers(&self, own: &Tls, except: Option<&str>) -> Vec<Upstream> {
+        self.services
+            .iter()
+            .filter(|p| Some(p.name.as_str()) != except)
+            .map(|p| Upstream {
+                name: p.name.clone(),
+                traffic: p.traffic.clone(),
+                endpoints: p
+                    .instances()
+                    .into_iter()
+                    .map(|i| (i.version, i.port))
+                    .collect(),
+                tls: Some((own.clone(), spiffe_id(&self.namespace, &p.name))),
+            })
+            .collect()
+    }
+
+    /// The filter's config for one sidecar: the mesh's, with the version it serves (the
+    /// local stand-in for Istio's `LABELS.version` node metadata), unless one was given.
+    fn plugin_config_for(&self, version: &str) -> Value {
+        let mut config = self.plugin_config.clone();
+        if let Some(fields) = config.as_object_mut() {
+            fields.entry("version").or_insert_with(|| json!(version));
+        }
+        config
+    }
+
+    fn sidecar(&self, s: &LocalService, instance: &Instance, own: &Tls, root: &Path) -> Proxy {
+        // Mirrors the AuthorizationPolicy `render` writes: the other services and the gateway.
+        let mut allowed: Vec<String> = self
+            .services
+            .iter()
+            .filter(|p| p.name != s.name)
+            .map(|p| spiffe_id(&self.namespace, &p.name))
+            .collect();
+        allowed.push(spiffe_id(INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT));
+        let mode = self.mtls;
+        Proxy {
+            filter: self.proxy_filter(root),
+            fail_open: self.fail_open,
+            // What Istio puts in a sidecar's node metadata; the filter reads its name from it.
+            node_metadata: json!({"WORKLOAD_NAME": instance.name, "NAMESPACE": self.namespace, "LABELS": {"app": s.name, "version": instance.version}}),
+            admin_port: instance.admin_port,
+            inbound: Some(Inbound {
+                port: instance.port,
+                app_port: instance.app_port,
+                plugin_config: self.plugin_config_for(&instance.version),
+                tls: Some((own.clone(), mode)),
+                allowed_peers: allowed,
+            }),
+            outbound: Some(Outbound {
+                port: instance.outbound_port,
+                plugin_config: self.plugin_config_for(&instance.version),
+                peers: self.peers(own, Some(&s.name)),
+            }),
+            ingress: None,
+        }
+    }
+
+    /// Istio's ingress gateway, as the demo profile installs it: its identity
+    /// (istio-ingressgateway-service-account in istio-system), and no meshtally filter, since the
+    /// rendered WasmPlugin selects only the mesh's workloads. Callees therefore report gateway
+    /// traffic as coming from `istio-ingressgateway-service-account`, locally as on a cluster.
+    fn gateway_proxy(&self, own: &Tls) -> Proxy {
+        Proxy {
+            filter: Filter::NotSelected,
+            fail_open: self.fail_open,
+            node_metadata: json!({"WORKLOAD_NAME": "istio-ingressgateway", "NAMESPACE": INGRESS_NAMESPACE, "LABELS": {"app": "istio-ingressgateway", "istio": "ingressgateway"}}),
+            admin_port: self.gateway.admin_port,
+            inbound: None,
+            outbound: Some(Outbound {
+                port: self.gateway.outbound_port,
+                plugin_config: self.plugin_config.clone(),
+                peers: self.peers(own, None),
+            }),
+            ingress: Some(Ingress {
+                port: self.gateway.port,
+                services: self
+                    .services
+                    .iter()
+                    .map(|s| (s.name.clone(), s.traffic.timeout))
+                    .collect(),
+                outbound_port: self.gateway.outbound_port,
+            }),
+        }
+    }
+}
+
+/// Where a state dir keeps certificates, and the name of the mesh CA's files.
+const CERTS: &str = "certs";
+const CA_NAME: &str = "mesh";
+
+/// A proxy's bootstrap with its JSON access log in `root`'s logs/ (`tap`, `edges`).
+fn logged(proxy: &Proxy, name: &str, root: &Path) -> Value {
+    let mut config = bootstrap::render(proxy);
+    let version = proxy.node_metadata["LABELS"]["version"].as_str();
+    access_log::add(&mut config, &access_log_in(root, name), name, version);
+    config
+}
+
+fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> Result<PathBuf> {
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
