@@ -167,3 +167,25 @@ pub fn without_context(call: &[String]) -> Vec<&str> {
     );
     call[2..].iter().map(String::as_str).collect()
 }
+
+/// One inbound `meshtally_requests_total` sample as a sidecar's `/stats/prometheus` shows it.
+pub fn prom_line(source: &str, destination: &str, class: &str, policy: &str, n: u64) -> String {
+    format!("meshtally_requests_total{{source=\"{source}\",destination=\"{destination}\",direction=\"inbound\",response_code_class=\"{class}\",connection_security_policy=\"{policy}\"}} {n}\n")
+}
+
+/// A stand-in listing `pods_json` as the running pods, each pod's sidecar answering its first
+/// and second `stats/prometheus` read as given (a pod not listed there cannot be read).
+pub fn reading_twice(pods_json: &str, reads: &[(&str, String, String)]) -> StandIn {
+    let standin = StandIn::new();
+    let stats = standin.dir.path().join("stats");
+    std::fs::create_dir(&stats).unwrap();
+    let pods = standin.dir.path().join("pods.json");
+    std::fs::write(&pods, pods_json).unwrap();
+    for (pod, first, second) in reads {
+        std::fs::write(stats.join(format!("{pod}.prom.1")), first).unwrap();
+        std::fs::write(stats.join(format!("{pod}.prom.2")), second).unwrap();
+    }
+    standin
+        .env("STANDIN_PODS_JSON", &pods)
+        .env("STANDIN_STATS_DIR", &stats)
+}
