@@ -359,6 +359,19 @@ fn a_weight_shift_under_load_reaches_every_proxy_and_fails_no_request() -> Resul
     // 10 % of 300 is 30; the binomial 99.9 % interval is about 13–47.
     let v1 = served.get("v1").copied().unwrap_or(0);
     ensure!((13..=47).contains(&v1), "after reload 10/90: {served:?}");
+    // A field other than the traffic rules is refused, not ignored: one line naming it.
+    let rules = std::fs::read_to_string(&file)?;
+    std::fs::write(&file, format!("namespace: elsewhere\n{rules}"))?;
+    let out = m.run("reload", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && err.lines().count() == 1
+            && err.contains("the namespace changed (istio-demo -> elsewhere)")
+            && err.contains("restart"),
+        "{err}"
+    );
+    std::fs::write(&file, rules)?;
     // A change that needs new processes is refused in one line that says to restart.
     std::fs::write(
         &file,
