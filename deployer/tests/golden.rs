@@ -104,31 +104,11 @@ fn traffic_rules() {
     fake_module(dir.path());
     std::fs::write(
         dir.path().join("mesh.yaml"),
-        "replicas: 1\nwasm_file: meshtally_filter.wasm\nservices:
-  - name: service-a
-    versions:
-      - {name: v1, weight: 90}
-      - {name: v2, weight: 10}
-    match:
-      - {header: x-user-group, value: beta, version: v2}
-    timeout: 2s
-    retries: {attempts: 2, per_try_timeout: 1s, retry_on: \"5xx,connect-failure\"}
-    fault:
-      delay: {fixed: 300ms, percent: 50}
-      abort: {status: 503, percent: 25}
-    circuit_breaker:
-      max_connections: 1
-      max_pending: 1
-      max_requests: 1
-      consecutive_5xx: 3
-      interval: 1s
-      base_ejection: 30s
-      max_ejection_percent: 100
-  - name: service-b
-    versions: [{name: v1}, {name: v2, fail_status: 500}]
-    circuit_breaker: {consecutive_5xx: 3, interval: 1s, max_ejection_percent: 100}
-  - service-c
-",
+        // The mesh file tests/istio judges with Istio's code (traffic_test.go), plus the module.
+        format!(
+            "wasm_file: meshtally_filter.wasm\n{}",
+            include_str!("../../tests/istio/testdata/traffic-mesh.yaml")
+        ),
     )
     .unwrap();
     check("traffic", dir.path(), &["render", "--file", "mesh.yaml"]);

@@ -9,6 +9,7 @@ package istio
 // sidecars' routes).
 
 import (
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -29,32 +30,10 @@ import (
 )
 
 // trafficMesh is the issue's example; ports are left to --base-port so `up` can pick free ones.
-const trafficMesh = `replicas: 1
-services:
-  - name: service-a
-    versions:
-      - {name: v1, weight: 90}
-      - {name: v2, weight: 10}
-    match:
-      - {header: x-user-group, value: beta, version: v2}
-    timeout: 2s
-    retries: {attempts: 2, per_try_timeout: 1s, retry_on: "5xx,connect-failure"}
-    fault:
-      delay: {fixed: 300ms, percent: 50}
-      abort: {status: 503, percent: 25}
-    circuit_breaker:
-      max_connections: 1
-      max_pending: 1
-      max_requests: 1
-      consecutive_5xx: 3
-      interval: 1s
-      base_ejection: 30s
-      max_ejection_percent: 100
-  - name: service-b
-    versions: [{name: v1}, {name: v2, fail_status: 500}]
-    circuit_breaker: {consecutive_5xx: 3, interval: 1s, max_ejection_percent: 100}
-  - service-c
-`
+// deployer's golden test renders the same file.
+//
+//go:embed testdata/traffic-mesh.yaml
+var trafficMesh string
 
 var trafficTopology = topology{name: "traffic", file: trafficMesh}
 
