@@ -46,22 +46,8 @@ pub struct ShiftArgs {
     #[command(flatten)]
     pub state: StateArgs,
 
-    /// Shift on the cluster kubectl points at instead: patch the VirtualServices that split
-    /// traffic to the service. Takes the kubectl binary to use [default: kubectl on PATH]
-    #[arg(long, value_name = "PATH", num_args = 0..=1)]
-    pub kubectl: Option<Option<PathBuf>>,
-
-    /// With --kubectl: the kubeconfig context to use.
-    #[arg(long, value_name = "CTX", requires = "kubectl")]
-    pub context: Option<String>,
-
-    /// With --kubectl: the mesh's namespace [default: istio-demo]
-    #[arg(long, value_name = "NS", requires = "kubectl")]
-    pub namespace: Option<String>,
-
-    /// With --kubectl: take the namespace from this mesh file.
-    #[arg(short, long, value_name = "PATH", requires = "kubectl")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: super::ClusterMeshArgs,
 }
 
 #[derive(Debug, Args)]

@@ -14,7 +14,8 @@ pub use local::{ReloadArgs, ShiftArgs, StateArgs, StatusArgs, UpArgs};
 pub(crate) use mesh::merged;
 pub use mesh::{MeshArgs, MeshShapeArgs};
 pub use observe::{
-    DashboardArgs, EdgesArgs, GraphArgs, SidecarArgs, StatsArgs, TapArgs, TopArgs, VerifyArgs,
+    ClusterMeshArgs, DashboardArgs, EdgesArgs, GraphArgs, SidecarArgs, StatsArgs, TapArgs, TopArgs,
+    VerifyArgs,
 };
 
 use crate::commands;

@@ -61,9 +61,18 @@ pub struct SidecarArgs {
     #[command(flatten)]
     pub state: StateArgs,
 
-    /// Read the cluster mesh kubectl points at: every running meshtally pod's sidecar, through
-    /// `kubectl exec … -c istio-proxy -- pilot-agent request GET stats…` (`tap` and `edges`:
-    /// `kubectl logs`, once `monitoring/access-log.yaml` from `render` is applied).
+    #[command(flatten)]
+    pub cluster: ClusterMeshArgs,
+}
+
+/// A mesh on the cluster kubectl points at, instead of the local one (`stats`, `top`, `edges`,
+/// `tap`, `graph`, `dashboard`, `shift`).
+#[derive(Debug, Args)]
+pub struct ClusterMeshArgs {
+    /// Work on the cluster mesh kubectl points at. Reads go to every running meshtally pod's
+    /// sidecar, through `kubectl exec … -c istio-proxy -- pilot-agent request GET stats…`
+    /// (`tap` and `edges`: `kubectl logs`, once `monitoring/access-log.yaml` from `render` is
+    /// applied); `shift` patches the VirtualServices that split traffic to the service.
     /// Takes the kubectl binary to use [default: kubectl on PATH]
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     pub kubectl: Option<Option<PathBuf>>,

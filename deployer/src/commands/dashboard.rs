@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 
-use super::observe::namespace;
+use super::observe::cluster_mesh;
 use crate::cli::{DashboardArgs, GraphArgs, SidecarArgs};
-use crate::cluster::kubectl::Kubectl;
 use crate::cluster::sidecars::ClusterSidecars;
 use crate::dashboard::export;
 use crate::dashboard::feed;
@@ -39,9 +38,7 @@ struct Opened {
 }
 
 fn open(from: SidecarArgs, window: std::time::Duration) -> Result<Opened> {
-    if let Some(kubectl) = from.kubectl {
-        let namespace = namespace(from.namespace, from.file.as_deref())?;
-        let kubectl = Kubectl::find(kubectl.as_deref(), from.context)?;
+    if let Some((kubectl, namespace)) = cluster_mesh(from.cluster)? {
         let what = format!("namespace {namespace} through {}", kubectl.bin.display());
         let hint = format!(
             "deployer verify --kubectl {}",

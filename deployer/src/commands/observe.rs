@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::cli::{EdgesArgs, SidecarArgs, StatsArgs, TapArgs, TopArgs, VerifyArgs};
+use crate::cli::{
+    ClusterMeshArgs, EdgesArgs, SidecarArgs, StatsArgs, TapArgs, TopArgs, VerifyArgs,
+};
 use crate::cluster::kubectl::Kubectl;
 use crate::cluster::sidecars::{ClusterGateway, ClusterSidecars};
 use crate::local::observed::LocalMesh;
@@ -91,15 +93,15 @@ enum Either {
 }
 
 fn open(from: SidecarArgs) -> Result<Either> {
-    Ok(if let Some(kubectl) = from.kubectl {
-        let namespace = namespace(from.namespace, from.file.as_deref())?;
-        let kubectl = Kubectl::find(kubectl.as_deref(), from.context)?;
-        Either::Cluster(ClusterSidecars::open(kubectl, namespace)?)
-    } else {
-        Either::Local(Box::new(LocalMesh::open(&StateDir::new(
-            &from.state.state_dir,
-        ))?))
-    })
+    Ok(
+        if let Some((kubectl, namespace)) = cluster_mesh(from.cluster)? {
+            Either::Cluster(ClusterSidecars::open(kubectl, namespace)?)
+        } else {
+            Either::Local(Box::new(LocalMesh::open(&StateDir::new(
+                &from.state.state_dir,
+            ))?))
+        },
+    )
 }
 
 pub fn stats(args: StatsArgs) -> Result<()> {
@@ -194,6 +196,16 @@ fn cluster_services(args: &VerifyArgs) -> Result<Vec<String>> {
         .into_iter()
         .map(|s| s.name)
         .collect())
+}
+
+/// kubectl and the mesh's namespace when `--kubectl` was given; `None` for the local mesh.
+pub(crate) fn cluster_mesh(args: ClusterMeshArgs) -> Result<Option<(Kubectl, String)>> {
+    let Some(kubectl) = args.kubectl else {
+        return Ok(None);
+    };
+    let namespace = namespace(args.namespace, args.file.as_deref())?;
+    let kubectl = Kubectl::find(kubectl.as_deref(), args.context)?;
+    Ok(Some((kubectl, namespace)))
 }
 
 /// The mesh's namespace from `--namespace` over a mesh file's, checked like `render` checks it.

@@ -5,9 +5,8 @@
 use anyhow::{bail, Result};
 
 use crate::cli::ShiftArgs;
-use crate::cluster::kubectl::Kubectl;
 use crate::cluster::shift;
-use crate::commands::observe::namespace;
+use crate::commands::observe::cluster_mesh;
 use crate::local::live;
 use crate::local::state::StateDir;
 
@@ -38,11 +37,9 @@ pub(crate) fn parse_weights(text: &str) -> Result<Vec<(String, u32)>> {
     Ok(out)
 }
 
-pub fn shift(mut args: ShiftArgs) -> Result<()> {
+pub fn shift(args: ShiftArgs) -> Result<()> {
     let weights = parse_weights(&args.weights)?;
-    if let Some(kubectl) = args.kubectl.take() {
-        let namespace = namespace(args.namespace.take(), args.file.as_deref())?;
-        let kubectl = Kubectl::find(kubectl.as_deref(), args.context.take())?;
+    if let Some((kubectl, namespace)) = cluster_mesh(args.cluster)? {
         let patched = shift::shift(&kubectl, &namespace, &args.service, &weights)?;
         if patched.is_empty() {
             crate::output::print(&format!("{} already has these weights\n", args.service))?;
