@@ -14,7 +14,7 @@ PREFIX ?= $(HOME)/.local
 # no extra release build in CI).
 PROFILE ?= release
 
-.PHONY: help setup setup-demo deny wasm size lint unit wasm-unit e2e install install-test istio-check test demo manifests bench dashboard-perf fuzz clean cluster-up cluster-down
+.PHONY: help setup setup-demo deny wasm size lint unit wasm-unit e2e install install-test istio-check test ci-cold demo manifests bench dashboard-perf fuzz clean cluster-up cluster-down
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -70,8 +70,13 @@ istio-check: wasm ## Istio's own code judges every render: validate, analyze, CR
 	cd tests/istio && go vet ./... && test -z "$$(gofmt -l .)"
 	cd tests/istio && go test -count=1 -timeout 30m ./...
 
-test: setup lint deny size unit wasm-unit e2e install-test istio-check ## everything, as CI runs it
+# Each phase is its own make run, timed (scripts/phases.sh prints the table at the end).
+test: ## everything, as CI runs it, each phase timed
+	@scripts/phases.sh setup lint deny size unit wasm-unit e2e install-test istio-check
 	@echo "make test: all checks passed"
+
+ci-cold: ## CI on a clean clone of HEAD with empty Go, cargo, npm and pip caches and a fresh HOME (about 45 min)
+	@scripts/ci-cold.sh
 
 demo: setup-demo wasm ## the local mesh: 3 services on 8000-8002 with Envoy sidecars, gateway on 8080 (Ctrl-C stops)
 	cargo build --release -p meshtally-deployer -p demo-service

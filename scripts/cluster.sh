@@ -73,7 +73,6 @@ until_ok() {
     if ((SECONDS >= deadline)); then
       echo "cluster: $what did not come up within ${secs}s; the end of $log:" >&2
       tail -n 15 "$log" >&2 || true
-      down "$dir"
       exit 1
     fi
     sleep 0.3
@@ -90,7 +89,15 @@ up() {
     return 0
   fi
   down "$dir" # whatever a crashed run left
+  # A start that fails (or is interrupted) at any step stops what it started: only the last
+  # line of up() clears this trap.
+  trap 'status=$?; trap - EXIT; echo "cluster: start failed; stopping what it started in $dir" >&2; down "$dir"; exit "$status"' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   scripts/controlplane-build.sh >&2
+  # Found before anything starts, so a missing module fails fast.
+  local crds=
+  [ "$istio_crds" = no ] || crds=$(istio_crds)
   bin=$root/.tools/kube-$KUBERNETES_VERSION/bin
   kubectl=$bin/kubectl
   rm -rf "$dir/etcd" "$dir/logs" "$dir/kubeconfig"
@@ -156,22 +163,30 @@ EOF
   until_ok "$wait_secs" kube-controller-manager "$dir/logs/kube-controller-manager.log" \
     "$kubectl" --kubeconfig="$kubeconfig" get serviceaccount default -n default
 
-  if [ "$istio_crds" = yes ]; then
-    local crds
-    crds=$(istio_crds)
+  if [ -n "$crds" ]; then
     "$kubectl" --kubeconfig="$kubeconfig" apply --server-side --field-manager=cluster-up -f "$crds" >/dev/null
     "$kubectl" --kubeconfig="$kubeconfig" wait --for=condition=Established crd --all --timeout="${wait_secs}s" >/dev/null
   fi
   echo "cluster: up in $((SECONDS - started))s: kube-apiserver https://127.0.0.1:$api_port (Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION$([ "$istio_crds" = yes ] && echo ", Istio $ISTIO_VERSION CRDs")), state in $dir" >&2
+  trap - EXIT INT TERM
   echo "export KUBECONFIG=$kubeconfig"
 }
 
-# The pinned Istio release's CRDs, from the Go module cache (downloaded once).
+# The pinned Istio release's CRDs, read from where the Go module cache extracts the module.
+# Never `go mod download` or `go list -m`: both ask the proxy for the pseudo-version's .info,
+# which it refuses (403) on a machine whose cache never held it. When the module is not extracted
+# yet, listing tests/istio's packages fetches what they import (.mod and .zip only, as
+# scripts/setup-istio.sh does).
 istio_crds() {
-  local mod
-  mod=$(go mod download -json "istio.io/istio@$ISTIO_PSEUDO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
-  [ -f "$mod/manifests/charts/base/files/crd-all.gen.yaml" ] || die "cannot find Istio $ISTIO_VERSION's CRDs (go mod download istio.io/istio@$ISTIO_PSEUDO_VERSION)"
-  echo "$mod/manifests/charts/base/files/crd-all.gen.yaml"
+  local mod crds
+  mod=$(go env GOMODCACHE)/istio.io/istio@$ISTIO_PSEUDO_VERSION
+  crds=$mod/manifests/charts/base/files/crd-all.gen.yaml
+  if ! [ -f "$crds" ]; then
+    echo "cluster: fetching istio.io/istio@$ISTIO_PSEUDO_VERSION (Istio $ISTIO_VERSION) for its CRDs" >&2
+    (cd tests/istio && go list -deps ./... >/dev/null) || true
+  fi
+  [ -f "$crds" ] || die "cannot find Istio $ISTIO_VERSION's CRDs in $mod (run scripts/setup-istio.sh, or make setup)"
+  echo "$crds"
 }
 
 command=${1:-}

@@ -1,6 +1,7 @@
 //! `scripts/cluster.sh` itself (what `make cluster-up` and `make cluster-down` run): every
 //! component listens on 127.0.0.1 only, a second `up` finds the running one, the kubeconfig
-//! reaches a node that is Ready, and `down` leaves no process behind.
+//! reaches a node that is Ready, `down` leaves no process behind, and a start that fails at any
+//! step (a component too slow, SIGTERM, Istio's module missing) leaves none either.
 
 mod common;
 
@@ -130,4 +131,102 @@ fn up_binds_loopback_only_and_down_leaves_nothing() {
     }
     let left = std::fs::read_dir(dir.join("pids")).unwrap().count();
     assert_eq!(left, 0, "pid files left behind");
+}
+
+/// Every live process whose command line names `dir` (etcd's data dir, the apiserver's
+/// certificates, each component's kubeconfig all live there).
+fn processes_naming(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (alive(pid) && cmdline.contains(&needle)).then(|| format!("{pid}: {cmdline}"))
+        })
+        .collect()
+}
+
+fn assert_failed_cleanly(out: &Output, dir: &Path, says: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the start succeeded:\n{stderr}");
+    assert!(stderr.contains(says), "expected {says:?} in:\n{stderr}");
+    // `down` waits for each component, so by now nothing may remain; a moment for the kernel.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left = processes_naming(dir);
+    assert!(left.is_empty(), "still running after a failed start:\n{}", left.join("\n"));
+}
+
+#[test]
+fn a_component_too_slow_fails_the_start_and_stops_what_it_started() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let _guard = Down(dir);
+    // No time at all for kube-apiserver to be ready: etcd and the apiserver are running by then.
+    let out = Command::new("bash")
+        .arg(common::workspace().join("scripts/cluster.sh"))
+        .args(["up", "--no-istio-crds"])
+        .arg(dir)
+        .env("CLUSTER_WAIT_SECS", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_failed_cleanly(&out, dir, "kube-apiserver did not come up within 0s");
+}
+
+#[test]
+fn sigterm_mid_start_stops_what_it_started() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let _guard = Down(dir);
+    let child = Command::new("bash")
+        .arg(common::workspace().join("scripts/cluster.sh"))
+        .args(["up", "--no-istio-crds"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupted once the apiserver has been started.
+    let pidfile = dir.join("pids/kube-apiserver.pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pidfile.exists() {
+        assert!(std::time::Instant::now() < deadline, "the apiserver never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    assert_failed_cleanly(&out, dir, "start failed; stopping what it started");
+}
+
+#[test]
+fn without_istios_module_nothing_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let cache = tmp.path().join("empty-module-cache");
+    let _guard = Down(&dir);
+    // An empty module cache and no proxy: the CRDs cannot be found, which is known before any
+    // component starts.
+    let out = Command::new("bash")
+        .arg(common::workspace().join("scripts/cluster.sh"))
+        .arg("up")
+        .arg(&dir)
+        .env("GOMODCACHE", &cache)
+        .env("GOPROXY", "off")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_failed_cleanly(&out, &dir, "cannot find Istio");
+    assert!(
+        !dir.join("pids/etcd.pid").exists(),
+        "etcd was started before the CRDs were found"
+    );
+    // Go writes its module cache read-only; let the temp dir go.
+    let _ = Command::new("chmod").arg("-R").arg("u+w").arg(&cache).status();
 }
