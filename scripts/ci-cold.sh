@@ -27,6 +27,15 @@ for f in .npmrc .gitconfig .config/go/env .config/pip; do
 done
 
 log=$dir/cold.log
+# Each line as it comes, behind the minutes since the start (a line-by-line loop: awk would
+# read its input in blocks and stamp late).
+stamp() {
+  local line
+  while IFS= read -r line; do
+    printf '[%5s min] %s\n' "$(((SECONDS - begun) / 60)).$(((SECONDS - begun) % 60 / 6))" "$line"
+  done
+}
+begun=$SECONDS
 echo "ci-cold: $rev in $dir/src (log: $log)"
 started=$(date +%s)
 status=0
@@ -39,7 +48,7 @@ status=0
     GOPATH="$dir/go" GOMODCACHE="$dir/go/pkg/mod" GOCACHE="$dir/go-build" \
     npm_config_cache="$dir/npm" PIP_CACHE_DIR="$dir/pip" \
     CI=true bash .ci/run </dev/null
-) 2>&1 | awk -v t0="$started" '{ printf "[%5.1f min] %s\n", (systime() - t0) / 60, $0; fflush() }' >"$log" || status=$?
+) 2>&1 | stamp >"$log" || status=$?
 total=$(($(date +%s) - started))
 {
   echo "---- ci-cold: $([ "$status" = 0 ] && echo passed || echo "FAILED (exit $status)") in $((total / 60)) min $((total % 60)) s"
