@@ -6,6 +6,8 @@
 #
 #   scripts/cluster.sh up [DIR] [--no-istio-crds]   start (DIR defaults to .cluster); prints the export line
 #   scripts/cluster.sh down [DIR]                   stop everything DIR's cluster runs; no process is left
+#   scripts/cluster.sh restart COMPONENT [DIR]      start one component again with the arguments it
+#                                                   first had (the fault tests SIGKILL kube-apiserver)
 #
 # DIR holds the state: pki/, etcd/, logs/, pids/ and kubeconfig. The Istio CRDs installed are
 # the pinned release's own (manifests/charts/base/files/crd-all.gen.yaml of istio.io/istio).
@@ -19,7 +21,7 @@ wait_secs=${CLUSTER_WAIT_SECS:-120}
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
 usage() {
-  echo "usage: scripts/cluster.sh up [DIR] [--no-istio-crds] | down [DIR]" >&2
+  echo "usage: scripts/cluster.sh up [DIR] [--no-istio-crds] | down [DIR] | restart COMPONENT [DIR]" >&2
   exit 2
 }
 
@@ -55,12 +57,35 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
 # start NAME ARGS…: runs bin/NAME in its own session (so a terminal's signals do not reach it),
-# logging to logs/NAME.log.
+# logging to logs/NAME.log; its arguments are kept in cmd/NAME for `restart`.
 start() {
   local name=$1
   shift
-  setsid "$bin/$name" "$@" </dev/null >"$dir/logs/$name.log" 2>&1 &
+  mkdir -p "$dir/cmd"
+  printf '%s\0' "$@" >"$dir/cmd/$name"
+  setsid "$bin/$name" "$@" </dev/null >>"$dir/logs/$name.log" 2>&1 &
   echo $! >"$dir/pids/$name.pid"
+}
+
+# One component again, with the arguments it started with; for kube-apiserver, until it is ready.
+restart() {
+  local name=$1 pid args=()
+  dir=$(cd "$dir" && pwd)
+  [ -f "$dir/cmd/$name" ] || die "no $name was started in $dir"
+  if alive "$dir/pids/$name.pid"; then
+    pid=$(cat "$dir/pids/$name.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  mapfile -d '' args <"$dir/cmd/$name"
+  bin=$root/.tools/kube-$KUBERNETES_VERSION/bin
+  start "$name" "${args[@]}"
+  if [ "$name" = kube-apiserver ]; then
+    until_ok "$wait_secs" kube-apiserver "$dir/logs/kube-apiserver.log" \
+      "$bin/kubectl" --kubeconfig="$dir/kubeconfig" get --raw=/readyz
+  fi
+  echo "cluster: $name restarted in $dir" >&2
 }
 
 # until SECONDS WHAT COMMAND…: retries COMMAND until it succeeds; on timeout, says what did not
@@ -100,7 +125,7 @@ up() {
   [ "$istio_crds" = no ] || crds=$(istio_crds)
   bin=$root/.tools/kube-$KUBERNETES_VERSION/bin
   kubectl=$bin/kubectl
-  rm -rf "$dir/etcd" "$dir/logs" "$dir/kubeconfig"
+  rm -rf "$dir/etcd" "$dir/logs" "$dir/cmd" "$dir/kubeconfig"
   mkdir -p "$dir/logs" "$dir/pids"
   "$bin/pki" "$dir/pki"
   local pki=$dir/pki kubeconfig=$dir/kubeconfig
@@ -191,6 +216,12 @@ istio_crds() {
 
 command=${1:-}
 [ $# -gt 0 ] && shift
+component=
+if [ "$command" = restart ]; then
+  [ $# -gt 0 ] || usage
+  component=$1
+  shift
+fi
 dir=.cluster
 istio=yes
 for arg in "$@"; do
@@ -206,5 +237,6 @@ down)
   down "$dir"
   echo "cluster: stopped ($dir)" >&2
   ;;
+restart) restart "$component" ;;
 *) usage ;;
 esac

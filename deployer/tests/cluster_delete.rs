@@ -1,7 +1,7 @@
 //! `deployer delete` through the kubectl stand-in, for what a control plane cannot show: the
 //! exact calls — only label-selected deletes in the mesh's namespace, never `--all`, in the safe
-//! order, the namespace looked at before it goes — and `--dry-run`, which runs no kubectl at
-//! all. What a cluster can answer (what is left, what survives, which namespace goes, kinds of
+//! order, the namespace and what lives in it looked at before it goes — and `--dry-run`, which
+//! only reads. What a cluster can answer (what is left, what survives, which namespace goes, kinds of
 //! missing CRDs skipped, unreachable clusters) is tested against the real control plane in
 //! `cluster_live.rs`.
 
@@ -100,11 +100,19 @@ fn deletes_by_label_in_order_and_the_namespace_when_ours() {
             namespace_delete("shop"),
         ]
     );
-    // The namespace is looked at before it is deleted.
-    let get_ns = without_context(&calls[calls.len() - 2]).join(" ");
+    // The namespace, and what lives in it, are looked at before it is deleted.
+    let looked: Vec<String> = calls[calls.len() - 4..calls.len() - 1]
+        .iter()
+        .map(|c| without_context(c).join(" "))
+        .collect();
     assert_eq!(
-        get_ns,
-        "get namespace shop --ignore-not-found --show-managed-fields -o json"
+        looked,
+        [
+            "get namespace shop --ignore-not-found --show-managed-fields -o json",
+            "api-resources --verbs=list --namespaced -o name",
+            "get configmaps,endpoints,pods,serviceaccounts,services,virtualservices.networking.istio.io \
+             -n shop --ignore-not-found -o json",
+        ]
     );
     for call in &calls {
         assert!(
@@ -117,7 +125,7 @@ fn deletes_by_label_in_order_and_the_namespace_when_ours() {
 }
 
 #[test]
-fn dry_run_prints_the_commands_and_runs_none() {
+fn dry_run_prints_the_commands_and_the_namespace_decision_and_deletes_nothing() {
     let standin = StandIn::new();
     let out = delete(&standin, &["--dry-run", "--namespace", "shop"]);
     assert!(
@@ -125,18 +133,57 @@ fn dry_run_prints_the_commands_and_runs_none() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(standin.calls().is_empty(), "{:?}", standin.calls());
+    // Only reads: the namespace and what lives in it.
+    for call in standin.calls() {
+        let call = without_context(&call);
+        assert!(call[0] == "get" || call[0] == "api-resources", "{call:?}");
+    }
     let k = format!("{} --context kind-standin", standin::script().display());
-    let want = format!(
+    let delete_lines = format!(
         "{k} delete virtualservices.networking.istio.io,gateways.networking.istio.io -n shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s
 {k} delete deployments.apps -n shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s --cascade=foreground
 {k} delete services,destinationrules.networking.istio.io,wasmplugins.extensions.istio.io,configmaps,serviceaccounts -n shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s
 {k} delete authorizationpolicies.security.istio.io,peerauthentications.security.istio.io -n shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s
-# then, only if meshtally alone manages namespace shop (checked with `{k} get namespace shop --ignore-not-found --show-managed-fields -o json`):
+"
+    );
+    let want = format!(
+        "{delete_lines}# then namespace shop would be deleted (nothing but meshtally's objects lives in it):
 {k} delete namespace --field-selector=metadata.name=shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s
 "
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+
+    // A user's object in it: the same decision a real delete would make, said the same way.
+    let objects = standin.dir.path().join("objects.json");
+    std::fs::write(
+        &objects,
+        r#"{"kind":"List","items":[{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"keep-me"}}]}"#,
+    )
+    .unwrap();
+    let standin = standin.env("STANDIN_OBJECTS_JSON", &objects);
+    let out = delete(&standin, &["--dry-run", "--namespace", "shop"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{delete_lines}# namespace shop would be kept: configmap/keep-me was not created by meshtally\n"
+        )
+    );
+    let out = delete(&standin, &["--namespace", "shop"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("namespace shop kept: configmap/keep-me was not created by meshtally"),
+        "{stdout}"
+    );
+    assert!(
+        !deletes(&standin).iter().any(|c| c[1] == "namespace"),
+        "the namespace was deleted"
+    );
+    // --delete-namespace: by name, whatever lives in it.
+    let out = delete(&standin, &["--namespace", "shop", "--delete-namespace"]);
+    assert!(out.status.success());
+    assert!(deletes(&standin)
+        .iter()
+        .any(|c| c[..3] == ["delete", "namespace", "shop"]));
 }
 
 #[test]

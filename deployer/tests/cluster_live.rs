@@ -284,7 +284,8 @@ fn istio_crd_validation_on_the_server() {
 }
 
 /// Delete removes what apply made and nothing else: a ConfigMap without our labels stays, and
-/// so does a namespace someone else created; a namespace meshtally alone made goes.
+/// so does a namespace someone else created, or one meshtally made that holds a user's object;
+/// a namespace meshtally alone made and alone fills goes.
 #[test]
 fn delete_removes_exactly_what_apply_created() {
     let _state = shared_state();
@@ -317,7 +318,10 @@ fn delete_removes_exactly_what_apply_created() {
         work.path(),
         &["delete", "--namespace", "live-theirs", "--timeout", "120"],
     ));
-    assert!(stdout.contains("namespace live-theirs stays"), "{stdout}");
+    assert!(
+        stdout.contains("namespace live-theirs kept: meshtally did not create it"),
+        "{stdout}"
+    );
     let left = cp.kubectl_ok(
         &[
             "get",
@@ -356,6 +360,75 @@ fn delete_removes_exactly_what_apply_created() {
     assert!(stdout.contains("namespace live-ours included"), "{stdout}");
     let gone = cp.kubectl(&["get", "namespace", "live-ours"], None);
     assert!(!gone.status.success(), "namespace live-ours still exists");
+
+    // Ours, but a user's object lives in it: the namespace stays, and so does the object; the
+    // dry run says the same beforehand; --delete-namespace takes it all when asked.
+    let kept = [
+        "--services",
+        "4",
+        "--replicas",
+        "1",
+        "--namespace",
+        "live-kept",
+    ];
+    ok(&apply(&cp, work.path(), &kept, &[]));
+    cp.kubectl_ok(
+        &[
+            "create",
+            "configmap",
+            "keep-me",
+            "-n",
+            "live-kept",
+            "--from-literal=a=b",
+        ],
+        None,
+    );
+    let why = "namespace live-kept kept: configmap/keep-me was not created by meshtally";
+    let dry = ok(&cp.deployer(
+        work.path(),
+        &["delete", "--namespace", "live-kept", "--dry-run"],
+    ));
+    assert!(
+        dry.contains(
+            "# namespace live-kept would be kept: configmap/keep-me was not created by meshtally"
+        ),
+        "{dry}"
+    );
+    let stdout = ok(&cp.deployer(
+        work.path(),
+        &["delete", "--namespace", "live-kept", "--timeout", "120"],
+    ));
+    assert!(stdout.contains(why), "{stdout}");
+    let left = cp.kubectl_ok(
+        &[
+            "get",
+            "configmaps,services,deployments",
+            "-n",
+            "live-kept",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert!(left.contains("configmap/keep-me"), "{left}");
+    assert!(
+        !left.contains("service/"),
+        "meshtally objects left behind: {left}"
+    );
+    let stdout = ok(&cp.deployer(
+        work.path(),
+        &[
+            "delete",
+            "--namespace",
+            "live-kept",
+            "--delete-namespace",
+            "--timeout",
+            "120",
+        ],
+    ));
+    assert!(stdout.contains("namespace live-kept included"), "{stdout}");
+    let gone = cp.kubectl(&["get", "namespace", "live-kept"], None);
+    assert!(!gone.status.success(), "namespace live-kept still exists");
 
     // The namespace from a mesh file; one that is not there is said so, and that is no error.
     std::fs::write(work.path().join("mesh.yaml"), "namespace: live-absent\n").unwrap();
@@ -652,4 +725,146 @@ fn shift_patches_the_virtual_services_in_place() {
         vec![("v2".to_owned(), 100)],
         "a refused shift patches nothing"
     );
+}
+
+/// Every route of every VirtualService in `ns` splits whole: its weights sum to 100 (a lone
+/// destination carries no weight).
+fn assert_whole_splits(cp: &ControlPlane, ns: &str) {
+    let json = cp.kubectl_ok(&["get", "virtualservices", "-n", ns, "-o", "json"], None);
+    let list: Value = serde_json::from_str(&json).unwrap();
+    for vs in list["items"].as_array().unwrap() {
+        for route in vs["spec"]["http"].as_array().unwrap() {
+            let destinations = route["route"].as_array().unwrap();
+            let sum: u64 = destinations
+                .iter()
+                .map(|d| d["weight"].as_u64().unwrap_or(100))
+                .sum();
+            assert_eq!(
+                sum,
+                100,
+                "{} route {}: {destinations:?}",
+                name_of(vs),
+                route["name"]
+            );
+        }
+    }
+}
+
+/// kube-apiserver SIGKILLed between objects, mid-`apply` and mid-`shift` (a kubectl wrapper
+/// kills the real process once kubectl has reported the chosen object done): each command
+/// fails in one line naming what was and was not applied or patched; with the apiserver back,
+/// no VirtualService holds a split that does not sum to 100, and the same command again
+/// converges to exactly the render (`kubectl diff --server-side` finds nothing).
+#[test]
+fn api_server_killed_mid_apply_and_mid_shift() {
+    let cp = ControlPlane::own();
+    let work = work();
+    let ns = "fault";
+    std::fs::write(
+        work.path().join("canary.yaml"),
+        "namespace: fault\nreplicas: 1\nservices:\n  - name: service-a\n    versions:\n      - {name: v1, weight: 90}\n      - {name: v2, weight: 10}\n  - service-b\n  - service-c\n  - service-d\n",
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let wrapper = common::workspace().join("deployer/tests/fixtures/kubectl-killing-apiserver.sh");
+    let pidfile = cp.dir().join("pids/kube-apiserver.pid");
+    let real = controlplane::kubectl_bin();
+    let killing = |at: &str, args: &[&str]| {
+        let _ = std::fs::remove_file(state.path().join("count"));
+        let _ = std::fs::remove_file(state.path().join("killed"));
+        let out = cp.deployer_via(
+            &wrapper,
+            work.path(),
+            args,
+            &[
+                ("KUBECONFIG", cp.kubeconfig.as_os_str()),
+                ("REAL_KUBECTL", real.as_os_str()),
+                ("APISERVER_PIDFILE", pidfile.as_os_str()),
+                ("KILL_STATE", state.path().as_os_str()),
+                ("KILL_AT", std::ffi::OsStr::new(at)),
+            ],
+        );
+        assert!(
+            state.path().join("killed").exists(),
+            "the apiserver was never killed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let apply_args = [
+        "apply",
+        "--wasm-file",
+        "meshtally_filter.wasm",
+        "--timeout",
+        "180",
+        "-f",
+        "canary.yaml",
+    ];
+
+    // Mid-apply: the namespace and five objects in, then the apiserver dies.
+    let out = killing("apply:6", &apply_args);
+    let line = one_line_error(
+        &out,
+        &["apply stopped after 5 of ", "applied: ", "not applied: "],
+    );
+    assert!(line.contains("`deployer apply` again converges"), "{line}");
+    cp.restart("kube-apiserver");
+    assert_whole_splits(&cp, ns);
+    ok(&cp.deployer(work.path(), &apply_args));
+    let rendered = common::deployer_in(
+        work.path(),
+        &[
+            "render",
+            "--wasm-file",
+            "meshtally_filter.wasm",
+            "-f",
+            "canary.yaml",
+        ],
+    );
+    let file = work.path().join("rendered.yaml");
+    std::fs::write(&file, ok_bytes(&rendered)).unwrap();
+    let diff = cp.kubectl(
+        &[
+            "diff",
+            "--server-side",
+            "--field-manager=meshtally",
+            "-f",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        diff.status.success(),
+        "the cluster differs from the render after the second apply:\n{}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
+
+    // Mid-shift: one VirtualService patched, then the apiserver dies.
+    let shift_args = ["shift", "service-a", "v1=20,v2=80", "--namespace", ns];
+    let out = killing("patch:1", &shift_args);
+    one_line_error(
+        &out,
+        &[
+            "shift stopped after 1 of 2 VirtualServices",
+            "patched: virtualservice/",
+            "not patched: virtualservice/",
+        ],
+    );
+    cp.restart("kube-apiserver");
+    assert_whole_splits(&cp, ns);
+    let splits = |cp: &ControlPlane| {
+        [
+            split(&routes(cp, ns, "service-a"), "service-a"),
+            split(&routes(cp, ns, "meshtally-ingress"), "service-a"),
+        ]
+    };
+    let new = vec![("v1".to_owned(), 20), ("v2".to_owned(), 80)];
+    let old = vec![("v1".to_owned(), 90), ("v2".to_owned(), 10)];
+    let mut halves = splits(&cp).to_vec();
+    halves.sort();
+    assert_eq!(halves, [new.clone(), old], "one patched, one not");
+    ok(&cp.deployer(work.path(), &shift_args));
+    assert_eq!(splits(&cp), [new.clone(), new]);
+    assert_whole_splits(&cp, ns);
 }

@@ -155,7 +155,11 @@ fn assert_failed_cleanly(out: &Output, dir: &Path, says: &str) {
     // `down` waits for each component, so by now nothing may remain; a moment for the kernel.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let left = processes_naming(dir);
-    assert!(left.is_empty(), "still running after a failed start:\n{}", left.join("\n"));
+    assert!(
+        left.is_empty(),
+        "still running after a failed start:\n{}",
+        left.join("\n")
+    );
 }
 
 #[test]
@@ -193,7 +197,10 @@ fn sigterm_mid_start_stops_what_it_started() {
     let pidfile = dir.join("pids/kube-apiserver.pid");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !pidfile.exists() {
-        assert!(std::time::Instant::now() < deadline, "the apiserver never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the apiserver never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let term = Command::new("kill")
@@ -228,5 +235,9 @@ fn without_istios_module_nothing_starts() {
         "etcd was started before the CRDs were found"
     );
     // Go writes its module cache read-only; let the temp dir go.
-    let _ = Command::new("chmod").arg("-R").arg("u+w").arg(&cache).status();
+    let _ = Command::new("chmod")
+        .arg("-R")
+        .arg("u+w")
+        .arg(&cache)
+        .status();
 }

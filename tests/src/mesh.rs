@@ -187,11 +187,12 @@ impl Drop for LocalMesh {
         let supervisor =
             std::fs::read_to_string(self.state().supervisor_pid_path()).unwrap_or_default();
         let _ = self.run("down", &[]);
-        for pid in pids
-            .values()
-            .map(|p| *p as i32)
-            .chain(supervisor.trim().parse().ok())
-        {
+        for pid in pids.values().map(|p| *p as i32).chain(
+            supervisor
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok()),
+        ) {
             if alive(pid) {
                 let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
             }

@@ -385,3 +385,99 @@ fn a_weight_shift_under_load_reaches_every_proxy_and_fails_no_request() -> Resul
     );
     Ok(())
 }
+
+/// A sidecar that keeps dying through a `shift` (SIGKILLed each time the supervisor brings it
+/// back): the shift fails in one line naming it; every other proxy runs the new generation
+/// (never a mix); once left alone, the supervisor's restart comes back on that generation and
+/// the mesh serves the new split from every caller.
+#[test]
+fn a_sidecar_dying_mid_shift_is_named_and_comes_back_on_the_new_generation() -> Result<()> {
+    let (base, gateway) = free_ports(3)?;
+    let base = base.to_string();
+    let m = LocalMesh::up_file(
+        "services:\n  - name: service-a\n  - name: service-b\n    versions:\n      - {name: v1, weight: 100}\n      - {name: v2, weight: 0}\n  - name: service-c\n",
+        gateway,
+        &["--base-port", &base],
+    )?;
+    let victim = "service-a-sidecar";
+    let state = m.state();
+    let stop = AtomicBool::new(false);
+    let (out, kills) = std::thread::scope(|scope| {
+        let killer = scope.spawn(|| {
+            let mut kills = 0;
+            while !stop.load(Ordering::SeqCst) {
+                if let Some(pid) = state.read_pids().get(victim) {
+                    if state.owns(*pid as i32) {
+                        let _ = std::process::Command::new("kill")
+                            .args(["-KILL", &pid.to_string()])
+                            .status();
+                        kills += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            kills
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let out = m.run("shift", &["service-b", "v1=0,v2=100"]);
+        stop.store(true, Ordering::SeqCst);
+        (out, killer.join().unwrap_or(0))
+    });
+    ensure!(kills > 0, "the sidecar was never killed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "the shift succeeded: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    ensure!(errors.len() == 1, "not one error line: {stderr}");
+    ensure!(
+        errors[0].contains(&format!("{victim} does not answer"))
+            && errors[0].contains("every other proxy runs version 2"),
+        "{stderr}"
+    );
+    // Every other proxy: the new generation in every route table.
+    for (proxy, port) in m.layout.proxies() {
+        if proxy == victim {
+            continue;
+        }
+        let routes = Admin(port).config_versions()?.routes;
+        ensure!(
+            !routes.is_empty() && routes.iter().all(|(_, v)| v == "2"),
+            "{proxy}: {routes:?}"
+        );
+    }
+    // Left alone, the victim comes back on that generation.
+    let port = m
+        .layout
+        .proxies()
+        .into_iter()
+        .find(|(p, _)| p == victim)
+        .map(|(_, port)| port)
+        .unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Ok(v) = Admin(port).config_versions() {
+            if !v.routes.is_empty() && v.routes.iter().all(|(_, v)| v == "2") {
+                break;
+            }
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{victim} did not come back on version 2:\n{}",
+            m.log("supervisor")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for path in [
+        "/service-a/call/service-b",
+        "/service-c/call/service-b",
+        "/service-b/info",
+    ] {
+        for _ in 0..10 {
+            let r = http::get_host(m.gateway(), "localhost", path, &[])?;
+            ensure!(r.status == 200, "{path}: {}", r.status);
+            let got = served_version(&r.body);
+            ensure!(got.as_deref() == Some("v2"), "{path} served by {got:?}");
+        }
+    }
+    ensure!(m.validate_configs()? == m.layout.proxies().len());
+    Ok(())
+}

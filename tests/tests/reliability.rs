@@ -367,3 +367,240 @@ fn down_during_load_drains_accepted_requests() -> Result<()> {
     assert!(all_gone(pids.values().copied()), "left running: {pids:?}");
     Ok(())
 }
+
+fn one_error_line(out: &std::process::Output) -> Result<String> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "it succeeded: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    ensure!(
+        errors.len() == 1 && stderr.lines().last() == errors.first().copied(),
+        "not one error line at the end: {stderr}"
+    );
+    Ok(errors[0].to_owned())
+}
+
+/// A process that is not the mesh's: `sleep`, in its own session.
+fn stranger() -> Result<std::process::Child> {
+    Ok(std::process::Command::new("setsid")
+        .args(["sleep", "120"])
+        .spawn()?)
+}
+
+/// The state dir damaged while the mesh runs: the plan truncated, then deleted; the pid files
+/// pointing at a stranger. `status` says what is wrong in one line, `up` refuses to start over
+/// the live mesh, and `down` stops exactly the mesh's processes (the stranger lives on).
+#[test]
+fn a_damaged_state_dir_never_costs_a_strangers_process_or_a_live_mesh() -> Result<()> {
+    let m = LocalMesh::up_on_free_ports(2, &[])?;
+    let state = m.state();
+    let own: Vec<u32> = m.pids().values().copied().collect();
+    ensure!(own.len() == 5, "{own:?}");
+    let mut stranger = stranger()?;
+    let stranger_pid = stranger.id();
+
+    // The plan truncated: status names it and the processes that still run.
+    let plan = std::fs::read(state.layout_path())?;
+    std::fs::write(state.layout_path(), &plan[..plan.len() / 2])?;
+    let line = one_error_line(&m.run("status", &[]))?;
+    ensure!(
+        line.contains("is not a meshtally state file")
+            && line.contains("processes of this mesh still run")
+            && line.contains("deployer down"),
+        "{line}"
+    );
+    // The pid files pointing at the stranger.
+    let mut pids = m.pids();
+    let first = pids.keys().next().cloned().unwrap_or_default();
+    pids.insert(first, stranger_pid);
+    std::fs::write(state.pids_path(), serde_json::to_vec(&pids)?)?;
+    std::fs::write(state.supervisor_pid_path(), format!("{stranger_pid}\n"))?;
+    // The plan deleted.
+    std::fs::remove_file(state.layout_path())?;
+    let line = one_error_line(&m.run("status", &[]))?;
+    ensure!(line.contains("processes of this mesh still run"), "{line}");
+
+    // `up` over it is refused, and starts nothing.
+    let (base, gateway) = meshtally_tests::mesh::free_ports(2)?;
+    let state_dir = m.state_dir();
+    let up = meshtally_tests::mesh::deployer(&[
+        "up",
+        "--detach",
+        "--services",
+        "2",
+        "--base-port",
+        &base.to_string(),
+        "--gateway-port",
+        &gateway.to_string(),
+        "--state-dir",
+        state_dir.to_str().unwrap_or_default(),
+        "--wasm",
+        meshtally_tests::filter_wasm().to_str().unwrap_or_default(),
+    ]);
+    let line = one_error_line(&up)?;
+    ensure!(line.contains("already running in"), "{line}");
+
+    // `down` stops the mesh's own processes, never the stranger.
+    let down = m.run("down", &[]);
+    ensure!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !all_gone(own.iter().copied()) {
+        ensure!(Instant::now() < deadline, "the mesh's processes still run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ensure!(
+        state.own_processes().is_empty(),
+        "left running: {:?}",
+        state.own_processes()
+    );
+    let alive = stranger.try_wait()?.is_none();
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    ensure!(alive, "down killed a process that was not the mesh's");
+    Ok(())
+}
+
+/// `up` on a full filesystem (a 256 KiB tmpfs under the state dir's parent) and `up` whose
+/// gateway port a stranger takes while the apps start: one line each, no process of the mesh
+/// left running, no half-written state (no state dir, no temporary generation, no run markers).
+#[test]
+fn up_out_of_disk_or_out_of_ports_leaves_nothing_behind() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let full = tmp.path().join("full");
+    std::fs::create_dir(&full)?;
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&full)
+        .status()?;
+    ensure!(
+        mounted.success(),
+        "mounting a tmpfs (the test runs as root, as CI does)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(full.clone());
+    let wasm = meshtally_tests::filter_wasm();
+    let up = |state: &std::path::Path| {
+        let (base, gateway) = meshtally_tests::mesh::free_ports(2).unwrap_or((0, 0));
+        let (base, gateway) = (base.to_string(), gateway.to_string());
+        let args = vec![
+            "up",
+            "--detach",
+            "--services",
+            "2",
+            "--base-port",
+            &base,
+            "--gateway-port",
+            &gateway,
+            "--state-dir",
+            state.to_str().unwrap_or_default(),
+            "--wasm",
+            wasm.to_str().unwrap_or_default(),
+        ];
+        meshtally_tests::mesh::deployer(&args)
+    };
+    let nothing_left = |state: &std::path::Path| -> Result<()> {
+        let dir = meshtally_deployer::local_mesh::StateDir::new(state);
+        ensure!(
+            dir.own_processes().is_empty(),
+            "left running: {:?}",
+            dir.own_processes()
+        );
+        for marker in ["pids.json", "supervisor.pid", "ready"] {
+            ensure!(
+                !state.join(marker).exists(),
+                "{marker} left in {}",
+                state.display()
+            );
+        }
+        Ok(())
+    };
+
+    // The disk is full: the new generation cannot be written.
+    let state = full.join("state");
+    let out = up(&state);
+    let line = one_error_line(&out)?;
+    ensure!(line.contains("No space left on device"), "{line}");
+    ensure!(!state.exists(), "a state dir was left: {}", state.display());
+    let leftovers: Vec<_> = std::fs::read_dir(&full)?.filter_map(|e| e.ok()).collect();
+    ensure!(leftovers.is_empty(), "half-written: {leftovers:?}");
+    nothing_left(&state)?;
+
+    // A stranger takes the gateway's port once the plan has checked it: an Envoy wrapper hands
+    // it to a process of its own session, bound, before the gateway's Envoy starts.
+    let wrapper = tmp.path().join("envoy.sh");
+    let (taken, bound) = (tmp.path().join("taken"), tmp.path().join("bound"));
+    let (base, gateway) = meshtally_tests::mesh::free_ports(2)?;
+    let real_envoy = meshtally_tests::envoy::envoy_bin()?;
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n\
+             case \"$*\" in *ingress-gateway.json*)\n\
+               if mkdir {taken} 2>/dev/null; then\n\
+                 env -u MESHTALLY_STATE_DIR setsid python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", {gateway})); s.listen(); open(\"{bound}\", \"w\").close(); time.sleep(60)' &\n\
+                 echo $! > {holder}\n\
+                 while [ ! -e {bound} ]; do sleep 0.01; done\n\
+               fi;;\n\
+             esac\n\
+             exec {real} \"$@\"\n",
+            taken = taken.display(),
+            bound = bound.display(),
+            holder = tmp.path().join("holder").display(),
+            real = real_envoy.display(),
+        ),
+    )?;
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()?;
+    let state = tmp.path().join("state");
+    let out = meshtally_tests::mesh::deployer(&[
+        "up",
+        "--detach",
+        "--services",
+        "2",
+        "--base-port",
+        &base.to_string(),
+        "--gateway-port",
+        &gateway.to_string(),
+        "--state-dir",
+        state.to_str().unwrap_or_default(),
+        "--wasm",
+        wasm.to_str().unwrap_or_default(),
+        "--envoy",
+        wrapper.to_str().unwrap_or_default(),
+    ]);
+    let holder: Option<u32> = std::fs::read_to_string(tmp.path().join("holder"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
+    let line = one_error_line(&out);
+    if let Some(pid) = holder {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+    }
+    let line = line?;
+    ensure!(holder.is_some(), "the stranger never took the port");
+    ensure!(
+        line.contains("gateway") && line.contains("ddress already in use"),
+        "{line}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !meshtally_deployer::local_mesh::StateDir::new(&state)
+        .own_processes()
+        .is_empty()
+    {
+        ensure!(Instant::now() < deadline, "the mesh's processes still run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nothing_left(&state)?;
+    Ok(())
+}

@@ -54,9 +54,15 @@ pub struct DeleteArgs {
     #[command(flatten)]
     pub cluster: KubectlArgs,
 
-    /// Print the kubectl commands delete would run and run none.
+    /// Print the kubectl commands delete would run, and what would become of the namespace;
+    /// delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Delete the namespace too, whatever else lives in it. Without it the namespace goes only
+    /// when meshtally created it and nothing but meshtally's objects is left in it.
+    #[arg(long)]
+    pub delete_namespace: bool,
 
     /// Seconds each delete may wait for its objects (and the workloads' pods) to be gone.
     #[arg(long, value_name = "SECS", default_value_t = 300)]

@@ -55,8 +55,8 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub state: StateArgs,
 
-    /// Print JSON: {state_dir, supervisor_pid, processes: [{name, kind, pid, running, healthy,
-    /// restarts, ports, urls}]}.
+    /// Print JSON: {state_dir, supervisor_pid, processes: [{name, kind, pid, running, stranger,
+    /// healthy, restarts, ports, urls}], problems}.
     #[arg(long)]
     pub json: bool,
 }

@@ -80,7 +80,7 @@ impl ApplyPlan {
             )
             .with_context(|| format!("namespace {ns} did not become Active"))?;
         eprintln!("applying {objects} objects…");
-        self.apply(rest)?;
+        self.apply(rest).map_err(|e| partial(e, rest))?;
 
         let workloads: Vec<String> = self.mesh.workloads().collect();
         eprintln!(
@@ -107,30 +107,44 @@ impl ApplyPlan {
         Ok(())
     }
 
-    fn apply(&self, docs: &[u8]) -> Result<()> {
+    /// One `kubectl apply --server-side` of a stream. A failure carries what kubectl reported
+    /// applied before it stopped, so the error can name what was and was not.
+    fn apply(&self, docs: &[u8]) -> Result<(), ApplyError> {
         let manager = format!("--field-manager={FIELD_MANAGER}");
         let mut args = vec!["apply", "--server-side", &manager];
         if self.force_conflicts {
             args.push("--force-conflicts");
         }
         args.extend(["-f", "-"]);
-        match self.kubectl.run(&args, Some(docs)) {
-            Ok(_) => Ok(()),
-            Err(KubectlError::Failed { reason, .. }) if reason.contains("Apply failed with") => {
-                bail!(
-                    "{reason}: another field manager changed fields that meshtally applies; \
-                     `deployer apply --force-conflicts` takes them back"
-                )
-            }
+        let output = self
+            .kubectl
+            .output(&args, Some(docs))
+            .map_err(|e| ApplyError {
+                message: e.to_string(),
+                applied: Vec::new(),
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let applied = applied_objects(&output.stdout);
+        let reason = super::kubectl::reason(&output);
+        let message = if reason.contains("Apply failed with") {
+            format!(
+                "{reason}: another field manager changed fields that meshtally applies; \
+                 `deployer apply --force-conflicts` takes them back"
+            )
+        } else if reason.starts_with("Error from server") || reason.contains(" is invalid: ") {
             // The server's own words: `Error from server (…)`, or for a failed validation
             // (schema, CEL) `The <Kind> "<name>" is invalid: <field>: <why>`.
-            Err(KubectlError::Failed { reason, .. })
-                if reason.starts_with("Error from server") || reason.contains(" is invalid: ") =>
-            {
-                bail!("the API server refused the mesh: {reason}")
+            format!("the API server refused the mesh: {reason}")
+        } else {
+            KubectlError::Failed {
+                command: self.kubectl.display(&args),
+                reason,
             }
-            Err(e) => Err(e.into()),
-        }
+            .to_string()
+        };
+        Err(ApplyError { message, applied })
     }
 
     /// Waits for one Deployment; a failure names it and the condition that holds it back.
@@ -236,6 +250,80 @@ impl ApplyPlan {
     }
 }
 
+/// A failed `kubectl apply` of a stream: why, and the objects (`kind/name`) it applied first.
+#[derive(Debug)]
+struct ApplyError {
+    message: String,
+    applied: Vec<String>,
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+/// The objects of kubectl's apply output, `<resource>[.<group>]/<name> serverside-applied`,
+/// as `kind/name` (the group dropped, lowercase).
+fn applied_objects(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_suffix(" serverside-applied"))
+        .filter_map(|object| {
+            let (resource, name) = object.split_once('/')?;
+            let kind = resource.split('.').next()?;
+            Some(format!("{}/{name}", kind.to_lowercase()))
+        })
+        .collect()
+}
+
+/// The objects of a YAML stream as `kind/name` (lowercase kind), in stream order.
+fn stream_objects(docs: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(docs);
+    text.split("\n---\n")
+        .flat_map(|doc| doc.strip_prefix("---\n").or(Some(doc)))
+        .filter_map(|doc| serde_norway::from_str::<serde_json::Value>(doc).ok())
+        .filter_map(|object| {
+            let kind = object["kind"].as_str()?.to_lowercase();
+            let name = object["metadata"]["name"].as_str()?;
+            Some(format!("{kind}/{name}"))
+        })
+        .collect()
+}
+
+/// A stream's apply that stopped part-way, as one line: how far it got, what was applied and
+/// what was not, and that applying again converges (server-side apply is idempotent).
+fn partial(error: ApplyError, docs: &[u8]) -> anyhow::Error {
+    let all = stream_objects(docs);
+    if error.applied.is_empty() && all.is_empty() {
+        return error.into();
+    }
+    let (applied, missing): (Vec<&String>, Vec<&String>) =
+        all.iter().partition(|o| error.applied.contains(o));
+    let list = |objects: &[&String]| {
+        if objects.is_empty() {
+            "none".to_owned()
+        } else {
+            objects
+                .iter()
+                .map(|o| o.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    anyhow::anyhow!(
+        "apply stopped after {} of {} objects ({}); applied: {}; not applied: {}; \
+         `deployer apply` again converges to the render",
+        applied.len(),
+        all.len(),
+        error.message,
+        list(&applied),
+        list(&missing)
+    )
+}
+
 /// `--services N` when the names are the generated ones, else `--names a,b,…`.
 pub fn services_flag(mesh: &Mesh) -> String {
     let generated = mesh
@@ -301,6 +389,37 @@ mod tests {
         let mut whole = Vec::new();
         bundle.write_stream(&mut whole, true).unwrap();
         assert_eq!(whole.len(), ns.len() + rest.len());
+    }
+
+    #[test]
+    fn a_stopped_apply_names_what_was_and_was_not_applied() {
+        let stdout = b"serviceaccount/service-a serverside-applied\n\
+            virtualservice.networking.istio.io/service-a serverside-applied\n";
+        assert_eq!(
+            applied_objects(stdout),
+            ["serviceaccount/service-a", "virtualservice/service-a"]
+        );
+        let docs = b"---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: service-a\n\
+            ---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: service-a\n\
+            ---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: service-a\n";
+        assert_eq!(
+            stream_objects(docs),
+            [
+                "serviceaccount/service-a",
+                "virtualservice/service-a",
+                "deployment/service-a"
+            ]
+        );
+        let error = ApplyError {
+            message: "The connection to the server 127.0.0.1:1 was refused".into(),
+            applied: applied_objects(stdout),
+        };
+        assert_eq!(
+            partial(error, docs).to_string(),
+            "apply stopped after 2 of 3 objects (The connection to the server 127.0.0.1:1 was \
+             refused); applied: serviceaccount/service-a, virtualservice/service-a; not applied: \
+             deployment/service-a; `deployer apply` again converges to the render"
+        );
     }
 
     #[test]

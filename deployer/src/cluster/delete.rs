@@ -3,8 +3,9 @@
 //! qualified names (Istio's `gateways` is not the Gateway API's), in the order that keeps the
 //! mesh safe while it goes: ingress routes first so no new traffic comes in, then the workloads
 //! (waiting for their pods to stop), then the rest, and the security policies last, so no pod
-//! ever runs without them. The Namespace goes only when meshtally alone manages it: a namespace
-//! that existed before (or that someone else also edits) may hold objects that are not ours.
+//! ever runs without them. The Namespace goes only when meshtally created it, alone manages it,
+//! and nothing but meshtally's objects lives in it (Helm's rule, one step further: an uninstall
+//! never takes a user's object with it), or when the user says `--delete-namespace`.
 
 use crate::output::outln;
 use std::time::Duration;
@@ -98,18 +99,25 @@ impl Step {
 }
 
 /// The Namespace's delete: by the label too, and by name through a field selector (kubectl
-/// takes no name together with a label selector), so only this namespace can match.
-pub fn namespace_args(namespace: &str, timeout: Duration) -> Vec<String> {
-    vec![
-        "delete".to_owned(),
-        "namespace".to_owned(),
-        format!("--field-selector=metadata.name={namespace}"),
-        "-l".to_owned(),
-        selector(),
+/// takes no name together with a label selector), so only this namespace can match. With
+/// `--delete-namespace` (`forced`) by name alone: the user asked for that namespace.
+pub fn namespace_args(namespace: &str, timeout: Duration, forced: bool) -> Vec<String> {
+    let mut args = vec!["delete".to_owned(), "namespace".to_owned()];
+    if forced {
+        args.push(namespace.to_owned());
+    } else {
+        args.extend([
+            format!("--field-selector=metadata.name={namespace}"),
+            "-l".to_owned(),
+            selector(),
+        ]);
+    }
+    args.extend([
         "--ignore-not-found".to_owned(),
         "--wait=true".to_owned(),
         format!("--timeout={}s", timeout.as_secs()),
-    ]
+    ]);
+    args
 }
 
 /// Whether the Namespace (as `kubectl get namespace -o json` printed it) may be deleted.
@@ -156,37 +164,181 @@ pub fn namespace_verdict(json: &str) -> Result<NamespaceVerdict> {
     }
 }
 
+/// The objects in a namespace that keep it: every one meshtally did not create, as
+/// `kind[.group]/name` (kubectl's `-o name` spelling), from `kubectl get … -o json`'s List.
+/// Not counted: meshtally's own (labelled; the delete removes them), objects with an owner (they
+/// go with it, and the owner itself is listed), and what Kubernetes puts in every namespace or
+/// derives from a Service (the `default` ServiceAccount, the `kube-root-ca.crt` ConfigMap,
+/// Endpoints, Events).
+pub fn foreign_objects(list_json: &[u8]) -> Result<Vec<String>> {
+    let list: Value = serde_json::from_slice(list_json)
+        .context("kubectl printed a list of objects that is not JSON")?;
+    let mut foreign: Vec<String> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|item| {
+            let meta = &item["metadata"];
+            let kind = item["kind"].as_str().unwrap_or_default();
+            let name = meta["name"].as_str().unwrap_or_default();
+            let ours = meta["labels"][MANAGED_BY.0].as_str() == Some(MANAGED_BY.1);
+            let owned = meta["ownerReferences"]
+                .as_array()
+                .is_some_and(|owners| !owners.is_empty());
+            let automatic = matches!(
+                (kind, name),
+                ("ServiceAccount", "default")
+                    | ("ConfigMap", "kube-root-ca.crt")
+                    | ("Endpoints", _)
+                    | ("Event", _)
+            );
+            !(ours || owned || automatic)
+        })
+        .map(|item| {
+            let kind = item["kind"].as_str().unwrap_or("object").to_lowercase();
+            let group = item["apiVersion"]
+                .as_str()
+                .and_then(|v| v.rsplit_once('/'))
+                .map(|(group, _)| format!(".{group}"))
+                .unwrap_or_default();
+            let name = item["metadata"]["name"].as_str().unwrap_or_default();
+            format!("{kind}{group}/{name}")
+        })
+        .collect();
+    foreign.sort();
+    Ok(foreign)
+}
+
+/// What happens to the namespace once meshtally's objects are gone, and why.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NamespaceDecision {
+    Delete,
+    Absent,
+    /// Kept, with the one reason printed after "namespace NS kept: ".
+    Keep(String),
+}
+
+/// The decision from the namespace's verdict and the objects that would be left in it.
+pub fn decide(verdict: NamespaceVerdict, foreign: &[String], forced: bool) -> NamespaceDecision {
+    match verdict {
+        NamespaceVerdict::Absent => NamespaceDecision::Absent,
+        _ if forced => NamespaceDecision::Delete,
+        NamespaceVerdict::NotOurs => NamespaceDecision::Keep(format!(
+            "meshtally did not create it (it is not labelled {})",
+            selector()
+        )),
+        NamespaceVerdict::Shared(managers) => {
+            NamespaceDecision::Keep(format!("it is also managed by {}", managers.join(", ")))
+        }
+        NamespaceVerdict::Delete => match foreign {
+            [] => NamespaceDecision::Delete,
+            [one] => NamespaceDecision::Keep(format!("{one} was not created by meshtally")),
+            [first, rest @ ..] => NamespaceDecision::Keep(format!(
+                "{first} and {} more were not created by meshtally",
+                rest.len()
+            )),
+        },
+    }
+}
+
 /// A checked delete: the cluster answers.
 pub struct DeletePlan {
     kubectl: Kubectl,
     namespace: String,
     timeout: Duration,
+    /// `--delete-namespace`: the namespace goes whatever else lives in it.
+    delete_namespace: bool,
 }
 
-pub fn plan(kubectl: Kubectl, namespace: String, timeout: Duration) -> Result<DeletePlan> {
+pub fn plan(
+    kubectl: Kubectl,
+    namespace: String,
+    timeout: Duration,
+    delete_namespace: bool,
+) -> Result<DeletePlan> {
     checks::reachable(&kubectl)?;
     Ok(DeletePlan {
         kubectl,
         namespace,
         timeout,
+        delete_namespace,
     })
 }
 
-/// What `--dry-run` prints: every command, the Namespace's with the condition it runs under.
-pub fn dry_run(kubectl: &Kubectl, namespace: &str, timeout: Duration) -> String {
+/// What `--dry-run` prints: every delete it would run (none is run), then what would become
+/// of the namespace and why, read from the cluster with `get` calls only; without a cluster,
+/// the condition the namespace's delete runs under.
+pub fn dry_run(kubectl: &Kubectl, namespace: &str, timeout: Duration, forced: bool) -> String {
     let mut out = String::new();
     for step in steps(&[]) {
         let args = step.args(namespace, timeout);
         out.push_str(&kubectl.display(&as_strs(&args)));
         out.push('\n');
     }
-    out.push_str(&format!(
-        "# then, only if meshtally alone manages namespace {namespace} (checked with `{}`):\n",
-        kubectl.display(&namespace_get_args(namespace))
-    ));
-    out.push_str(&kubectl.display(&as_strs(&namespace_args(namespace, timeout))));
-    out.push('\n');
+    let namespace_delete = kubectl.display(&as_strs(&namespace_args(namespace, timeout, forced)));
+    match namespace_decision(kubectl, namespace, forced) {
+        Ok(NamespaceDecision::Delete) => out.push_str(&format!(
+            "# then namespace {namespace} would be deleted (nothing but meshtally's objects lives in it):\n{namespace_delete}\n"
+        )),
+        Ok(NamespaceDecision::Absent) => {
+            out.push_str(&format!("# namespace {namespace} does not exist\n"))
+        }
+        Ok(NamespaceDecision::Keep(why)) => {
+            out.push_str(&format!("# namespace {namespace} would be kept: {why}\n"))
+        }
+        Err(e) => out.push_str(&format!(
+            "# then, only if meshtally created namespace {namespace} and nothing else lives in it \
+             (the cluster could not be asked: {e:#}):\n{namespace_delete}\n"
+        )),
+    }
     out
+}
+
+/// Reads the namespace and what lives in it, and decides.
+fn namespace_decision(kubectl: &Kubectl, ns: &str, forced: bool) -> Result<NamespaceDecision> {
+    let json = kubectl.run(&namespace_get_args(ns), None)?;
+    let verdict = namespace_verdict(&String::from_utf8_lossy(&json))?;
+    let foreign = match verdict {
+        NamespaceVerdict::Delete if !forced => foreign_objects(&list_namespace(kubectl, ns)?)?,
+        _ => Vec::new(),
+    };
+    Ok(decide(verdict, &foreign, forced))
+}
+
+/// Every listable object in the namespace, of every kind the cluster serves (CRDs included),
+/// as one JSON List. Events are left out: they come and go on their own.
+fn list_namespace(kubectl: &Kubectl, ns: &str) -> Result<Vec<u8>> {
+    let resources = kubectl.run(
+        &[
+            "api-resources",
+            "--verbs=list",
+            "--namespaced",
+            "-o",
+            "name",
+        ],
+        None,
+    )?;
+    let resources: Vec<String> = String::from_utf8_lossy(&resources)
+        .lines()
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && *r != "events" && *r != "events.events.k8s.io")
+        .map(str::to_owned)
+        .collect();
+    if resources.is_empty() {
+        return Ok(br#"{"items":[]}"#.to_vec());
+    }
+    Ok(kubectl.run(
+        &[
+            "get",
+            &resources.join(","),
+            "-n",
+            ns,
+            "--ignore-not-found",
+            "-o",
+            "json",
+        ],
+        None,
+    )?)
 }
 
 impl DeletePlan {
@@ -203,28 +355,20 @@ impl DeletePlan {
                 .run(&as_strs(&step.args(ns, self.timeout)), None)?;
             deleted += count_deleted(&out);
         }
-        let json = self.kubectl.run(&namespace_get_args(ns), None)?;
-        let verdict = namespace_verdict(&String::from_utf8_lossy(&json))?;
-        match verdict {
-            NamespaceVerdict::Delete => {
+        match namespace_decision(&self.kubectl, ns, self.delete_namespace)? {
+            NamespaceDecision::Delete => {
                 eprintln!("deleting namespace {ns}…");
-                let out = self
-                    .kubectl
-                    .run(&as_strs(&namespace_args(ns, self.timeout)), None)?;
+                let args = namespace_args(ns, self.timeout, self.delete_namespace);
+                let out = self.kubectl.run(&as_strs(&args), None)?;
                 deleted += count_deleted(&out);
                 outln!("deleted {deleted} objects, namespace {ns} included")?;
             }
-            NamespaceVerdict::Absent => {
+            NamespaceDecision::Absent => {
                 outln!("deleted {deleted} objects; namespace {ns} does not exist")?
             }
-            NamespaceVerdict::NotOurs => outln!(
-                "deleted {deleted} objects; namespace {ns} is not labelled {}, so it stays",
-                selector()
-            )?,
-            NamespaceVerdict::Shared(managers) => outln!(
-                "deleted {deleted} objects; namespace {ns} stays: it is also managed by {} \
-                 (`kubectl delete namespace {ns}` removes it and everything left in it)",
-                managers.join(", ")
+            NamespaceDecision::Keep(why) => outln!(
+                "deleted {deleted} objects; namespace {ns} kept: {why} \
+                 (`deployer delete --namespace {ns} --delete-namespace` removes it and everything in it)"
             )?,
         }
         Ok(())
@@ -319,8 +463,10 @@ mod tests {
             assert!(args.windows(2).any(|w| w == ["-n", "demo"]));
             assert!(!args.iter().any(|a| a.starts_with("--all")));
         }
-        let ns = namespace_args("demo", Duration::from_secs(60));
+        let ns = namespace_args("demo", Duration::from_secs(60), false);
         assert!(ns.contains(&"--field-selector=metadata.name=demo".to_owned()));
+        let forced = namespace_args("demo", Duration::from_secs(60), true);
+        assert_eq!(forced[..3], ["delete", "namespace", "demo"]);
     }
 
     #[test]
@@ -365,5 +511,61 @@ mod tests {
         );
         assert_eq!(namespace_verdict("\n").unwrap(), NamespaceVerdict::Absent);
         assert!(namespace_verdict("{").is_err());
+    }
+
+    #[test]
+    fn what_keeps_a_namespace() {
+        let list = br#"{"kind":"List","items":[
+            {"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"keep-me"}},
+            {"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"kube-root-ca.crt"}},
+            {"kind":"ServiceAccount","apiVersion":"v1","metadata":{"name":"default"}},
+            {"kind":"ServiceAccount","apiVersion":"v1","metadata":{"name":"robot"}},
+            {"kind":"Endpoints","apiVersion":"v1","metadata":{"name":"service-a"}},
+            {"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"service-a-x1",
+              "ownerReferences":[{"kind":"Service","name":"service-a"}]}},
+            {"kind":"Service","apiVersion":"v1","metadata":{"name":"service-a",
+              "labels":{"app.kubernetes.io/managed-by":"meshtally"}}},
+            {"kind":"VirtualService","apiVersion":"networking.istio.io/v1","metadata":{"name":"theirs"}}
+        ]}"#;
+        let foreign = foreign_objects(list).unwrap();
+        assert_eq!(
+            foreign,
+            [
+                "configmap/keep-me",
+                "serviceaccount/robot",
+                "virtualservice.networking.istio.io/theirs"
+            ]
+        );
+        assert_eq!(
+            decide(NamespaceVerdict::Delete, &foreign[..1], false),
+            NamespaceDecision::Keep("configmap/keep-me was not created by meshtally".into())
+        );
+        assert_eq!(
+            decide(NamespaceVerdict::Delete, &foreign, false),
+            NamespaceDecision::Keep(
+                "configmap/keep-me and 2 more were not created by meshtally".into()
+            )
+        );
+        assert_eq!(
+            decide(NamespaceVerdict::Delete, &[], false),
+            NamespaceDecision::Delete
+        );
+        assert_eq!(
+            decide(NamespaceVerdict::Delete, &foreign, true),
+            NamespaceDecision::Delete
+        );
+        assert_eq!(
+            decide(NamespaceVerdict::NotOurs, &[], true),
+            NamespaceDecision::Delete
+        );
+        assert_eq!(
+            decide(NamespaceVerdict::Absent, &[], true),
+            NamespaceDecision::Absent
+        );
+        assert!(matches!(
+            decide(NamespaceVerdict::Shared(vec!["kubectl-create".into()]), &[], false),
+            NamespaceDecision::Keep(why) if why == "it is also managed by kubectl-create"
+        ));
+        assert!(foreign_objects(b"[").is_err());
     }
 }

@@ -90,7 +90,10 @@ pub fn shift(
         );
     }
     let list = get(kubectl, namespace, VIRTUAL_SERVICES)?;
-    let mut patched = Vec::new();
+    // Every patch is worked out before the first is sent, so a failure part-way can name what
+    // was and was not patched. Each patch replaces one VirtualService's routes whole, so every
+    // object holds either its old split or its new one: its weights always sum to 100.
+    let mut todo = Vec::new();
     for vs in list["items"].as_array().into_iter().flatten() {
         let Some(http) = reweight(&vs["spec"], &host, weights) else {
             continue;
@@ -102,8 +105,11 @@ pub fn shift(
             "metadata": {"resourceVersion": vs["metadata"]["resourceVersion"]},
             "spec": {"http": http},
         });
-        let patch = serde_json::to_string(&patch)?;
-        kubectl.run(
+        todo.push((name.to_owned(), serde_json::to_string(&patch)?));
+    }
+    let mut patched = Vec::new();
+    for (i, (name, patch)) in todo.iter().enumerate() {
+        let result = kubectl.run(
             &[
                 "patch",
                 VIRTUAL_SERVICES,
@@ -112,14 +118,31 @@ pub fn shift(
                 namespace,
                 "--type=merge",
                 "-p",
-                &patch,
+                patch,
                 "--request-timeout=30s",
             ],
             None,
-        )?;
-        patched.push(Patched {
-            name: name.to_owned(),
-        });
+        );
+        if let Err(e) = result {
+            let names = |items: &[(String, String)]| -> String {
+                if items.is_empty() {
+                    return "none".to_owned();
+                }
+                items
+                    .iter()
+                    .map(|(n, _)| format!("virtualservice/{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            bail!(
+                "shift stopped after {i} of {} VirtualServices ({e}); patched: {}; not patched: {}; \
+                 each keeps a whole split; the same `deployer shift` again converges",
+                todo.len(),
+                names(&todo[..i]),
+                names(&todo[i..])
+            );
+        }
+        patched.push(Patched { name: name.clone() });
     }
     if patched.is_empty() && !already_split(&list, &host, weights) {
         bail!("no VirtualService in namespace {namespace} routes to {host}: apply the mesh first (`deployer apply`)");

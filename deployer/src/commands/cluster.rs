@@ -39,16 +39,20 @@ pub fn delete(args: DeleteArgs) -> Result<()> {
     let namespace = namespace(args.namespace, args.file.as_deref())?;
     let timeout = Duration::from_secs(args.timeout);
     if args.dry_run {
-        // Printed as they would run, with the kubectl given; nothing is looked up or run.
+        // Printed as they would run, with the kubectl given; only `get` calls are made, to say
+        // what would become of the namespace.
         let kubectl = Kubectl {
             bin: args.cluster.kubectl.unwrap_or_else(|| "kubectl".into()),
             context: args.cluster.context,
         };
-        out!("{}", delete::dry_run(&kubectl, &namespace, timeout))?;
+        out!(
+            "{}",
+            delete::dry_run(&kubectl, &namespace, timeout, args.delete_namespace)
+        )?;
         return Ok(());
     }
     let kubectl = Kubectl::find(args.cluster.kubectl.as_deref(), args.cluster.context)?;
-    delete::plan(kubectl, namespace, timeout)?.run()
+    delete::plan(kubectl, namespace, timeout, args.delete_namespace)?.run()
 }
 
 pub fn push(args: PushArgs) -> Result<()> {

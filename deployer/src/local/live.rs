@@ -75,6 +75,7 @@ fn publish(state: &StateDir, layout: &Layout) -> Result<u64> {
     }
     let version = current_version(state) + 1;
     let mut removes = false;
+    let mut remove_unneeded = false;
     for (name, resources) in &splits {
         let dir = xds_dir(&state.root, name);
         let mut first = resources.clone();
@@ -86,14 +87,29 @@ fn publish(state: &StateDir, layout: &Layout) -> Result<u64> {
         removes |= first.clusters.len() > before;
         xds::write(&dir, &first, version)?;
     }
+    // Clusters no route needs go once every proxy that answers runs the new routes. A proxy
+    // that does not answer (it died, or hangs) is not waited for: the supervisor restarts it
+    // from these very files, so it comes back on this generation. One that answers but still
+    // runs older routes keeps the old clusters in place (every proxy stays consistent), and
+    // the change is saved before the error names it.
+    let mut behind = None;
     if removes {
-        confirm(layout, version, Change::Routes)?;
-        for (name, resources) in &splits {
-            xds::write_clusters(&xds_dir(&state.root, name), resources, version)?;
+        match wait_for(layout, version, Change::Routes) {
+            Ok(_) => remove_unneeded = true,
+            Err(late) if late.all_silent() => remove_unneeded = true,
+            Err(late) => behind = Some(late),
+        }
+        if remove_unneeded {
+            for (name, resources) in &splits {
+                xds::write_clusters(&xds_dir(&state.root, name), resources, version)?;
+            }
         }
     }
     write_atomic(&state.xds_version_path(), version.to_string().as_bytes())?;
     write_atomic(&state.layout_path(), &serde_json::to_vec_pretty(layout)?)?;
+    if let Some(late) = behind {
+        bail!("{late}");
+    }
     Ok(version)
 }
 
@@ -105,14 +121,67 @@ pub fn current_version(state: &StateDir) -> u64 {
         .unwrap_or(xds::FIRST_VERSION)
 }
 
-/// Waits until every proxy runs `version` (for `change`); names the ones that do not.
+/// Waits until every proxy runs `version`; names the ones that do not, and why.
 pub fn confirm(layout: &Layout, version: u64, change: Change) -> Result<Duration> {
+    wait_for(layout, version, change).map_err(|late| anyhow::anyhow!("{late}"))
+}
+
+/// The proxies a publication did not reach in time: each with the versions it runs, or `None`
+/// when its admin endpoint did not answer.
+#[derive(Debug)]
+pub struct Unconfirmed {
+    version: u64,
+    late: Vec<(String, Option<Vec<String>>)>,
+    proxies: usize,
+}
+
+impl Unconfirmed {
+    /// No late proxy answered: each died or hangs, and loads the files when it is back.
+    fn all_silent(&self) -> bool {
+        self.late.iter().all(|(_, runs)| runs.is_none())
+    }
+}
+
+impl std::fmt::Display for Unconfirmed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.version;
+        let why: Vec<String> = self
+            .late
+            .iter()
+            .map(|(name, runs)| match runs {
+                None => format!(
+                    "{name} does not answer (it died or hangs; restarted, it loads version {v})"
+                ),
+                Some(runs) => format!(
+                    "{name} still runs version {} (its log in logs/ says why)",
+                    runs.join("/")
+                ),
+            })
+            .collect();
+        write!(
+            f,
+            "version {v} did not reach {} of {} proxies within {} s: {}; every other proxy runs version {v}",
+            self.late.len(),
+            self.proxies,
+            CONFIRM_TIMEOUT.as_secs(),
+            why.join("; ")
+        )
+    }
+}
+
+/// Polls every proxy's admin endpoint until all run `version`.
+fn wait_for(layout: &Layout, version: u64, change: Change) -> Result<Duration, Unconfirmed> {
     let begin = Instant::now();
     let want = version.to_string();
-    let mut waiting = layout.proxies();
+    let proxies = layout.proxies();
+    let mut waiting: Vec<(String, u16, Option<Vec<String>>)> = proxies
+        .iter()
+        .map(|(name, port)| (name.clone(), *port, None))
+        .collect();
     while !waiting.is_empty() {
-        waiting.retain(|(_, port)| {
+        waiting.retain_mut(|(_, port, runs)| {
             let Ok(versions) = Admin(*port).config_versions() else {
+                *runs = None;
                 return true;
             };
             let filter_ok = change != Change::Module
@@ -120,18 +189,23 @@ pub fn confirm(layout: &Layout, version: u64, change: Change) -> Result<Duration
                 || versions.filter.as_deref() == Some(&want);
             let routes_ok =
                 !versions.routes.is_empty() && versions.routes.iter().all(|(_, v)| *v == want);
+            let mut seen: Vec<String> = versions.routes.iter().map(|(_, v)| v.clone()).collect();
+            seen.dedup();
+            *runs = Some(seen);
             !(routes_ok && filter_ok)
         });
         if waiting.is_empty() {
             break;
         }
         if begin.elapsed() > CONFIRM_TIMEOUT {
-            let names: Vec<&str> = waiting.iter().map(|(n, _)| n.as_str()).collect();
-            bail!(
-                "version {version} did not reach {} within {} s: its log in logs/ says why",
-                names.join(", "),
-                CONFIRM_TIMEOUT.as_secs()
-            );
+            return Err(Unconfirmed {
+                version,
+                late: waiting
+                    .into_iter()
+                    .map(|(name, _, runs)| (name, runs))
+                    .collect(),
+                proxies: proxies.len(),
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     }

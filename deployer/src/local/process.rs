@@ -144,6 +144,12 @@ pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
             log: state.log(PROMETHEUS),
         });
     }
+    // Each carries the mesh's marker: how `down` and `status` know it for this mesh's own.
+    let root = state.root.to_string_lossy().into_owned();
+    for spec in &mut specs {
+        spec.env
+            .push((super::state::MARKER.to_owned(), root.clone()));
+    }
     specs
 }
 

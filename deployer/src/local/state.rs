@@ -13,6 +13,12 @@ use super::module;
 /// The state dir `up` and the others use without `--state-dir`.
 pub const DEFAULT: &str = ".meshtally";
 
+/// The variable every process of a local mesh (and a detached supervisor) starts with, naming
+/// its state dir. It is how `down`, `status` and `up` tell the mesh's own processes from any
+/// other whatever the pid files say: a pid the kernel has since given to a stranger never
+/// carries it, and a damaged or deleted pid file hides no process of the mesh.
+pub const MARKER: &str = "MESHTALLY_STATE_DIR";
+
 #[derive(Debug, Clone)]
 pub struct StateDir {
     pub root: PathBuf,
@@ -68,20 +74,63 @@ impl StateDir {
         self.root.join("xds").join("version")
     }
 
-    /// The pid of a live supervisor of this dir, if any.
+    /// The pid of a live supervisor of this dir, if any: the one `supervisor.pid` names when
+    /// that process is still the one that wrote it (same start time), else the parent of the
+    /// mesh's processes (a foreground `up` whose pid file was damaged).
     pub fn running_supervisor(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.supervisor_pid_path())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        alive(pid).then_some(pid)
+        let recorded = std::fs::read_to_string(self.supervisor_pid_path()).unwrap_or_default();
+        let mut fields = recorded.split_whitespace().map(str::parse::<u64>);
+        if let (Some(Ok(pid)), Some(Ok(start))) = (fields.next(), fields.next()) {
+            let pid = i32::try_from(pid).unwrap_or(0);
+            if alive(pid) && start_time(pid) == Some(start) {
+                return Some(pid);
+            }
+        }
+        let own = self.own_processes();
+        // A detached supervisor carries the marker itself; a foreground one is the parent of
+        // the processes it started.
+        own.iter()
+            .copied()
+            .find(|pid| is_supervisor(*pid))
+            .or_else(|| {
+                own.iter()
+                    .filter_map(|pid| parent(*pid))
+                    .find(|ppid| is_supervisor(*ppid))
+            })
     }
 
-    /// The supervisor, or any process it started, is still alive.
+    /// Records this process as the dir's supervisor: its pid and start time.
+    pub fn record_supervisor(&self) -> Result<()> {
+        let pid = std::process::id();
+        let start = start_time(pid as i32).unwrap_or(0);
+        write_atomic(
+            &self.supervisor_pid_path(),
+            format!("{pid} {start}\n").as_bytes(),
+        )
+    }
+
+    /// Whether `pid` is a live process of this mesh: started with its marker.
+    pub fn owns(&self, pid: i32) -> bool {
+        alive(pid) && marker_of(pid).is_some_and(|root| root == self.root.as_os_str())
+    }
+
+    /// Every live process started with this mesh's marker, found in /proc whatever the pid
+    /// files say.
+    pub fn own_processes(&self) -> Vec<i32> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let mut pids: Vec<i32> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|pid| *pid as u32 != std::process::id() && self.owns(*pid))
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// The supervisor, or any process of the mesh, is still alive.
     pub fn is_running(&self) -> bool {
-        self.running_supervisor().is_some()
-            || self.read_pids().values().any(|pid| alive(*pid as i32))
+        self.running_supervisor().is_some() || !self.own_processes().is_empty()
     }
 
     /// What a printed `deployer …` hint must add to reach this state dir: nothing for the
@@ -96,6 +145,26 @@ impl StateDir {
             " --state-dir {}",
             crate::shell::quote(&self.root.to_string_lossy())
         )
+    }
+
+    /// `up` never starts over a live mesh, whatever its pid files say.
+    pub fn refuse_if_running(&self) -> Result<()> {
+        let own = self.own_processes();
+        match self.running_supervisor() {
+            Some(pid) => bail!(
+                "a mesh is already running in {} (supervisor pid {pid}): stop it with `deployer down{}` first",
+                self.root.display(),
+                self.flag()
+            ),
+            None if !own.is_empty() => bail!(
+                "{} processes of a mesh still run in {} (pids {}): stop them with `deployer down{}` first",
+                own.len(),
+                self.root.display(),
+                own.iter().map(i32::to_string).collect::<Vec<_>>().join(", "),
+                self.flag()
+            ),
+            None => Ok(()),
+        }
     }
 
     pub fn read_layout(&self) -> Result<Layout> {
@@ -114,13 +183,7 @@ impl StateDir {
     /// Writes a fresh generation (plan, the module, certificates, Envoy configs, empty logs)
     /// and swaps it in; returns the plan as saved (with the module the sidecars run).
     pub fn prepare(&self, layout: &Layout) -> Result<Layout> {
-        if let Some(pid) = self.running_supervisor() {
-            bail!(
-                "a mesh is already running in {} (supervisor pid {pid}): stop it with `deployer down{}` first",
-                self.root.display(),
-                self.flag()
-            );
-        }
+        self.refuse_if_running()?;
         let parent = match self.root.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -193,6 +256,41 @@ pub fn access_log_in(root: &Path, proxy: &str) -> PathBuf {
     root.join("logs").join(format!("{proxy}.access.log"))
 }
 
+/// When a process started, in clock ticks after boot (`/proc/PID/stat`'s 22nd field): with the
+/// pid, it names one process for good.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name start with the 3rd, the state.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// The state dir a process was started for (its [`MARKER`] variable), if any.
+fn marker_of(pid: i32) -> Option<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{MARKER}=");
+    environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(prefix.as_bytes()))
+        .map(|root| std::ffi::OsStr::from_bytes(root).to_owned())
+}
+
+fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A live `deployer` process (a supervisor is `deployer up` or `deployer supervise`).
+fn is_supervisor(pid: i32) -> bool {
+    alive(pid)
+        && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+            exe.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("deployer"))
+        })
+}
+
 /// A process exists and is not a zombie (an exited child whose parent has not reaped it yet).
 pub fn alive(pid: i32) -> bool {
     if pid <= 0 || !super::signal::exists(pid) {
@@ -211,6 +309,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// The line of a log that says why a process stopped, for a one-line error: the last line that
+/// names an error (Envoy's `[critical]`/`[error]`, a Rust `error:`), without Envoy's bracketed
+/// prefixes; else the last line; else that the log is empty.
+pub fn last_error(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = lines
+        .iter()
+        .rev()
+        .find(|l| {
+            let lower = l.to_lowercase();
+            lower.contains("[critical]") || lower.contains("[error]") || lower.starts_with("error")
+        })
+        .or(lines.last())
+        .copied()
+        .unwrap_or("its log is empty");
+    // `[2026-…][12][critical][main] [source/server/server.cc:…] message`: the message.
+    let mut message = line;
+    while let Some(rest) = message.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((_, after)) => message = after.trim_start(),
+            None => break,
+        }
+    }
+    message
+        .strip_prefix("error: ")
+        .unwrap_or(message)
+        .to_owned()
 }
 
 /// The last `n` lines of a log file, for error messages.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::envoy::Admin;
@@ -23,6 +23,9 @@ pub(crate) struct Process {
     pub kind: &'static str,
     pub pid: Option<u32>,
     pub running: bool,
+    /// The pid file names a live process that is not this mesh's (the pid was reused): it is
+    /// shown, never signalled.
+    pub stranger: bool,
     /// Answers its health check (an app's `/healthz`, Envoy's `/ready`, Prometheus's
     /// `/-/ready`).
     pub healthy: bool,
@@ -36,6 +39,8 @@ pub(crate) struct Status {
     pub state_dir: String,
     pub supervisor_pid: Option<i32>,
     pub processes: Vec<Process>,
+    /// What is wrong with the state dir's records, one line each.
+    pub problems: Vec<String>,
 }
 
 /// How each process is checked.
@@ -115,14 +120,39 @@ fn urls(kind: &str, ports: &BTreeMap<&'static str, u16>) -> BTreeMap<&'static st
 }
 
 /// Reads the state dir and checks every process (in parallel: each check is a loopback call).
+/// A process counts as running only when it is this mesh's own (it carries the mesh's marker);
+/// what is wrong with the records (a damaged pids file, a pid now held by a stranger) is said.
 pub(crate) fn read(state: &StateDir) -> Result<Status> {
-    let layout = state.read_layout()?;
+    let layout = match state.read_layout() {
+        Ok(layout) => layout,
+        // The plan is gone or damaged while the mesh may still run: say both, and how to stop it.
+        Err(e) if state.is_running() => bail!(
+            "{e:#}, but {} processes of this mesh still run{}: `deployer down{}` stops them",
+            state.own_processes().len(),
+            state
+                .running_supervisor()
+                .map(|pid| format!(" (supervisor pid {pid})"))
+                .unwrap_or_default(),
+            state.flag()
+        ),
+        Err(e) => return Err(e),
+    };
+    let mut problems = Vec::new();
     let pids = state.read_pids();
+    if let Ok(text) = std::fs::read(state.pids_path()) {
+        if serde_json::from_slice::<BTreeMap<String, u32>>(&text).is_err() {
+            problems.push(format!(
+                "{} is damaged: the processes below are found by their marker only",
+                state.pids_path().display()
+            ));
+        }
+    }
     let restarts = state.read_restarts();
     let planned = planned(&layout);
     let processes = crate::parallel::map(&planned, 8, |(name, kind, ports, health)| {
         let pid = pids.get(name).copied();
-        let running = pid.is_some_and(|p| alive(p as i32));
+        let running = pid.is_some_and(|p| state.owns(p as i32));
+        let stranger = pid.is_some_and(|p| !running && alive(p as i32));
         let healthy = running
             && match health {
                 Health::Url(u) => {
@@ -135,16 +165,26 @@ pub(crate) fn read(state: &StateDir) -> Result<Status> {
             kind,
             pid,
             running,
+            stranger,
             healthy,
             restarts: restarts.get(name).copied().unwrap_or(0),
             urls: urls(kind, ports),
             ports: ports.clone(),
         }
     });
+    for p in processes.iter().filter(|p| p.stranger) {
+        problems.push(format!(
+            "{} records pid {} for {}, which is another process now (not signalled)",
+            state.pids_path().display(),
+            p.pid.unwrap_or_default(),
+            p.name
+        ));
+    }
     Ok(Status {
         state_dir: state.root.display().to_string(),
         supervisor_pid: state.running_supervisor(),
         processes,
+        problems,
     })
 }
 
@@ -156,10 +196,11 @@ impl Status {
                 .to_vec(),
         );
         for p in &self.processes {
-            let state = match (p.running, p.healthy) {
-                (true, true) => "ready",
-                (true, false) => "not ready",
-                (false, _) => "stopped",
+            let state = match (p.running, p.healthy, p.stranger) {
+                (true, true, _) => "ready",
+                (true, false, _) => "not ready",
+                (false, _, true) => "pid reused",
+                (false, _, false) => "stopped",
             };
             let ports: Vec<String> = p.ports.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let shown = ["gateway", "prometheus", "admin"]
@@ -181,7 +222,12 @@ impl Status {
             Some(pid) => format!("mesh in {} (supervisor pid {pid}):\n", self.state_dir),
             None => format!("mesh in {}: not running\n", self.state_dir),
         };
-        head + &t.render()
+        let problems: String = self
+            .problems
+            .iter()
+            .map(|p| format!("warning: {p}\n"))
+            .collect();
+        head + &problems + &t.render()
     }
 }
 

@@ -59,7 +59,7 @@ impl Supervisor {
             signal_hook::consts::SIGHUP,
             Arc::new(AtomicBool::new(false)),
         )?;
-        std::fs::write(state.supervisor_pid_path(), std::process::id().to_string())?;
+        state.record_supervisor()?;
         let procs = specs
             .into_iter()
             .map(|spec| Proc {
@@ -173,9 +173,10 @@ impl Supervisor {
                 };
                 if let Some(status) = p.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                     bail!(
-                        "{} exited during start-up ({status}); last log lines:\n{}",
+                        "{} exited during start-up ({status}): {} (its log: {})",
                         p.spec.name,
-                        tail(&p.spec.log, 8)
+                        super::state::last_error(&p.spec.log),
+                        p.spec.log.display()
                     );
                 }
                 if p.spec.is_ready() {

@@ -44,13 +44,7 @@ pub struct UpPlan {
 
 pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
     let state = StateDir::new(&req.state_dir);
-    if let Some(pid) = state.running_supervisor() {
-        bail!(
-            "a mesh is already running in {} (supervisor pid {pid}): stop it with `deployer down{}` first",
-            state.root.display(),
-            state.flag()
-        );
-    }
+    state.refuse_if_running()?;
     let places = Places::here();
     let envoy = places.envoy(req.envoy.as_deref())?;
     let service_bin = places.demo_service(req.service_bin.as_deref())?;
@@ -175,6 +169,7 @@ impl UpPlan {
             .arg("supervise")
             .arg("--state-dir")
             .arg(&self.state.root)
+            .env(super::state::MARKER, &self.state.root)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -188,9 +183,11 @@ impl UpPlan {
         let deadline = Instant::now() + READY_TIMEOUT + Duration::from_secs(5);
         while !self.state.ready_path().exists() {
             if let Some(status) = child.try_wait()? {
+                // The supervisor stopped whatever it had started; its last error says why.
                 bail!(
-                    "the mesh did not start ({status}):\n{}",
-                    tail(&log_path, 12)
+                    "the mesh did not start ({status}): {} (see {})",
+                    super::state::last_error(&log_path),
+                    log_path.display()
                 );
             }
             if Instant::now() > deadline {
@@ -231,8 +228,10 @@ fn watch_module(sup: &mut Supervisor, layout: &Layout) {
 pub fn down(state_dir: &Path) -> Result<()> {
     let state = StateDir::new(state_dir);
     let supervisor = state.running_supervisor();
-    let pids = state.read_pids();
-    if supervisor.is_none() && pids.values().all(|p| !alive(*p as i32)) {
+    // The mesh's own processes, by their marker: a pid file that now names a stranger is never
+    // signalled, and one that was damaged or deleted hides none of them.
+    let own = state.own_processes();
+    if supervisor.is_none() && own.is_empty() {
         outln!("no mesh running in {}", state.root.display())?;
         state.clear_run();
         return Ok(());
@@ -250,18 +249,17 @@ pub fn down(state_dir: &Path) -> Result<()> {
     }
     // Whatever the supervisor could not stop (or a supervisor killed with -9 left behind).
     let mut killed = 0;
-    for pid in pids.values() {
-        let pid = *pid as i32;
-        if alive(pid) {
-            let _ = super::signal::kill(pid);
+    for pid in state.own_processes() {
+        if super::signal::kill(pid) {
             killed += 1;
         }
     }
     state.clear_run();
+    let stopped = own.len() + usize::from(supervisor.is_some_and(|s| !own.contains(&s)));
     outln!(
         "mesh stopped in {:.1} s ({} processes{})",
         begin.elapsed().as_secs_f64(),
-        pids.len(),
+        stopped,
         if killed > 0 {
             format!(", {killed} killed")
         } else {

@@ -41,6 +41,38 @@ impl ControlPlane {
         cp
     }
 
+    /// A control plane of the calling test's own, for a test that kills its parts.
+    pub fn own() -> ControlPlane {
+        ControlPlane::start()
+    }
+
+    /// The pid of a running component (`kube-apiserver`, `etcd`, …).
+    pub fn pid(&self, component: &str) -> u32 {
+        let file = self.dir.path().join(format!("pids/{component}.pid"));
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// `scripts/cluster.sh restart COMPONENT`: started again with its first arguments (for
+    /// kube-apiserver, until it is ready again).
+    pub fn restart(&self, component: &str) {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["restart", component])
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/cluster.sh");
+        assert!(
+            out.status.success(),
+            "scripts/cluster.sh restart {component} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn start() -> ControlPlane {
         let dir = tempfile::Builder::new()
             .prefix("meshtally-cluster-")
@@ -113,12 +145,22 @@ impl ControlPlane {
         args: &[&str],
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Output {
-        let kubectl = kubectl_bin();
+        self.deployer_via(&kubectl_bin(), work, args, env)
+    }
+
+    /// `deployer args…` with `--kubectl kubectl` (a wrapper of the project's kubectl).
+    pub fn deployer_via(
+        &self,
+        kubectl: &Path,
+        work: &Path,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_deployer"));
         command
             .args(args)
             .arg("--kubectl")
-            .arg(&kubectl)
+            .arg(kubectl)
             .current_dir(work)
             .stdin(Stdio::null())
             .env_remove("KUBECONFIG");
