@@ -433,6 +433,24 @@ fn a_sidecar_dying_mid_shift_is_named_and_comes_back_on_the_new_generation() -> 
             && errors[0].contains("every other proxy runs version 2"),
         "{stderr}"
     );
+    // The saved plan and version are the published ones, so the next change starts from them.
+    let saved = state.read_layout()?;
+    let weights: Vec<(String, Option<u32>)> = saved
+        .services
+        .iter()
+        .find(|s| s.name == "service-b")
+        .map(|s| {
+            s.traffic
+                .versions
+                .iter()
+                .map(|v| (v.name.clone(), v.weight))
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure!(
+        weights == [("v1".to_owned(), Some(0)), ("v2".to_owned(), Some(100))],
+        "saved plan: {weights:?}"
+    );
     // Every other proxy: the new generation in every route table.
     for (proxy, port) in m.layout.proxies() {
         if proxy == victim {

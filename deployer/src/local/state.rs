@@ -311,25 +311,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The line of a log that says why a process stopped, for a one-line error: the last line that
-/// names an error (Envoy's `[critical]`/`[error]`, a Rust `error:`), without Envoy's bracketed
-/// prefixes; else the last line; else that the log is empty.
+/// The line of a log that says why a process stopped, for a one-line error: Envoy's last
+/// `[error]` line (the listener and the cause, where its `[critical]` line wraps), else its last
+/// `[critical]` line, else a last `error:` line (a Rust program's), else the last line; without
+/// Envoy's bracketed prefixes.
 pub fn last_error(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let line = lines
-        .iter()
-        .rev()
-        .find(|l| {
-            let lower = l.to_lowercase();
-            lower.contains("[critical]") || lower.contains("[error]") || lower.starts_with("error")
-        })
-        .or(lines.last())
-        .copied()
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let last_with = |needle: &str| lines.iter().rev().find(|l| l.contains(needle)).copied();
+    let line = last_with("][error][")
+        .or_else(|| last_with("][critical]["))
+        .or_else(|| lines.iter().rev().find(|l| l.starts_with("error")).copied())
+        .or(lines.last().copied())
         .unwrap_or("its log is empty");
     // `[2026-…][12][critical][main] [source/server/server.cc:…] message`: the message.
     let mut message = line;

@@ -127,7 +127,14 @@ pub(crate) fn read(state: &StateDir) -> Result<Status> {
         Ok(layout) => layout,
         // The plan is gone or damaged while the mesh may still run: say both, and how to stop it.
         Err(e) if state.is_running() => bail!(
-            "{e:#}, but {} processes of this mesh still run{}: `deployer down{}` stops them",
+            "the mesh's plan {} is {} ({}), but {} processes of this mesh still run{}: `deployer down{}` stops them",
+            state.layout_path().display(),
+            if state.layout_path().exists() {
+                "damaged"
+            } else {
+                "missing"
+            },
+            e.root_cause(),
             state.own_processes().len(),
             state
                 .running_supervisor()
