@@ -489,7 +489,11 @@ fn up_out_of_disk_or_out_of_ports_leaves_nothing_behind() -> Result<()> {
     impl Drop for Unmount {
         fn drop(&mut self) {
             let state = self.0.join("state");
-            let _ = meshtally_tests::mesh::deployer(&["down", "--state-dir", state.to_str().unwrap_or_default()]);
+            let _ = meshtally_tests::mesh::deployer(&[
+                "down",
+                "--state-dir",
+                state.to_str().unwrap_or_default(),
+            ]);
             let _ = std::process::Command::new("umount").arg(&self.0).status();
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 
 use super::checks;
-use super::kubectl::{Kubectl, KubectlError};
+use super::kubectl::Kubectl;
 use crate::model::{names, Delivery, Mesh};
 use crate::render;
 
@@ -138,11 +138,7 @@ impl ApplyPlan {
             // (schema, CEL) `The <Kind> "<name>" is invalid: <field>: <why>`.
             format!("the API server refused the mesh: {reason}")
         } else {
-            KubectlError::Failed {
-                command: self.kubectl.display(&args),
-                reason,
-            }
-            .to_string()
+            format!("kubectl: {reason}")
         };
         Err(ApplyError { message, applied })
     }

@@ -317,7 +317,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Envoy's bracketed prefixes.
 pub fn last_error(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let last_with = |needle: &str| lines.iter().rev().find(|l| l.contains(needle)).copied();
     let line = last_with("][error][")
         .or_else(|| last_with("][critical]["))
