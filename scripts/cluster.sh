@@ -190,7 +190,10 @@ EOF
 
   if [ -n "$crds" ]; then
     "$kubectl" --kubeconfig="$kubeconfig" apply --server-side --field-manager=cluster-up -f "$crds" >/dev/null
-    "$kubectl" --kubeconfig="$kubeconfig" wait --for=condition=Established crd --all --timeout="${wait_secs}s" >/dev/null
+    # Retried: a CRD created a moment ago has no status.conditions yet, and `kubectl wait`
+    # fails on that instead of waiting.
+    until_ok "$wait_secs" "the Istio CRDs" "$dir/logs/kube-apiserver.log" \
+      "$kubectl" --kubeconfig="$kubeconfig" wait --for=condition=Established crd --all --timeout=5s
   fi
   echo "cluster: up in $((SECONDS - started))s: kube-apiserver https://127.0.0.1:$api_port (Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION$([ "$istio_crds" = yes ] && echo ", Istio $ISTIO_VERSION CRDs")), state in $dir" >&2
   trap - EXIT INT TERM

@@ -102,6 +102,24 @@ impl Places {
         from_cwd.or_else(from_exe).map(Path::to_path_buf)
     }
 
+    /// How a printed hint names this very deployer: `deployer` when that name on PATH is this
+    /// executable, else its absolute path, so the hint runs when pasted (after `make demo`,
+    /// `target/release/deployer` is not on PATH).
+    pub fn deployer_command(&self) -> String {
+        let this = std::env::current_exe()
+            .ok()
+            .and_then(|e| std::fs::canonicalize(e).ok());
+        let on_path = self
+            .on_path("deployer")
+            .and_then(|p| std::fs::canonicalize(p).ok());
+        match this {
+            Some(this) if on_path.as_ref() != Some(&this) => {
+                crate::shell::quote(&this.to_string_lossy())
+            }
+            _ => "deployer".to_owned(),
+        }
+    }
+
     /// An executable called `name` on `PATH` (the `which` crate: the project's one PATH lookup).
     pub fn on_path(&self, name: &str) -> Option<PathBuf> {
         which::which_in(name, Some(self.path.as_deref()?), &self.cwd).ok()

@@ -130,3 +130,50 @@ fn same_input_same_bytes() {
     assert!(!first.is_empty());
     assert_eq!(first, second);
 }
+
+/// Every mesh file in `examples/` is what the README shows (its YAML block, verbatim, after
+/// the file's comment lines) and renders without error, so the docs and the files the docs
+/// name (`-f examples/canary.yaml`) cannot drift apart.
+#[test]
+fn examples_are_the_readme_blocks_and_render() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fake_module(dir.path());
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let body: String = text
+            .lines()
+            .skip_while(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            readme.contains(&format!("```yaml\n{body}```")),
+            "{} is not a YAML block of the README",
+            path.display()
+        );
+        let out = deployer_in(
+            dir.path(),
+            &[
+                "render",
+                "--wasm-file",
+                "meshtally_filter.wasm",
+                "-f",
+                path.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        seen += 1;
+    }
+    assert!(seen >= 2, "only {seen} examples");
+}

@@ -507,3 +507,158 @@ fn clear_errors_before_anything_starts() -> Result<()> {
     );
     Ok(())
 }
+
+/// `deployer args…` run in `cwd` with PATH holding only the system's folders (no deployer on
+/// it), as a newcomer's shell after `make demo`.
+fn deployer_in(cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(meshtally_tests::mesh::binary("deployer"))
+        .args(args)
+        .current_dir(cwd)
+        .env("PATH", "/usr/bin:/bin")
+        .env(
+            "ENVOY_BIN",
+            meshtally_tests::envoy::envoy_bin().unwrap_or_default(),
+        )
+        .output()
+        .expect("running deployer")
+}
+
+/// A mesh started with no `--state-dir` (so in `proj/.meshtally`) is found from a subfolder
+/// by every reader, as git finds `.git`; from an unrelated folder the error names the folder
+/// where it runs; every hint `up` prints (`try:` and the background line) runs as printed, from
+/// a subfolder, with no deployer on PATH; a second `up` on its ports names the running mesh.
+#[test]
+fn the_mesh_is_found_from_anywhere_and_every_hint_runs_as_printed() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let proj = tmp.path().join("proj");
+    let deeper = proj.join("src/deeper");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&deeper)?;
+    std::fs::create_dir_all(&elsewhere)?;
+    let (base, gateway) = meshtally_tests::mesh::free_ports(2)?;
+    let (base, gateway) = (base.to_string(), gateway.to_string());
+    let wasm = meshtally_tests::filter_wasm();
+    let up = deployer_in(
+        &proj,
+        &[
+            "up",
+            "--detach",
+            "--services",
+            "2",
+            "--base-port",
+            &base,
+            "--gateway-port",
+            &gateway,
+            "--wasm",
+            wasm.to_str().unwrap_or_default(),
+        ],
+    );
+    let state = proj.join(".meshtally");
+    /// Stops the mesh however the test ends.
+    struct Down(std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = meshtally_tests::mesh::deployer(&[
+                "down",
+                "--state-dir",
+                self.0.to_str().unwrap_or_default(),
+            ]);
+        }
+    }
+    let _down = Down(state.clone());
+    ensure!(up.status.success(), "{}", stderr(&up));
+    let printed = stdout(&up);
+
+    // Readers from a subfolder find it.
+    for args in [
+        &["status"][..],
+        &["verify"],
+        &["stats"],
+        &["top", "--window", "1s"],
+    ] {
+        let out = deployer_in(&deeper, args);
+        ensure!(
+            out.status.success(),
+            "{args:?} from a subfolder: {}",
+            stderr(&out)
+        );
+    }
+    let status = stdout(&deployer_in(&deeper, &["status"]));
+    ensure!(
+        status.contains(&format!("mesh in {}", state.display())),
+        "{status}"
+    );
+    // From an unrelated folder: one line naming where the mesh runs.
+    let out = deployer_in(&elsewhere, &["status"]);
+    let err = stderr(&out);
+    ensure!(
+        !out.status.success() && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    ensure!(
+        err.contains(&format!("a mesh is running in {}", state.display()))
+            && err.contains("--state-dir"),
+        "{err}"
+    );
+    // A second mesh on the same ports: the port's holder is named.
+    let again = deployer_in(
+        &elsewhere,
+        &[
+            "up",
+            "--detach",
+            "--services",
+            "2",
+            "--base-port",
+            &base,
+            "--gateway-port",
+            &gateway,
+        ],
+    );
+    let err = stderr(&again);
+    ensure!(
+        err.contains(&format!(
+            "is already in use by the meshtally mesh running in {}",
+            state.display()
+        )),
+        "{err}"
+    );
+
+    // Every hint, exactly as printed, from a subfolder, with no deployer on PATH.
+    let mut hints: Vec<String> = printed
+        .lines()
+        .skip_while(|l| *l != "try:")
+        .skip(1)
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let background = printed
+        .lines()
+        .find(|l| l.starts_with("Running in the background"))
+        .and_then(|l| l.split('`').nth(1))
+        .map(str::to_owned);
+    ensure!(hints.len() == 3, "the try: lines: {printed}");
+    ensure!(background.is_some(), "no background line: {printed}");
+    hints.extend(background);
+    for hint in &hints {
+        let out = std::process::Command::new("sh")
+            .args(["-c", hint])
+            .current_dir(&deeper)
+            .env("PATH", "/usr/bin:/bin")
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "`{hint}` failed: {}{}",
+            stderr(&out),
+            stdout(&out)
+        );
+    }
+    // The last hint was `down`: nothing of the mesh runs.
+    ensure!(
+        meshtally_deployer::local_mesh::StateDir::new(&state)
+            .own_processes()
+            .is_empty(),
+        "the printed down left processes"
+    );
+    Ok(())
+}

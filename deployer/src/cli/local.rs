@@ -5,12 +5,31 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::MeshShapeArgs;
+use crate::local::state::{StateDir, DEFAULT};
 
 #[derive(Debug, Args)]
 pub struct StateArgs {
-    /// Where the local mesh keeps its plan, configs, certificates, logs and pids.
-    #[arg(long, value_name = "DIR", default_value = ".meshtally")]
-    pub state_dir: PathBuf,
+    /// Where the local mesh keeps its plan, configs, certificates, logs and pids [default:
+    /// `up` makes .meshtally in the current folder; the other commands find the nearest
+    /// .meshtally in the current folder or above it, as git finds .git]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    /// The state dir `up` makes: the flag's, else `.meshtally` in the current folder.
+    pub fn for_up(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| DEFAULT.into())
+    }
+
+    /// The mesh every other command acts on: the flag's, else the nearest `.meshtally` that
+    /// holds a mesh's plan, in the current folder or above it, else `.meshtally` here.
+    pub fn find(&self) -> StateDir {
+        match &self.state_dir {
+            Some(dir) => StateDir::new(dir),
+            None => StateDir::find_from_cwd(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

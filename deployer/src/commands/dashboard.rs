@@ -55,8 +55,8 @@ fn open(from: SidecarArgs, window: std::time::Duration) -> Result<Opened> {
             state_dir: None,
         });
     }
-    let state = StateDir::new(&from.state.state_dir);
-    let hint = format!("deployer verify{}", state.flag());
+    let state = from.state.find();
+    let hint = state.cmd("verify");
     let what = format!("the local mesh in {}", state.root.display());
     let state_dir = Some(state.root.clone());
     let open = move || {

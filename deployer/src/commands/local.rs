@@ -6,7 +6,6 @@ use anyhow::{Context as _, Result};
 use crate::cli::{ReloadArgs, StateArgs, StatusArgs, UpArgs};
 use crate::local::live;
 use crate::local::observed::LocalMesh;
-use crate::local::state::StateDir;
 use crate::local::status;
 use crate::local::up::{self, UpRequest};
 use crate::output::print;
@@ -16,7 +15,7 @@ pub fn up(args: UpArgs) -> Result<()> {
     let request = UpRequest {
         gateway_port: args.gateway_port,
         detach: args.detach,
-        state_dir: args.state.state_dir,
+        state_dir: args.state.for_up(),
         envoy: args.envoy,
         wasm: args.wasm,
         service_bin: args.service_bin,
@@ -28,11 +27,11 @@ pub fn up(args: UpArgs) -> Result<()> {
 }
 
 pub fn down(args: StateArgs) -> Result<()> {
-    up::down(&args.state_dir)
+    up::down(&args.find().root)
 }
 
 pub fn reload(args: ReloadArgs) -> Result<()> {
-    let state = StateDir::new(&args.state.state_dir);
+    let state = args.state.find();
     LocalMesh::open(&state)?;
     if let Some(wasm) = &args.wasm {
         match live::reload_module(&state, wasm)? {
@@ -74,7 +73,7 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
 }
 
 pub fn status(args: StatusArgs) -> Result<()> {
-    let status = status::read(&StateDir::new(&args.state.state_dir))?;
+    let status = status::read(&args.state.find())?;
     if args.json {
         print(&format!("{}\n", serde_json::to_string_pretty(&status)?))?;
     } else {
@@ -84,5 +83,5 @@ pub fn status(args: StatusArgs) -> Result<()> {
 }
 
 pub fn supervise(args: StateArgs) -> Result<()> {
-    up::supervise(&args.state_dir)
+    up::supervise(&args.for_up())
 }

@@ -17,7 +17,6 @@ use crate::cli::{
 use crate::cluster::kubectl::Kubectl;
 use crate::cluster::sidecars::{ClusterGateway, ClusterSidecars};
 use crate::local::observed::LocalMesh;
-use crate::local::state::StateDir;
 use crate::model::{MeshInput, ServiceChoice};
 use crate::observe::edges;
 use crate::observe::tap::{self, Tapped};
@@ -52,7 +51,7 @@ pub fn verify(mut args: VerifyArgs) -> Result<()> {
         let kubectl = Kubectl::find(kubectl.as_deref(), args.context.take())?;
         Box::new(ClusterGateway::open(&kubectl, services)?)
     } else {
-        Box::new(LocalMesh::open(&StateDir::new(&args.state.state_dir))?)
+        Box::new(LocalMesh::open(&args.state.find())?)
     };
     let gateway = mesh.gateway()?;
     let services = mesh.services()?;
@@ -97,9 +96,7 @@ fn open(from: SidecarArgs) -> Result<Either> {
         if let Some((kubectl, namespace)) = cluster_mesh(from.cluster)? {
             Either::Cluster(ClusterSidecars::open(kubectl, namespace)?)
         } else {
-            Either::Local(Box::new(LocalMesh::open(&StateDir::new(
-                &from.state.state_dir,
-            ))?))
+            Either::Local(Box::new(LocalMesh::open(&from.state.find())?))
         },
     )
 }

@@ -8,7 +8,6 @@ use crate::cli::ShiftArgs;
 use crate::cluster::shift;
 use crate::commands::observe::cluster_mesh;
 use crate::local::live;
-use crate::local::state::StateDir;
 
 /// Weights per version, as typed: `NAME=WEIGHT,…`, integers summing to 100.
 pub(crate) fn parse_weights(text: &str) -> Result<Vec<(String, u32)>> {
@@ -52,7 +51,7 @@ pub fn shift(args: ShiftArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let state = StateDir::new(&args.state.state_dir);
+    let state = args.state.find();
     live::shift(&state, &args.service, &weights)
 }
 

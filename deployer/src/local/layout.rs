@@ -118,6 +118,46 @@ pub struct Layout {
     /// A Prometheus scraping every proxy (`up --prometheus`).
     #[serde(default)]
     pub prometheus: Option<LocalPrometheus>,
+    /// The `up` command that started the mesh, as typed: restart hints repeat it exactly.
+    #[serde(default)]
+    pub up_command: Option<UpCommand>,
+}
+
+/// A command line as the user typed it, and the folder it was typed in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpCommand {
+    pub cwd: PathBuf,
+    /// The arguments after the program's name (`up`, then its flags).
+    pub args: Vec<String>,
+}
+
+impl UpCommand {
+    /// This process's own command line.
+    pub fn this() -> Option<UpCommand> {
+        Some(UpCommand {
+            cwd: std::env::current_dir().ok()?,
+            args: std::env::args().skip(1).collect(),
+        })
+    }
+
+    /// The command to paste to run it again, from any folder: `deployer` as a hint names it,
+    /// the same arguments, in the same folder when it is not the current one.
+    pub fn hint(&self) -> String {
+        let mut line = crate::locate::Places::here().deployer_command();
+        for arg in &self.args {
+            line.push(' ');
+            line.push_str(&crate::shell::quote(arg));
+        }
+        let here = std::env::current_dir().ok();
+        if here.as_ref() == Some(&self.cwd) {
+            line
+        } else {
+            format!(
+                "cd {} && {line}",
+                crate::shell::quote(&self.cwd.to_string_lossy())
+            )
+        }
+    }
 }
 
 /// What `up` needs besides the mesh model.
@@ -159,7 +199,13 @@ impl Layout {
             }
             match TcpListener::bind(("127.0.0.1", *port)) {
                 Ok(listener) => held.push(listener),
-                Err(_) => bail!("port {port} ({name}) is already in use: stop what holds it, or pick another --base-port / --gateway-port"),
+                Err(_) => match super::state::mesh_holding(*port) {
+                    Some(dir) => {
+                        let dir = crate::shell::quote(&dir.to_string_lossy());
+                        bail!("port {port} ({name}) is already in use by the meshtally mesh running in {dir}: stop it with `deployer down --state-dir {dir}`, or pick another --base-port / --gateway-port")
+                    }
+                    None => bail!("port {port} ({name}) is already in use: stop what holds it, or pick another --base-port / --gateway-port"),
+                },
             }
         }
         // Three private ports per service (app, outbound, admin), four per further version
@@ -220,6 +266,7 @@ impl Layout {
             gateway,
             services,
             prometheus: None,
+            up_command: None,
         })
     }
 

@@ -67,8 +67,9 @@ fn publish(state: &StateDir, layout: &Layout) -> Result<u64> {
         .with_context(|| format!("{} is not JSON", path.display()))?;
         if running != split.bootstrap {
             bail!(
-                "this change alters {name}'s listeners, which cannot change while it runs: restart the mesh (`deployer down{flag}`, then `deployer up{flag}` with the new settings)",
-                flag = state.flag()
+                "this change alters {name}'s listeners, which cannot change while it runs: restart the mesh (`{}`, then {})",
+                state.cmd("down"),
+                restart_hint(state, layout)
             );
         }
         splits.push((name, split.resources));
@@ -219,9 +220,10 @@ pub fn reload_module(state: &StateDir, src: &Path) -> Result<Option<(Layout, u64
     change(state, |layout| {
         if let FilterState::Skipped(why) | FilterState::DenyAll(why) = &layout.filter {
             bail!(
-                "the sidecars started without the filter ({why}): a module cannot be loaded into them live; restart the mesh with `deployer down{flag}`, then `deployer up{flag} --wasm {}`",
+                "the sidecars started without the filter ({why}): a module cannot be loaded into them live; restart the mesh with `{}`, then the command that started it with `--wasm {}`: {}",
+                state.cmd("down"),
                 crate::shell::quote(&src.to_string_lossy()),
-                flag = state.flag()
+                restart_hint(state, layout)
             );
         }
         let installed = module::install(src, &state.root.join(MODULES))?;
@@ -267,6 +269,7 @@ pub fn shift(state: &StateDir, service: &str, weights: &[(String, u32)]) -> Resu
     super::observed::LocalMesh::open(state)?;
     let published = change(state, |layout| {
         let mesh_file = layout.mesh_file.clone();
+        let started = layout.clone();
         let names: Vec<String> = layout.services.iter().map(|s| s.name.clone()).collect();
         let Some(s) = layout.services.iter_mut().find(|s| s.name == service) else {
             bail!(
@@ -276,10 +279,25 @@ pub fn shift(state: &StateDir, service: &str, weights: &[(String, u32)]) -> Resu
         };
         let versions: Vec<String> = s.traffic.versions.iter().map(|v| v.name.clone()).collect();
         if let Some((unknown, _)) = weights.iter().find(|(v, _)| !versions.contains(v)) {
+            let how = match &mesh_file {
+                Some(file) => format!(
+                    "add it to {} and restart the mesh (`{}`, then {})",
+                    file.display(),
+                    state.cmd("down"),
+                    restart_hint(state, &started)
+                ),
+                // The demo: no mesh file to add it to.
+                None => format!(
+                    "this mesh was started without a mesh file, so write one that gives {service} \
+                     its versions (e.g. examples/canary.yaml) and start the mesh from it (`{}`, then \
+                     `{}`)",
+                    state.cmd("down"),
+                    state.cmd("up -f FILE")
+                ),
+            };
             bail!(
-                "{service} has no version {unknown} (its versions: {}); a new version needs new processes: add it to the mesh file and restart the mesh{}",
+                "{service} has no version {unknown} (its versions: {}); a new version needs new processes: {how}",
                 versions.join(", "),
-                restart_hint(state, mesh_file.as_deref())
             );
         }
         let before = s.traffic.clone();
@@ -308,15 +326,19 @@ pub fn shift(state: &StateDir, service: &str, weights: &[(String, u32)]) -> Resu
     Ok(())
 }
 
-/// How to restart the mesh with its mesh file, as commands to paste (when `up` read one).
-fn restart_hint(state: &StateDir, mesh_file: Option<&Path>) -> String {
-    match mesh_file {
-        Some(file) => format!(
-            " (`deployer down{flag}`, then `deployer up{flag} -f {}`)",
-            crate::shell::quote(&file.to_string_lossy()),
-            flag = state.flag()
+/// The command that started the mesh, to paste to start it again (`up` saves it as typed), in
+/// backticks; for a mesh saved before that, `up` with its mesh file.
+fn restart_hint(state: &StateDir, layout: &Layout) -> String {
+    match (&layout.up_command, &layout.mesh_file) {
+        (Some(up), _) => format!("`{}`", up.hint()),
+        (None, Some(file)) => format!(
+            "`{}`",
+            state.cmd(&format!(
+                "up -f {}",
+                crate::shell::quote(&file.to_string_lossy())
+            ))
         ),
-        None => String::new(),
+        (None, None) => format!("`{}`", state.cmd("up")),
     }
 }
 
@@ -327,29 +349,33 @@ fn restart_hint(state: &StateDir, mesh_file: Option<&Path>) -> String {
 /// one-line error.
 pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Option<(Layout, u64)>> {
     let mesh = crate::cli::merged(crate::model::MeshInput::default(), Some(file))?;
-    let restart = |what: String| {
+    let restart = |what: String, hint: &str| {
         anyhow::anyhow!(
-            "{}: {what}, which cannot change while the mesh runs: restart it{}",
+            "{}: {what}, which cannot change while the mesh runs: restart it (`{}`, then {hint})",
             file.display(),
-            restart_hint(state, Some(file))
+            state.cmd("down"),
         )
     };
     change(state, |layout| {
+        let hint = restart_hint(state, layout);
         if let Some(what) = layout
             .file_mesh
             .as_ref()
             .and_then(|started| crate::model::needs_restart(started, &mesh))
         {
-            return Err(restart(what));
+            return Err(restart(what, &hint));
         }
         let running: Vec<&str> = layout.services.iter().map(|s| s.name.as_str()).collect();
         let wanted: Vec<&str> = mesh.services.iter().map(|s| s.name.as_str()).collect();
         if running != wanted {
-            return Err(restart(format!(
-                "the services ({}) are not the running mesh's ({})",
-                wanted.join(", "),
-                running.join(", ")
-            )));
+            return Err(restart(
+                format!(
+                    "the services ({}) are not the running mesh's ({})",
+                    wanted.join(", "),
+                    running.join(", ")
+                ),
+                &hint,
+            ));
         }
         let mut changed = false;
         for (local, model) in layout.services.iter_mut().zip(&mesh.services) {
@@ -367,12 +393,15 @@ pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Option<(Layout, u64
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
-                return Err(restart(format!(
-                    "{}'s versions ({}) are not the running ones ({}) or their apps changed",
-                    local.name,
-                    names(&model.traffic),
-                    names(&local.traffic)
-                )));
+                return Err(restart(
+                    format!(
+                        "{}'s versions ({}) are not the running ones ({}) or their apps changed",
+                        local.name,
+                        names(&model.traffic),
+                        names(&local.traffic)
+                    ),
+                    &hint,
+                ));
             }
             changed |= local.traffic != model.traffic;
             local.traffic = model.traffic.clone();

@@ -25,9 +25,9 @@ impl LocalMesh {
         let layout = state.read_layout()?;
         if !state.is_running() {
             bail!(
-                "no mesh is running in {}: start it with `deployer up{}`",
+                "no mesh is running in {}: start it with `{}`",
                 state.root.display(),
-                state.flag()
+                state.cmd("up")
             );
         }
         Ok(LocalMesh {

@@ -38,6 +38,17 @@ impl StateDir {
         StateDir { root }
     }
 
+    /// The nearest `.meshtally` holding a mesh's plan, in the current folder or above it (as
+    /// git finds `.git`), else `.meshtally` in the current folder.
+    pub fn find_from_cwd() -> StateDir {
+        let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        here.ancestors()
+            .map(|dir| dir.join(DEFAULT))
+            .find(|dir| dir.join("state.json").is_file())
+            .map(StateDir::new)
+            .unwrap_or_else(|| StateDir::new(here.join(DEFAULT)))
+    }
+
     pub fn layout_path(&self) -> PathBuf {
         self.root.join("state.json")
     }
@@ -152,29 +163,59 @@ impl StateDir {
         let own = self.own_processes();
         match self.running_supervisor() {
             Some(pid) => bail!(
-                "a mesh is already running in {} (supervisor pid {pid}): stop it with `deployer down{}` first",
+                "a mesh is already running in {} (supervisor pid {pid}): stop it with `{}` first",
                 self.root.display(),
-                self.flag()
+                self.cmd("down")
             ),
             None if !own.is_empty() => bail!(
-                "{} processes of a mesh still run in {} (pids {}): stop them with `deployer down{}` first",
+                "{} processes of a mesh still run in {} (pids {}): stop them with `{}` first",
                 own.len(),
                 self.root.display(),
-                own.iter().map(i32::to_string).collect::<Vec<_>>().join(", "),
-                self.flag()
+                own.iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.cmd("down")
             ),
             None => Ok(()),
         }
     }
 
+    /// A deployer command on this mesh, to print as a hint that runs when pasted anywhere: this
+    /// executable (by name when it is the one on PATH), `args`, then `--state-dir` unless the
+    /// mesh is the current folder's.
+    pub fn cmd(&self, args: &str) -> String {
+        format!(
+            "{} {args}{}",
+            crate::locate::Places::here().deployer_command(),
+            self.flag()
+        )
+    }
+
     pub fn read_layout(&self) -> Result<Layout> {
         let path = self.layout_path();
         let text = std::fs::read(&path).with_context(|| {
-            format!(
-                "no local mesh in {}: start one with `deployer up{}`",
-                self.root.display(),
-                self.flag()
-            )
+            let elsewhere: Vec<String> = running_meshes()
+                .into_iter()
+                .filter(|dir| *dir != self.root)
+                .map(|dir| {
+                    let dir = crate::shell::quote(&dir.to_string_lossy());
+                    format!("a mesh is running in {dir}: cd there or pass --state-dir {dir}")
+                })
+                .collect();
+            if elsewhere.is_empty() {
+                format!(
+                    "no local mesh in {}: start one with `{}`",
+                    self.root.display(),
+                    self.cmd("up")
+                )
+            } else {
+                format!(
+                    "no local mesh in {} ({})",
+                    self.root.display(),
+                    elsewhere.join("; ")
+                )
+            }
         })?;
         serde_json::from_slice(&text)
             .with_context(|| format!("{} is not a meshtally state file", path.display()))
@@ -254,6 +295,35 @@ fn read_map(path: &Path) -> BTreeMap<String, u32> {
 /// `logs/<proxy>.access.log` under a state dir's root.
 pub fn access_log_in(root: &Path, proxy: &str) -> PathBuf {
     root.join("logs").join(format!("{proxy}.access.log"))
+}
+
+/// The state dirs of every local mesh running on this machine (of this user), from the marker
+/// its processes carry.
+pub fn running_meshes() -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut roots: Vec<PathBuf> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| alive(*pid))
+        .filter_map(marker_of)
+        .map(PathBuf::from)
+        .collect();
+    roots.sort();
+    roots.dedup();
+    roots
+}
+
+/// The state dir of the running local mesh one of whose public ports (a service's, the
+/// gateway's, Prometheus's) is `port`.
+pub fn mesh_holding(port: u16) -> Option<PathBuf> {
+    running_meshes().into_iter().find(|root| {
+        StateDir::new(root).read_layout().is_ok_and(|layout| {
+            layout.services.iter().any(|s| s.port == port)
+                || layout.gateway.port == port
+                || layout.prometheus.as_ref().is_some_and(|p| p.port == port)
+        })
+    })
 }
 
 /// When a process started, in clock ticks after boot (`/proc/PID/stat`'s 22nd field): with the

@@ -127,7 +127,7 @@ pub(crate) fn read(state: &StateDir) -> Result<Status> {
         Ok(layout) => layout,
         // The plan is gone or damaged while the mesh may still run: say both, and how to stop it.
         Err(e) if state.is_running() => bail!(
-            "the mesh's plan {} is {} ({}), but {} processes of this mesh still run{}: `deployer down{}` stops them",
+            "the mesh's plan {} is {} ({}), but {} processes of this mesh still run{}: `{}` stops them",
             state.layout_path().display(),
             if state.layout_path().exists() {
                 "damaged"
@@ -140,7 +140,7 @@ pub(crate) fn read(state: &StateDir) -> Result<Status> {
                 .running_supervisor()
                 .map(|pid| format!(" (supervisor pid {pid})"))
                 .unwrap_or_default(),
-            state.flag()
+            state.cmd("down")
         ),
         Err(e) => return Err(e),
     };

@@ -1,7 +1,7 @@
 //! `deployer up` and `deployer down`: the checked plan (tools found, ports free, no mesh already
 //! running) first, then the state dir, then the supervisor — in this process, or detached.
 
-use crate::output::outln;
+use crate::output::{out, outln};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -114,6 +114,7 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
         }
     }
     layout.prometheus = prometheus;
+    layout.up_command = super::layout::UpCommand::this();
     layout.mesh_file = req
         .mesh_file
         .as_deref()
@@ -198,8 +199,8 @@ impl UpPlan {
         }
         print_table(&self.layout, &self.state, begin.elapsed())?;
         outln!(
-            "Running in the background; `deployer down{}` stops it.",
-            self.state.flag()
+            "Running in the background; `{}` stops it.",
+            self.state.cmd("down")
         )?;
         Ok(())
     }
@@ -277,14 +278,6 @@ fn progress(name: &str, done: usize, total: usize, elapsed: Duration) {
 }
 
 fn print_table(layout: &Layout, state: &StateDir, elapsed: Duration) -> Result<()> {
-    let width = layout
-        .services
-        .iter()
-        .flat_map(|s| s.instances())
-        .map(|i| i.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(GATEWAY.len());
     let filter = match &layout.filter {
         FilterState::Loaded => "filter loaded".to_owned(),
         FilterState::Skipped(why) => format!("FILTER SKIPPED (fail-open): {why}"),
@@ -295,38 +288,63 @@ fn print_table(layout: &Layout, state: &StateDir, elapsed: Duration) -> Result<(
         elapsed.as_secs_f64(),
         layout.mtls
     )?;
-    outln!(
-        "{:<width$}  {:<24}  {:<10}  ADMIN",
-        "SERVICE",
-        "URL",
-        "APP PORT"
-    )?;
-    for i in layout.services.iter().flat_map(|s| s.instances()) {
-        outln!(
-            "{:<width$}  {:<24}  {:<10}  http://127.0.0.1:{}",
-            i.name,
-            format!("http://127.0.0.1:{}", i.port),
-            i.app_port,
-            i.admin_port
-        )?;
-    }
     let g = &layout.gateway;
-    outln!(
-        "{:<width$}  {:<24}  {:<10}  http://127.0.0.1:{}",
-        GATEWAY,
-        format!("http://127.0.0.1:{}", g.port),
-        "-",
-        g.admin_port
-    )?;
+    // Under STRICT mTLS a sidecar refuses plain HTTP (a plain curl is reset), so the URL to try
+    // is the gateway's route to the service; the sidecar's port is shown as mTLS-only.
+    let strict = layout.mtls == crate::model::MtlsMode::Strict;
+    let mut t = crate::table::Table::new(
+        ["SERVICE", "URL", "SIDECAR", "APP PORT", "ADMIN"]
+            .map(String::from)
+            .to_vec(),
+    );
+    for s in &layout.services {
+        for i in s.instances() {
+            let sidecar = format!("127.0.0.1:{}", i.port);
+            t.row(vec![
+                i.name.clone(),
+                if strict {
+                    format!("http://127.0.0.1:{}/{}/", g.port, s.name)
+                } else {
+                    format!("http://{sidecar}/")
+                },
+                if strict {
+                    format!("{sidecar} (mTLS only)")
+                } else {
+                    sidecar
+                },
+                i.app_port.to_string(),
+                format!("http://127.0.0.1:{}", i.admin_port),
+            ]);
+        }
+    }
+    t.row(vec![
+        GATEWAY.to_owned(),
+        format!("http://127.0.0.1:{}/", g.port),
+        "-".into(),
+        "-".into(),
+        format!("http://127.0.0.1:{}", g.admin_port),
+    ]);
+    if let Some(p) = &layout.prometheus {
+        t.row(vec![
+            super::process::PROMETHEUS.to_owned(),
+            format!("http://127.0.0.1:{}/", p.port),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]);
+    }
+    out!("{}", t.render())?;
     let (first, last) = (
         &layout.services[0].name,
         &layout.services[layout.services.len() - 1].name,
     );
-    // The hints name this state dir, so pasting them reaches this mesh and no other.
-    let flag = state.flag();
+    // The hints name this deployer and this state dir, so pasting them anywhere reaches this
+    // mesh and no other.
     outln!(
-        "\ntry:\n  curl -sv localhost:{}/{last}/call/{first}\n  deployer verify{flag}\n  deployer stats{flag}\n",
-        g.port
+        "\ntry:\n  curl -sv localhost:{}/{last}/call/{first}\n  {}\n  {}\n",
+        g.port,
+        state.cmd("verify"),
+        state.cmd("stats")
     )?;
     Ok(())
 }
