@@ -16,7 +16,20 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
             }
-            eprintln!("{}", one_line(&e.render().to_string()));
+            let rendered = e.render().to_string();
+            match synonym_tip(&e) {
+                // Our word for it, instead of clap's near spellings (`start` is not `status`).
+                Some(tip) => eprintln!("{}\n{tip}", rendered.lines().next().unwrap_or("error")),
+                None => eprintln!("{}", one_line(&rendered)),
+            }
+            // Then clap's usage and `--help` lines, as git, kubectl and cargo end theirs.
+            for line in rendered
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("Usage:") || l.starts_with("For more information"))
+            {
+                eprintln!("{line}");
+            }
             return ExitCode::from(2);
         }
     };
@@ -47,6 +60,29 @@ fn one_line(text: &str) -> String {
         return "error: bad arguments".to_owned();
     }
     parts.join(" ")
+}
+
+/// For a subcommand other tools spell differently (`start`, `stop`, `deploy`, …), the one
+/// meshtally has.
+fn synonym_tip(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    if e.kind() != ErrorKind::InvalidSubcommand {
+        return None;
+    }
+    let Some(ContextValue::String(typed)) = e.get(ContextKind::InvalidSubcommand) else {
+        return None;
+    };
+    let (ours, what) = match typed.as_str() {
+        "start" | "run" | "launch" | "serve" => ("up", "start the local mesh"),
+        "stop" | "halt" | "kill" | "teardown" => ("down", "stop the local mesh"),
+        "deploy" | "install" | "create" => ("apply", "put the mesh on a cluster"),
+        "uninstall" | "remove" | "destroy" => ("delete", "take it off a cluster"),
+        "ps" | "list" | "ls" => ("status", "list the local mesh's processes"),
+        "check" | "test" => ("verify", "check every pair of services"),
+        "logs" | "watch" => ("tap", "see the requests crossing the mesh"),
+        _ => return None,
+    };
+    Some(format!("tip: to {what}, use 'deployer {ours}'"))
 }
 
 /// The error is stdout's reader having gone away (EPIPE).

@@ -13,11 +13,12 @@ fn fails(dir: &Path, args: &[&str], want: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{args:?} succeeded");
     assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "{args:?}: not one line: {stderr:?}"
-    );
+    // One line; a usage error (clap's) adds its usage line and `--help` hint after it.
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("Usage: ") && !l.starts_with("For more information"))
+        .collect();
+    assert_eq!(said.len(), 1, "{args:?}: not one line: {stderr:?}");
     assert!(stderr.starts_with("error: "), "{stderr:?}");
     assert!(stderr.contains(want), "{args:?}: {stderr:?} lacks {want:?}");
     stderr
@@ -531,7 +532,21 @@ fn fails_exactly(dir: &Path, args: &[String], code: i32, line: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "{all:?}: {stderr}");
     assert!(out.stdout.is_empty(), "{all:?} wrote to stdout");
-    assert_eq!(stderr, format!("{line}\n"), "{all:?}");
+    // A usage error (exit 2, clap's) ends with its usage line and `--help` hint.
+    let said: String = stderr
+        .lines()
+        .filter(|l| {
+            code != 2 || (!l.starts_with("Usage: ") && !l.starts_with("For more information"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(said, format!("{line}\n"), "{all:?}");
+    if code == 2 {
+        assert!(
+            stderr.ends_with("For more information, try '--help'.\n"),
+            "{all:?}: {stderr}"
+        );
+    }
 }
 
 /// Every bad mesh file and flag set gets its own exact line, whether the render was headed for

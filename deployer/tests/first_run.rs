@@ -140,15 +140,29 @@ fn apply_and_delete_into_a_closed_pipe_end_quietly() {
     );
 }
 
-/// Runs `deployer args…` and returns its one error line, checking the failure's shape.
+/// Runs `deployer args…` and returns its one error line, checking the failure's shape: that
+/// line (with a tip, if any), then clap's usage line and its `--help` hint.
 fn usage_error(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = deployer_in(dir.path(), args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
     assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
-    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
-    stderr
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 3, "{args:?}: {stderr:?}");
+    assert!(
+        lines[lines.len() - 2].starts_with("Usage: deployer"),
+        "{stderr:?}"
+    );
+    assert_eq!(
+        lines[lines.len() - 1],
+        "For more information, try '--help'.",
+        "{stderr:?}"
+    );
+    lines[..lines.len() - 2]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 #[test]
@@ -166,6 +180,17 @@ fn a_mistyped_flag_or_command_gets_a_suggestion() {
     // Without a near name, no tip.
     let err = usage_error(&["render", "--bogus"]);
     assert_eq!(err, "error: unexpected argument '--bogus' found\n");
+    // Other tools' words for meshtally's commands.
+    let err = usage_error(&["start"]);
+    assert_eq!(
+        err,
+        "error: unrecognized subcommand 'start'\ntip: to start the local mesh, use 'deployer up'\n"
+    );
+    let err = usage_error(&["stop"]);
+    assert!(
+        err.ends_with("tip: to stop the local mesh, use 'deployer down'\n"),
+        "{err}"
+    );
 }
 
 #[test]
