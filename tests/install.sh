@@ -49,6 +49,17 @@ check "verify passes" deployer verify --state-dir state
 headers=$(curl -s localhost:28969/service-c/call/service-a)
 check "curl through the gateway shows the x-mesh headers" \
   bash -c 'grep -q "\"x-mesh-source\":\"service-c\"" <<<"$1" && grep -q "\"x-mesh-peer-verified\":\"true\"" <<<"$1"' _ "$headers"
+# Every hint up printed, exactly as printed, with the install prefix on PATH: the `try:` lines,
+# then the background line's `down`.
+mapfile -t hints < <(sed -n '/^try:$/,/^$/p' <<<"$out" | sed '1d;/^$/d;s/^  //')
+stop=$(sed -n 's/^Running in the background; `\(.*\)` stops it\.$/\1/p' <<<"$out")
+check "up printed three try: hints and a down line (${#hints[@]}: ${hints[*]}; $stop)" \
+  test "${#hints[@]}" = 3 -a -n "$stop"
+for hint in "${hints[@]}" "$stop"; do
+  check "the printed hint runs as printed: $hint" \
+    bash -c 'cd "$1" && env -i HOME="$2" TMPDIR="$3" PATH="$4/bin:/usr/bin:/bin" sh -c "$5" >/dev/null 2>&1' \
+    _ "$work" "$home" "$scratch" "$prefix" "$hint"
+done
 check "down stops it" deployer down --state-dir state
 left=$(pgrep -f "$work/state" || true)
 check "no process left" test -z "$left"
