@@ -569,6 +569,15 @@ fn the_mesh_is_found_from_anywhere_and_every_hint_runs_as_printed() -> Result<()
     ensure!(up.status.success(), "{}", stderr(&up));
     let printed = stdout(&up);
 
+    // The gateway's `/` lists the routes instead of an empty 404.
+    let index = http::get_host(gateway.parse()?, "localhost", "/", &[])?;
+    let body = String::from_utf8_lossy(&index.body);
+    ensure!(
+        index.status == 200 && body.contains("/service-a/") && body.contains("/service-b/"),
+        "GET /: {} {body}",
+        index.status
+    );
+
     // Readers from a subfolder find it.
     for args in [
         &["status"][..],

@@ -275,10 +275,23 @@ fn ingress_listener(ingress: &Ingress) -> Value {
     // Rewriting the host to the service name routes the call to the right peer through the
     // gateway's outbound listener, and gives the callee the destination it names, as an Istio
     // gateway's VirtualService route does.
-    let routes: Vec<Value> = ingress
+    // `GET /` lists the routes, so a newcomer's first `curl localhost:8080/` says where to go
+    // instead of an empty 404 (a local nicety: Istio's gateway has no such route).
+    let listing: String = ingress
         .services
         .iter()
-        .flat_map(|(s, timeout)| {
+        .map(|(s, _)| format!("  /{s}/...  ->  {s} (e.g. /{s}/info)\n"))
+        .collect();
+    let index = json!({
+        "match": {"path": "/"},
+        "direct_response": {
+            "status": 200,
+            "body": {"inline_string": format!("meshtally ingress gateway: routes\n{listing}")},
+        },
+        "response_headers_to_add": [{"header": {"key": "content-type", "value": "text/plain"}}],
+    });
+    let routes: Vec<Value> = std::iter::once(index)
+        .chain(ingress.services.iter().flat_map(|(s, timeout)| {
             let route = |rewrite: &str| {
                 json!({"cluster": "gateway-outbound", "prefix_rewrite": rewrite, "host_rewrite_literal": s, "timeout": timeout.envoy()})
             };
@@ -286,7 +299,7 @@ fn ingress_listener(ingress: &Ingress) -> Value {
                 json!({"match": {"prefix": format!("/{s}/")}, "route": route("/")}),
                 json!({"match": {"path": format!("/{s}")}, "route": route("/")}),
             ]
-        })
+        }))
         .collect();
     let vhosts = json!([{"name": "gateway", "domains": ["*"], "routes": routes}]);
     json!({
