@@ -671,3 +671,101 @@ fn the_mesh_is_found_from_anywhere_and_every_hint_runs_as_printed() -> Result<()
     );
     Ok(())
 }
+
+/// `make demo`'s path: `deployer up` in the foreground (what `make demo` runs, the binary off
+/// PATH): every `try:` hint it prints runs exactly as printed, in a shell with no deployer on
+/// PATH, then Ctrl-C (SIGINT) stops everything.
+#[test]
+fn foreground_up_hints_run_as_printed_and_ctrl_c_stops_it() -> Result<()> {
+    use std::io::BufRead as _;
+    let tmp = tempfile::tempdir()?;
+    let (base, gateway) = meshtally_tests::mesh::free_ports(2)?;
+    let wasm = meshtally_tests::filter_wasm();
+    let mut up = std::process::Command::new(meshtally_tests::mesh::binary("deployer"))
+        .args([
+            "up",
+            "--services",
+            "2",
+            "--base-port",
+            &base.to_string(),
+            "--gateway-port",
+            &gateway.to_string(),
+            "--wasm",
+            wasm.to_str().unwrap_or_default(),
+        ])
+        .current_dir(tmp.path())
+        .env("PATH", "/usr/bin:/bin")
+        .env(
+            "ENVOY_BIN",
+            meshtally_tests::envoy::envoy_bin().unwrap_or_default(),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let state = tmp.path().join(".meshtally");
+    /// SIGKILLs whatever is left however the test ends.
+    struct Stop(std::path::PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let dir = meshtally_deployer::local_mesh::StateDir::new(&self.0);
+            for pid in dir.own_processes() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+    let _stop = Stop(state.clone());
+    let mut lines = std::io::BufReader::new(up.stdout.take().expect("piped stdout")).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line?;
+        let last = line == "Ctrl-C stops the mesh.";
+        printed.push(line);
+        if last {
+            break;
+        }
+    }
+    let hints: Vec<String> = printed
+        .iter()
+        .skip_while(|l| *l != "try:")
+        .skip(1)
+        .map(|l| l.trim().to_owned())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    ensure!(hints.len() == 3, "the try: lines: {printed:?}");
+    ensure!(
+        hints[1].ends_with("deployer verify") && hints[1].starts_with('/'),
+        "the binary off PATH is named by its path: {}",
+        hints[1]
+    );
+    for hint in &hints {
+        let out = std::process::Command::new("sh")
+            .args(["-c", hint])
+            .current_dir(tmp.path())
+            .env("PATH", "/usr/bin:/bin")
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "`{hint}` failed: {}{}",
+            stderr(&out),
+            stdout(&out)
+        );
+    }
+    // Ctrl-C: the supervisor stops every process and exits.
+    std::process::Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status()?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while up.try_wait()?.is_none() {
+        ensure!(Instant::now() < deadline, "up did not end on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = meshtally_deployer::local_mesh::StateDir::new(&state);
+    ensure!(
+        dir.own_processes().is_empty(),
+        "left running: {:?}",
+        dir.own_processes()
+    );
+    Ok(())
+}
