@@ -378,11 +378,11 @@ fn bad_input_table() -> Vec<Case> {
     let m = module_case;
     vec![
         // Duplicate names, from a file and from flags.
-        m(&["--file", "dup-names.yaml"], 1, "error: invalid mesh: service name `web` is given twice"),
+        m(&["--file", "dup-names.yaml"], 1, "error: invalid mesh: dup-names.yaml:1: names[2]: service name `web` is given twice"),
         m(&["--names", "a,b,a"], 1, "error: invalid mesh: service name `a` is given twice"),
         // Ports past 65535: base + index, and one given per service.
         m(&["--base-port", "65534"], 1, "error: invalid mesh: service `service-c`: port 65536 is outside 1-65535"),
-        m(&["--file", "port-70000.yaml"], 1, "error: invalid mesh: service `web`: port 70000 is outside 1-65535"),
+        m(&["--file", "port-70000.yaml"], 1, "error: invalid mesh: port-70000.yaml:3: services[0].port: service `web`: port 70000 is outside 1-65535"),
         m(&["--base-port", "0"], 1, "error: invalid mesh: base port 0 is outside 1-65535"),
         m(
             &["--base-port", "99999999999999999999"],
@@ -396,7 +396,7 @@ fn bad_input_table() -> Vec<Case> {
         ),
         // Names Kubernetes would refuse.
         m(&["--names", "Service_A"], 1, &format!("error: invalid mesh: service name `Service_A` {NOT_1035}")),
-        m(&["--file", "digit.yaml"], 1, &format!("error: invalid mesh: service name `1web` {NOT_1035}")),
+        m(&["--file", "digit.yaml"], 1, &format!("error: invalid mesh: digit.yaml:1: names[0]: service name `1web` {NOT_1035}")),
         m(&["--names", &long_name], 1, &format!("error: invalid mesh: service name `{long_name}` {NOT_1035}")),
         m(
             &["--names", "meshtally-x"],
@@ -418,7 +418,7 @@ fn bad_input_table() -> Vec<Case> {
         m(
             &["--file", "unknown.yaml"],
             1,
-            "error: mesh file unknown.yaml: unknown field `replica`, expected one of `services`, `names`, `namespace`, `base_port`, `replicas`, `image`, `wasm_url`, `wasm_sha256`, `wasm_file` at line 2 column 1",
+            "error: mesh file unknown.yaml: unknown field `replica`, expected one of `services`, `names`, `namespace`, `base_port`, `replicas`, `image`, `wasm_url`, `wasm_sha256`, `wasm_file` at line 2 column 1; did you mean `replicas`?",
         ),
         m(
             &["--file", "both.yaml"],
@@ -428,7 +428,7 @@ fn bad_input_table() -> Vec<Case> {
         m(&["--file", "nope.yaml"], 1, "error: cannot read mesh file nope.yaml: No such file or directory (os error 2)"),
         // Service counts: none, negative, too many.
         m(&["--services", "0"], 1, "error: invalid mesh: the mesh needs at least one service, got 0"),
-        m(&["--file", "empty-names.yaml"], 1, "error: invalid mesh: the mesh needs at least one service, got 0"),
+        m(&["--file", "empty-names.yaml"], 1, "error: invalid mesh: empty-names.yaml:1: names: the mesh needs at least one service, got 0"),
         m(
             &["--file", "negative.yaml"],
             1,
@@ -437,17 +437,17 @@ fn bad_input_table() -> Vec<Case> {
         // A negative count is a value clap cannot parse as a count.
         m(&["--services", "-1"], 2, "error: invalid value '-1' for '--services <N>': invalid digit found in string"),
         m(&["--services", "1001"], 1, "error: invalid mesh: 1001 services are more than the 1000 this tool renders"),
-        m(&["--file", "too-many.yaml"], 1, "error: invalid mesh: 1001 services are more than the 1000 this tool renders"),
+        m(&["--file", "too-many.yaml"], 1, "error: invalid mesh: too-many.yaml:1: services: 1001 services are more than the 1000 this tool renders"),
         // Istio's sidecar ports, and two services on one port.
         m(
             &["--base-port", "15000"],
             1,
-            "error: invalid mesh: service `service-a`: port 15000 is reserved by the Istio sidecar (15000-15090)",
+            "error: invalid mesh: 3 problems: service `service-a`: port 15000 is reserved by the Istio sidecar (15000-15090); service `service-b`: port 15001 is reserved by the Istio sidecar (15000-15090); service `service-c`: port 15002 is reserved by the Istio sidecar (15000-15090)",
         ),
         m(
             &["--file", "port-15006.yaml"],
             1,
-            "error: invalid mesh: service `web`: port 15006 is reserved by the Istio sidecar (15000-15090)",
+            "error: invalid mesh: port-15006.yaml:3: services[0].port: service `web`: port 15006 is reserved by the Istio sidecar (15000-15090)",
         ),
         m(
             &["--base-port", "15090"],
@@ -459,10 +459,10 @@ fn bad_input_table() -> Vec<Case> {
             1,
             "error: invalid mesh: service `service-c`: port 15000 is reserved by the Istio sidecar (15000-15090)",
         ),
-        m(&["--file", "dup-ports.yaml"], 1, "error: invalid mesh: services `web` and `api` both use port 9000"),
+        m(&["--file", "dup-ports.yaml"], 1, "error: invalid mesh: dup-ports.yaml:5: services[1].port: services `web` and `api` both use port 9000"),
         // Namespace, replicas, image.
         m(&["--namespace", "Demo"], 1, &format!("error: invalid mesh: namespace `Demo` {NOT_1123}")),
-        m(&["--file", "bad-namespace.yaml"], 1, &format!("error: invalid mesh: namespace `-demo` {NOT_1123}")),
+        m(&["--file", "bad-namespace.yaml"], 1, &format!("error: invalid mesh: bad-namespace.yaml:1: namespace: namespace `-demo` {NOT_1123}")),
         m(
             &["--replicas", "2147483648"],
             1,
@@ -502,7 +502,7 @@ fn bad_input_table() -> Vec<Case> {
         raw_case(
             &["--file", "sha-only.yaml"],
             1,
-            "error: invalid mesh: a wasm sha256 needs a wasm url: the ConfigMap delivery hashes the module file itself",
+            "error: invalid mesh: sha-only.yaml:1: wasm_sha256: a wasm sha256 needs a wasm url: the ConfigMap delivery hashes the module file itself",
         ),
         raw_case(
             &["--wasm-url", "oci://x", "--wasm-file", "meshtally_filter.wasm"],
@@ -590,4 +590,75 @@ fn bad_input_table_gives_exact_lines() {
             case.args
         );
     }
+}
+
+/// A newcomer's mesh-file mistakes: each at the offending field's own line, naming it, with a
+/// did-you-mean for a misspelt field, and every problem of a file at once (ten spelled out,
+/// the rest counted).
+#[test]
+fn mesh_file_mistakes_name_their_line_and_field() {
+    let dir = setup();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    fn render(name: &str) -> Vec<&str> {
+        with_module(&["--file", name])
+    }
+    write(
+        "timeout.yaml",
+        "services:\n  - name: a\n    timeout: 2 seconds\n  - b\n",
+    );
+    fails(
+        dir.path(),
+        &render("timeout.yaml"),
+        "services[0].timeout: duration `2 seconds` is not a whole number followed by ms, s, m or h (e.g. 300ms, 2s) at line 3 column 14",
+    );
+    write("service.yaml", "service:\n  - a\n");
+    let line = fails(
+        dir.path(),
+        &render("service.yaml"),
+        "unknown field `service`",
+    );
+    assert!(
+        line.contains(" at line 1") && line.ends_with("; did you mean `services`?\n"),
+        "{line}"
+    );
+    write(
+        "retries.yaml",
+        "services:\n  - name: a\n    retries: {attempts: 2, per_try_timout: 1s}\n",
+    );
+    fails(
+        dir.path(),
+        &render("retries.yaml"),
+        "services[0].retries: unknown field `per_try_timout`, expected one of `attempts`, `per_try_timeout`, `retry_on` at line 3 column 28; did you mean `per_try_timeout`?",
+    );
+    write(
+        "several.yaml",
+        "namespace: Bad_NS\nservices:\n  - name: a\n    timeout: 0ms\n  - name: b\n    versions: [{name: v1, weight: 90}, {name: v2, weight: 20}]\n  - name: c\n    port: 70000\n  - a\n",
+    );
+    fails(
+        dir.path(),
+        &render("several.yaml"),
+        "error: invalid mesh: 5 problems: several.yaml:1: namespace: namespace `Bad_NS` is not a DNS-1123 label (1-63 of a-z, 0-9 and '-', starting and ending with a letter or digit); \
+         several.yaml:4: services[0].timeout: service `a`: must be more than 0; \
+         several.yaml:6: services[1].versions: service `b`: weights sum to 110, not 100; \
+         several.yaml:8: services[2].port: service `c`: port 70000 is outside 1-65535; \
+         several.yaml:9: services[3]: service name `a` is given twice\n",
+    );
+    // Twelve bad ports: ten spelled out, then the count of the rest.
+    let many: String = (0..12)
+        .map(|i| format!("  - name: s{i}\n    port: {}\n", 70000 + i))
+        .collect();
+    write("many.yaml", &format!("services:\n{many}"));
+    let line = fails(
+        dir.path(),
+        &render("many.yaml"),
+        "invalid mesh: 12 problems: many.yaml:3: services[0].port",
+    );
+    assert!(line.ends_with("; and 2 more\n"), "{line}");
+    assert_eq!(line.matches("services[").count(), 10, "{line}");
+    // A flag's value is not the file's line: the flag-given namespace is named without one.
+    fails(
+        dir.path(),
+        &with_module(&["--file", "several.yaml", "--namespace", "Flag_NS"]),
+        "problems: namespace `Flag_NS` is not a DNS-1123 label",
+    );
 }

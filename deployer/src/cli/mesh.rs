@@ -1,11 +1,13 @@
 //! The mesh flags every renderer shares, and how they merge over a mesh file into a checked
 //! [`Mesh`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use anyhow::bail;
 use clap::Args;
 
+use crate::model::error::SHOWN_PROBLEMS;
+use crate::model::locate;
 use crate::model::{FailStrategy, Mesh, MeshInput, MtlsMode, ServiceChoice};
 
 /// Which services, on which ports, in which namespace: what every renderer of the mesh needs,
@@ -130,7 +132,60 @@ impl MeshArgs {
             // the checkout around the current folder); else the model's workspace default.
             input.wasm_file = crate::locate::Places::here().find_module();
         }
-        Mesh::from_input(input).context("invalid mesh")
+        checked(&self.flags(), self.shape.file.as_deref(), input)
+    }
+}
+
+/// The merged input checked; a refusal names every problem, each at its own line of the mesh
+/// file (`canary.yaml:6: services[0].versions: …`) when the file, not a flag, gave the field.
+fn checked(flags: &MeshInput, file: Option<&Path>, input: MeshInput) -> anyhow::Result<Mesh> {
+    let problems = match Mesh::check(input) {
+        Ok(mesh) => return Ok(mesh),
+        Err(problems) => problems,
+    };
+    let text = file.and_then(|f| std::fs::read_to_string(f).ok());
+    let mut spelled: Vec<String> = problems
+        .iter()
+        .map(|p| {
+            let located = match (&text, file) {
+                (Some(text), Some(file)) if !flag_sets(flags, p.at.root()) => {
+                    [p.at.clone(), p.at.with_root("names")]
+                        .into_iter()
+                        .find_map(|at| Some((locate::line_of(text, &at)?, at)))
+                        .map(|(line, at)| format!("{}:{line}: {at}: ", file.display()))
+                }
+                _ => None,
+            };
+            match (located, &p.error) {
+                // The path names the rule's field already.
+                (Some(at), crate::model::ModelError::Traffic { service, error }) => {
+                    format!("{at}service `{service}`: {}", error.reason)
+                }
+                (at, error) => format!("{}{error}", at.unwrap_or_default()),
+            }
+        })
+        .collect();
+    if spelled.len() == 1 {
+        bail!("invalid mesh: {}", spelled.remove(0));
+    }
+    let count = spelled.len();
+    if count > SHOWN_PROBLEMS {
+        spelled.truncate(SHOWN_PROBLEMS);
+        spelled.push(format!("and {} more", count - SHOWN_PROBLEMS));
+    }
+    bail!("invalid mesh: {count} problems: {}", spelled.join("; "))
+}
+
+/// Whether a flag gave the input's field `root` (then the file's line would mislead).
+fn flag_sets(flags: &MeshInput, root: Option<&str>) -> bool {
+    match root {
+        Some("services" | "names") => flags.services.is_some(),
+        Some("namespace") => flags.namespace.is_some(),
+        Some("base_port") => flags.base_port.is_some(),
+        Some("replicas") => flags.replicas.is_some(),
+        Some("image") => flags.image.is_some(),
+        Some("wasm_url" | "wasm_sha256") => flags.wasm_url.is_some() || flags.wasm_sha256.is_some(),
+        _ => true,
     }
 }
 
@@ -143,5 +198,6 @@ fn read_file(file: Option<&std::path::Path>) -> anyhow::Result<MeshInput> {
 
 /// A mesh from flags over a mesh file, checked.
 pub(crate) fn merged(flags: MeshInput, file: Option<&std::path::Path>) -> anyhow::Result<Mesh> {
-    Mesh::from_input(flags.over(read_file(file)?)).context("invalid mesh")
+    let input = flags.clone().over(read_file(file)?);
+    checked(&flags, file, input)
 }

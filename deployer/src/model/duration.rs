@@ -59,12 +59,28 @@ impl Serialize for Millis {
 
 impl<'de> Deserialize<'de> for Millis {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Millis::parse(&text).ok_or_else(|| {
-            de::Error::custom(format!(
-                "duration `{text}` is not a whole number followed by ms, s, m or h (e.g. 300ms, 2s)"
-            ))
-        })
+        // A visitor, so a bad duration is refused while the YAML deserializer still stands at
+        // the value: the error then carries the field's own path and line (`timeout` at line
+        // 3), not its service entry's.
+        struct MillisVisitor;
+
+        impl de::Visitor<'_> for MillisVisitor {
+            type Value = Millis;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 300ms or 2s")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Millis, E> {
+                Millis::parse(text).ok_or_else(|| {
+                    E::custom(format!(
+                        "duration `{text}` is not a whole number followed by ms, s, m or h (e.g. 300ms, 2s)"
+                    ))
+                })
+            }
+        }
+
+        deserializer.deserialize_str(MillisVisitor)
     }
 }
 

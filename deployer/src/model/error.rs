@@ -5,6 +5,32 @@ use std::path::PathBuf;
 
 use super::ports::{RESERVED_FIRST, RESERVED_LAST};
 
+/// At most this many problems are spelled out; the rest are counted.
+pub const SHOWN_PROBLEMS: usize = 10;
+
+fn several(errors: &[ModelError]) -> String {
+    let mut shown: Vec<String> = errors
+        .iter()
+        .take(SHOWN_PROBLEMS)
+        .map(ToString::to_string)
+        .collect();
+    if errors.len() > SHOWN_PROBLEMS {
+        shown.push(format!("and {} more", errors.len() - SHOWN_PROBLEMS));
+    }
+    shown.join("; ")
+}
+
+impl ModelError {
+    /// One problem as itself, several as [`ModelError::Several`].
+    pub fn from_problems(mut problems: Vec<super::Located>) -> ModelError {
+        if problems.len() == 1 {
+            problems.remove(0).error
+        } else {
+            ModelError::Several(problems.into_iter().map(|p| p.error).collect())
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("the mesh needs at least one service, got 0")]
@@ -82,10 +108,11 @@ pub enum ModelError {
         #[source]
         source: std::io::Error,
     },
-    #[error("mesh file {}", path.display())]
-    FileSyntax {
-        path: PathBuf,
-        #[source]
-        source: serde_norway::Error,
-    },
+    /// Every problem of one input, in the order found (the CLI shows at most ten).
+    #[error("{} problems: {}", .0.len(), several(.0))]
+    Several(Vec<ModelError>),
+    /// Not YAML, or not the mesh's shape: the parser's words with its line, and a did-you-mean
+    /// for a misspelt field or value.
+    #[error("mesh file {}: {detail}", path.display())]
+    FileSyntax { path: PathBuf, detail: String },
 }

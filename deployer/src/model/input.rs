@@ -146,9 +146,9 @@ impl MeshInput {
             path: path.to_owned(),
             source,
         })?;
-        let mut input = MeshInput::from_yaml(&text).map_err(|source| ModelError::FileSyntax {
+        let mut input = MeshInput::from_yaml(&text).map_err(|e| ModelError::FileSyntax {
             path: path.to_owned(),
-            source,
+            detail: explained(&e.to_string(), &text),
         })?;
         if let Some(file) = input.wasm_file.take() {
             let base = path.parent().unwrap_or(Path::new(""));
@@ -217,6 +217,40 @@ impl MeshInput {
             fail_strategy: self.fail_strategy.or(file.fail_strategy),
         }
     }
+}
+
+/// The parser's message, with the line of an unknown field when it gave none, and the nearest
+/// known field or value for a misspelt one (`service` → `services`).
+fn explained(message: &str, text: &str) -> String {
+    let mut out = message.to_owned();
+    let unknown = ["unknown field `", "unknown variant `"]
+        .iter()
+        .find_map(|prefix| message.split_once(prefix))
+        .and_then(|(_, rest)| rest.split_once('`'));
+    let Some((typed, rest)) = unknown else {
+        return out;
+    };
+    if !message.contains(" at line ") {
+        // serde_norway leaves out a position at the very start of the file.
+        let line = text.lines().position(|l| {
+            let l = l.trim_start().trim_start_matches("- ").trim_start();
+            l.strip_prefix(typed)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        });
+        if let Some(n) = line {
+            out.push_str(&format!(" at line {}", n + 1));
+        }
+    }
+    let known: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let nearest = known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(typed, k), *k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((_, k)) = nearest {
+        out.push_str(&format!("; did you mean `{k}`?"));
+    }
+    out
 }
 
 impl<'de> Deserialize<'de> for ServicesField {

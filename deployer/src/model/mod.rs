@@ -3,8 +3,9 @@
 //! (and later `up`/`apply`) never re-check it.
 
 mod duration;
-mod error;
+pub mod error;
 mod input;
+pub mod locate;
 pub mod names;
 mod policy;
 pub mod ports;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 
 pub use error::ModelError;
 pub use input::{MeshInput, ServiceChoice, ServiceEntry};
+pub use locate::FieldPath;
 pub use policy::{FailStrategy, MtlsMode};
 pub use restart::needs_restart;
 pub use traffic::Traffic;
@@ -76,61 +78,123 @@ impl Service {
     }
 }
 
+/// A problem in the input and the field it is in, as a mesh file spells it (`services[1].port`):
+/// the CLI turns the field into the file's line when the file set it.
+#[derive(Debug)]
+pub struct Located {
+    pub error: ModelError,
+    pub at: FieldPath,
+}
+
 impl Mesh {
-    /// Fills defaults and checks everything; the first problem found is returned.
+    /// Fills defaults and checks everything; every problem found is returned (one, or
+    /// [`ModelError::Several`]).
     pub fn from_input(input: MeshInput) -> Result<Mesh, ModelError> {
+        Mesh::check(input).map_err(ModelError::from_problems)
+    }
+
+    /// Fills defaults and checks everything, collecting every problem with its field: a file
+    /// with three mistakes is refused once, naming all three.
+    pub fn check(input: MeshInput) -> Result<Mesh, Vec<Located>> {
+        let mut problems = Vec::new();
+        let mut refuse = |error: ModelError, at: FieldPath| problems.push(Located { error, at });
         let namespace = input
             .namespace
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
         if !names::is_dns1123_label(&namespace) {
-            return Err(ModelError::BadNamespace(namespace));
+            refuse(
+                ModelError::BadNamespace(namespace.clone()),
+                FieldPath::key("namespace"),
+            );
         }
         let base_port = input.base_port.unwrap_or(DEFAULT_BASE_PORT);
-        if ports::checked(base_port).is_none() {
-            return Err(ModelError::BasePortOutOfRange(base_port));
+        let base_ok = ports::checked(base_port).is_some();
+        if !base_ok {
+            refuse(
+                ModelError::BasePortOutOfRange(base_port),
+                FieldPath::key("base_port"),
+            );
         }
         let entries = match input
             .services
             .unwrap_or(ServiceChoice::Count(DEFAULT_SERVICES))
         {
-            ServiceChoice::Count(0) => return Err(ModelError::NoServices),
+            ServiceChoice::Count(0) => {
+                refuse(ModelError::NoServices, FieldPath::key("services"));
+                Vec::new()
+            }
             ServiceChoice::Count(n) if n > MAX_SERVICES as u64 => {
-                return Err(ModelError::TooManyServices {
-                    count: n,
-                    max: MAX_SERVICES,
-                })
+                refuse(
+                    ModelError::TooManyServices {
+                        count: n,
+                        max: MAX_SERVICES,
+                    },
+                    FieldPath::key("services"),
+                );
+                Vec::new()
             }
             ServiceChoice::Count(n) => (0..n as usize)
                 .map(|i| ServiceEntry::named(names::generated(i)))
                 .collect(),
-            ServiceChoice::Listed(entries) => entries,
+            ServiceChoice::Listed(entries) => {
+                if entries.is_empty() {
+                    refuse(ModelError::NoServices, FieldPath::key("services"));
+                }
+                entries
+            }
         };
-        let services = services(entries, base_port)?;
+        // Ports counted from a base port that is itself out of range say nothing new.
+        let services = if base_ok {
+            services(entries, base_port, &mut refuse)
+        } else {
+            Vec::new()
+        };
         let replicas = input.replicas.unwrap_or(DEFAULT_REPLICAS);
-        let replicas =
-            i32::try_from(replicas).map_err(|_| ModelError::TooManyReplicas(replicas))?;
+        let replicas = i32::try_from(replicas).unwrap_or_else(|_| {
+            refuse(
+                ModelError::TooManyReplicas(replicas),
+                FieldPath::key("replicas"),
+            );
+            0
+        });
         let image = input.image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
         if image.is_empty() || image.chars().any(char::is_whitespace) {
-            return Err(ModelError::BadImage(image));
+            refuse(ModelError::BadImage(image.clone()), FieldPath::key("image"));
         }
         let wasm = match (input.wasm_url, input.wasm_sha256) {
-            (Some(url), sha256) => WasmSource::remote(&url, sha256.as_deref())?,
-            (None, Some(_)) => return Err(ModelError::DigestWithoutUrl),
-            (None, None) => WasmSource::ConfigMap {
+            (Some(url), sha256) => match WasmSource::remote(&url, sha256.as_deref()) {
+                Ok(source) => Some(source),
+                Err(e) => {
+                    let at = match e {
+                        ModelError::BadDigest(_) => "wasm_sha256",
+                        _ => "wasm_url",
+                    };
+                    refuse(e, FieldPath::key(at));
+                    None
+                }
+            },
+            (None, Some(_)) => {
+                refuse(ModelError::DigestWithoutUrl, FieldPath::key("wasm_sha256"));
+                None
+            }
+            (None, None) => Some(WasmSource::ConfigMap {
                 path: input
                     .wasm_file
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_WASM_FILE)),
-            },
+            }),
         };
-        Ok(Mesh {
-            namespace,
-            services,
-            replicas,
-            image,
-            wasm,
-            mtls: input.mtls.unwrap_or_default(),
-            fail_strategy: input.fail_strategy,
-        })
+        match wasm {
+            Some(wasm) if problems.is_empty() => Ok(Mesh {
+                namespace,
+                services,
+                replicas,
+                image,
+                wasm,
+                mtls: input.mtls.unwrap_or_default(),
+                fail_strategy: input.fail_strategy,
+            }),
+            _ => Err(problems),
+        }
     }
 
     /// The name other pods use to reach `service`, and the host Istio routes on.
@@ -155,62 +219,109 @@ impl Mesh {
     }
 }
 
-fn services(entries: Vec<ServiceEntry>, base_port: u64) -> Result<Vec<Service>, ModelError> {
-    if entries.is_empty() {
-        return Err(ModelError::NoServices);
-    }
+/// The services, checked one by one; each problem is refused with its entry's field, and the
+/// checks go on, so every bad entry is named.
+fn services(
+    entries: Vec<ServiceEntry>,
+    base_port: u64,
+    refuse: &mut impl FnMut(ModelError, FieldPath),
+) -> Vec<Service> {
     if entries.len() > MAX_SERVICES {
-        return Err(ModelError::TooManyServices {
-            count: entries.len() as u64,
-            max: MAX_SERVICES,
-        });
+        refuse(
+            ModelError::TooManyServices {
+                count: entries.len() as u64,
+                max: MAX_SERVICES,
+            },
+            FieldPath::key("services"),
+        );
+        return Vec::new();
     }
     let mut seen_names = HashSet::new();
-    let mut seen_ports: HashMap<u16, usize> = HashMap::new();
+    let mut seen_ports: HashMap<u16, String> = HashMap::new();
     let mut services: Vec<Service> = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
         let name = entry.name;
+        let named = entry.port.is_some() || entry.traffic != Default::default();
+        // A bare name's field is the entry itself; a mapping's, its `name`.
+        let name_at = FieldPath::service(i, if named { "name" } else { "" });
+        let mut ok = true;
         if !names::is_dns1035_label(&name) {
-            return Err(ModelError::BadServiceName(name));
+            refuse(ModelError::BadServiceName(name.clone()), name_at.clone());
+            ok = false;
+        } else if name.starts_with(RESERVED_PREFIX) {
+            refuse(
+                ModelError::ReservedServiceName(name.clone()),
+                name_at.clone(),
+            );
+            ok = false;
+        } else if !seen_names.insert(name.clone()) {
+            refuse(ModelError::DuplicateService(name.clone()), name_at.clone());
+            ok = false;
         }
-        if name.starts_with(RESERVED_PREFIX) {
-            return Err(ModelError::ReservedServiceName(name));
-        }
-        if !seen_names.insert(name.clone()) {
-            return Err(ModelError::DuplicateService(name));
-        }
+        let port_at = FieldPath::service(i, if entry.port.is_some() { "port" } else { "" });
         let wanted = entry.port.unwrap_or(base_port + i as u64);
-        let Some(port) = ports::checked(wanted) else {
-            return Err(ModelError::PortOutOfRange {
-                service: name,
-                port: wanted,
-            });
+        let port = match ports::checked(wanted) {
+            None => {
+                refuse(
+                    ModelError::PortOutOfRange {
+                        service: name.clone(),
+                        port: wanted,
+                    },
+                    port_at,
+                );
+                None
+            }
+            Some(port) if ports::is_reserved(port) => {
+                refuse(
+                    ModelError::ReservedPort {
+                        service: name.clone(),
+                        port,
+                    },
+                    port_at,
+                );
+                None
+            }
+            Some(port) => match seen_ports.get(&port) {
+                Some(first) => {
+                    refuse(
+                        ModelError::DuplicatePort {
+                            port,
+                            first: first.clone(),
+                            second: name.clone(),
+                        },
+                        port_at,
+                    );
+                    None
+                }
+                None => {
+                    seen_ports.insert(port, name.clone());
+                    Some(port)
+                }
+            },
         };
-        if ports::is_reserved(port) {
-            return Err(ModelError::ReservedPort {
-                service: name,
+        let traffic = match traffic::check(entry.traffic) {
+            Ok(traffic) => Some(traffic),
+            Err(error) => {
+                let at = FieldPath::service(i, &error.field);
+                refuse(
+                    ModelError::Traffic {
+                        service: name.clone(),
+                        error,
+                    },
+                    at,
+                );
+                None
+            }
+        };
+        if let (true, Some(port), Some(traffic)) = (ok, port, traffic) {
+            services.push(Service {
+                name,
                 port,
+                traffic,
             });
         }
-        if let Some(&first) = seen_ports.get(&port) {
-            return Err(ModelError::DuplicatePort {
-                port,
-                first: services[first].name.clone(),
-                second: name,
-            });
-        }
-        seen_ports.insert(port, i);
-        let traffic = traffic::check(entry.traffic).map_err(|error| ModelError::Traffic {
-            service: name.clone(),
-            error,
-        })?;
-        services.push(Service {
-            name,
-            port,
-            traffic,
-        });
     }
-    Ok(services)
+    services
 }
 
 #[cfg(test)]
