@@ -409,7 +409,7 @@ fn bad_input_table() -> Vec<Case> {
             1,
             "error: mesh file malformed.yaml: did not find expected ',' or ']' at line 3 column 9, while parsing a flow sequence at line 2 column 11",
         ),
-        m(&["--file", "top-list.yaml"], 1, "error: mesh file top-list.yaml: invalid type: sequence, expected a mapping of mesh fields"),
+        m(&["--file", "top-list.yaml"], 1, "error: mesh file top-list.yaml: invalid type: sequence, expected a mapping of mesh fields at line 1"),
         m(
             &["--file", "services-three.yaml"],
             1,
@@ -423,7 +423,7 @@ fn bad_input_table() -> Vec<Case> {
         m(
             &["--file", "both.yaml"],
             1,
-            "error: mesh file both.yaml: `services` and `names` both choose the services: give one",
+            "error: mesh file both.yaml: `services` and `names` both choose the services: give one (`names` at line 2)",
         ),
         m(&["--file", "nope.yaml"], 1, "error: cannot read mesh file nope.yaml: No such file or directory (os error 2)"),
         // Service counts: none, negative, too many.

@@ -167,9 +167,12 @@ impl MeshInput {
         };
         let services = match (file.services, file.names) {
             (Some(_), Some(_)) => {
-                return Err(de::Error::custom(
-                    "`services` and `names` both choose the services: give one",
-                ))
+                let line = super::locate::line_of(text, &super::FieldPath::key("names"))
+                    .map(|n| format!(" (`names` at line {n})"))
+                    .unwrap_or_default();
+                return Err(de::Error::custom(format!(
+                    "`services` and `names` both choose the services: give one{line}"
+                )));
             }
             (Some(ServicesField(choice)), None) => Some(choice),
             (None, Some(names)) => Some(ServiceChoice::Listed(
@@ -223,6 +226,10 @@ impl MeshInput {
 /// known field or value for a misspelt one (`service` → `services`).
 fn explained(message: &str, text: &str) -> String {
     let mut out = message.to_owned();
+    if message.ends_with("expected a mapping of mesh fields") {
+        // The whole file is of the wrong shape: its first line says so.
+        out.push_str(" at line 1");
+    }
     let unknown = ["unknown field `", "unknown variant `"]
         .iter()
         .find_map(|prefix| message.split_once(prefix))
