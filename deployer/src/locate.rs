@@ -102,6 +102,11 @@ impl Places {
         from_cwd.or_else(from_exe).map(Path::to_path_buf)
     }
 
+    /// A mesh file of the checkout's `examples/` (for hints), when there is a checkout here.
+    pub fn example(&self, name: &str) -> Option<PathBuf> {
+        Some(self.checkout()?.join("examples").join(name)).filter(|p| p.is_file())
+    }
+
     /// How a printed hint names this very deployer: `deployer` when that name on PATH is this
     /// executable, else its absolute path, so the hint runs when pasted (after `make demo`,
     /// `target/release/deployer` is not on PATH).

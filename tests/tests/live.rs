@@ -499,3 +499,66 @@ fn a_sidecar_dying_mid_shift_is_named_and_comes_back_on_the_new_generation() -> 
     ensure!(m.validate_configs()? == m.layout.proxies().len());
     Ok(())
 }
+
+/// The hints `shift` prints when a version needs new processes run exactly as printed (from
+/// another folder, no deployer on PATH): on the demo (no mesh file) they restart the mesh from
+/// the checkout's `examples/canary.yaml` on the same ports, after which the same shift works;
+/// on a mesh from a file they repeat the exact `up` that started it.
+#[test]
+fn shift_hints_run_as_printed() -> Result<()> {
+    let elsewhere = tempfile::tempdir()?;
+    let run_hints = |line: &str| -> Result<()> {
+        let commands: Vec<&str> = line.split('`').skip(1).step_by(2).collect();
+        ensure!(commands.len() >= 2, "no commands in: {line}");
+        for command in &commands[commands.len() - 2..] {
+            let out = std::process::Command::new("sh")
+                .args(["-c", command])
+                .current_dir(elsewhere.path())
+                .env("PATH", "/usr/bin:/bin")
+                .output()?;
+            ensure!(
+                out.status.success(),
+                "`{command}`: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    let error_line = |out: &std::process::Output| -> Result<String> {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        ensure!(!out.status.success(), "it succeeded: {stderr}");
+        Ok(stderr.trim().to_owned())
+    };
+
+    // The demo: generated services, no mesh file.
+    let m = LocalMesh::up_on_free_ports(3, &[])?;
+    let line = error_line(&m.run("shift", &["service-a", "v1=50,v2=50"]))?;
+    ensure!(line.contains("examples/canary.yaml"), "{line}");
+    run_hints(&line)?;
+    let out = m.run("shift", &["service-a", "v1=50,v2=50"]);
+    ensure!(
+        out.status.success(),
+        "after the hints: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(m);
+
+    // A mesh from a file: the exact up again.
+    let (base, gateway) = free_ports(2)?;
+    let base = base.to_string();
+    let m = LocalMesh::up_file(
+        "services:\n  - name: service-a\n    versions: [{name: v1, weight: 100}, {name: v2, weight: 0}]\n  - service-b\n",
+        gateway,
+        &["--base-port", &base],
+    )?;
+    let line = error_line(&m.run("shift", &["service-a", "v1=50,v3=50"]))?;
+    ensure!(line.contains(" up --detach --gateway-port "), "{line}");
+    run_hints(&line)?;
+    let status = m.run("status", &[]);
+    ensure!(
+        status.status.success() && !String::from_utf8_lossy(&status.stdout).contains("stopped"),
+        "not running again after the hints: {}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    Ok(())
+}

@@ -287,13 +287,7 @@ pub fn shift(state: &StateDir, service: &str, weights: &[(String, u32)]) -> Resu
                     restart_hint(state, &started)
                 ),
                 // The demo: no mesh file to add it to.
-                None => format!(
-                    "this mesh was started without a mesh file, so write one that gives {service} \
-                     its versions (e.g. examples/canary.yaml) and start the mesh from it (`{}`, then \
-                     `{}`)",
-                    state.cmd("down"),
-                    state.cmd("up -f FILE")
-                ),
+                None => without_file(state, &started, service),
             };
             bail!(
                 "{service} has no version {unknown} (its versions: {}); a new version needs new processes: {how}",
@@ -324,6 +318,44 @@ pub fn shift(state: &StateDir, service: &str, weights: &[(String, u32)]) -> Resu
         }
     }
     Ok(())
+}
+
+/// What to do about a new version on a mesh started without a mesh file (the demo): start it
+/// from one that gives the service its versions, on the same ports. With a checkout around, the
+/// hint names its `examples/canary.yaml` (service-a with v1 and v2) so it runs as printed.
+fn without_file(state: &StateDir, layout: &Layout, service: &str) -> String {
+    let detach = layout
+        .up_command
+        .as_ref()
+        .is_some_and(|up| up.args.iter().any(|a| a == "--detach"));
+    let ports = match layout.services.first() {
+        Some(first) => format!(
+            " --base-port {} --gateway-port {}",
+            first.port, layout.gateway.port
+        ),
+        None => String::new(),
+    };
+    let up = |file: &str| {
+        state.cmd(&format!(
+            "up{} -f {file}{ports}",
+            if detach { " --detach" } else { "" }
+        ))
+    };
+    match crate::locate::Places::here().example("canary.yaml") {
+        Some(example) => format!(
+            "this mesh was started without a mesh file; start it from one that gives {service} \
+             its versions, e.g. the example (`{}`, then `{}`)",
+            state.cmd("down"),
+            up(&crate::shell::quote(&example.to_string_lossy()))
+        ),
+        None => format!(
+            "this mesh was started without a mesh file; write one that gives {service} its \
+             versions (as examples/canary.yaml in meshtally's repository does) and start the \
+             mesh from it (`{}`, then `{}`)",
+            state.cmd("down"),
+            up("FILE")
+        ),
+    }
 }
 
 /// The command that started the mesh, to paste to start it again (`up` saves it as typed), in
