@@ -91,11 +91,22 @@ impl StateDir {
     pub fn running_supervisor(&self) -> Option<i32> {
         let recorded = std::fs::read_to_string(self.supervisor_pid_path()).unwrap_or_default();
         let mut fields = recorded.split_whitespace().map(str::parse::<u64>);
-        if let (Some(Ok(pid)), Some(Ok(start))) = (fields.next(), fields.next()) {
-            let pid = i32::try_from(pid).unwrap_or(0);
-            if alive(pid) && start_time(pid) == Some(start) {
-                return Some(pid);
+        match (fields.next(), fields.next()) {
+            (Some(Ok(pid)), Some(Ok(start))) => {
+                let pid = i32::try_from(pid).unwrap_or(0);
+                if alive(pid) && start_time(pid) == Some(start) {
+                    return Some(pid);
+                }
             }
+            // A pid alone: written by a deployer before start times were kept, whose mesh may
+            // still run; taken only when it is a deployer.
+            (Some(Ok(pid)), None) => {
+                let pid = i32::try_from(pid).unwrap_or(0);
+                if is_supervisor(pid) {
+                    return Some(pid);
+                }
+            }
+            _ => {}
         }
         let own = self.own_processes();
         // A detached supervisor carries the marker itself; a foreground one is the parent of
