@@ -58,6 +58,7 @@ install: setup-demo wasm ## put deployer and demo-service in $(PREFIX)/bin (defa
 	install -Dm755 target/$(if $(filter release,$(PROFILE)),release,debug)/deployer $(PREFIX)/bin/deployer
 	install -Dm755 target/$(if $(filter release,$(PROFILE)),release,debug)/demo-service $(PREFIX)/bin/demo-service
 	install -Dm644 $(WASM) $(PREFIX)/share/meshtally/meshtally_filter.wasm
+	install -Dm644 -t $(PREFIX)/share/meshtally/examples examples/*.yaml
 	install -Dm755 "$$(readlink -f $(ENVOY_BIN))" $(PREFIX)/lib/meshtally/envoy
 	@echo "installed into $(PREFIX): make sure $(PREFIX)/bin is on PATH, then: deployer up"
 

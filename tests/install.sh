@@ -49,17 +49,32 @@ check "verify passes" deployer verify --state-dir state
 headers=$(curl -s localhost:28969/service-c/call/service-a)
 check "curl through the gateway shows the x-mesh headers" \
   bash -c 'grep -q "\"x-mesh-source\":\"service-c\"" <<<"$1" && grep -q "\"x-mesh-peer-verified\":\"true\"" <<<"$1"' _ "$headers"
-# Every hint up printed, exactly as printed, with the install prefix on PATH: the `try:` lines,
-# then the background line's `down`.
+# Every hint up printed, exactly as printed, with the install prefix on PATH: the `try:` lines
+# now, the background line's `down` at the end.
 mapfile -t hints < <(sed -n '/^try:$/,/^$/p' <<<"$out" | sed '1d;/^$/d;s/^  //')
 stop=$(sed -n 's/^Running in the background; `\(.*\)` stops it\.$/\1/p' <<<"$out")
 check "up printed three try: hints and a down line (${#hints[@]}: ${hints[*]}; $stop)" \
   test "${#hints[@]}" = 3 -a -n "$stop"
-for hint in "${hints[@]}" "$stop"; do
+for hint in "${hints[@]}"; do
   check "the printed hint runs as printed: $hint" \
     bash -c 'cd "$1" && env -i HOME="$2" TMPDIR="$3" PATH="$4/bin:/usr/bin:/bin" sh -c "$5" >/dev/null 2>&1' \
     _ "$work" "$home" "$scratch" "$prefix" "$hint"
 done
+# shift's hints on a mesh without a mesh file (a new version needs new processes): they name
+# the installed example and run as printed; then the same shift works.
+shift_err=$(deployer shift service-a v1=50,v2=50 --state-dir state 2>&1)
+mapfile -t restart < <(grep -o '`[^`]*`' <<<"$shift_err" | tr -d '`' | tail -n 2)
+check "shift names the installed example in its hints: $shift_err" \
+  bash -c 'grep -q "share/meshtally/examples/canary.yaml" <<<"$1" && [ "$2" = 2 ]' _ "$shift_err" "${#restart[@]}"
+for hint in "${restart[@]}"; do
+  check "shift's hint runs as printed: $hint" \
+    bash -c 'cd "$1" && env -i HOME="$2" TMPDIR="$3" PATH="$4/bin:/usr/bin:/bin" sh -c "$5" >/dev/null 2>&1' \
+    _ "$work" "$home" "$scratch" "$prefix" "$hint"
+done
+check "then the shift works" deployer shift service-a v1=50,v2=50 --state-dir state
+check "up's printed down line runs as printed: $stop" \
+  bash -c 'cd "$1" && env -i HOME="$2" TMPDIR="$3" PATH="$4/bin:/usr/bin:/bin" sh -c "$5" >/dev/null 2>&1' \
+  _ "$work" "$home" "$scratch" "$prefix" "$stop"
 check "down stops it" deployer down --state-dir state
 left=$(pgrep -f "$work/state" || true)
 check "no process left" test -z "$left"

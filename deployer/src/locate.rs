@@ -102,9 +102,17 @@ impl Places {
         from_cwd.or_else(from_exe).map(Path::to_path_buf)
     }
 
-    /// A mesh file of the checkout's `examples/` (for hints), when there is a checkout here.
+    /// One of meshtally's example mesh files (for hints): the checkout's `examples/`, else the
+    /// install prefix's `share/meshtally/examples/` (`make install` puts them there).
     pub fn example(&self, name: &str) -> Option<PathBuf> {
-        Some(self.checkout()?.join("examples").join(name)).filter(|p| p.is_file())
+        let from_checkout = self.checkout().map(|c| c.join("examples").join(name));
+        let from_prefix = self
+            .prefix()
+            .map(|p| p.join("share/meshtally/examples").join(name));
+        [from_checkout, from_prefix]
+            .into_iter()
+            .flatten()
+            .find(|p| p.is_file())
     }
 
     /// How a printed hint names this very deployer: `deployer` when that name on PATH is this
