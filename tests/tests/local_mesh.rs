@@ -299,8 +299,10 @@ fn three_services_tag_count_guard_and_recover() -> Result<()> {
         assert_eq!(
             stderr(&out),
             format!(
-                "error: no mesh is running in {}: start it with `deployer up {flag}`\n",
-                m.state_dir().display()
+                "error: no mesh is running in {}: start it with `{} up {flag}`\n",
+                m.state_dir().display(),
+                // The deployer that ran, by its path: it is not on PATH here.
+                meshtally_tests::mesh::binary("deployer").display()
             )
         );
     }

@@ -308,10 +308,34 @@ pub fn sidecar_name(service: &str) -> String {
     format!("{service}-sidecar")
 }
 
-/// Distinct free loopback ports, held together while picking so none repeats.
+/// Where private ports are picked: below the kernel's ephemeral range (32768 and up), which
+/// every outgoing connection draws its local port from. A port picked there could be taken by a
+/// client's connection in the moment between the pick and the proxy binding it; here only a
+/// listener can take it. Istio's sidecar ports (15000-15090) are left out too.
+const PRIVATE_PORTS: [std::ops::Range<u16>; 2] = [10000..15000, 15100..20000];
+
+/// Distinct free loopback ports from [`PRIVATE_PORTS`], from a random start so two meshes
+/// starting at once rarely try the same ones, held together while picking so none repeats.
 fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let held = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding a free loopback port"))
-        .collect::<Result<Vec<_>>>()?;
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let candidates: Vec<u16> = PRIVATE_PORTS.iter().flat_map(|r| r.clone()).collect();
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    let start = (hasher.finish() % candidates.len() as u64) as usize;
+    let mut held = Vec::with_capacity(n);
+    for port in candidates[start..].iter().chain(&candidates[..start]) {
+        if held.len() == n {
+            break;
+        }
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", *port)) {
+            held.push(listener);
+        }
+    }
+    if held.len() < n {
+        anyhow::bail!(
+            "only {} of the {n} private loopback ports this mesh needs are free in 10000-19999",
+            held.len()
+        );
+    }
     held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }

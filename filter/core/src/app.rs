@@ -102,9 +102,6 @@ pub fn parse_peers(raw: &str) -> Result<Vec<Peer<'_>>, PeersError> {
 mod tests {
     use super::*;
 
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
     #[test]
     fn round_trip() {
         let given = [

@@ -235,9 +235,6 @@ fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    // Under wasm32 the same tests run in Node through wasm-bindgen-test.
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn parse(raw: &str) -> Result<Config, ConfigError> {
         Config::parse(raw.as_bytes(), &NodeMetadata::default())

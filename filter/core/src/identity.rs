@@ -40,9 +40,6 @@ pub fn parse_spiffe_id(uri: &[u8]) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
 
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
     #[test]
     fn round_trip() {
         for (ns, sa) in [

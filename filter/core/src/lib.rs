@@ -1,5 +1,5 @@
 //! Pure logic of the meshtally filter, kept apart from the proxy-wasm host so it can be
-//! unit-tested natively and, compiled to wasm, under Node with wasm-bindgen-test.
+//! unit-tested natively and, compiled to wasm32-wasip1 as the filter ships, in V8 under Node's WASI.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,

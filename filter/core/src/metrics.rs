@@ -317,9 +317,6 @@ impl MetricCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    // Under wasm32 the same tests run in Node through wasm-bindgen-test.
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn names_carry_every_tag() {

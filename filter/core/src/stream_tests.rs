@@ -12,9 +12,6 @@ use crate::ledger;
 use crate::metrics::{metric_name, CodeClass, Security, REQUESTS_TOTAL, REQUEST_DURATION};
 use crate::stream::{Flow, Plugin, Stream, LOOP_BODY};
 use crate::Direction;
-// Under wasm32 the same tests run in Node through wasm-bindgen-test.
-#[cfg(target_arch = "wasm32")]
-use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const SAN: &[u8] = b"spiffe://cluster.local/ns/demo/sa/service-c";
 

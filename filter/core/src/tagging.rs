@@ -149,9 +149,6 @@ pub fn format_u32(mut n: u32, buf: &mut [u8; 10]) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    // Under wasm32 the same tests run in Node through wasm-bindgen-test.
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn dns_labels() {

@@ -9,9 +9,6 @@ use meshtally_core::tagging::{
     destination_from_authority, format_u32, outbound_hops, parse_hops, resolve_caller, UNKNOWN,
 };
 use meshtally_core::{Caller, Config, Direction, HopDecision, NodeMetadata};
-// Under wasm32 the same tests run in Node through wasm-bindgen-test.
-#[cfg(target_arch = "wasm32")]
-use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const UNKNOWN_CALLER: Caller<'static> = Caller {
     name: UNKNOWN,
