@@ -302,7 +302,9 @@ fn three_services_tag_count_guard_and_recover() -> Result<()> {
                 "error: no mesh is running in {}: start it with `{} up {flag}`\n",
                 m.state_dir().display(),
                 // The deployer that ran, by its path: it is not on PATH here.
-                meshtally_tests::mesh::binary("deployer").display()
+                std::fs::canonicalize(meshtally_tests::mesh::binary("deployer"))
+                    .unwrap_or_default()
+                    .display()
             )
         );
     }
