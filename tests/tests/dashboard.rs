@@ -3,9 +3,12 @@
 //! known traffic through the gateway and from that client; and Debian's headless Chromium
 //! driven by playwright-core (`tests/dashboard/dashboard.test.mjs`) asserting from the DOM: the
 //! page saying no mesh runs, then the nodes and a hint while there is no traffic, then one node per service, one
-//! edge per pair the traffic makes with the labels `/api/graph` gives, locks on exactly the
-//! certificate-proved edges, and a killed service's edges red within 3 s. The screenshots go
-//! to `target/test-output/dashboard/`.
+//! edge per pair the traffic makes (a → c and c → a among them) with the labels `/api/graph`
+//! gives, locks on exactly the certificate-proved edges, no edge label over another or over a
+//! node, arrowheads on their callee's outline and under no label; then a killed service's node
+//! `restarting` within 2 s, its edges red within 3 s and attributed to it. The screenshots go
+//! to `target/test-output/dashboard/` (`dashboard.png`, with traffic both ways, is the one in
+//! the docs).
 //!
 //! Needs `make setup` (chromium from Debian, `npm ci` in tests/dashboard); without them the
 //! test fails and says so. Everything it starts (mesh, traffic, dashboard, node and its
@@ -43,14 +46,18 @@ fn tools() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Calls until `stop`: gateway → a → b, gateway → b → c, and a plain-HTTP caller that names
-/// itself `tester` straight into c's sidecar (no certificate: an edge without a lock).
+/// Calls until `stop`: gateway → a → b, gateway → b → c, a → c and c → a (both ways between
+/// two services, the pair whose curves and labels must stay apart), and a plain-HTTP caller
+/// that names itself `tester` straight into c's sidecar (no certificate: an edge without a
+/// lock).
 fn traffic(mesh: &LocalMesh, stop: &AtomicBool) {
     let gateway = mesh.gateway();
     let c = mesh.port("service-c");
     while !stop.load(Ordering::SeqCst) {
         let _ = meshtally_tests::http::get(gateway, "/service-a/call/service-b", &[]);
         let _ = meshtally_tests::http::get(gateway, "/service-b/call/service-c", &[]);
+        let _ = meshtally_tests::http::get(gateway, "/service-a/call/service-c", &[]);
+        let _ = meshtally_tests::http::get(gateway, "/service-c/call/service-a", &[]);
         let _ = meshtally_tests::http::get(c, "/info", &[("x-mesh-source", b"tester")]);
         std::thread::sleep(Duration::from_millis(30));
     }
@@ -110,8 +117,11 @@ fn the_dashboard_draws_the_local_mesh_in_chromium() -> Result<()> {
     let verified = [
         format!("{GATEWAY_CALLER}>service-a"),
         format!("{GATEWAY_CALLER}>service-b"),
+        format!("{GATEWAY_CALLER}>service-c"),
         "service-a>service-b".into(),
+        "service-a>service-c".into(),
         "service-b>service-c".into(),
+        "service-c>service-a".into(),
     ];
     let mut expected = verified.to_vec();
     expected.push("tester>service-c".into());
@@ -129,6 +139,7 @@ fn the_dashboard_draws_the_local_mesh_in_chromium() -> Result<()> {
         .env("EXPECTED_EDGES", expected.join(","))
         .env("VERIFIED_EDGES", verified.join(","))
         .env("KILL", "service-c")
+        .env("GATEWAY", GATEWAY_CALLER)
         .env("CHROMIUM", CHROMIUM)
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)

@@ -13,11 +13,13 @@ use crate::cli::{DashboardArgs, GraphArgs, SidecarArgs};
 use crate::cluster::sidecars::ClusterSidecars;
 use crate::dashboard::export;
 use crate::dashboard::feed;
-use crate::dashboard::graph::Graph;
+use crate::dashboard::graph::{self as map, Graph, Owner};
 use crate::dashboard::reader::MeshReader;
 use crate::dashboard::server::{self, Feed, TapQuery};
+use crate::local::layout::{sidecar_name, Layout, GATEWAY};
 use crate::local::observed::LocalMesh;
 use crate::local::state::StateDir;
+use crate::local::status;
 use crate::observe::tap::{Filter, Tapped as _};
 use crate::observe::{Counted, Reachable as _};
 use crate::output::outln;
@@ -59,6 +61,14 @@ fn open(from: SidecarArgs, window: std::time::Duration) -> Result<Opened> {
     let hint = state.cmd("verify");
     let what = format!("the local mesh in {}", state.root.display());
     let state_dir = Some(state.root.clone());
+    let checked = state.clone();
+    // `deployer status`'s checks (pid alive and this mesh's, health URL answering): a node
+    // whose app was killed is seen as such before its edges have a window of failures.
+    let probe = move || {
+        let layout = checked.read_layout()?;
+        let status = status::read(&checked)?;
+        Ok(map::down(&status.processes, &owners(&layout)))
+    };
     let open = move || {
         let mesh = LocalMesh::open(&state)?;
         let services = mesh.services()?;
@@ -66,9 +76,25 @@ fn open(from: SidecarArgs, window: std::time::Duration) -> Result<Opened> {
     };
     Ok(Opened {
         what,
-        reader: MeshReader::new(Box::new(open), Some(GATEWAY_CALLER.into()), window, hint),
+        reader: MeshReader::new(Box::new(open), Some(GATEWAY_CALLER.into()), window, hint)
+            .with_probe(Box::new(probe)),
         state_dir,
     })
+}
+
+/// The node each local process belongs to: an instance's app and sidecar to its service and
+/// version, the gateway's proxy to the gateway's node (named by its callers' name for it).
+fn owners(layout: &Layout) -> Vec<Owner> {
+    let mut owners = Vec::new();
+    for s in &layout.services {
+        for i in s.instances() {
+            let version = Some(i.version.clone());
+            owners.push((sidecar_name(&i.name), s.name.clone(), version.clone()));
+            owners.push((i.name, s.name.clone(), version));
+        }
+    }
+    owners.push((GATEWAY.to_owned(), GATEWAY_CALLER.to_owned(), None));
+    owners
 }
 
 pub fn dashboard(args: DashboardArgs) -> Result<()> {

@@ -146,6 +146,7 @@ mod tests {
             services: vec!["service-a".into(), "service-b".into()],
             gateway: Some("gateway".into()),
             unreachable: ["service-b".to_owned()].into(),
+            down: Vec::new(),
             total: vec![f("gateway", "service-a", 4), f("service-a", "service-b", 2)],
             window: vec![f("gateway", "service-a", 4)],
             window_s: 1.0,

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::local::status::Process;
 use crate::observe::signals::EdgeRow;
 
 /// Below this success rate an edge is failing (red); below [`DEGRADED_BELOW`], degraded
@@ -24,6 +25,9 @@ pub(crate) struct Observed {
     pub gateway: Option<String>,
     /// Proxies that could not be read this time (service names, or the gateway's).
     pub unreachable: BTreeSet<String>,
+    /// Processes that are not up (a local mesh's apps and proxies, from `deployer status`'s
+    /// checks); empty where the mesh's processes cannot be seen (a cluster).
+    pub down: Vec<Down>,
     /// `top`'s rows since the sidecars started (cumulative counts; the rate is not used).
     pub total: Vec<EdgeRow>,
     /// `top`'s rows of the last window.
@@ -54,6 +58,76 @@ pub(crate) enum Health {
     Unknown,
 }
 
+/// A process of a node that is not up: its pid is gone, or it does not answer its health
+/// check. On a local mesh the supervisor restarts such a process, hence "restarting".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Down {
+    /// The service it belongs to (the gateway's caller name for the gateway).
+    pub service: String,
+    /// The version its instance runs; `None` for the gateway.
+    pub version: Option<String>,
+    /// What is wrong, for the user: `app not running, restarted 3 times`.
+    pub why: String,
+}
+
+/// Which node a local process belongs to: `(process name, service, version)`, from the plan.
+pub(crate) type Owner = (String, String, Option<String>);
+
+/// The processes of `status` that are not up, each named by the node it belongs to. Processes
+/// no node stands for (Prometheus) are left out.
+pub(crate) fn down(processes: &[Process], owners: &[Owner]) -> Vec<Down> {
+    processes
+        .iter()
+        .filter(|p| !(p.running && p.healthy))
+        .filter_map(|p| {
+            let (_, service, version) = owners.iter().find(|(name, _, _)| *name == p.name)?;
+            let what = match p.kind {
+                "app" => "app",
+                "sidecar" => "sidecar",
+                "gateway" => "gateway proxy",
+                _ => return None,
+            };
+            let state = if p.running {
+                // Alive but not answering: starting up again, or hung.
+                "not answering its health check"
+            } else {
+                "not running"
+            };
+            let restarts = match p.restarts {
+                0 => String::new(),
+                1 => ", restarted once".to_owned(),
+                n => format!(", restarted {n} times"),
+            };
+            Some(Down {
+                service: service.clone(),
+                version: version.clone(),
+                why: format!("{what} {state}{restarts}"),
+            })
+        })
+        .collect()
+}
+
+/// A node's own state, drawn on it: edges say how calls went, this says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum NodeHealth {
+    Up,
+    /// One of its processes is down and the supervisor is bringing it back.
+    Restarting,
+    /// Its proxy cannot be read (and nothing says why).
+    Unreachable,
+}
+
+impl NodeHealth {
+    fn word(self) -> &'static str {
+        match self {
+            NodeHealth::Up => "up",
+            NodeHealth::Restarting => "restarting",
+            NodeHealth::Unreachable => "unreachable",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Node {
     pub id: String,
@@ -62,6 +136,9 @@ pub(crate) struct Node {
     /// `service` or `gateway`.
     pub kind: &'static str,
     pub reachable: bool,
+    pub health: NodeHealth,
+    /// Why it is not up: `app not running, restarted 2 times`, `sidecar cannot be read`.
+    pub health_detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -85,6 +162,10 @@ pub(crate) struct Edge {
     pub verified: bool,
     pub mtls_share: Option<f64>,
     pub health: Health,
+    /// Why the edge may fail, when a node on its path is not up: its callee
+    /// (`service-c is restarting: app not running`) or, for a callee that is up, a callee of
+    /// that callee whose failing calls it passes back (`service-a's callee service-c is …`).
+    pub cause: Option<String>,
     /// The label the page writes on the edge.
     pub label: String,
 }
@@ -131,6 +212,8 @@ impl Graph {
                 version: None,
                 kind: "gateway",
                 reachable: !observed.unreachable.contains(gateway),
+                health: NodeHealth::Up,
+                health_detail: None,
             });
         }
         let mut callers: BTreeSet<&str> = observed
@@ -148,6 +231,8 @@ impl Graph {
                     version: Some((*v).to_owned()),
                     kind: "service",
                     reachable,
+                    health: NodeHealth::Up,
+                    health_detail: None,
                 })),
                 vs => nodes.push(Node {
                     id: service.clone(),
@@ -155,6 +240,8 @@ impl Graph {
                     version: vs.and_then(|vs| vs.first()).map(|v| (*v).to_owned()),
                     kind: "service",
                     reachable,
+                    health: NodeHealth::Up,
+                    health_detail: None,
                 }),
             }
         }
@@ -168,6 +255,8 @@ impl Graph {
                     version: None,
                     kind: "client",
                     reachable: true,
+                    health: NodeHealth::Up,
+                    health_detail: None,
                 });
             }
         }
@@ -183,23 +272,53 @@ impl Graph {
             })
             .collect();
         edges.sort_by(|a, b| a.id.cmp(&b.id));
+        for n in &mut nodes {
+            (n.health, n.health_detail) = node_health(n, observed);
+        }
+        attribute(&mut edges, &nodes);
         let state = if edges.is_empty() {
             State::NoTraffic
         } else {
             State::Ok
         };
+        let restarting: Vec<String> = nodes
+            .iter()
+            .filter(|n| n.health == NodeHealth::Restarting)
+            .map(|n| {
+                format!(
+                    "{} ({})",
+                    n.id,
+                    n.health_detail.as_deref().unwrap_or("down")
+                )
+            })
+            .collect();
         let hint = match state {
             State::NoTraffic => Some(format!("no calls yet: send some traffic ({traffic_hint})")),
-            _ if !observed.unreachable.is_empty() => Some(format!(
-                "cannot read {}: marked, their figures are unknown",
-                observed
-                    .unreachable
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            _ => None,
+            _ => {
+                let mut said = Vec::new();
+                if !restarting.is_empty() {
+                    let (them, they) = match restarting.len() {
+                        1 => ("it", "it is"),
+                        _ => ("them", "they are"),
+                    };
+                    said.push(format!(
+                        "restarting: {}; calls into {them} fail until {they} back",
+                        restarting.join(", ")
+                    ));
+                }
+                if !observed.unreachable.is_empty() {
+                    said.push(format!(
+                        "cannot read {}: marked, their figures are unknown",
+                        observed
+                            .unreachable
+                            .iter()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                (!said.is_empty()).then(|| said.join(" · "))
+            }
         };
         Graph {
             seq,
@@ -209,6 +328,79 @@ impl Graph {
             nodes,
             edges,
         }
+    }
+}
+
+/// A node's health: a process of it that is down says more than a proxy that cannot be read
+/// (a killed sidecar is both, and "restarting" tells what happens next), so it comes first.
+fn node_health(node: &Node, observed: &Observed) -> (NodeHealth, Option<String>) {
+    let versioned = node.id != node.service;
+    let why: Vec<&str> = observed
+        .down
+        .iter()
+        .filter(|d| d.service == node.service)
+        // A node per version stands for its own instance only; a service's single node, for
+        // every instance of it.
+        .filter(|d| !versioned || d.version == node.version)
+        .map(|d| d.why.as_str())
+        .collect();
+    if !why.is_empty() {
+        (NodeHealth::Restarting, Some(why.join(", ")))
+    } else if !node.reachable {
+        let proxy = if node.kind == "gateway" {
+            "gateway proxy"
+        } else {
+            "sidecar"
+        };
+        (
+            NodeHealth::Unreachable,
+            Some(format!("{proxy} cannot be read")),
+        )
+    } else {
+        (NodeHealth::Up, None)
+    }
+}
+
+/// Names, on each edge, the node that makes its calls fail: the callee when it is not up, or
+/// else a callee of the callee that is not up on an edge that fails (the caller's 50 % then
+/// has its reason).
+fn attribute(edges: &mut [Edge], nodes: &[Node]) {
+    let not_up = |id: &str| {
+        nodes
+            .iter()
+            .find(|n| n.id == id && n.health != NodeHealth::Up)
+            .map(|n| {
+                format!(
+                    "{} is {}{}",
+                    n.id,
+                    n.health.word(),
+                    n.health_detail
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                )
+            })
+    };
+    let downstream: Vec<(String, String)> = edges
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.health,
+                Health::Failing | Health::Degraded | Health::Unknown
+            )
+        })
+        .filter_map(|e| not_up(&e.to).map(|why| (e.from.clone(), why)))
+        .collect();
+    for e in edges.iter_mut() {
+        e.cause = not_up(&e.to).or_else(|| {
+            if !matches!(e.health, Health::Failing | Health::Degraded) {
+                return None;
+            }
+            downstream
+                .iter()
+                .find(|(from, _)| *from == e.to)
+                .map(|(_, why)| format!("{}'s callee {why}", e.to))
+        });
     }
 }
 
@@ -277,6 +469,7 @@ fn edge(
         verified: all.mtls_share.is_some_and(|s| s >= 1.0),
         mtls_share: all.mtls_share,
         health,
+        cause: None,
     }
 }
 

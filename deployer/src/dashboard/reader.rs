@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::feed::Reader;
-use super::graph::Observed;
+use super::graph::{Down, Observed};
 use crate::observe::signals::{self, Snapshot};
 use crate::observe::Counted;
 
@@ -18,9 +18,14 @@ use crate::observe::Counted;
 /// found no proxy at all, so a mesh that stopped and came back is found again.
 pub(crate) type Open = dyn FnMut() -> Result<(Box<dyn Counted + Send>, Vec<String>)> + Send;
 
+/// Checks the mesh's own processes (a local mesh's apps and proxies): those that are not up.
+/// Only where they can be seen; a cluster's nodes are told by their proxies' reads alone.
+pub(crate) type Probe = dyn FnMut() -> Result<Vec<Down>> + Send;
+
 /// A mesh read through what `open` gives, over windows of `window`.
 pub(crate) struct MeshReader {
     open: Box<Open>,
+    probe: Option<Box<Probe>>,
     mesh: Option<Box<dyn Counted + Send>>,
     services: Vec<String>,
     gateway: Option<String>,
@@ -43,6 +48,7 @@ impl MeshReader {
     ) -> MeshReader {
         MeshReader {
             open,
+            probe: None,
             mesh: None,
             services: Vec::new(),
             gateway,
@@ -51,6 +57,12 @@ impl MeshReader {
             last: BTreeMap::new(),
             history: VecDeque::new(),
         }
+    }
+
+    /// Checks the mesh's processes at every read too, so a node whose app is down says so.
+    pub(crate) fn with_probe(mut self, probe: Box<Probe>) -> MeshReader {
+        self.probe = Some(probe);
+        self
     }
 }
 
@@ -118,10 +130,18 @@ impl Reader for MeshReader {
         };
         // Since the sidecars started: the rate is meaningless there and is not used.
         let total = signals::edges(&Snapshot::default(), after, Duration::from_secs(1));
+        // A probe that fails (the plan was being rewritten) leaves the nodes to what their
+        // proxies' reads say, as on a cluster: the figures matter more than the cue.
+        let down = self
+            .probe
+            .as_mut()
+            .and_then(|probe| probe().ok())
+            .unwrap_or_default();
         Ok(Observed {
             services: self.services.clone(),
             gateway: self.gateway.clone(),
             unreachable,
+            down,
             total,
             window,
             window_s: length.as_secs_f64(),
