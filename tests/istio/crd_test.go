@@ -5,6 +5,9 @@ package istio
 // the CRDs' CEL rules (x-kubernetes-validations).
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,17 +23,45 @@ var (
 	crdErr       error
 )
 
-// istioValidator loads manifests/charts/base/files/crd-all.gen.yaml from the module cache.
+// istioValidator loads manifests/charts/base/files/crd-all.gen.yaml from where the module cache
+// extracted istio.io/istio (at the version go.mod requires). Never `go list -m` or `go mod
+// download`: both ask the module proxy for the pseudo-version's .info, which it refuses (403)
+// on a machine whose cache never held it.
 func istioValidator(t testing.TB) *crd.Validator {
 	t.Helper()
 	crdOnce.Do(func() {
-		dir := strings.TrimSpace(string(run(t, "go", "list", "-m", "-f", "{{.Dir}}", "istio.io/istio")))
-		crdValidator, crdErr = crd.NewValidatorFromFiles(filepath.Join(dir, "manifests/charts/base/files/crd-all.gen.yaml"))
+		var dir string
+		dir, crdErr = istioModuleDir()
+		if crdErr == nil {
+			crdValidator, crdErr = crd.NewValidatorFromFiles(filepath.Join(dir, "manifests/charts/base/files/crd-all.gen.yaml"))
+		}
 	})
 	if crdErr != nil {
 		t.Fatal(crdErr)
 	}
 	return crdValidator
+}
+
+// istioModuleDir is $GOMODCACHE/istio.io/istio@<the version go.mod requires>.
+func istioModuleDir() (string, error) {
+	gomod, err := os.ReadFile("go.mod")
+	if err != nil {
+		return "", err
+	}
+	version := ""
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "istio.io/istio" {
+			version = f[1]
+		}
+	}
+	if version == "" {
+		return "", fmt.Errorf("go.mod requires no istio.io/istio")
+	}
+	cache, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMODCACHE: %w", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(cache)), "istio.io", "istio@"+version), nil
 }
 
 // validateCRDs returns one error per object that fails; an Istio kind without a CRD fails too.
