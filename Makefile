@@ -47,7 +47,7 @@ unit: ## native tests of every crate that needs no Envoy (the deployer's also ag
 	cargo test --workspace --exclude meshtally-tests
 
 wasm-unit: ## the filter logic's tests built as the filter ships (wasm32-wasip1, release), run in Node's WASI (V8)
-	cargo test --release -p meshtally-core --target wasm32-wasip1
+	cargo test --release -p meshtally-wire -p meshtally-core --target wasm32-wasip1
 
 e2e: wasm ## end-to-end tests against real Envoy (the filter alone, then the local mesh)
 	cargo build --target wasm32-wasip1

@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{self, BufWriter, IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
 
-use crate::render::{kustomize::KUSTOMIZATION, Bundle, HEADER};
+use meshtally_mesh::render::{kustomize::KUSTOMIZATION, Bundle, HEADER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{deployer, fake_module, workspace};
-use meshtally_deployer::manifests::FILTER_CONFIGMAP_FILE;
+use meshtally_mesh::render::FILTER_CONFIGMAP_FILE;
 
 /// Every file under `root`, by `/`-separated relative path.
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {

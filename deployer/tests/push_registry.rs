@@ -20,7 +20,7 @@ use registry::{sha256, skopeo, Mode, Registry, PASSWORD, USER};
 /// The built filter if there is one, else the smallest valid module; copied so a concurrent
 /// build cannot change it under the test.
 fn module(dir: &Path) -> (PathBuf, Vec<u8>) {
-    let built = common::workspace().join(meshtally_deployer::locate::WORKSPACE_MODULE);
+    let built = common::workspace().join(meshtally_envoy::locate::WORKSPACE_MODULE);
     let bytes = std::fs::read(&built)
         .ok()
         .filter(|b| b.starts_with(b"\0asm"))

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use meshtally_core::app::{self, env};
+use meshtally_wire::app::{self, env};
 use reqwest::Url;
 
 /// Port used when `PORT` is unset; matches the demo manifests' Service port.
@@ -123,7 +123,7 @@ impl Config {
     }
 }
 
-/// Parses `PEERS` (`name=url,name=url`, see `meshtally_core::app`) and checks each url: plain
+/// Parses `PEERS` (`name=url,name=url`, see `meshtally_wire::app`) and checks each url: plain
 /// http, a host, no query or fragment.
 pub fn parse_peers(raw: &str) -> Result<Vec<Peer>> {
     let mut peers = Vec::new();

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderName};
 /// deliberately dropped: the sidecar sets those, and forwarding them would let a
 /// caller's identity leak one hop further than it really went.
 pub const PROPAGATED: &[&str] = &[
-    meshtally_core::headers::HOPS,
+    meshtally_wire::headers::HOPS,
     "x-request-id",
     "traceparent",
     "tracestate",

@@ -57,7 +57,7 @@ pub fn router(app: Arc<App>) -> Router {
 
 async fn info(State(app): Shared, headers: HeaderMap) -> Json<Value> {
     app.stats.served(Served::Info);
-    if let Some(source) = headers.get(meshtally_core::headers::SOURCE) {
+    if let Some(source) = headers.get(meshtally_wire::headers::SOURCE) {
         app.stats
             .seen_source(&String::from_utf8_lossy(source.as_bytes()));
     }

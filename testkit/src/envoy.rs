@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use meshtally_deployer::envoy::Admin;
+use meshtally_envoy::admin::Admin;
 use serde_json::Value;
 
 use crate::process::Guarded;
@@ -20,14 +20,14 @@ pub fn envoy_bin() -> Result<PathBuf> {
 
 /// Envoy as `deployer up` finds it, `explicit` (a `--envoy` flag) first.
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
-    let mut places = meshtally_deployer::locate::Places::here();
+    let mut places = meshtally_envoy::locate::Places::here();
     places.cwd = crate::workspace_root();
     places.envoy(explicit)
 }
 
 /// Runs `envoy --mode validate` on a config file.
 pub fn validate(config: &Path) -> Result<()> {
-    meshtally_deployer::envoy::validate(&envoy_bin()?, config)
+    meshtally_envoy::validate::validate(&envoy_bin()?, config)
 }
 
 /// How to start an Envoy. The default is the tests' Envoy: the one [`envoy_bin`] finds, run
@@ -78,7 +78,7 @@ impl Envoy {
             None => envoy_bin()?,
         };
         let config_path = write_config(dir, name, config)?;
-        meshtally_deployer::envoy::validate(&bin, &config_path)?;
+        meshtally_envoy::validate::validate(&bin, &config_path)?;
         let process = Guarded::spawn(command(&bin, dir, name, launch)?, &format!("envoy {name}"))?;
         let mut envoy = Envoy {
             process,

@@ -18,7 +18,7 @@ pub fn workspace_root() -> PathBuf {
 /// The last `n` lines of a log file, for failure messages (the same tail `deployer up`
 /// shows when a process dies).
 pub fn tail(path: &Path, n: usize) -> String {
-    meshtally_deployer::local_mesh::tail(path, n)
+    meshtally_envoy::logs::tail(path, n)
 }
 
 /// A loopback port free right now, from the OS (bind 127.0.0.1:0), so tests need no fixed

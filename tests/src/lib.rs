@@ -5,9 +5,6 @@ pub mod echo;
 pub mod load;
 pub mod mesh;
 
-// The local mesh's own building blocks, so tests exercise the same configs `deployer up` runs.
-pub use meshtally_deployer::sidecar as bootstrap;
-pub use meshtally_deployer::sidecar as certs;
 pub use meshtally_testkit::{envoy, http, workspace_root};
 
 use std::path::PathBuf;
@@ -17,7 +14,7 @@ use std::path::PathBuf;
 pub fn filter_wasm() -> PathBuf {
     let path = std::env::var_os("MESHTALLY_WASM")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(meshtally_deployer::locate::WORKSPACE_MODULE));
+        .unwrap_or_else(|| workspace_root().join(meshtally_envoy::locate::WORKSPACE_MODULE));
     assert!(
         path.is_file(),
         "{} is missing: build it with `make wasm` (cargo build --release --target wasm32-wasip1 -p meshtally-filter)",

@@ -168,7 +168,7 @@ impl LocalMesh {
         for config in &configs {
             crate::envoy::validate(config)?;
             let bootstrap: serde_json::Value = serde_json::from_slice(&std::fs::read(config)?)?;
-            let whole = meshtally_deployer::envoy::inline(&bootstrap)?;
+            let whole = meshtally_envoy::xds::inline(&bootstrap)?;
             let path = scratch.path().join(config.file_name().unwrap_or_default());
             std::fs::write(&path, serde_json::to_vec(&whole)?)?;
             crate::envoy::validate(&path)?;

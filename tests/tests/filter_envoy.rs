@@ -4,12 +4,13 @@
 use std::path::Path;
 
 use anyhow::Result;
-use meshtally_core::identity::spiffe_id;
-use meshtally_tests::bootstrap::{self, Filter, Inbound, MtlsMode, Outbound, Peer, Proxy};
-use meshtally_tests::certs::Ca;
+use meshtally_envoy::bootstrap::{self, Filter, Inbound, MtlsMode, Outbound, Proxy};
+use meshtally_envoy::pki::Ca;
+use meshtally_envoy::routes::Upstream as Peer;
 use meshtally_tests::echo::{values, Echo};
 use meshtally_tests::envoy::Envoy;
 use meshtally_tests::{filter_wasm, http};
+use meshtally_wire::identity::spiffe_id;
 use serde_json::{json, Value};
 
 const B_HOST: &str = "service-b.istio-demo.svc.cluster.local:8001";
@@ -580,7 +581,7 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
         assert_eq!(values(&seen, "x-mesh-hops"), ["3"]);
         assert!(values(&seen, "x-mesh-destination").is_empty());
     }
-    let admin = meshtally_deployer::envoy::Admin(sidecar.admin);
+    let admin = meshtally_envoy::admin::Admin(sidecar.admin);
     assert_eq!(
         admin.counter(&metric(
             "service-c",

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use meshtally_deployer::envoy::Admin;
+use meshtally_envoy::admin::Admin;
 use meshtally_tests::http;
 use meshtally_tests::load::{Load, Outcome};
 use meshtally_tests::mesh::{free_ports, LocalMesh};

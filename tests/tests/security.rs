@@ -2,13 +2,14 @@
 //! and how a broken filter behaves under the WasmPlugin's failStrategy in the local mesh.
 
 use anyhow::Result;
-use meshtally_core::identity::spiffe_id;
-use meshtally_tests::bootstrap::{self, Filter, Inbound, MtlsMode, Outbound, Peer, Proxy};
-use meshtally_tests::certs::Ca;
+use meshtally_envoy::bootstrap::{self, Filter, Inbound, MtlsMode, Outbound, Proxy};
+use meshtally_envoy::pki::Ca;
+use meshtally_envoy::routes::Upstream as Peer;
 use meshtally_tests::echo::{values, Echo};
 use meshtally_tests::envoy::Envoy;
 use meshtally_tests::mesh::LocalMesh;
 use meshtally_tests::{filter_wasm, http};
+use meshtally_wire::identity::spiffe_id;
 use serde_json::json;
 
 /// service-b's sidecar accepts mTLS only from `spiffe://…/ns/istio-demo/sa/service-a` (what

@@ -159,7 +159,7 @@ fn traffic_rules_on_the_local_mesh() -> Result<()> {
                 scope.spawn(move || -> Result<()> {
                     validate(c).with_context(|| c.display().to_string())?;
                     let bootstrap: Value = serde_json::from_slice(&std::fs::read(c)?)?;
-                    let whole = meshtally_deployer::envoy::inline(&bootstrap)?;
+                    let whole = meshtally_envoy::xds::inline(&bootstrap)?;
                     let path = scratch.join(c.file_name().unwrap_or_default());
                     std::fs::write(&path, serde_json::to_vec(&whole)?)?;
                     validate(&path).with_context(|| format!("{} with its xDS files", c.display()))

@@ -36,7 +36,7 @@ pub struct Counted {
 
 /// The valgrind tools, from PATH (`bench/setup.sh` installs them).
 fn tool(name: &str) -> Result<PathBuf> {
-    meshtally_deployer::locate::Places::here()
+    meshtally_envoy::locate::Places::here()
         .on_path(name)
         .with_context(|| {
             format!("{name} not found on PATH: install valgrind (bench/setup.sh does)")

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use meshtally_deployer::sidecar::Ca;
-use meshtally_deployer::sidecar::Tls;
+use meshtally_envoy::pki::Ca;
+use meshtally_envoy::tls::Tls;
 
 /// The service account in the client certificate, so the name the filter must report.
 pub const CLIENT_SA: &str = "bench-client";

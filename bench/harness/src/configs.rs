@@ -28,7 +28,7 @@ fn router() -> Value {
 /// `stats_tags` for meshtally's encoded names. Every proxy variant gets them (not only
 /// meshtally's) so tag extraction costs the same everywhere.
 fn stats_tags() -> Value {
-    meshtally_core::metrics::stats_tags()
+    meshtally_wire::metrics::stats_tags()
         .iter()
         .map(|(tag, regex)| json!({"tag_name": tag, "regex": regex}))
         .collect()

@@ -28,7 +28,7 @@ pub fn find_oha(explicit: Option<&Path>, root: &Path) -> Result<PathBuf> {
     if tools.is_file() {
         return Ok(tools);
     }
-    meshtally_deployer::locate::Places::here()
+    meshtally_envoy::locate::Places::here()
         .on_path("oha")
         .context(
             "oha not found: run bench/setup.sh (cargo install --root .tools oha), or pass --oha",

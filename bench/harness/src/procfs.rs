@@ -24,7 +24,7 @@ pub fn pin_prefix(cpu: Option<usize>) -> Vec<String> {
 }
 
 fn taskset_available() -> bool {
-    meshtally_deployer::locate::Places::here()
+    meshtally_envoy::locate::Places::here()
         .on_path("taskset")
         .is_some()
 }

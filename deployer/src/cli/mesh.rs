@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use clap::Args;
 
-use crate::model::error::SHOWN_PROBLEMS;
-use crate::model::locate;
-use crate::model::{FailStrategy, Mesh, MeshInput, MtlsMode, ServiceChoice};
+use meshtally_mesh::model::error::SHOWN_PROBLEMS;
+use meshtally_mesh::model::locate;
+use meshtally_mesh::model::{FailStrategy, Mesh, MeshInput, MtlsMode, ServiceChoice};
 
 /// Which services, on which ports, in which namespace: what every renderer of the mesh needs,
 /// `up` included. No clap defaults: a flag given overrides the file, and the defaults (shown in
@@ -130,7 +130,7 @@ impl MeshArgs {
         if input.wasm_url.is_none() && input.wasm_file.is_none() {
             // The built module wherever `deployer` finds it (install prefix, its own build,
             // the checkout around the current folder); else the model's workspace default.
-            input.wasm_file = crate::locate::Places::here().find_module();
+            input.wasm_file = meshtally_envoy::locate::Places::here().find_module();
         }
         checked(&self.flags(), self.shape.file.as_deref(), input)
     }
@@ -158,7 +158,7 @@ fn checked(flags: &MeshInput, file: Option<&Path>, input: MeshInput) -> anyhow::
             };
             match (located, &p.error) {
                 // The path names the rule's field already.
-                (Some(at), crate::model::ModelError::Traffic { service, error }) => {
+                (Some(at), meshtally_mesh::model::ModelError::Traffic { service, error }) => {
                     format!("{at}service `{service}`: {}", error.reason)
                 }
                 (at, error) => format!("{}{error}", at.unwrap_or_default()),

@@ -10,8 +10,8 @@ use anyhow::{bail, Context as _, Result};
 
 use super::checks;
 use super::kubectl::Kubectl;
-use crate::model::{names, Delivery, Mesh};
-use crate::render;
+use meshtally_mesh::model::{names, Delivery, Mesh};
+use meshtally_mesh::render;
 
 /// The field manager every apply uses, so a re-apply updates (and prunes within) its own
 /// fields and a conflicting edit by someone else is reported rather than overwritten.
@@ -365,11 +365,11 @@ fn timeout_flag(deadline: Instant) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{MeshInput, ServiceChoice, ServiceEntry};
+    use meshtally_mesh::model::{MeshInput, ServiceChoice, ServiceEntry};
 
     #[test]
     fn namespace_first() {
-        use crate::model::{Delivery, Module};
+        use meshtally_mesh::model::{Delivery, Module};
         let mesh = Mesh::from_input(MeshInput::default()).unwrap();
         let delivery = Delivery::ConfigMap(Module::from_bytes(b"\0asm\x01\0\0\0".to_vec()));
         let bundle = render::render(&mesh, &delivery).unwrap();

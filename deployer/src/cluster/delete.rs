@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::checks;
 use super::kubectl::Kubectl;
-use crate::render::meta::MANAGED_BY;
+use meshtally_mesh::render::meta::MANAGED_BY;
 
 /// The selector every delete uses: the label the renderer puts on every object.
 pub fn selector() -> String {
@@ -429,11 +429,11 @@ mod tests {
 
     #[test]
     fn every_kind_the_render_makes_is_deleted_by_label() {
-        use crate::model::{Delivery, Mesh, MeshInput, Module};
+        use meshtally_mesh::model::{Delivery, Mesh, MeshInput, Module};
         let mesh = Mesh::from_input(MeshInput::default()).unwrap();
         let delivery = Delivery::ConfigMap(Module::from_bytes(b"\0asm\x01\0\0\0".to_vec()));
         let mut stream = Vec::new();
-        crate::render::render(&mesh, &delivery)
+        meshtally_mesh::render::render(&mesh, &delivery)
             .unwrap()
             .write_stream(&mut stream, true)
             .unwrap();

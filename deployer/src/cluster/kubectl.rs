@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::shell::shell_line;
+use meshtally_envoy::shell::shell_line;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubectlError {
@@ -42,7 +42,7 @@ impl Kubectl {
                 // A bare name (`--kubectl kubectl-1.31`) is looked up on PATH like a shell would.
                 on_path(path.as_os_str()).ok_or_else(|| KubectlError::NotExecutable(path.into()))?
             }
-            Some(path) if crate::locate::is_executable(path) => path.to_owned(),
+            Some(path) if meshtally_envoy::locate::is_executable(path) => path.to_owned(),
             Some(path) => return Err(KubectlError::NotExecutable(path.to_owned())),
             None => on_path("kubectl".as_ref()).ok_or(KubectlError::NotOnPath)?,
         };
@@ -160,7 +160,7 @@ fn klog_message(line: &str) -> Option<&str> {
 }
 
 fn on_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
-    crate::locate::Places::here().on_path(&name.to_string_lossy())
+    meshtally_envoy::locate::Places::here().on_path(&name.to_string_lossy())
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ impl Tapped for ClusterSidecars {
 
     fn history(&self, each: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
         let pods = pods(&self.kubectl, &self.namespace)?;
-        let logs = crate::parallel::map(&pods, PARALLEL, |pod| {
+        let logs = meshtally_mesh::parallel::map(&pods, PARALLEL, |pod| {
             self.kubectl
                 .run(&["logs", "-n", &self.namespace, pod, "-c", SIDECAR], None)
                 .with_context(|| format!("reading the sidecar log of pod {pod}"))

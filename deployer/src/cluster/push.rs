@@ -95,7 +95,9 @@ pub struct PushPlan {
 
 pub fn plan(req: PushRequest) -> Result<PushPlan> {
     let destination = Destination::new(&req.image, req.insecure, req.pull_registry)?;
-    let module_path = req.wasm.unwrap_or_else(crate::locate::default_module);
+    let module_path = req
+        .wasm
+        .unwrap_or_else(meshtally_envoy::locate::default_module);
     let module = read_module(&module_path)?;
     let image = image::build(&module).context("packing the module as an OCI image")?;
     Ok(PushPlan {
@@ -167,7 +169,7 @@ pub fn check_host(host: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::WasmSource;
+    use meshtally_mesh::model::WasmSource;
 
     #[test]
     fn the_url_pins_the_manifest_digest_for_render() {

@@ -1,7 +1,7 @@
 //! `deployer push --service-image`: builds the demo-service image without Docker, as `ko` and
 //! `jib` do — the static (musl) binary packed by [`super::oci::service_image`] — pushes it with
 //! the filter's OCI client, and prints the digest and the `--image` to deploy it with. Like
-//! every part deployer uses, the binary is found ([`crate::locate`]), never compiled here.
+//! every part deployer uses, the binary is found ([`meshtally_envoy::locate`]), never compiled here.
 
 use crate::output::outln;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 
 use super::oci::service_image::{self, ServiceImage};
 use super::push::Destination;
-use crate::locate::Places;
+use meshtally_envoy::locate::Places;
 
 /// What `push --service-image` was asked for, before any check.
 #[derive(Debug, Clone)]

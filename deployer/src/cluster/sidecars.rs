@@ -5,7 +5,7 @@
 //! (`pilot-agent request GET stats?…`) through `kubectl exec`.
 
 use anyhow::{bail, Context as _, Result};
-use meshtally_core::metrics::REQUESTS_TOTAL;
+use meshtally_wire::metrics::REQUESTS_TOTAL;
 use serde_json::Value;
 
 use super::apply::{INGRESS_NAMESPACE, INGRESS_SERVICE};
@@ -13,7 +13,7 @@ use super::checks;
 use super::kubectl::Kubectl;
 use super::portforward::PortForward;
 use crate::observe::{parse_envoy_stats, Counted, Gateway, ProxyRead, Reachable, METRIC_PREFIX};
-use crate::render::meta::{APP, PART_OF};
+use meshtally_mesh::render::meta::{APP, PART_OF};
 
 /// The cluster's ingress gateway, port-forwarded to loopback while this lives.
 pub(crate) struct ClusterGateway {
@@ -74,7 +74,7 @@ impl Counted for ClusterSidecars {
     fn proxies(&self) -> Result<Vec<ProxyRead>> {
         let pods = running(&self.kubectl, &self.namespace)?;
         let path = format!("stats/prometheus?filter={METRIC_PREFIX}");
-        let texts = crate::parallel::map(&pods, PARALLEL, |(pod, _)| {
+        let texts = meshtally_mesh::parallel::map(&pods, PARALLEL, |(pod, _)| {
             let out = admin_get(&self.kubectl, &self.namespace, pod, &path)?;
             Ok(String::from_utf8_lossy(&out).into_owned())
         });
@@ -181,7 +181,9 @@ fn counters(kubectl: &Kubectl, namespace: &str, pod: &str) -> Result<Vec<(String
 /// waits on the network).
 fn collect(kubectl: &Kubectl, namespace: &str, pods: &[String]) -> Result<Vec<(String, u64)>> {
     let mut all = Vec::new();
-    for result in crate::parallel::map(pods, PARALLEL, |pod| counters(kubectl, namespace, pod)) {
+    for result in
+        meshtally_mesh::parallel::map(pods, PARALLEL, |pod| counters(kubectl, namespace, pod))
+    {
         all.extend(result?);
     }
     Ok(all)

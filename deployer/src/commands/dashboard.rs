@@ -23,7 +23,7 @@ use crate::local::status;
 use crate::observe::tap::{Filter, Tapped as _};
 use crate::observe::{Counted, Reachable as _};
 use crate::output::outln;
-use crate::render::security::INGRESS_SERVICE_ACCOUNT;
+use meshtally_mesh::render::security::INGRESS_SERVICE_ACCOUNT;
 
 /// How many tap lines a click shows.
 const TAP_LINES: usize = 8;
@@ -44,7 +44,7 @@ fn open(from: SidecarArgs, window: std::time::Duration) -> Result<Opened> {
         let what = format!("namespace {namespace} through {}", kubectl.bin.display());
         let hint = format!(
             "deployer verify --kubectl {}",
-            crate::shell::shell_line(&kubectl.bin.to_string_lossy(), &[])
+            meshtally_envoy::shell::shell_line(&kubectl.bin.to_string_lossy(), &[])
         );
         let open = move || {
             let mesh = ClusterSidecars::open(kubectl.clone(), namespace.clone())?;

@@ -17,12 +17,12 @@ use crate::cli::{
 use crate::cluster::kubectl::Kubectl;
 use crate::cluster::sidecars::{ClusterGateway, ClusterSidecars};
 use crate::local::observed::LocalMesh;
-use crate::model::{MeshInput, ServiceChoice};
 use crate::observe::edges;
 use crate::observe::tap::{self, Tapped};
 use crate::observe::top::{self, Window};
 use crate::observe::{stats, verify, Counted, Gateway, Reachable};
 use crate::output::print;
+use meshtally_mesh::model::{MeshInput, ServiceChoice};
 
 /// A cluster mesh reached through a gateway url the user gave: the services come from the same
 /// flags and file `render` reads.

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use crate::cli::RenderArgs;
-use crate::model::{Delivery, Mesh};
-use crate::{output, render};
+use crate::output;
+use meshtally_mesh::model::{Delivery, Mesh};
+use meshtally_mesh::render;
 
 /// Everything `render` needs, already read and checked.
 #[derive(Debug)]

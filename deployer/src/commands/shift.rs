@@ -17,7 +17,7 @@ pub(crate) fn parse_weights(text: &str) -> Result<Vec<(String, u32)>> {
             bail!("weights {text:?}: {part:?} is not VERSION=WEIGHT (e.g. v1=90,v2=10)");
         };
         let name = name.trim();
-        if !crate::model::names::is_dns1123_label(name) {
+        if !meshtally_mesh::model::names::is_dns1123_label(name) {
             bail!("weights {text:?}: {name:?} is not a version name (a DNS-1123 label)");
         }
         let weight: u32 = match weight.trim().parse() {

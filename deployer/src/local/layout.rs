@@ -13,8 +13,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::prometheus::LocalPrometheus;
-use crate::model::{Mesh, MtlsMode, Traffic};
-use meshtally_core::app::{format_peers, peer_entry};
+use meshtally_mesh::model::{Mesh, MtlsMode, Traffic};
+use meshtally_wire::app::{format_peers, peer_entry};
 
 /// The gateway's process and config name.
 pub const GATEWAY: &str = "ingress-gateway";
@@ -93,9 +93,9 @@ pub struct Layout {
     #[serde(default)]
     pub mesh_file: Option<PathBuf>,
     /// The mesh that file alone said when `up` read it: `deployer reload` refuses a file that
-    /// now says more than new traffic rules (see [`crate::model::needs_restart`]).
+    /// now says more than new traffic rules (see [`meshtally_mesh::model::needs_restart`]).
     #[serde(default)]
-    pub file_mesh: Option<crate::model::Mesh>,
+    pub file_mesh: Option<meshtally_mesh::model::Mesh>,
     pub namespace: String,
     pub mtls: MtlsMode,
     /// Envoy's `failure_policy` for the filter VM: FAIL_OPEN unless FAIL_CLOSE was asked for,
@@ -143,10 +143,10 @@ impl UpCommand {
     /// The command to paste to run it again, from any folder: `deployer` as a hint names it,
     /// the same arguments, in the same folder when it is not the current one.
     pub fn hint(&self) -> String {
-        let mut line = crate::locate::Places::here().deployer_command();
+        let mut line = meshtally_envoy::locate::Places::here().deployer_command();
         for arg in &self.args {
             line.push(' ');
-            line.push_str(&crate::shell::quote(arg));
+            line.push_str(&meshtally_envoy::shell::quote(arg));
         }
         let here = std::env::current_dir().ok();
         if here.as_ref() == Some(&self.cwd) {
@@ -154,7 +154,7 @@ impl UpCommand {
         } else {
             format!(
                 "cd {} && {line}",
-                crate::shell::quote(&self.cwd.to_string_lossy())
+                meshtally_envoy::shell::quote(&self.cwd.to_string_lossy())
             )
         }
     }
@@ -201,7 +201,7 @@ impl Layout {
                 Ok(listener) => held.push(listener),
                 Err(_) => match super::state::mesh_holding(*port) {
                     Some(dir) => {
-                        let dir = crate::shell::quote(&dir.to_string_lossy());
+                        let dir = meshtally_envoy::shell::quote(&dir.to_string_lossy());
                         bail!("port {port} ({name}) is already in use by the meshtally mesh running in {dir}: stop it with `deployer down --state-dir {dir}`, or pick another --base-port / --gateway-port")
                     }
                     None => bail!("port {port} ({name}) is already in use: stop what holds it, or pick another --base-port / --gateway-port"),

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use super::envoy::Admin;
 use super::layout::{xds_dir, FilterState, Layout, MODULES};
-use super::module;
 use super::state::{write_atomic, StateDir};
-use super::xds;
+use meshtally_envoy::admin::Admin;
+use meshtally_envoy::module;
+use meshtally_envoy::xds;
 
 /// How long a publication may take to show in every proxy.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -222,7 +222,7 @@ pub fn reload_module(state: &StateDir, src: &Path) -> Result<Option<(Layout, u64
             bail!(
                 "the sidecars started without the filter ({why}): a module cannot be loaded into them live; restart the mesh with `{}`, then the command that started it with `--wasm {}`: {}",
                 state.cmd("down"),
-                crate::shell::quote(&src.to_string_lossy()),
+                meshtally_envoy::shell::quote(&src.to_string_lossy()),
                 restart_hint(state, layout)
             );
         }
@@ -248,7 +248,7 @@ fn check_module(state: &StateDir, layout: &Layout) -> Result<()> {
         .tempfile_in(&state.root)
         .context("creating a file for envoy --mode validate")?;
     std::fs::write(file.path(), serde_json::to_vec(&config)?)?;
-    super::envoy::validate(&layout.envoy, file.path())
+    meshtally_envoy::validate::validate(&layout.envoy, file.path())
         .with_context(|| format!("the new module in {name}: nothing was changed"))
 }
 
@@ -341,12 +341,12 @@ fn without_file(state: &StateDir, layout: &Layout, service: &str) -> String {
             if detach { " --detach" } else { "" }
         ))
     };
-    match crate::locate::Places::here().example("canary.yaml") {
+    match meshtally_envoy::locate::Places::here().example("canary.yaml") {
         Some(example) => format!(
             "this mesh was started without a mesh file; start it from one that gives {service} \
              its versions, e.g. the example (`{}`, then `{}`)",
             state.cmd("down"),
-            up(&crate::shell::quote(&example.to_string_lossy()))
+            up(&meshtally_envoy::shell::quote(&example.to_string_lossy()))
         ),
         None => format!(
             "this mesh was started without a mesh file; write one that gives {service} its \
@@ -367,7 +367,7 @@ fn restart_hint(state: &StateDir, layout: &Layout) -> String {
             "`{}`",
             state.cmd(&format!(
                 "up -f {}",
-                crate::shell::quote(&file.to_string_lossy())
+                meshtally_envoy::shell::quote(&file.to_string_lossy())
             ))
         ),
         (None, None) => format!("`{}`", state.cmd("up")),
@@ -380,7 +380,7 @@ fn restart_hint(state: &StateDir, layout: &Layout) -> String {
 /// one line saying to restart; a file that no longer parses or checks is refused with its
 /// one-line error.
 pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Option<(Layout, u64)>> {
-    let mesh = crate::cli::merged(crate::model::MeshInput::default(), Some(file))?;
+    let mesh = crate::cli::merged(meshtally_mesh::model::MeshInput::default(), Some(file))?;
     let restart = |what: String, hint: &str| {
         anyhow::anyhow!(
             "{}: {what}, which cannot change while the mesh runs: restart it (`{}`, then {hint})",
@@ -393,7 +393,7 @@ pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Option<(Layout, u64
         if let Some(what) = layout
             .file_mesh
             .as_ref()
-            .and_then(|started| crate::model::needs_restart(started, &mesh))
+            .and_then(|started| meshtally_mesh::model::needs_restart(started, &mesh))
         {
             return Err(restart(what, &hint));
         }
@@ -411,14 +411,14 @@ pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Option<(Layout, u64
         }
         let mut changed = false;
         for (local, model) in layout.services.iter_mut().zip(&mesh.services) {
-            let versions = |t: &crate::model::Traffic| -> Vec<(String, Option<u16>)> {
+            let versions = |t: &meshtally_mesh::model::Traffic| -> Vec<(String, Option<u16>)> {
                 t.versions
                     .iter()
                     .map(|v| (v.name.clone(), v.fail_status))
                     .collect()
             };
             if versions(&local.traffic) != versions(&model.traffic) {
-                let names = |t: &crate::model::Traffic| -> String {
+                let names = |t: &meshtally_mesh::model::Traffic| -> String {
                     t.versions
                         .iter()
                         .map(|v| v.name.as_str())

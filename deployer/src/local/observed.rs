@@ -5,13 +5,13 @@
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context as _, Result};
-use meshtally_core::metrics::REQUESTS_TOTAL;
+use meshtally_wire::metrics::REQUESTS_TOTAL;
 
-use super::envoy::Admin;
 use super::layout::{sidecar_name, Layout, GATEWAY};
 use super::state::StateDir;
 use crate::observe::tap::Tapped;
 use crate::observe::{Counted, Gateway, ProxyRead, Reachable, METRIC_PREFIX};
+use meshtally_envoy::admin::Admin;
 
 /// A running local mesh.
 pub(crate) struct LocalMesh {

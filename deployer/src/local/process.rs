@@ -8,12 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use meshtally_core::app::env;
+use meshtally_wire::app::env;
 
-use super::envoy::Admin;
 use super::layout::{sidecar_name, Layout, GATEWAY};
 use super::state::StateDir;
-use crate::http;
+use meshtally_envoy::admin::Admin;
+use meshtally_envoy::http;
 
 #[derive(Debug, Clone)]
 pub enum Ready {
@@ -94,7 +94,7 @@ pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
             "--drain-time-s".into(),
             "2".into(),
             "--file-flush-interval-msec".into(),
-            super::access_log::FLUSH_MS.to_string().into(),
+            meshtally_envoy::access_log::FLUSH_MS.to_string().into(),
         ]
         .into(),
         env: Vec::new(),

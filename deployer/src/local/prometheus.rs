@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::layout::{sidecar_name, Layout, GATEWAY};
-use crate::render::security::INGRESS_NAMESPACE;
+use meshtally_mesh::render::security::INGRESS_NAMESPACE;
 
 /// How often the local Prometheus scrapes: short, so a test or a demo sees calls at once.
 pub const SCRAPE_INTERVAL: &str = "1s";

@@ -7,18 +7,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use super::access_log;
-use super::bootstrap::{self, Filter, Inbound, Ingress, Outbound, Proxy, Tls};
-use super::certs::{self, Ca};
 use super::layout::{
     sidecar_name, xds_dir, FilterState, Instance, Layout, LocalService, GATEWAY, MODULES,
 };
 use super::prometheus;
-use super::routes::Upstream;
 use super::state::access_log_in;
-use super::{module, xds};
-use crate::render::security::{INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT};
-use meshtally_core::identity::spiffe_id;
+use meshtally_envoy::access_log;
+use meshtally_envoy::bootstrap::{self, Filter, Inbound, Ingress, Outbound, Proxy};
+use meshtally_envoy::pki::{self, Ca};
+use meshtally_envoy::routes::Upstream;
+use meshtally_envoy::tls::Tls;
+use meshtally_envoy::{module, xds};
+use meshtally_mesh::render::security::{INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT};
+use meshtally_wire::identity::spiffe_id;
 
 impl Layout {
     /// Certificates, Envoy bootstraps and the first generation of xDS files for every proxy,
@@ -58,14 +59,13 @@ impl Layout {
             .flat_map(|s| s.instances().into_iter().map(move |i| (s, i)))
             .map(|(s, instance)| {
                 // Every version runs as the service's account, as its Deployments do.
-                let own = certs::workload_files(&certs, CA_NAME, &self.namespace, &s.name);
+                let own = pki::workload_files(&certs, CA_NAME, &self.namespace, &s.name);
                 let name = sidecar_name(&instance.name);
                 let config = logged(&self.sidecar(s, &instance, &own, root), &name, root);
                 (name, config)
             })
             .collect();
-        let own =
-            certs::workload_files(&certs, CA_NAME, INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT);
+        let own = pki::workload_files(&certs, CA_NAME, INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT);
         out.push((
             GATEWAY.to_owned(),
             logged(&self.gateway_proxy(&own), GATEWAY, root),

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+pub use meshtally_envoy::logs::tail;
+
 use super::layout::{FilterState, Layout, MODULES};
-use super::module;
+use meshtally_envoy::module;
 
 /// The state dir `up` and the others use without `--state-dir`.
 pub const DEFAULT: &str = ".meshtally";
@@ -165,7 +167,7 @@ impl StateDir {
         }
         format!(
             " --state-dir {}",
-            crate::shell::quote(&self.root.to_string_lossy())
+            meshtally_envoy::shell::quote(&self.root.to_string_lossy())
         )
     }
 
@@ -198,7 +200,7 @@ impl StateDir {
     pub fn cmd(&self, args: &str) -> String {
         format!(
             "{} {args}{}",
-            crate::locate::Places::here().deployer_command(),
+            meshtally_envoy::locate::Places::here().deployer_command(),
             self.flag()
         )
     }
@@ -210,7 +212,7 @@ impl StateDir {
                 .into_iter()
                 .filter(|dir| *dir != self.root)
                 .map(|dir| {
-                    let dir = crate::shell::quote(&dir.to_string_lossy());
+                    let dir = meshtally_envoy::shell::quote(&dir.to_string_lossy());
                     format!("a mesh is running in {dir}: cd there or pass --state-dir {dir}")
                 })
                 .collect();
@@ -291,7 +293,7 @@ impl StateDir {
         ] {
             let _ = std::fs::remove_file(path);
         }
-        super::certs::remove_keys(&self.root.join("certs"));
+        meshtally_envoy::pki::remove_keys(&self.root.join("certs"));
     }
 }
 
@@ -421,11 +423,4 @@ pub fn last_error(path: &Path) -> String {
         .strip_prefix("error: ")
         .unwrap_or(message)
         .to_owned()
-}
-
-/// The last `n` lines of a log file, for error messages.
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::envoy::Admin;
 use super::layout::{sidecar_name, Layout, GATEWAY};
 use super::process::PROMETHEUS;
 use super::state::{alive, StateDir};
-use crate::http;
 use crate::table::Table;
+use meshtally_envoy::admin::Admin;
+use meshtally_envoy::http;
 
 /// One process of the local mesh.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -156,7 +156,7 @@ pub(crate) fn read(state: &StateDir) -> Result<Status> {
     }
     let restarts = state.read_restarts();
     let planned = planned(&layout);
-    let processes = crate::parallel::map(&planned, 8, |(name, kind, ports, health)| {
+    let processes = meshtally_mesh::parallel::map(&planned, 8, |(name, kind, ports, health)| {
         let pid = pids.get(name).copied();
         let running = pid.is_some_and(|p| state.owns(p as i32));
         let stranger = pid.is_some_and(|p| !running && alive(p as i32));

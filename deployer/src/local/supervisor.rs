@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::envoy::Admin;
 use super::layout::GATEWAY;
+use super::live;
 use super::process::{ProcessSpec, Ready};
 use super::state::{tail, StateDir};
-use super::{live, module};
+use meshtally_envoy::admin::Admin;
+use meshtally_envoy::module;
 
 /// Like a kubelet's crash-loop backoff, scaled down for a laptop: 1 s, doubling, at most 10 s.
 const BACKOFF_START: Duration = Duration::from_secs(1);

@@ -14,8 +14,8 @@ use super::process::processes;
 use super::prometheus::LocalPrometheus;
 use super::state::{alive, tail, StateDir};
 use super::supervisor::Supervisor;
-use crate::locate::Places;
-use crate::model::{FailStrategy, Mesh};
+use meshtally_envoy::locate::Places;
+use meshtally_mesh::model::{FailStrategy, Mesh};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -122,7 +122,9 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
     // The file alone, without the flags merged over it: what a later `deployer reload` of the
     // same file is compared with. A file that only checks with the flags has nothing to keep.
     layout.file_mesh = match &layout.mesh_file {
-        Some(file) => crate::cli::merged(crate::model::MeshInput::default(), Some(file)).ok(),
+        Some(file) => {
+            crate::cli::merged(meshtally_mesh::model::MeshInput::default(), Some(file)).ok()
+        }
         None => None,
     };
     Ok(UpPlan {
@@ -291,7 +293,7 @@ fn print_table(layout: &Layout, state: &StateDir, elapsed: Duration) -> Result<(
     let g = &layout.gateway;
     // Under STRICT mTLS a sidecar refuses plain HTTP (a plain curl is reset), so the URL to try
     // is the gateway's route to the service; the sidecar's port is shown as mTLS-only.
-    let strict = layout.mtls == crate::model::MtlsMode::Strict;
+    let strict = layout.mtls == meshtally_mesh::model::MtlsMode::Strict;
     let mut t = crate::table::Table::new(
         ["SERVICE", "URL", "SIDECAR", "APP PORT", "ADMIN"]
             .map(String::from)

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::access::Record;
 use crate::table::Table;
+use meshtally_wire::access::Record;
 
 /// Why a call carried no verified identity.
 pub(crate) const PLAIN_TEXT: &str = "plain text: no TLS, so no certificate";

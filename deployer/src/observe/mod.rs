@@ -4,7 +4,6 @@
 //! (`crate::local::observed`) and a cluster through kubectl (`crate::cluster::sidecars`)
 //! implement, so the checks and the numbers shown are computed here once.
 
-pub(crate) mod access;
 pub(crate) mod edges;
 pub(crate) mod exposition;
 pub(crate) mod quantile;
@@ -58,17 +57,4 @@ pub(crate) struct ProxyRead {
     pub exposition: Result<String>,
 }
 
-/// Envoy's `/stats?format=json`: `{"stats": [{"name", "value"}, …, {"histograms": …}]}`, as
-/// (name, value) for every counter and gauge. Envoy's admin answers it on loopback, and a
-/// cluster sidecar's `pilot-agent request GET stats…`.
-pub(crate) fn parse_envoy_stats(json: &[u8]) -> Result<Vec<(String, u64)>> {
-    use anyhow::Context as _;
-    let stats: serde_json::Value =
-        serde_json::from_slice(json).context("Envoy stats are not JSON")?;
-    Ok(stats["stats"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["value"].as_u64()?)))
-        .collect())
-}
+pub(crate) use meshtally_envoy::admin::parse_envoy_stats;

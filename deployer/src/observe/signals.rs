@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use meshtally_core::metrics::{REQUESTS_TOTAL, REQUEST_DURATION};
+use meshtally_wire::metrics::{REQUESTS_TOTAL, REQUEST_DURATION};
 use serde::Serialize;
 
 use super::exposition::{self, Sample};

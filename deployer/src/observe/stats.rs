@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use meshtally_core::config::UNKNOWN_VERSION;
-use meshtally_core::metrics::{parse_metric_name, REQUESTS_TOTAL};
+use meshtally_wire::metrics::{parse_metric_name, REQUESTS_TOTAL};
 use serde::Serialize;
 
 use crate::table::Table;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::access::Record;
+use meshtally_wire::access::Record;
 
 /// A mesh whose proxies' access logs can be followed.
 pub(crate) trait Tapped {

@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use meshtally_core::headers;
+use meshtally_wire::headers;
 use serde::Serialize;
 
-use crate::http;
 use crate::table::Table;
+use meshtally_envoy::http;
 
 /// Where the gateway is: host and port.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub(crate) fn verify(gateway: &Gateway, services: &[String], timeout: Duration) 
                 .map(move |b| (a, b))
         })
         .collect();
-    let pairs = crate::parallel::map(&pairs, PARALLEL, |(from, to)| {
+    let pairs = meshtally_mesh::parallel::map(&pairs, PARALLEL, |(from, to)| {
         check_pair(gateway, from, to, timeout)
     });
     Report {

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use meshtally_deployer::manifests::ingress_principal;
-use meshtally_deployer::manifests::istio::StringMatch;
+use meshtally_mesh::render::istio::StringMatch;
+use meshtally_wire::ingress::ingress_principal;
 
 use super::Objects;
 

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
-use meshtally_deployer::manifests::istio::{
+use meshtally_mesh::render::istio::{
     AuthorizationPolicy, DestinationRule, Gateway, PeerAuthentication, VirtualService, WasmPlugin,
 };
 use serde::Deserialize;

@@ -18,7 +18,7 @@ pub const USER: &str = "pusher";
 pub const PASSWORD: &str = "wasm-push-secret";
 
 pub fn tool(name: &str) -> PathBuf {
-    meshtally_deployer::locate::Places::here()
+    meshtally_envoy::locate::Places::here()
         .on_path(name)
         .unwrap_or_else(|| {
             panic!(

@@ -127,7 +127,7 @@ impl StandIn {
         let bin = self.dir.path().join("bin");
         if !bin.exists() {
             std::fs::create_dir_all(&bin).unwrap();
-            let places = meshtally_deployer::locate::Places::here();
+            let places = meshtally_envoy::locate::Places::here();
             for tool in TOOLS {
                 let found = places
                     .on_path(tool)

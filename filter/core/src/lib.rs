@@ -16,12 +16,10 @@
     )
 )]
 
-pub mod app;
 pub mod config;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod fake;
 pub mod host;
-pub mod identity;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod ledger;
 pub mod metrics;
@@ -36,15 +34,5 @@ pub use metrics::{parse_metric_name, CodeClass, MetricCache, MetricKind, ParsedM
 pub use stream::{Flow, Plugin, Stream};
 pub use tagging::{Caller, HopDecision};
 
-/// Header names the filter owns. Anything a client sends under these names is replaced. The
-/// demo app, `verify` and the tests read them by these names.
-pub mod headers {
-    pub const SOURCE: &str = "x-mesh-source";
-    pub const DESTINATION: &str = "x-mesh-destination";
-    pub const PEER_VERIFIED: &str = "x-mesh-peer-verified";
-    pub const HOPS: &str = "x-mesh-hops";
-    pub const SERVED_BY: &str = "x-mesh-served-by";
-    /// Set by the callee's sidecar on the response: the version that answered. The caller's
-    /// sidecar reads it back for its `destination_version` label.
-    pub const SERVED_VERSION: &str = "x-mesh-served-version";
-}
+/// The contracts the filter shares with every other side (see `meshtally-wire`).
+pub use meshtally_wire::{app, headers, identity};

@@ -8,19 +8,7 @@ pub const MAX_HEADER_VALUE: usize = 8 * 1024;
 /// The caller name used when nothing trustworthy identifies it.
 pub const UNKNOWN: &str = "unknown";
 
-/// True for an RFC 1123 label as Kubernetes uses it: 1–63 of `[a-z0-9-]`, alphanumeric at both ends.
-pub fn is_dns1123_label(name: &[u8]) -> bool {
-    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    match (name.first(), name.last()) {
-        (Some(first), Some(last)) => {
-            name.len() <= 63
-                && alnum(first)
-                && alnum(last)
-                && name.iter().all(|b| alnum(b) || *b == b'-')
-        }
-        _ => false,
-    }
-}
+pub use meshtally_wire::names::is_dns1123_label;
 
 /// Reads an incoming `x-mesh-hops`. Missing, negative, malformed, oversized or out-of-range
 /// values count as 0: the header is client-controlled, so it can only ever lower our guard's
