@@ -6,7 +6,8 @@
 //!
 //! Everything is private to the crate except this API, which the end-to-end tests (`tests/`)
 //! build on, so that they read exactly the plan and state dir `deployer up` writes:
-//! - [`Cli`]: the command line, for `main` and the documentation's generated reference.
+//! - [`Cli`] and [`run`]: the command line and its dispatch, for `main` (and [`Cli`] for the
+//!   documentation's generated reference).
 //! - [`kubectl`]: kubectl run the way `apply`, `delete` and the cluster readers run it.
 //! - [`local_mesh`]: a local mesh's plan (`state.json`: services, ports) and its state dir
 //!   (pids, logs), read the way `down`, `verify` and `stats` read them.
@@ -16,11 +17,13 @@ mod cluster;
 mod commands;
 mod dashboard;
 mod local;
+mod meshfile;
 mod observe;
 mod output;
 mod table;
 
 pub use cli::Cli;
+pub use commands::run;
 
 /// Running kubectl: one binary, one context, stdin fed without deadlocking.
 pub mod kubectl {

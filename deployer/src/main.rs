@@ -33,7 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.run() {
+    match meshtally_deployer::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // A reader that stopped reading (`deployer stats --json | head -c 100`) is a normal
         // end, as for any Unix tool: nothing more to say, and no error.

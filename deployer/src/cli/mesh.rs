@@ -1,13 +1,10 @@
 //! The mesh flags every renderer shares, and how they merge over a mesh file into a checked
 //! [`Mesh`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::bail;
 use clap::Args;
 
-use meshtally_mesh::model::error::SHOWN_PROBLEMS;
-use meshtally_mesh::model::locate;
 use meshtally_mesh::model::{FailStrategy, Mesh, MeshInput, MtlsMode, ServiceChoice};
 
 /// Which services, on which ports, in which namespace: what every renderer of the mesh needs,
@@ -107,7 +104,7 @@ impl MeshShapeArgs {
 
     /// Reads the mesh file if any, merges the flags over it, and checks the result.
     pub fn mesh(&self) -> anyhow::Result<Mesh> {
-        merged(self.flags(), self.file.as_deref())
+        crate::meshfile::merged(self.flags(), self.file.as_deref())
     }
 }
 
@@ -126,78 +123,14 @@ impl MeshArgs {
 
     /// Reads the mesh file if any, merges the flags over it, and checks the result.
     pub fn mesh(&self) -> anyhow::Result<Mesh> {
-        let mut input = self.flags().over(read_file(self.shape.file.as_deref())?);
+        let mut input = self
+            .flags()
+            .over(crate::meshfile::read(self.shape.file.as_deref())?);
         if input.wasm_url.is_none() && input.wasm_file.is_none() {
             // The built module wherever `deployer` finds it (install prefix, its own build,
             // the checkout around the current folder); else the model's workspace default.
             input.wasm_file = meshtally_envoy::locate::Places::here().find_module();
         }
-        checked(&self.flags(), self.shape.file.as_deref(), input)
+        crate::meshfile::checked(&self.flags(), self.shape.file.as_deref(), input)
     }
-}
-
-/// The merged input checked; a refusal names every problem, each at its own line of the mesh
-/// file (`canary.yaml:6: services[0].versions: …`) when the file, not a flag, gave the field.
-fn checked(flags: &MeshInput, file: Option<&Path>, input: MeshInput) -> anyhow::Result<Mesh> {
-    let problems = match Mesh::check(input) {
-        Ok(mesh) => return Ok(mesh),
-        Err(problems) => problems,
-    };
-    let text = file.and_then(|f| std::fs::read_to_string(f).ok());
-    let mut spelled: Vec<String> = problems
-        .iter()
-        .map(|p| {
-            let located = match (&text, file) {
-                (Some(text), Some(file)) if !flag_sets(flags, p.at.root()) => {
-                    [p.at.clone(), p.at.with_root("names")]
-                        .into_iter()
-                        .find_map(|at| Some((locate::line_of(text, &at)?, at)))
-                        .map(|(line, at)| format!("{}:{line}: {at}: ", file.display()))
-                }
-                _ => None,
-            };
-            match (located, &p.error) {
-                // The path names the rule's field already.
-                (Some(at), meshtally_mesh::model::ModelError::Traffic { service, error }) => {
-                    format!("{at}service `{service}`: {}", error.reason)
-                }
-                (at, error) => format!("{}{error}", at.unwrap_or_default()),
-            }
-        })
-        .collect();
-    if spelled.len() == 1 {
-        bail!("invalid mesh: {}", spelled.remove(0));
-    }
-    let count = spelled.len();
-    if count > SHOWN_PROBLEMS {
-        spelled.truncate(SHOWN_PROBLEMS);
-        spelled.push(format!("and {} more", count - SHOWN_PROBLEMS));
-    }
-    bail!("invalid mesh: {count} problems: {}", spelled.join("; "))
-}
-
-/// Whether a flag gave the input's field `root` (then the file's line would mislead).
-fn flag_sets(flags: &MeshInput, root: Option<&str>) -> bool {
-    match root {
-        Some("services" | "names") => flags.services.is_some(),
-        Some("namespace") => flags.namespace.is_some(),
-        Some("base_port") => flags.base_port.is_some(),
-        Some("replicas") => flags.replicas.is_some(),
-        Some("image") => flags.image.is_some(),
-        Some("wasm_url" | "wasm_sha256") => flags.wasm_url.is_some() || flags.wasm_sha256.is_some(),
-        _ => true,
-    }
-}
-
-fn read_file(file: Option<&std::path::Path>) -> anyhow::Result<MeshInput> {
-    Ok(match file {
-        Some(path) => MeshInput::from_file(path)?,
-        None => MeshInput::default(),
-    })
-}
-
-/// A mesh from flags over a mesh file, checked.
-pub(crate) fn merged(flags: MeshInput, file: Option<&std::path::Path>) -> anyhow::Result<Mesh> {
-    let input = flags.clone().over(read_file(file)?);
-    checked(&flags, file, input)
 }

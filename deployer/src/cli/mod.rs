@@ -1,5 +1,5 @@
-//! The command line: clap structures only. Each subcommand turns its flags into a checked plan
-//! (see `commands`) before anything runs. [`MeshArgs`] is shared, so later subcommands that
+//! The command line: clap structures only, dispatched by `commands`. Each subcommand turns its
+//! flags into a checked plan (see `commands`) before anything runs. [`MeshArgs`] is shared, so later subcommands that
 //! need the mesh (`up`, `apply`, …) flatten the same flags and read the same mesh file.
 
 mod cluster;
@@ -11,14 +11,11 @@ use clap::{Parser, Subcommand};
 
 pub use cluster::{ApplyArgs, DeleteArgs, PushArgs, RenderArgs};
 pub use local::{ReloadArgs, ShiftArgs, StateArgs, StatusArgs, UpArgs};
-pub(crate) use mesh::merged;
 pub use mesh::{MeshArgs, MeshShapeArgs};
 pub use observe::{
     ClusterMeshArgs, DashboardArgs, EdgesArgs, GraphArgs, SidecarArgs, StatsArgs, TapArgs, TopArgs,
     VerifyArgs,
 };
-
-use crate::commands;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -87,30 +84,6 @@ pub enum Command {
     /// The supervisor of a detached `up` (started by `up --detach`).
     #[command(hide = true)]
     Supervise(StateArgs),
-}
-
-impl Cli {
-    pub fn run(self) -> anyhow::Result<()> {
-        match self.command {
-            Command::Render(args) => commands::render::plan(args)?.run(),
-            Command::Up(args) => commands::local::up(args),
-            Command::Down(args) => commands::local::down(args),
-            Command::Reload(args) => commands::local::reload(args),
-            Command::Status(args) => commands::local::status(args),
-            Command::Shift(args) => commands::shift::shift(args),
-            Command::Verify(args) => commands::observe::verify(args),
-            Command::Stats(args) => commands::observe::stats(args),
-            Command::Top(args) => commands::observe::top(args),
-            Command::Edges(args) => commands::observe::edges(args),
-            Command::Tap(args) => commands::observe::tap(args),
-            Command::Dashboard(args) => commands::dashboard::dashboard(args),
-            Command::Graph(args) => commands::dashboard::graph(args),
-            Command::Apply(args) => commands::cluster::apply(args),
-            Command::Delete(args) => commands::cluster::delete(args),
-            Command::Push(args) => commands::cluster::push(args),
-            Command::Supervise(args) => commands::local::supervise(args),
-        }
-    }
 }
 
 #[cfg(test)]

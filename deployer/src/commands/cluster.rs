@@ -17,7 +17,7 @@ use crate::commands::render::RenderPlan;
 
 pub fn apply(args: ApplyArgs) -> Result<()> {
     let mesh = args.mesh.mesh()?;
-    let delivery = mesh.wasm.load()?;
+    let delivery = crate::meshfile::delivery(&mesh.wasm)?;
     if args.dry_run {
         // Literally `render` to stdout: the same renderer and writer, and not one kubectl call.
         return RenderPlan {

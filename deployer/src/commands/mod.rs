@@ -7,3 +7,28 @@ pub(crate) mod local;
 pub(crate) mod observe;
 pub(crate) mod render;
 pub(crate) mod shift;
+
+use crate::cli::{Cli, Command};
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Render(args) => render::plan(args)?.run(),
+        Command::Up(args) => local::up(args),
+        Command::Down(args) => local::down(args),
+        Command::Reload(args) => local::reload(args),
+        Command::Status(args) => local::status(args),
+        Command::Shift(args) => shift::shift(args),
+        Command::Verify(args) => observe::verify(args),
+        Command::Stats(args) => observe::stats(args),
+        Command::Top(args) => observe::top(args),
+        Command::Edges(args) => observe::edges(args),
+        Command::Tap(args) => observe::tap(args),
+        Command::Dashboard(args) => dashboard::dashboard(args),
+        Command::Graph(args) => dashboard::graph(args),
+        Command::Apply(args) => cluster::apply(args),
+        Command::Delete(args) => cluster::delete(args),
+        Command::Push(args) => cluster::push(args),
+        Command::Supervise(args) => local::supervise(args),
+    }
+}

@@ -188,7 +188,7 @@ fn cluster_services(args: &VerifyArgs) -> Result<Vec<String>> {
         services: ServiceChoice::from_flags(args.services, args.names.as_deref()),
         ..MeshInput::default()
     };
-    Ok(crate::cli::merged(flags, args.file.as_deref())?
+    Ok(crate::meshfile::merged(flags, args.file.as_deref())?
         .services
         .into_iter()
         .map(|s| s.name)
@@ -211,5 +211,5 @@ pub(crate) fn namespace(flag: Option<String>, file: Option<&std::path::Path>) ->
         namespace: flag,
         ..MeshInput::default()
     };
-    Ok(crate::cli::merged(flags, file)?.namespace)
+    Ok(crate::meshfile::merged(flags, file)?.namespace)
 }

@@ -21,7 +21,7 @@ pub struct RenderPlan {
 
 pub fn plan(args: RenderArgs) -> anyhow::Result<RenderPlan> {
     let mesh = args.mesh.mesh()?;
-    let delivery = mesh.wasm.load()?;
+    let delivery = crate::meshfile::delivery(&mesh.wasm)?;
     Ok(RenderPlan {
         mesh,
         delivery,

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::prometheus::LocalPrometheus;
 use meshtally_mesh::model::{Mesh, MtlsMode, Traffic};
 use meshtally_wire::app::{format_peers, peer_entry};
 
@@ -177,13 +176,15 @@ pub struct FilterPlan {
 }
 
 impl Layout {
-    /// Checks that every public port is free and picks private ports.
+    /// Checks that every public port is free and picks private ports. `holder` names the
+    /// running mesh that holds a taken port, if one does, for the refusal's hint.
     pub fn plan(
         mesh: &Mesh,
         gateway_port: u16,
         mtls: MtlsMode,
         tools: Tools,
         filter: FilterPlan,
+        holder: impl Fn(u16) -> Option<PathBuf>,
     ) -> Result<Layout> {
         let mut public: Vec<(u16, &str)> = mesh
             .services
@@ -199,7 +200,7 @@ impl Layout {
             }
             match TcpListener::bind(("127.0.0.1", *port)) {
                 Ok(listener) => held.push(listener),
-                Err(_) => match super::state::mesh_holding(*port) {
+                Err(_) => match holder(*port) {
                     Some(dir) => {
                         let dir = meshtally_envoy::shell::quote(&dir.to_string_lossy());
                         bail!("port {port} ({name}) is already in use by the meshtally mesh running in {dir}: stop it with `deployer down --state-dir {dir}`, or pick another --base-port / --gateway-port")
@@ -338,4 +339,11 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
         );
     }
     held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
+/// The binary and port of a local Prometheus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalPrometheus {
+    pub bin: PathBuf,
+    pub port: u16,
 }

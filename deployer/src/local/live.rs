@@ -380,7 +380,7 @@ fn restart_hint(state: &StateDir, layout: &Layout) -> String {
 /// one line saying to restart; a file that no longer parses or checks is refused with its
 /// one-line error.
 pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Option<(Layout, u64)>> {
-    let mesh = crate::cli::merged(meshtally_mesh::model::MeshInput::default(), Some(file))?;
+    let mesh = crate::meshfile::merged(meshtally_mesh::model::MeshInput::default(), Some(file))?;
     let restart = |what: String, hint: &str| {
         anyhow::anyhow!(
             "{}: {what}, which cannot change while the mesh runs: restart it (`{}`, then {hint})",

@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::layout::{sidecar_name, Layout, GATEWAY};
@@ -16,13 +15,6 @@ use meshtally_mesh::render::security::INGRESS_NAMESPACE;
 pub const SCRAPE_INTERVAL: &str = "1s";
 /// The scrape job's name (the `job` label of every series).
 pub const JOB: &str = "meshtally-sidecars";
-
-/// The binary and port of a local Prometheus.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LocalPrometheus {
-    pub bin: PathBuf,
-    pub port: u16,
-}
 
 /// Where its files go under a state dir.
 pub fn config_path(root: &Path) -> PathBuf {

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::layout::{FilterPlan, FilterState, Layout, Tools, GATEWAY};
+use super::layout::{FilterPlan, FilterState, Layout, LocalPrometheus, Tools, GATEWAY};
 use super::process::processes;
-use super::prometheus::LocalPrometheus;
 use super::state::{alive, tail, StateDir};
 use super::supervisor::Supervisor;
 use meshtally_envoy::locate::Places;
@@ -104,6 +103,7 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
             service_bin,
         },
         filter,
+        super::state::mesh_holding,
     )?;
     if let Some(p) = &prometheus {
         if std::net::TcpListener::bind(("127.0.0.1", p.port)).is_err() {
@@ -123,7 +123,7 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
     // same file is compared with. A file that only checks with the flags has nothing to keep.
     layout.file_mesh = match &layout.mesh_file {
         Some(file) => {
-            crate::cli::merged(meshtally_mesh::model::MeshInput::default(), Some(file)).ok()
+            crate::meshfile::merged(meshtally_mesh::model::MeshInput::default(), Some(file)).ok()
         }
         None => None,
     };

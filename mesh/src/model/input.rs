@@ -139,16 +139,13 @@ struct MeshFile {
 struct ServicesField(ServiceChoice);
 
 impl MeshInput {
-    /// Reads a mesh file. A relative `wasm_file` in it is taken relative to the file's folder,
-    /// so the file means the same thing from wherever it is used.
-    pub fn from_file(path: &Path) -> Result<MeshInput, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::FileUnreadable {
+    /// A mesh file's text, read from `path` by the caller. A relative `wasm_file` in it is
+    /// taken relative to the file's folder, so the file means the same thing from wherever it
+    /// is used.
+    pub fn from_text(path: &Path, text: &str) -> Result<MeshInput, ModelError> {
+        let mut input = MeshInput::from_yaml(text).map_err(|e| ModelError::FileSyntax {
             path: path.to_owned(),
-            source,
-        })?;
-        let mut input = MeshInput::from_yaml(&text).map_err(|e| ModelError::FileSyntax {
-            path: path.to_owned(),
-            detail: explained(&e.to_string(), &text),
+            detail: explained(&e.to_string(), text),
         })?;
         if let Some(file) = input.wasm_file.take() {
             let base = path.parent().unwrap_or(Path::new(""));

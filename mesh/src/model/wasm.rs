@@ -2,7 +2,6 @@
 //! `https://` file) named by URL, or the locally built file shipped in a ConfigMap.
 
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -65,17 +64,6 @@ impl WasmSource {
             sha256,
         })
     }
-
-    /// Reads what the delivery needs: nothing for a remote module, the file for a ConfigMap.
-    pub fn load(&self) -> Result<Delivery, ModelError> {
-        match self {
-            WasmSource::Remote { url, sha256 } => Ok(Delivery::Remote {
-                url: url.clone(),
-                sha256: sha256.clone(),
-            }),
-            WasmSource::ConfigMap { path } => Module::load(path).map(Delivery::ConfigMap),
-        }
-    }
 }
 
 impl Module {
@@ -84,24 +72,11 @@ impl Module {
         Module { bytes, sha256 }
     }
 
-    /// Reads a built module, refusing what a ConfigMap cannot hold or what is not wasm at all
-    /// (a stray text file would otherwise only fail inside every sidecar).
-    pub fn load(path: &Path) -> Result<Module, ModelError> {
-        let unreadable = |source| ModelError::ModuleUnreadable {
-            path: path.to_owned(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ModelError::ModuleMissing(path.to_owned()),
-            _ => unreadable(e),
-        })?;
-        let mut bytes = Vec::new();
-        // Read one byte past the cap so an oversized file is caught without reading it whole.
-        file.take(MAX_MODULE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(unreadable)?;
-        if bytes.len() as u64 > MAX_MODULE_BYTES {
-            let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+    /// A built module's bytes, read from `path` by the caller (`size` is the file's length,
+    /// which `bytes` may stop short of), refusing what a ConfigMap cannot hold or what is not
+    /// wasm at all (a stray text file would otherwise only fail inside every sidecar).
+    pub fn checked(path: &Path, bytes: Vec<u8>, size: u64) -> Result<Module, ModelError> {
+        if size > MAX_MODULE_BYTES {
             return Err(ModelError::ModuleTooLarge {
                 path: path.to_owned(),
                 size,
@@ -195,34 +170,24 @@ mod tests {
     }
 
     #[test]
-    fn module_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("nope.wasm");
-        let err = Module::load(&missing).unwrap_err();
-        assert!(err.to_string().contains("make wasm"), "{err}");
-        assert!(err.to_string().contains("nope.wasm"), "{err}");
-
-        let text = dir.path().join("text.wasm");
-        std::fs::write(&text, "hello").unwrap();
+    fn module_checks() {
+        let at = Path::new("m.wasm");
         assert!(matches!(
-            Module::load(&text),
+            Module::checked(at, b"hello".to_vec(), 5),
             Err(ModelError::ModuleNotWasm(_))
         ));
-
-        let big = dir.path().join("big.wasm");
         let mut bytes = b"\0asm".to_vec();
         bytes.resize(MAX_MODULE_BYTES as usize + 1, 0);
-        std::fs::write(&big, &bytes).unwrap();
         assert!(matches!(
-            Module::load(&big),
-            Err(ModelError::ModuleTooLarge { size, .. }) if size == MAX_MODULE_BYTES + 1
+            Module::checked(at, bytes.clone(), MAX_MODULE_BYTES + 7),
+            Err(ModelError::ModuleTooLarge { size, .. }) if size == MAX_MODULE_BYTES + 7
         ));
-
-        let ok = dir.path().join("ok.wasm");
         bytes.truncate(MAX_MODULE_BYTES as usize);
-        std::fs::write(&ok, &bytes).unwrap();
         assert_eq!(
-            Module::load(&ok).unwrap().bytes.len() as u64,
+            Module::checked(at, bytes, MAX_MODULE_BYTES)
+                .unwrap()
+                .bytes
+                .len() as u64,
             MAX_MODULE_BYTES
         );
     }
