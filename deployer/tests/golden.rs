@@ -131,13 +131,13 @@ fn same_input_same_bytes() {
     assert_eq!(first, second);
 }
 
-/// Every mesh file in `examples/` is what the README shows (its YAML block, verbatim, after
-/// the file's comment lines) and renders without error, so the docs and the files the docs
-/// name (`-f examples/canary.yaml`) cannot drift apart.
+/// Every mesh file in `examples/` is what the docs show (a YAML block of README.md or of a page
+/// under docs/, verbatim, after the file's comment lines) and renders without error, so the
+/// docs and the files the docs name (`-f examples/canary.yaml`) cannot drift apart.
 #[test]
-fn examples_are_the_readme_blocks_and_render() {
+fn examples_are_the_docs_blocks_and_render() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let docs = markdown_files(&root);
     let dir = tempfile::tempdir().unwrap();
     fake_module(dir.path());
     let mut seen = 0;
@@ -152,10 +152,12 @@ fn examples_are_the_readme_blocks_and_render() {
             .skip_while(|l| l.starts_with('#'))
             .map(|l| format!("{l}\n"))
             .collect();
+        let block = format!("```yaml\n{body}```");
         assert!(
-            readme.contains(&format!("```yaml\n{body}```")),
-            "{} is not a YAML block of the README",
-            path.display()
+            docs.iter().any(|doc| doc.contains(&block)),
+            "{} is not a YAML block of README.md or of any docs/**/*.md ({} files read)",
+            path.display(),
+            docs.len()
         );
         let out = deployer_in(
             dir.path(),
@@ -176,4 +178,27 @@ fn examples_are_the_readme_blocks_and_render() {
         seen += 1;
     }
     assert!(seen >= 2, "only {seen} examples");
+}
+
+/// The text of README.md and of every Markdown file under docs/.
+fn markdown_files(root: &Path) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                out.push(path);
+            }
+        }
+    }
+    let mut paths = vec![root.join("README.md")];
+    walk(&root.join("docs"), &mut paths);
+    paths
+        .into_iter()
+        .map(|p| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .collect()
 }
