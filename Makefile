@@ -95,7 +95,7 @@ dashboard-perf: ## the dashboard page's update and frame times with 30 services 
 	@tests/dashboard/perf.sh
 
 fuzz: ## a long property-based pass over the filter's input handling
-	PROPTEST_CASES=50000 cargo test --release -p meshtally-core --test fuzz
+	PROPTEST_CASES=50000 cargo test --release -p meshtally-core --test it fuzz::
 
 cluster-up: ## a loopback Kubernetes control plane with Istio's CRDs (kwok plays the node); prints the export line
 	@scripts/cluster.sh up .cluster

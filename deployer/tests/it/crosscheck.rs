@@ -1,7 +1,7 @@
 //! Renders several topologies and checks that the objects agree with each other (see
 //! `common::checks`), and that the checks catch a render whose references are broken.
 
-mod common;
+use crate::common;
 
 use common::checks::problems;
 use common::{fake_module, parse, render};

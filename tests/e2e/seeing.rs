@@ -16,9 +16,7 @@ use meshtally_tests::load::Load;
 use meshtally_tests::mesh::{binary, LocalMesh};
 use serde_json::Value;
 
-#[path = "seeing/prometheus.rs"]
 mod prometheus;
-#[path = "seeing/streams.rs"]
 mod streams;
 
 use prometheus::{prometheus_agrees, query};

@@ -2,7 +2,7 @@
 //! to it, so the tests exercise exactly what a pod runs. Everything started here is
 //! stopped by a Drop guard, so a failing assertion never leaks a process or thread.
 
-#![allow(dead_code)] // each test binary uses a different subset of the helpers
+#![allow(dead_code)] // not every helper is used by every area
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -3,7 +3,7 @@
 //! reaches a node that is Ready, `down` leaves no process behind, and a start that fails at any
 //! step (a component too slow, SIGTERM, Istio's module missing) leaves none either.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

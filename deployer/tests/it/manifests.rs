@@ -3,7 +3,7 @@
 //! out of the comparison; every other file, including kustomization.yaml and .gitignore, is
 //! compared byte for byte, and a file in manifests/ that the render does not write fails too.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,8 +3,8 @@
 //! mistyped flag, a render-only flag given to `up`, and a render to a terminal. Each test here
 //! failed before its fix.
 
-mod common;
-mod standin;
+use crate::common;
+use crate::standin;
 
 use std::process::{Command, Stdio};
 

@@ -3,7 +3,7 @@
 //! `@kubernetes-models/istio`). Needs Node and `npm ci --prefix tests/schema`; without them the
 //! tests fail and say so, rather than pass unchecked.
 
-mod common;
+use crate::common;
 
 use common::{fake_module, parse, render, validate_schemas};
 

@@ -2,7 +2,7 @@
 //! single calls, chains, the mesh row, error mapping, header propagation, the
 //! MESH_PROXY path and the exactness of `/stats`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,8 +3,8 @@
 //! rolling Deployments out, the scheduler placing pods and kwok making them Ready. Each test
 //! has a namespace of its own.
 
-mod common;
-mod controlplane;
+use crate::common;
+use crate::controlplane;
 
 use std::path::Path;
 

@@ -6,8 +6,8 @@
 //! can answer (objects, rollouts, conflicts, validation, every failed check) is tested against
 //! the real control plane in `cluster_live.rs`.
 
-mod common;
-mod standin;
+use crate::common;
+use crate::standin;
 
 use standin::{one_line_failure, without_context, StandIn};
 

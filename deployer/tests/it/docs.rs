@@ -3,7 +3,7 @@
 //!
 //! - `docs/reference/cli.md` is generated from the clap definitions: a heading and the long
 //!   help for `deployer` and every visible subcommand. `UPDATE_GOLDEN=1 cargo test -p
-//!   meshtally-deployer --test docs` rewrites it; otherwise it must equal the rendering.
+//!   meshtally-deployer --test it docs::` rewrites it; otherwise it must equal the rendering.
 //! - Every `deployer …` command line in a code block of `README.md` or `docs/**/*.md` parses
 //!   with the CLI as built (`Cli::try_parse_from`). Parsed, not run. A command is every line of
 //!   a ```sh / ```bash / ```shell block, and every `$ ` prompt line of any other block (the
@@ -72,9 +72,9 @@ fn cli_reference() -> String {
     collect(&mut cmd, "deployer", 0, &mut sections);
     let mut out = String::from(
         "# CLI reference\n\n\
-         <!-- Generated from the clap definitions by deployer/tests/docs.rs: do not edit. \
+         <!-- Generated from the clap definitions by deployer/tests/it/docs.rs: do not edit. \
          After a change to the command line: UPDATE_GOLDEN=1 cargo test -p meshtally-deployer \
-         --test docs -->\n\n\
+         --test it docs:: -->\n\n\
          Every command's `--help`, as the `deployer` of this checkout prints it. The guides that \
          show the commands at work are linked from the [README](../../README.md).\n\n",
     );
@@ -133,7 +133,7 @@ fn cli_reference_is_generated_from_clap() {
             .map_or_else(|| "the length".to_owned(), |i| format!("line {}", i + 1));
         panic!(
             "{CLI_MD} differs from the CLI as built (at {line}); regenerate it with \
-             `UPDATE_GOLDEN=1 cargo test -p meshtally-deployer --test docs` and review the diff"
+             `UPDATE_GOLDEN=1 cargo test -p meshtally-deployer --test it docs::` and review the diff"
         );
     }
 }

@@ -8,8 +8,8 @@
 //! Needs `docker-registry` and `skopeo` on PATH (`deployer/tests/setup-registry.sh` installs
 //! them); without them the tests fail and say so, they never skip.
 
-mod common;
-mod registry;
+use crate::common;
+use crate::registry;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@ use meshtally_core::tagging::{
 use meshtally_core::HopDecision;
 use proptest::prelude::*;
 
-use crate::strategies::{header_value, is_label, label, near_label, MAX_HEADER_VALUE};
+use super::strategies::{header_value, is_label, label, near_label, MAX_HEADER_VALUE};
 
 /// The hop count a header value means: ASCII digits, at most 10 of them once ASCII whitespace
 /// is trimmed, that fit a u32; anything else is 0.

@@ -1,7 +1,7 @@
 //! Start-up and shut-down as a pod sees them: bad configuration fails fast with one
 //! line and a non-zero code; SIGTERM/SIGINT drain in-flight requests and exit 0.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::net::TcpListener;

@@ -7,7 +7,7 @@ use meshtally_core::{Config, ConfigError, Direction, NodeMetadata};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::strategies::{config_key, is_label, json_value, label, HOSTILE_NUMBERS};
+use super::strategies::{config_key, is_label, json_value, label, HOSTILE_NUMBERS};
 
 /// Longest refusal we accept, in characters, whatever the input size: the log line must not
 /// grow with what the config author (or a broken control plane) sends.

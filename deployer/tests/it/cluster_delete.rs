@@ -5,7 +5,7 @@
 //! missing CRDs skipped, unreachable clusters) is tested against the real control plane in
 //! `cluster_live.rs`.
 
-mod standin;
+use crate::standin;
 
 use standin::{one_line_failure, without_context, StandIn};
 

@@ -1,7 +1,7 @@
 //! Bad inputs, through the binary: each must exit non-zero with nothing on stdout and exactly
 //! one line on stderr that says what is wrong, and `--output` must leave no trace.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,8 +1,8 @@
 //! Golden renders: a few topologies rendered to stdout and compared byte for byte with
 //! `tests/golden/<name>.yaml`. A difference fails the test; `UPDATE_GOLDEN=1 cargo test -p
-//! meshtally-deployer --test golden` rewrites the files, to be reviewed in the diff.
+//! meshtally-deployer --test it golden::` rewrites the files, to be reviewed in the diff.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
@@ -107,7 +107,7 @@ fn traffic_rules() {
         // The mesh file tests/istio judges with Istio's code (traffic_test.go), plus the module.
         format!(
             "wasm_file: meshtally_filter.wasm\n{}",
-            include_str!("../../tests/istio/testdata/traffic-mesh.yaml")
+            include_str!("../../../tests/istio/testdata/traffic-mesh.yaml")
         ),
     )
     .unwrap();

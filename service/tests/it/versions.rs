@@ -1,7 +1,7 @@
 //! What the traffic-management tests need from the app: `/delay/{ms}` as a slow upstream, and
 //! `FAIL_STATUS` as a broken version (everything but `/healthz` fails, naming the version).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -12,7 +12,7 @@ use meshtally_core::tagging::UNKNOWN;
 use meshtally_core::Direction;
 use proptest::prelude::*;
 
-use crate::strategies::{cases_divided_by, label, Stream};
+use super::strategies::{cases_divided_by, label, Stream};
 
 /// Classes a finished stream can have.
 const CLASSES: usize = 6;

@@ -8,7 +8,7 @@ use meshtally_core::tagging::{
 use meshtally_core::HopDecision;
 use proptest::prelude::*;
 
-use crate::strategies::{duplicates, header_value, is_label, label};
+use super::strategies::{duplicates, header_value, is_label, label};
 
 proptest! {
     /// A joined list of caller names is not a caller name.

@@ -5,7 +5,7 @@
 //! `port-forward` and `exec` need a kubelet and a running sidecar, which the loopback control
 //! plane (kwok plays its node) does not have.
 
-mod standin;
+use crate::standin;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
@@ -13,9 +13,7 @@ use std::path::Path;
 
 use standin::{one_line_failure, prom_line, reading_twice, without_context, StandIn};
 
-#[path = "cluster_read/logs.rs"]
 mod logs;
-#[path = "cluster_read/sidecars.rs"]
 mod sidecars;
 
 /// A gateway answering `/<from>/call/<to>` as a tagged mesh does, except for `broken` (from, to)

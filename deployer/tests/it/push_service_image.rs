@@ -4,8 +4,8 @@
 //! that runs from there and answers `/info`; its config runs it as 65532 with the port exposed;
 //! and the same build pushed twice has the same digest.
 
-mod common;
-mod registry;
+use crate::common;
+use crate::registry;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::Path;
