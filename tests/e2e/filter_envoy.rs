@@ -150,10 +150,10 @@ fn tags_request_and_response_and_replaces_spoofed_headers() -> Result<()> {
     Ok(())
 }
 
-/// The design's build command, typed as is at the root (`cargo build --target wasm32-wasip1`,
+/// The build command the README promises, typed as is at the root (`cargo build --target wasm32-wasip1`,
 /// a debug build that `make e2e` runs first), gives a module that tags and counts in real Envoy.
 #[test]
-fn the_debug_build_of_the_design_command_tags_and_counts() -> Result<()> {
+fn the_debug_build_of_the_promised_command_tags_and_counts() -> Result<()> {
     let debug =
         meshtally_tests::workspace_root().join("target/wasm32-wasip1/debug/meshtally_filter.wasm");
     assert!(

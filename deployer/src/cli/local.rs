@@ -63,10 +63,7 @@ pub struct ShiftArgs {
     pub weights: String,
 
     #[command(flatten)]
-    pub state: StateArgs,
-
-    #[command(flatten)]
-    pub cluster: super::ClusterMeshArgs,
+    pub target: super::TargetArgs,
 }
 
 #[derive(Debug, Args)]

@@ -6,16 +6,15 @@ mod cluster;
 mod local;
 mod mesh;
 mod observe;
+mod target;
 
 use clap::{Parser, Subcommand};
 
 pub use cluster::{ApplyArgs, DeleteArgs, PushArgs, RenderArgs};
 pub use local::{ReloadArgs, ShiftArgs, StateArgs, StatusArgs, UpArgs};
 pub use mesh::{MeshArgs, MeshShapeArgs};
-pub use observe::{
-    ClusterMeshArgs, DashboardArgs, EdgesArgs, GraphArgs, SidecarArgs, StatsArgs, TapArgs, TopArgs,
-    VerifyArgs,
-};
+pub use observe::{DashboardArgs, EdgesArgs, GraphArgs, StatsArgs, TapArgs, TopArgs, VerifyArgs};
+pub use target::TargetArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,7 +47,7 @@ pub enum Command {
     Status(StatusArgs),
     /// Set a service's version weights, e.g. `shift service-a v1=50,v2=50`, without restarting
     /// anything: in every sidecar and the gateway of the local mesh (a new xDS config version,
-    /// confirmed in each), or with --kubectl in the cluster's VirtualServices (patched in place).
+    /// confirmed in each), or with --cluster in the cluster's VirtualServices (patched in place).
     Shift(ShiftArgs),
     /// Call every ordered pair through the gateway and check the tags; prints an N×N matrix
     /// and exits non-zero on any failure.
@@ -101,5 +100,42 @@ mod tests {
         assert_eq!(port(&["deployer", "up", "--prometheus=9191"]), Some(9191));
         // `--prometheus 9191` would read 9191 as another argument: `=` is required.
         assert!(Cli::try_parse_from(["deployer", "up", "--prometheus", "9191"]).is_err());
+    }
+
+    #[test]
+    fn a_cluster_is_chosen_explicitly_and_kubectl_only_names_the_binary() {
+        let target = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Stats(stats)) => Ok(stats.from),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.kind()),
+        };
+        assert!(!target(&["deployer", "stats"]).unwrap().on_cluster());
+        assert!(target(&["deployer", "stats", "--cluster"])
+            .unwrap()
+            .on_cluster());
+        let ctx = target(&["deployer", "stats", "--context", "kind-a"]).unwrap();
+        assert!(ctx.on_cluster(), "--context implies --cluster");
+        let bin = target(&["deployer", "stats", "--cluster", "--kubectl", "k"]).unwrap();
+        assert_eq!(bin.kubectl.as_deref(), Some(std::path::Path::new("k")));
+        // Alone, --kubectl would silently pick a mode: it needs --cluster or --context.
+        assert_eq!(
+            target(&["deployer", "stats", "--kubectl", "k"]).unwrap_err(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        // A bare --kubectl (the old mode switch) now wants its PATH.
+        assert!(target(&["deployer", "stats", "--cluster", "--kubectl"]).is_err());
+        for args in [
+            &["deployer", "verify", "--gateway", "http://h", "--cluster"][..],
+            &[
+                "deployer",
+                "verify",
+                "--gateway",
+                "http://h",
+                "--context",
+                "c",
+            ][..],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
     }
 }

@@ -1,49 +1,28 @@
 //! The flags of the commands that read a running mesh, local or on a cluster: `verify`,
-//! `stats`, `top`, `edges`, `tap`, `dashboard`, `graph`, and the window they share.
-
-use std::path::PathBuf;
+//! `stats`, `top`, `edges`, `tap`, `dashboard`, `graph` (each flattens [`TargetArgs`]), and the
+//! window they share.
 
 use clap::Args;
 
-use super::StateArgs;
+use super::TargetArgs;
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("cluster").args(["gateway", "kubectl"]))]
 pub struct VerifyArgs {
     #[command(flatten)]
-    pub state: StateArgs,
+    pub target: TargetArgs,
 
     /// Verify a cluster's mesh through its ingress gateway (http://HOST[:PORT]) instead of
     /// the local one; the services are then taken from --services/--names/--file.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "on_cluster")]
     pub gateway: Option<String>,
 
-    /// Verify the cluster mesh kubectl points at: port-forward to
-    /// istio-system/istio-ingressgateway for the checks, then stop the forward. Takes the
-    /// kubectl binary to use [default: kubectl on PATH]
-    #[arg(long, value_name = "PATH", num_args = 0..=1)]
-    pub kubectl: Option<Option<PathBuf>>,
-
-    /// With --kubectl: the kubeconfig context to use.
-    #[arg(long, value_name = "CTX", requires = "kubectl")]
-    pub context: Option<String>,
-
-    /// With --gateway or --kubectl: number of services (service-a, service-b, …) [default: 3]
-    #[arg(long, value_name = "N", requires = "cluster", conflicts_with = "names")]
+    /// On a cluster: number of services (service-a, service-b, …) [default: 3]
+    #[arg(long, value_name = "N", conflicts_with = "names")]
     pub services: Option<u64>,
 
-    /// With --gateway or --kubectl: the service names, comma-separated.
-    #[arg(
-        long,
-        value_name = "A,B,…",
-        value_delimiter = ',',
-        requires = "cluster"
-    )]
+    /// On a cluster: the service names, comma-separated.
+    #[arg(long, value_name = "A,B,…", value_delimiter = ',')]
     pub names: Option<Vec<String>>,
-
-    /// With --gateway or --kubectl: take the services from this mesh file.
-    #[arg(short, long, value_name = "PATH", requires = "cluster")]
-    pub file: Option<PathBuf>,
 
     /// Per-call timeout in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
@@ -54,46 +33,10 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-/// Where `stats`, `top`, `edges` and `tap` read the sidecars: the local mesh of a state dir, or
-/// a cluster's through kubectl.
-#[derive(Debug, Args)]
-pub struct SidecarArgs {
-    #[command(flatten)]
-    pub state: StateArgs,
-
-    #[command(flatten)]
-    pub cluster: ClusterMeshArgs,
-}
-
-/// A mesh on the cluster kubectl points at, instead of the local one (`stats`, `top`, `edges`,
-/// `tap`, `graph`, `dashboard`, `shift`).
-#[derive(Debug, Args)]
-pub struct ClusterMeshArgs {
-    /// Work on the cluster mesh kubectl points at. Reads go to every running meshtally pod's
-    /// sidecar, through `kubectl exec … -c istio-proxy -- pilot-agent request GET stats…`
-    /// (`tap` and `edges`: `kubectl logs`, once `monitoring/access-log.yaml` from `render` is
-    /// applied); `shift` patches the VirtualServices that split traffic to the service.
-    /// Takes the kubectl binary to use [default: kubectl on PATH]
-    #[arg(long, value_name = "PATH", num_args = 0..=1)]
-    pub kubectl: Option<Option<PathBuf>>,
-
-    /// With --kubectl: the kubeconfig context to use.
-    #[arg(long, value_name = "CTX", requires = "kubectl")]
-    pub context: Option<String>,
-
-    /// With --kubectl: the mesh's namespace [default: istio-demo]
-    #[arg(long, value_name = "NS", requires = "kubectl")]
-    pub namespace: Option<String>,
-
-    /// With --kubectl: take the namespace from this mesh file.
-    #[arg(short, long, value_name = "PATH", requires = "kubectl")]
-    pub file: Option<PathBuf>,
-}
-
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     #[command(flatten)]
-    pub from: SidecarArgs,
+    pub from: TargetArgs,
 
     /// Print a JSON array of {source, destination, destination_version, direction, response_code_class, count}.
     #[arg(long)]
@@ -103,7 +46,7 @@ pub struct StatsArgs {
 #[derive(Debug, Args)]
 pub struct TopArgs {
     #[command(flatten)]
-    pub from: SidecarArgs,
+    pub from: TargetArgs,
 
     /// How long to count: every sidecar is read at the start and at the end (`500ms`, `10s`,
     /// `1m`).
@@ -124,7 +67,7 @@ pub struct TopArgs {
 #[derive(Debug, Args)]
 pub struct EdgesArgs {
     #[command(flatten)]
-    pub from: SidecarArgs,
+    pub from: TargetArgs,
 
     /// Print a JSON array of {source, destination, identity, reason, requests}.
     #[arg(long)]
@@ -134,7 +77,7 @@ pub struct EdgesArgs {
 #[derive(Debug, Args)]
 pub struct TapArgs {
     #[command(flatten)]
-    pub mesh: SidecarArgs,
+    pub mesh: TargetArgs,
 
     /// Only calls from this service (as the callee named the caller).
     #[arg(long, value_name = "SERVICE")]
@@ -157,7 +100,7 @@ pub struct TapArgs {
 #[derive(Debug, Args)]
 pub struct DashboardArgs {
     #[command(flatten)]
-    pub from: SidecarArgs,
+    pub from: TargetArgs,
 
     /// Port on 127.0.0.1 (0: one the OS picks; the url is printed).
     #[arg(long, value_name = "PORT", default_value_t = 8090)]
@@ -171,7 +114,7 @@ pub struct DashboardArgs {
 #[derive(Debug, Args)]
 pub struct GraphArgs {
     #[command(flatten)]
-    pub from: SidecarArgs,
+    pub from: TargetArgs,
 
     /// Graphviz (`| dot -Tsvg`), a Mermaid flowchart, or the dashboard's `/api/graph` JSON.
     #[arg(long, value_enum, default_value = "dot")]

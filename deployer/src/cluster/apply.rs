@@ -207,9 +207,9 @@ impl ApplyPlan {
             "  kubectl{context} -n {INGRESS_NAMESPACE} port-forward svc/{INGRESS_SERVICE} 8080:80\n  \
              deployer verify --gateway http://127.0.0.1:8080 {services}\n\
              or let deployer port-forward while it checks:\n  \
-             deployer verify --kubectl{context} {services}\n\
+             deployer verify --cluster{context} {services}\n\
              then see who called whom:\n  \
-             deployer stats --kubectl{context} --namespace {}\n",
+             deployer stats --cluster{context} --namespace {}\n",
             self.mesh.namespace
         ));
         out

@@ -1,4 +1,4 @@
-//! A cluster's sidecar access logs, as `tap --kubectl` and `edges --kubectl` read them: the
+//! A cluster's sidecar access logs, as `tap --cluster` and `edges --cluster` read them: the
 //! istio-proxy container's output through `kubectl logs` (the rendered
 //! `monitoring/access-log.yaml` EnvoyFilter makes the sidecars log each request there, in the
 //! local proxies' JSON format). Lines that are not such records (the agent's own logs) are

@@ -1,4 +1,4 @@
-//! A `kubectl port-forward` that lives as long as its guard: `verify --kubectl` reaches the
+//! A `kubectl port-forward` that lives as long as its guard: `verify --cluster` reaches the
 //! ingress gateway through one, and the child is killed when the guard drops, on success,
 //! error or panic alike.
 

@@ -1,4 +1,4 @@
-//! `deployer shift --kubectl`: a service's version weights set on a cluster by patching, in
+//! `deployer shift --cluster`: a service's version weights set on a cluster by patching, in
 //! place, every VirtualService route that splits traffic to it (the in-mesh one and the ingress
 //! gateway's); routes chosen by a header match keep their version. Each patch carries the
 //! object's resourceVersion, so a concurrent edit makes it fail instead of being overwritten.

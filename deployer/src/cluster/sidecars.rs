@@ -1,4 +1,4 @@
-//! A cluster mesh as `verify --kubectl`, `stats --kubectl` and `top --kubectl` read it (`crate::observe`):
+//! A cluster mesh as `verify --cluster`, `stats --cluster` and `top --cluster` read it (`crate::observe`):
 //! its ingress gateway through a port-forward that lives as long as the check, and the same
 //! counters `stats` reads on the local mesh, from each demo pod's sidecar. The Istio proxy
 //! image has no curl, so the sidecar's own agent fetches its Envoy admin stats

@@ -1,5 +1,5 @@
 //! `apply`, `delete` and `push`: flags to a checked plan, then the work in `crate::cluster`.
-//! (`verify --kubectl` and `stats --kubectl` are in `commands::observe`.)
+//! (`verify --cluster` and the other readers are in `commands::observe`.)
 
 use crate::output::out;
 use std::time::Duration;
@@ -12,8 +12,8 @@ use crate::cluster::delete;
 use crate::cluster::kubectl::Kubectl;
 use crate::cluster::push::{self, PushRequest};
 use crate::cluster::service_push::{self, ServicePushRequest};
-use crate::commands::observe::namespace;
 use crate::commands::render::RenderPlan;
+use crate::commands::target::namespace;
 
 pub fn apply(args: ApplyArgs) -> Result<()> {
     let mesh = args.mesh.mesh()?;

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 
-use super::observe::cluster_mesh;
-use crate::cli::{DashboardArgs, GraphArgs, SidecarArgs};
+use super::target::Target;
+use crate::cli::{DashboardArgs, GraphArgs, TargetArgs};
+use crate::cluster::kubectl::Kubectl;
 use crate::cluster::sidecars::ClusterSidecars;
 use crate::dashboard::export;
 use crate::dashboard::feed;
@@ -39,25 +40,13 @@ struct Opened {
     state_dir: Option<PathBuf>,
 }
 
-fn open(from: SidecarArgs, window: std::time::Duration) -> Result<Opened> {
-    if let Some((kubectl, namespace)) = cluster_mesh(from.cluster)? {
-        let what = format!("namespace {namespace} through {}", kubectl.bin.display());
-        let hint = format!(
-            "deployer verify --kubectl {}",
-            meshtally_envoy::shell::shell_line(&kubectl.bin.to_string_lossy(), &[])
-        );
-        let open = move || {
-            let mesh = ClusterSidecars::open(kubectl.clone(), namespace.clone())?;
-            Ok((Box::new(mesh) as Box<dyn Counted + Send>, Vec::new()))
-        };
-        let reader = MeshReader::new(Box::new(open), Some(GATEWAY_CALLER.into()), window, hint);
-        return Ok(Opened {
-            what,
-            reader,
-            state_dir: None,
-        });
-    }
-    let state = from.state.find();
+fn open(from: TargetArgs, window: std::time::Duration) -> Result<Opened> {
+    let state = match Target::resolve(from)? {
+        Target::Local(state) => state,
+        Target::Cluster {
+            kubectl, namespace, ..
+        } => return Ok(open_cluster(kubectl, namespace, window)),
+    };
     let hint = state.cmd("verify");
     let what = format!("the local mesh in {}", state.root.display());
     let state_dir = Some(state.root.clone());
@@ -80,6 +69,38 @@ fn open(from: SidecarArgs, window: std::time::Duration) -> Result<Opened> {
             .with_probe(Box::new(probe)),
         state_dir,
     })
+}
+
+/// A cluster's mesh, read through kubectl.
+fn open_cluster(kubectl: Kubectl, namespace: String, window: std::time::Duration) -> Opened {
+    let what = format!("namespace {namespace} through {}", kubectl.bin.display());
+    let hint = verify_hint(&kubectl, &namespace);
+    let open = move || {
+        let mesh = ClusterSidecars::open(kubectl.clone(), namespace.clone())?;
+        Ok((Box::new(mesh) as Box<dyn Counted + Send>, Vec::new()))
+    };
+    let reader = MeshReader::new(Box::new(open), Some(GATEWAY_CALLER.into()), window, hint);
+    Opened {
+        what,
+        reader,
+        state_dir: None,
+    }
+}
+
+/// The `verify` that checks the same cluster mesh, as typed.
+fn verify_hint(kubectl: &Kubectl, namespace: &str) -> String {
+    let mut args = vec!["verify".to_owned(), "--cluster".to_owned()];
+    if let Some(context) = &kubectl.context {
+        args.extend(["--context".to_owned(), context.clone()]);
+    }
+    if kubectl.bin.file_name() != Some("kubectl".as_ref()) {
+        args.extend([
+            "--kubectl".to_owned(),
+            kubectl.bin.to_string_lossy().into_owned(),
+        ]);
+    }
+    args.extend(["--namespace".to_owned(), namespace.to_owned()]);
+    meshtally_envoy::shell::shell_line("deployer", &args)
 }
 
 /// The node each local process belongs to: an instance's app and sidecar to its service and

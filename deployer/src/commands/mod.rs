@@ -7,6 +7,7 @@ pub(crate) mod local;
 pub(crate) mod observe;
 pub(crate) mod render;
 pub(crate) mod shift;
+pub(crate) mod target;
 
 use crate::cli::{Cli, Command};
 

@@ -11,10 +11,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::cli::{
-    ClusterMeshArgs, EdgesArgs, SidecarArgs, StatsArgs, TapArgs, TopArgs, VerifyArgs,
-};
-use crate::cluster::kubectl::Kubectl;
+use super::target::{services, Target};
+use crate::cli::{EdgesArgs, StatsArgs, TapArgs, TargetArgs, TopArgs, VerifyArgs};
 use crate::cluster::sidecars::{ClusterGateway, ClusterSidecars};
 use crate::local::observed::LocalMesh;
 use crate::observe::edges;
@@ -22,7 +20,6 @@ use crate::observe::tap::{self, Tapped};
 use crate::observe::top::{self, Window};
 use crate::observe::{stats, verify, Counted, Gateway, Reachable};
 use crate::output::print;
-use meshtally_mesh::model::{MeshInput, ServiceChoice};
 
 /// A cluster mesh reached through a gateway url the user gave: the services come from the same
 /// flags and file `render` reads.
@@ -40,18 +37,32 @@ impl Reachable for GivenGateway {
     }
 }
 
-pub fn verify(mut args: VerifyArgs) -> Result<()> {
+pub fn verify(args: VerifyArgs) -> Result<()> {
     let mesh: Box<dyn Reachable> = if let Some(url) = &args.gateway {
+        if args.target.namespace.is_some() {
+            bail!("--namespace names a cluster's mesh through kubectl: with --gateway, the services come from --services/--names/--file");
+        }
         Box::new(GivenGateway {
             gateway: Gateway::parse(url)?,
-            services: cluster_services(&args)?,
+            services: services(
+                args.services,
+                args.names.as_deref(),
+                args.target.file.as_deref(),
+            )?,
         })
-    } else if let Some(kubectl) = args.kubectl.take() {
-        let services = cluster_services(&args)?;
-        let kubectl = Kubectl::find(kubectl.as_deref(), args.context.take())?;
-        Box::new(ClusterGateway::open(&kubectl, services)?)
     } else {
-        Box::new(LocalMesh::open(&args.state.find())?)
+        match Target::resolve(args.target)? {
+            Target::Cluster { kubectl, file, .. } => {
+                let services = services(args.services, args.names.as_deref(), file.as_deref())?;
+                Box::new(ClusterGateway::open(&kubectl, services)?)
+            }
+            Target::Local(state) => {
+                if args.services.is_some() || args.names.is_some() {
+                    bail!("--services and --names name a cluster's services: add --cluster or --gateway URL (the local mesh knows its own)");
+                }
+                Box::new(LocalMesh::open(&state)?)
+            }
+        }
     };
     let gateway = mesh.gateway()?;
     let services = mesh.services()?;
@@ -70,35 +81,23 @@ pub fn verify(mut args: VerifyArgs) -> Result<()> {
 }
 
 /// The sidecars the flags name: a cluster's through kubectl, or the local mesh's.
-fn sidecars(from: SidecarArgs) -> Result<Box<dyn Counted>> {
-    Ok(match open(from)? {
-        Either::Cluster(c) => Box::new(c),
-        Either::Local(l) => l,
+fn sidecars(target: TargetArgs) -> Result<Box<dyn Counted>> {
+    Ok(match Target::resolve(target)? {
+        Target::Cluster {
+            kubectl, namespace, ..
+        } => Box::new(ClusterSidecars::open(kubectl, namespace)?),
+        Target::Local(state) => Box::new(LocalMesh::open(&state)?),
     })
 }
 
 /// The access logs the flags name: a cluster's sidecars' through kubectl, or the local mesh's.
-fn logs(from: SidecarArgs) -> Result<Box<dyn Tapped>> {
-    Ok(match open(from)? {
-        Either::Cluster(c) => Box::new(c),
-        Either::Local(l) => l,
+fn logs(target: TargetArgs) -> Result<Box<dyn Tapped>> {
+    Ok(match Target::resolve(target)? {
+        Target::Cluster {
+            kubectl, namespace, ..
+        } => Box::new(ClusterSidecars::open(kubectl, namespace)?),
+        Target::Local(state) => Box::new(LocalMesh::open(&state)?),
     })
-}
-
-enum Either {
-    Cluster(ClusterSidecars),
-    /// Boxed: a local mesh carries its whole plan.
-    Local(Box<LocalMesh>),
-}
-
-fn open(from: SidecarArgs) -> Result<Either> {
-    Ok(
-        if let Some((kubectl, namespace)) = cluster_mesh(from.cluster)? {
-            Either::Cluster(ClusterSidecars::open(kubectl, namespace)?)
-        } else {
-            Either::Local(Box::new(LocalMesh::open(&from.state.find())?))
-        },
-    )
 }
 
 pub fn stats(args: StatsArgs) -> Result<()> {
@@ -180,36 +179,4 @@ pub fn tap(args: TapArgs) -> Result<()> {
         &stop,
         &mut std::io::stdout().lock(),
     )
-}
-
-/// The services of a cluster mesh, from the same flags and file `render` reads.
-fn cluster_services(args: &VerifyArgs) -> Result<Vec<String>> {
-    let flags = MeshInput {
-        services: ServiceChoice::from_flags(args.services, args.names.as_deref()),
-        ..MeshInput::default()
-    };
-    Ok(crate::meshfile::merged(flags, args.file.as_deref())?
-        .services
-        .into_iter()
-        .map(|s| s.name)
-        .collect())
-}
-
-/// kubectl and the mesh's namespace when `--kubectl` was given; `None` for the local mesh.
-pub(crate) fn cluster_mesh(args: ClusterMeshArgs) -> Result<Option<(Kubectl, String)>> {
-    let Some(kubectl) = args.kubectl else {
-        return Ok(None);
-    };
-    let namespace = namespace(args.namespace, args.file.as_deref())?;
-    let kubectl = Kubectl::find(kubectl.as_deref(), args.context)?;
-    Ok(Some((kubectl, namespace)))
-}
-
-/// The mesh's namespace from `--namespace` over a mesh file's, checked like `render` checks it.
-pub(crate) fn namespace(flag: Option<String>, file: Option<&std::path::Path>) -> Result<String> {
-    let flags = MeshInput {
-        namespace: flag,
-        ..MeshInput::default()
-    };
-    Ok(crate::meshfile::merged(flags, file)?.namespace)
 }

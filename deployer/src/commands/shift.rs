@@ -1,12 +1,12 @@
 //! `shift`: a service's version weights, parsed and checked from `v1=90,v2=10`, then set on the
-//! local mesh (a new xDS config version in every proxy) or, with `--kubectl`, on the cluster's
+//! local mesh (a new xDS config version in every proxy) or, with `--cluster`, on the cluster's
 //! VirtualServices.
 
 use anyhow::{bail, Result};
 
 use crate::cli::ShiftArgs;
 use crate::cluster::shift;
-use crate::commands::observe::cluster_mesh;
+use crate::commands::target::Target;
 use crate::local::live;
 
 /// Weights per version, as typed: `NAME=WEIGHT,…`, integers summing to 100.
@@ -38,20 +38,24 @@ pub(crate) fn parse_weights(text: &str) -> Result<Vec<(String, u32)>> {
 
 pub fn shift(args: ShiftArgs) -> Result<()> {
     let weights = parse_weights(&args.weights)?;
-    if let Some((kubectl, namespace)) = cluster_mesh(args.cluster)? {
-        let patched = shift::shift(&kubectl, &namespace, &args.service, &weights)?;
-        if patched.is_empty() {
-            crate::output::print(&format!("{} already has these weights\n", args.service))?;
+    let state = match Target::resolve(args.target)? {
+        Target::Local(state) => state,
+        Target::Cluster {
+            kubectl, namespace, ..
+        } => {
+            let patched = shift::shift(&kubectl, &namespace, &args.service, &weights)?;
+            if patched.is_empty() {
+                crate::output::print(&format!("{} already has these weights\n", args.service))?;
+            }
+            for p in patched {
+                crate::output::print(&format!(
+                    "virtualservice.networking.istio.io/{} patched\n",
+                    p.name
+                ))?;
+            }
+            return Ok(());
         }
-        for p in patched {
-            crate::output::print(&format!(
-                "virtualservice.networking.istio.io/{} patched\n",
-                p.name
-            ))?;
-        }
-        return Ok(());
-    }
-    let state = args.state.find();
+    };
     live::shift(&state, &args.service, &weights)
 }
 

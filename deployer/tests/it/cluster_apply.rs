@@ -120,8 +120,8 @@ fn applies_namespace_first_then_the_rest_then_waits_for_each_rollout() {
         "applied 24 objects to namespace istio-demo; 3 deployments rolled out",
         "kubectl --context kind-standin -n istio-system port-forward svc/istio-ingressgateway 8080:80",
         "deployer verify --gateway http://127.0.0.1:8080 --services 3",
-        "deployer verify --kubectl --context kind-standin --services 3",
-        "deployer stats --kubectl --context kind-standin --namespace istio-demo",
+        "deployer verify --cluster --context kind-standin --services 3",
+        "deployer stats --cluster --context kind-standin --namespace istio-demo",
     ] {
         assert!(stdout.contains(want), "{stdout} lacks {want:?}");
     }

@@ -688,7 +688,14 @@ fn shift_patches_the_virtual_services_in_place() {
     let shift = |weights: &str| {
         cp.deployer(
             work.path(),
-            &["shift", "service-a", weights, "--namespace", ns],
+            &[
+                "shift",
+                "service-a",
+                weights,
+                "--cluster",
+                "--namespace",
+                ns,
+            ],
         )
     };
     let said = ok(&shift("v1=20,v2=80"));
@@ -851,7 +858,14 @@ fn api_server_killed_mid_apply_and_mid_shift() {
     );
 
     // Mid-shift: one VirtualService patched, then the apiserver dies.
-    let shift_args = ["shift", "service-a", "v1=20,v2=80", "--namespace", ns];
+    let shift_args = [
+        "shift",
+        "service-a",
+        "v1=20,v2=80",
+        "--cluster",
+        "--namespace",
+        ns,
+    ];
     let out = killing("patch:1", &shift_args);
     one_line_error(
         &out,

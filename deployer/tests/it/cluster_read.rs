@@ -1,4 +1,4 @@
-//! `verify --kubectl` and `stats --kubectl` through the kubectl stand-in. The stand-in's
+//! `verify --cluster` and `stats --cluster` through the kubectl stand-in. The stand-in's
 //! port-forward points at a gateway this test serves, so verify's real checks run against real
 //! HTTP answers; the forward must be gone when verify returns, pass or fail. stats reads each
 //! pod's sidecar through `kubectl exec` and merges the counters. These stay on the stand-in:

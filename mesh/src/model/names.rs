@@ -15,7 +15,7 @@ pub fn is_dns1123_label(name: &str) -> bool {
 
 /// The name of the `index`-th generated service (0-based): `service-a` … `service-z`, then
 /// `service-aa`, `service-ab`, … `service-zz`, `service-aaa` (spreadsheet-column style), so
-/// every name stays a short DNS label and the first 26 read like the article's.
+/// every name stays a short DNS label and the first three are the demo's service-a, -b and -c.
 pub fn generated(index: usize) -> String {
     let mut letters = Vec::new();
     let mut n = index + 1;

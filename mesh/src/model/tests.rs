@@ -19,7 +19,7 @@ fn err(input: MeshInput) -> String {
 }
 
 #[test]
-fn defaults_match_the_article() {
+fn defaults_are_three_services_on_8000_to_8002_in_istio_demo() {
     let mesh = Mesh::from_input(MeshInput::default()).unwrap();
     assert_eq!(mesh.namespace, "istio-demo");
     let got: Vec<_> = mesh

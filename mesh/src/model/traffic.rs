@@ -1,4 +1,4 @@
-//! Per-service traffic rules, as the article and Istio's traffic tasks teach them: versions with
+//! Per-service traffic rules, as Istio's traffic tasks teach them: versions with
 //! weights (a canary), header matches (A/B), a timeout, retries, fault injection and a circuit
 //! breaker. Read from the mesh file's service entries, checked here once, and carried by the
 //! model so `render` (Istio objects) and `up` (local Envoy) give them the same meaning.

@@ -14,7 +14,7 @@ fn err(yaml: &str) -> String {
     mesh(yaml).unwrap_err()
 }
 
-const ARTICLE: &str = "
+const CANARY_90_10: &str = "
 services:
   - name: service-a
     versions:
@@ -40,7 +40,7 @@ services:
 
 #[test]
 fn the_issues_example_reads_as_written() {
-    let mesh = mesh(ARTICLE).unwrap();
+    let mesh = mesh(CANARY_90_10).unwrap();
     let t = &mesh.services[0].traffic;
     assert!(t.weighted());
     let weights: Vec<_> = t
@@ -212,7 +212,7 @@ fn spelling_errors_carry_a_location() {
 
 #[test]
 fn shift_sets_new_weights_or_refuses() {
-    let mut t = mesh(ARTICLE).unwrap().services[0].traffic.clone();
+    let mut t = mesh(CANARY_90_10).unwrap().services[0].traffic.clone();
     t.set_weights(&[("v1".into(), 50), ("v2".into(), 50)])
         .unwrap();
     assert_eq!(t.version("v2").and_then(|v| v.weight), Some(50));
