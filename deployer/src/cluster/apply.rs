@@ -3,7 +3,6 @@
 //! an earlier `delete` refuses new objects), then everything else — then one rollout wait per
 //! service, and how to reach the result.
 
-use crate::output::{out, outln};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -57,7 +56,9 @@ pub fn plan(
 }
 
 impl ApplyPlan {
-    pub fn run(self) -> Result<()> {
+    /// Applies and waits, showing progress on stderr; returns the report: what was applied and
+    /// how to reach the mesh.
+    pub fn run(self) -> Result<String> {
         let begin = Instant::now();
         let deadline = begin + self.timeout;
         let bundle = render::render(&self.mesh, &self.delivery)?;
@@ -97,14 +98,13 @@ impl ApplyPlan {
                 started.elapsed().as_secs_f64()
             );
         }
-        outln!(
-            "applied {} objects to namespace {ns}; {} deployments rolled out in {:.1}s",
+        Ok(format!(
+            "applied {} objects to namespace {ns}; {} deployments rolled out in {:.1}s\n{}",
             objects + 1,
             workloads.len(),
-            begin.elapsed().as_secs_f64()
-        )?;
-        out!("{}", self.next_steps())?;
-        Ok(())
+            begin.elapsed().as_secs_f64(),
+            self.next_steps()
+        ))
     }
 
     /// One `kubectl apply --server-side` of a stream. A failure carries what kubectl reported

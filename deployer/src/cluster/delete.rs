@@ -7,7 +7,6 @@
 //! and nothing but meshtally's objects lives in it (Helm's rule, one step further: an uninstall
 //! never takes a user's object with it), or when the user says `--delete-namespace`.
 
-use crate::output::outln;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -342,7 +341,9 @@ fn list_namespace(kubectl: &Kubectl, ns: &str) -> Result<Vec<u8>> {
 }
 
 impl DeletePlan {
-    pub fn run(self) -> Result<()> {
+    /// Deletes, showing progress on stderr; returns the report: how many objects went, and
+    /// what became of the namespace.
+    pub fn run(self) -> Result<String> {
         let ns = self.namespace.as_str();
         // Unknown kinds are skipped rather than failed on; if even the CRD list cannot be read,
         // every kind is tried and kubectl's own error says what is wrong.
@@ -355,23 +356,22 @@ impl DeletePlan {
                 .run(&as_strs(&step.args(ns, self.timeout)), None)?;
             deleted += count_deleted(&out);
         }
-        match namespace_decision(&self.kubectl, ns, self.delete_namespace)? {
+        Ok(match namespace_decision(&self.kubectl, ns, self.delete_namespace)? {
             NamespaceDecision::Delete => {
                 eprintln!("deleting namespace {ns}…");
                 let args = namespace_args(ns, self.timeout, self.delete_namespace);
                 let out = self.kubectl.run(&as_strs(&args), None)?;
                 deleted += count_deleted(&out);
-                outln!("deleted {deleted} objects, namespace {ns} included")?;
+                format!("deleted {deleted} objects, namespace {ns} included\n")
             }
             NamespaceDecision::Absent => {
-                outln!("deleted {deleted} objects; namespace {ns} does not exist")?
+                format!("deleted {deleted} objects; namespace {ns} does not exist\n")
             }
-            NamespaceDecision::Keep(why) => outln!(
+            NamespaceDecision::Keep(why) => format!(
                 "deleted {deleted} objects; namespace {ns} kept: {why} \
-                 (`deployer delete --namespace {ns} --delete-namespace` removes it and everything in it)"
-            )?,
-        }
-        Ok(())
+                 (`deployer delete --namespace {ns} --delete-namespace` removes it and everything in it)\n"
+            ),
+        })
     }
 }
 

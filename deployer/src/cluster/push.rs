@@ -4,7 +4,6 @@
 //! against the image's *manifest* digest for `oci://` urls, not the module's hash, so the url
 //! carries the manifest digest and `render` copies it into `sha256`.
 
-use crate::output::outln;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
@@ -109,7 +108,9 @@ pub fn plan(req: PushRequest) -> Result<PushPlan> {
 }
 
 impl PushPlan {
-    pub fn run(self) -> Result<()> {
+    /// Pushes, showing progress on stderr; returns the report: what was pushed and the
+    /// digest-pinned url to deploy it with.
+    pub fn run(self) -> Result<String> {
         let image = &self.image;
         eprintln!(
             "packed {} as {} (compat Wasm image)",
@@ -119,17 +120,19 @@ impl PushPlan {
         let pulled = self.destination.push(image.parts())?;
         let url = wasm_url(&pulled, image.manifest.hex());
         let size = image.manifest.bytes.len() + image.config.bytes.len() + image.layer.bytes.len();
-        outln!(
-            "pushed {} ({size} bytes: layer {}, module {} bytes)",
+        Ok(format!(
+            "pushed {} ({size} bytes: layer {}, module {} bytes)\n\
+             digest:        {}\n\
+             module sha256: {}\n\
+             wasm-url:      {url}\n\
+             \n\
+             deploy it:\n  deployer apply --wasm-url {url}\n",
             self.destination.name(),
             image.layer.bytes.len(),
-            self.module_len
-        )?;
-        outln!("digest:        {}", image.manifest.digest)?;
-        outln!("module sha256: {}", image.module_sha256)?;
-        outln!("wasm-url:      {url}")?;
-        outln!("\ndeploy it:\n  deployer apply --wasm-url {url}")?;
-        Ok(())
+            self.module_len,
+            image.manifest.digest,
+            image.module_sha256,
+        ))
     }
 }
 

@@ -3,7 +3,6 @@
 //! the filter's OCI client, and prints the digest and the `--image` to deploy it with. Like
 //! every part deployer uses, the binary is found ([`meshtally_envoy::locate`]), never compiled here.
 
-use crate::output::outln;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -48,7 +47,9 @@ pub fn plan(req: ServicePushRequest) -> Result<ServicePushPlan> {
 }
 
 impl ServicePushPlan {
-    pub fn run(self) -> Result<()> {
+    /// Pushes, showing progress on stderr; returns the report: what was pushed and the
+    /// digest-pinned image to deploy it with.
+    pub fn run(self) -> Result<String> {
         let image = &self.image;
         eprintln!(
             "packed {} as {} ({}, user {}, entrypoint {})",
@@ -61,15 +62,16 @@ impl ServicePushPlan {
         let pulled = self.destination.push(image.parts())?;
         let pinned = format!("{pulled}@{}", image.manifest.digest);
         let size = image.manifest.bytes.len() + image.config.bytes.len() + image.layer.bytes.len();
-        outln!(
-            "pushed {} ({size} bytes: layer {}, binary {} bytes)",
+        Ok(format!(
+            "pushed {} ({size} bytes: layer {}, binary {} bytes)\n\
+             digest: {}\n\
+             image:  {pinned}\n\
+             \n\
+             deploy it:\n  deployer apply --image {pinned}\n",
             self.destination.name(),
             image.layer.bytes.len(),
-            self.binary_len
-        )?;
-        outln!("digest: {}", image.manifest.digest)?;
-        outln!("image:  {pinned}")?;
-        outln!("\ndeploy it:\n  deployer apply --image {pinned}")?;
-        Ok(())
+            self.binary_len,
+            image.manifest.digest,
+        ))
     }
 }

@@ -1,7 +1,7 @@
 //! `apply`, `delete` and `push`: flags to a checked plan, then the work in `crate::cluster`.
 //! (`verify --cluster` and the other readers are in `commands::observe`.)
 
-use crate::output::out;
+use crate::output::{out, print};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -32,7 +32,8 @@ pub fn apply(args: ApplyArgs) -> Result<()> {
         timeout: Duration::from_secs(args.timeout),
         force_conflicts: args.force_conflicts,
     };
-    apply::plan(kubectl, mesh, delivery, options)?.run()
+    print(&apply::plan(kubectl, mesh, delivery, options)?.run()?)?;
+    Ok(())
 }
 
 pub fn delete(args: DeleteArgs) -> Result<()> {
@@ -52,11 +53,12 @@ pub fn delete(args: DeleteArgs) -> Result<()> {
         return Ok(());
     }
     let kubectl = Kubectl::find(args.cluster.kubectl.as_deref(), args.cluster.context)?;
-    delete::plan(kubectl, namespace, timeout, args.delete_namespace)?.run()
+    print(&delete::plan(kubectl, namespace, timeout, args.delete_namespace)?.run()?)?;
+    Ok(())
 }
 
 pub fn push(args: PushArgs) -> Result<()> {
-    match (args.image, args.service_image) {
+    let report = match (args.image, args.service_image) {
         (_, Some(image)) => service_push::plan(ServicePushRequest {
             image,
             binary: args.service_bin,
@@ -73,5 +75,7 @@ pub fn push(args: PushArgs) -> Result<()> {
         .run(),
         // clap's group makes one of them required.
         (None, None) => anyhow::bail!("push: give --image (the filter) or --service-image"),
-    }
+    }?;
+    print(&report)?;
+    Ok(())
 }

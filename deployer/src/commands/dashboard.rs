@@ -18,7 +18,7 @@ use crate::dashboard::graph::{self as map, Graph, Owner};
 use crate::dashboard::reader::MeshReader;
 use crate::dashboard::server::{self, Feed, TapQuery};
 use crate::local::layout::{sidecar_name, Layout, GATEWAY};
-use crate::local::observed::LocalMesh;
+use crate::local::observed::LocalReader;
 use crate::local::state::StateDir;
 use crate::local::status;
 use crate::observe::tap::{Filter, Tapped as _};
@@ -59,7 +59,7 @@ fn open(from: TargetArgs, window: std::time::Duration) -> Result<Opened> {
         Ok(map::down(&status.processes, &owners(&layout)))
     };
     let open = move || {
-        let mesh = LocalMesh::open(&state)?;
+        let mesh = LocalReader::open(&state)?;
         let services = mesh.services()?;
         Ok((Box::new(mesh) as Box<dyn Counted + Send>, services))
     };
@@ -161,7 +161,7 @@ fn tap_lines(state_dir: Option<&std::path::Path>, q: &TapQuery) -> Result<Vec<St
     let Some(dir) = state_dir else {
         anyhow::bail!("tap lines come from a local mesh's access logs (`deployer tap`)");
     };
-    let mesh = LocalMesh::open(&StateDir::new(dir))?;
+    let mesh = LocalReader::open(&StateDir::new(dir))?;
     let filter = Filter {
         from: q.source.clone(),
         to: q.destination.clone(),

@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 
 use crate::cli::{ReloadArgs, StateArgs, StatusArgs, UpArgs};
 use crate::local::live;
-use crate::local::observed::LocalMesh;
+use crate::local::observed::LocalReader;
 use crate::local::status;
 use crate::local::up::{self, UpRequest};
 use crate::output::print;
@@ -32,18 +32,22 @@ pub fn down(args: StateArgs) -> Result<()> {
 
 pub fn reload(args: ReloadArgs) -> Result<()> {
     let state = args.state.find();
-    LocalMesh::open(&state)?;
+    LocalReader::open(&state)?;
     if let Some(wasm) = &args.wasm {
-        match live::reload_module(&state, wasm)? {
-            None => {
-                crate::output::print(&format!("every sidecar already runs {}\n", wasm.display()))?
+        let published = live::reload_module(&state, wasm)?;
+        let sha = match &published {
+            live::Published::Confirmed { layout, .. } => {
+                layout.module_sha256.clone().unwrap_or_default()
             }
-            Some((layout, version)) => {
-                let took = live::confirm(&layout, version, live::Change::Module)?;
-                let sha = layout.module.as_deref().unwrap_or_default();
-                live::report(&format!("module sha256:{sha}"), &layout, version, took)?;
-            }
-        }
+            live::Published::Unchanged => String::new(),
+        };
+        print(&format!(
+            "{}\n",
+            published.line(
+                &format!("module sha256:{sha}"),
+                &format!("every sidecar already runs {}", wasm.display())
+            )
+        ))?;
         if args.file.is_none() {
             return Ok(());
         }
@@ -57,18 +61,14 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
             )
         })?,
     };
-    match live::reload_rules(&state, &file)? {
-        None => crate::output::print(&format!("{}: no traffic rule changed\n", file.display()))?,
-        Some((layout, version)) => {
-            let took = live::confirm(&layout, version, live::Change::Routes)?;
-            live::report(
-                &format!("traffic rules from {}", file.display()),
-                &layout,
-                version,
-                took,
-            )?;
-        }
-    }
+    let published = live::reload_rules(&state, &file)?;
+    print(&format!(
+        "{}\n",
+        published.line(
+            &format!("traffic rules from {}", file.display()),
+            &format!("{}: no traffic rule changed", file.display())
+        )
+    ))?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use super::target::{services, Target};
 use crate::cli::{EdgesArgs, StatsArgs, TapArgs, TargetArgs, TopArgs, VerifyArgs};
 use crate::cluster::sidecars::{ClusterGateway, ClusterSidecars};
-use crate::local::observed::LocalMesh;
+use crate::local::observed::LocalReader;
 use crate::observe::edges;
 use crate::observe::tap::{self, Tapped};
 use crate::observe::top::{self, Window};
@@ -60,7 +60,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
                 if args.services.is_some() || args.names.is_some() {
                     bail!("--services and --names name a cluster's services: add --cluster or --gateway URL (the local mesh knows its own)");
                 }
-                Box::new(LocalMesh::open(&state)?)
+                Box::new(LocalReader::open(&state)?)
             }
         }
     };
@@ -86,7 +86,7 @@ fn sidecars(target: TargetArgs) -> Result<Box<dyn Counted>> {
         Target::Cluster {
             kubectl, namespace, ..
         } => Box::new(ClusterSidecars::open(kubectl, namespace)?),
-        Target::Local(state) => Box::new(LocalMesh::open(&state)?),
+        Target::Local(state) => Box::new(LocalReader::open(&state)?),
     })
 }
 
@@ -96,7 +96,7 @@ fn logs(target: TargetArgs) -> Result<Box<dyn Tapped>> {
         Target::Cluster {
             kubectl, namespace, ..
         } => Box::new(ClusterSidecars::open(kubectl, namespace)?),
-        Target::Local(state) => Box::new(LocalMesh::open(&state)?),
+        Target::Local(state) => Box::new(LocalReader::open(&state)?),
     })
 }
 

@@ -56,7 +56,17 @@ pub fn shift(args: ShiftArgs) -> Result<()> {
             return Ok(());
         }
     };
-    live::shift(&state, &args.service, &weights)
+    let published = live::shift(&state, &args.service, &weights)?;
+    let split: Vec<String> = weights.iter().map(|(v, w)| format!("{v}={w}")).collect();
+    let split = split.join(",");
+    crate::output::print(&format!(
+        "{}\n",
+        published.line(
+            &format!("{} {split}", args.service),
+            &format!("{} already runs {split}", args.service)
+        )
+    ))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -41,7 +41,8 @@ pub struct LocalService {
     pub version: String,
     pub fail_status: Option<u16>,
     /// The service's other versions, each with its own app and sidecar.
-    pub canaries: Vec<Instance>,
+    #[serde(alias = "canaries")]
+    pub other_versions: Vec<Instance>,
     /// The rules callers' sidecars and the gateway apply to calls to this service (`deployer
     /// shift` changes its weights).
     pub traffic: Traffic,
@@ -74,7 +75,7 @@ impl LocalService {
             admin_port: self.admin_port,
         };
         std::iter::once(first)
-            .chain(self.canaries.iter().cloned())
+            .chain(self.other_versions.iter().cloned())
             .collect()
     }
 }
@@ -109,8 +110,8 @@ pub struct Layout {
     pub wasm: PathBuf,
     /// The sha256 of the module the sidecars run: a copy of it under `wasm/` in the state dir
     /// (see `local::module`); `None` when the filter is not loaded.
-    #[serde(default)]
-    pub module: Option<String>,
+    #[serde(default, alias = "module")]
+    pub module_sha256: Option<String>,
     pub service_bin: PathBuf,
     pub gateway: GatewayPorts,
     pub services: Vec<LocalService>,
@@ -223,9 +224,9 @@ impl Layout {
                 .versions
                 .split_first()
                 .context("a service without versions")?;
-            let mut canaries = Vec::new();
+            let mut other_versions = Vec::new();
             for (i, v) in rest.iter().enumerate() {
-                canaries.push(Instance {
+                other_versions.push(Instance {
                     name: s.workload_name(i + 1, &v.name),
                     version: v.name.clone(),
                     fail_status: v.fail_status,
@@ -243,7 +244,7 @@ impl Layout {
                 admin_port: next()?,
                 version: first.name.clone(),
                 fail_status: first.fail_status,
-                canaries,
+                other_versions,
                 traffic: s.traffic.clone(),
             });
         }
@@ -262,7 +263,7 @@ impl Layout {
             plugin_config: filter.plugin_config,
             envoy: tools.envoy,
             wasm: tools.wasm,
-            module: None,
+            module_sha256: None,
             service_bin: tools.service_bin,
             gateway,
             services,

@@ -26,12 +26,66 @@ pub enum Change {
     Module,
 }
 
+/// The one way a live change reaches a running local mesh, for `shift`, `reload` and the
+/// supervisor's module watch alike: `edit` changes the saved plan, the result is published as a
+/// new generation of every proxy's xDS files (and as the saved plan), and the new version is
+/// confirmed in every proxy. `Unchanged` when `edit` says nothing changed.
+pub fn publish(
+    state: &StateDir,
+    change: Change,
+    edit: impl FnOnce(&mut Layout) -> Result<bool>,
+) -> Result<Published> {
+    let Some((layout, version)) = self::change(state, edit)? else {
+        return Ok(Published::Unchanged);
+    };
+    let took = confirm(&layout, version, change)?;
+    Ok(Published::Confirmed {
+        proxies: layout.proxies().len(),
+        layout: Box::new(layout),
+        version,
+        took,
+    })
+}
+
+/// What one publication did.
+#[derive(Debug)]
+pub enum Published {
+    /// Nothing to publish: the proxies already run what was asked.
+    Unchanged,
+    /// Every proxy runs `version`, `took` after it was written.
+    Confirmed {
+        layout: Box<Layout>,
+        version: u64,
+        proxies: usize,
+        took: Duration,
+    },
+}
+
+impl Published {
+    /// One line for a terminal: what was published, and how long the proxies took to take it;
+    /// `unchanged` when nothing was.
+    pub fn line(&self, what: &str, unchanged: &str) -> String {
+        match self {
+            Published::Unchanged => unchanged.to_owned(),
+            Published::Confirmed {
+                version,
+                proxies,
+                took,
+                ..
+            } => format!(
+                "{what}: config version {version} running in {proxies} proxies after {} ms",
+                took.as_millis()
+            ),
+        }
+    }
+}
+
 /// Applies `edit` to the saved plan and publishes the result as a new generation of every
 /// proxy's xDS files (and as the saved plan); returns the plan and its version, or `None` when
 /// `edit` says nothing changed. The state dir's xDS lock is held from reading the plan to
 /// saving it, so concurrent changes (a `shift` while the supervisor reloads a module) take
 /// turns and none is lost.
-pub fn change(
+fn change(
     state: &StateDir,
     edit: impl FnOnce(&mut Layout) -> Result<bool>,
 ) -> Result<Option<(Layout, u64)>> {
@@ -44,7 +98,7 @@ pub fn change(
     if !edit(&mut layout)? {
         return Ok(None);
     }
-    let version = publish(state, &layout)?;
+    let version = write_generation(state, &layout)?;
     drop(lock);
     Ok(Some((layout, version)))
 }
@@ -56,7 +110,7 @@ pub fn change(
 /// clusters are written before the routes (a route never names a cluster Envoy does not have
 /// yet), and clusters that no route needs any more stay until every proxy runs the new routes;
 /// only then does a second write of the cluster file remove them.
-fn publish(state: &StateDir, layout: &Layout) -> Result<u64> {
+fn write_generation(state: &StateDir, layout: &Layout) -> Result<u64> {
     let mut splits = Vec::new();
     for (name, config) in layout.bootstraps(&state.root) {
         let split = xds::split(&config, &xds_dir(&state.root, &name))?;
@@ -214,10 +268,10 @@ fn wait_for(layout: &Layout, version: u64, change: Change) -> Result<Duration, U
 }
 
 /// Loads the module at `src` into every sidecar of the mesh in `state`: copies it under its
-/// content address, publishes, and returns the plan and version published — or `None` when the
+/// content address and publishes it, confirmed in every sidecar — or `Unchanged` when the
 /// sidecars already run this very module.
-pub fn reload_module(state: &StateDir, src: &Path) -> Result<Option<(Layout, u64)>> {
-    change(state, |layout| {
+pub fn reload_module(state: &StateDir, src: &Path) -> Result<Published> {
+    publish(state, Change::Module, |layout| {
         if let FilterState::Skipped(why) | FilterState::DenyAll(why) = &layout.filter {
             bail!(
                 "the sidecars started without the filter ({why}): a module cannot be loaded into them live; restart the mesh with `{}`, then the command that started it with `--wasm {}`: {}",
@@ -227,10 +281,10 @@ pub fn reload_module(state: &StateDir, src: &Path) -> Result<Option<(Layout, u64
             );
         }
         let installed = module::install(src, &state.root.join(MODULES))?;
-        if layout.module.as_deref() == Some(installed.sha256.as_str()) {
+        if layout.module_sha256.as_deref() == Some(installed.sha256.as_str()) {
             return Ok(false);
         }
-        layout.module = Some(installed.sha256);
+        layout.module_sha256 = Some(installed.sha256);
         check_module(state, layout)?;
         Ok(true)
     })
@@ -252,22 +306,12 @@ fn check_module(state: &StateDir, layout: &Layout) -> Result<()> {
         .with_context(|| format!("the new module in {name}: nothing was changed"))
 }
 
-/// One line for a terminal: what was published, and how long the proxies took to take it.
-pub fn report(what: &str, layout: &Layout, version: u64, took: Duration) -> Result<()> {
-    crate::output::print(&format!(
-        "{what}: config version {version} running in {} proxies after {} ms\n",
-        layout.proxies().len(),
-        took.as_millis()
-    ))?;
-    Ok(())
-}
-
 /// `deployer shift` on the local mesh: the service's version weights in the saved plan, then a
 /// new generation of every proxy's routes, confirmed in each (callers' sidecars and the gateway
 /// route to the versions; every proxy takes the version).
-pub fn shift(state: &StateDir, service: &str, weights: &[(String, u32)]) -> Result<()> {
-    super::observed::LocalMesh::open(state)?;
-    let published = change(state, |layout| {
+pub fn shift(state: &StateDir, service: &str, weights: &[(String, u32)]) -> Result<Published> {
+    super::observed::LocalReader::open(state)?;
+    publish(state, Change::Routes, |layout| {
         let mesh_file = layout.mesh_file.clone();
         let started = layout.clone();
         let names: Vec<String> = layout.services.iter().map(|s| s.name.clone()).collect();
@@ -303,21 +347,7 @@ pub fn shift(state: &StateDir, service: &str, weights: &[(String, u32)]) -> Resu
             v.weight = Some(weight);
         }
         Ok(s.traffic != before)
-    })?;
-    let split: Vec<String> = weights.iter().map(|(v, w)| format!("{v}={w}")).collect();
-    match published {
-        None => crate::output::print(&format!("{service} already runs {}\n", split.join(",")))?,
-        Some((layout, version)) => {
-            let took = confirm(&layout, version, Change::Routes)?;
-            report(
-                &format!("{service} {}", split.join(",")),
-                &layout,
-                version,
-                took,
-            )?;
-        }
-    }
-    Ok(())
+    })
 }
 
 /// What to do about a new version on a mesh started without a mesh file (the demo): start it
@@ -379,7 +409,7 @@ fn restart_hint(state: &StateDir, layout: &Layout) -> String {
 /// fail strategy, image, …) and services or versions other than the running ones are refused in
 /// one line saying to restart; a file that no longer parses or checks is refused with its
 /// one-line error.
-pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Option<(Layout, u64)>> {
+pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Published> {
     let mesh = crate::meshfile::merged(meshtally_mesh::model::MeshInput::default(), Some(file))?;
     let restart = |what: String, hint: &str| {
         anyhow::anyhow!(
@@ -388,7 +418,7 @@ pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Option<(Layout, u64
             state.cmd("down"),
         )
     };
-    change(state, |layout| {
+    publish(state, Change::Routes, |layout| {
         let hint = restart_hint(state, layout);
         if let Some(what) = layout
             .file_mesh

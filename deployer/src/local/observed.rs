@@ -13,15 +13,15 @@ use crate::observe::tap::Tapped;
 use crate::observe::{Counted, Gateway, ProxyRead, Reachable, METRIC_PREFIX};
 use meshtally_envoy::admin::Admin;
 
-/// A running local mesh.
-pub(crate) struct LocalMesh {
+/// A running local mesh as the observers read it (the twin of `cluster::sidecars`).
+pub(crate) struct LocalReader {
     layout: Layout,
     state: StateDir,
 }
 
-impl LocalMesh {
+impl LocalReader {
     /// The mesh of `state`, which must be running.
-    pub(crate) fn open(state: &StateDir) -> Result<LocalMesh> {
+    pub(crate) fn open(state: &StateDir) -> Result<LocalReader> {
         let layout = state.read_layout()?;
         if !state.is_running() {
             bail!(
@@ -30,14 +30,14 @@ impl LocalMesh {
                 state.cmd("up")
             );
         }
-        Ok(LocalMesh {
+        Ok(LocalReader {
             layout,
             state: state.clone(),
         })
     }
 }
 
-impl Reachable for LocalMesh {
+impl Reachable for LocalReader {
     fn gateway(&self) -> Result<Gateway> {
         Ok(Gateway {
             host: "127.0.0.1".into(),
@@ -55,7 +55,7 @@ impl Reachable for LocalMesh {
     }
 }
 
-impl LocalMesh {
+impl LocalReader {
     /// Every proxy's name and admin endpoint: the sidecars, then the gateway.
     fn admins(&self) -> impl Iterator<Item = (String, Admin)> + '_ {
         self.layout
@@ -67,7 +67,7 @@ impl LocalMesh {
     }
 }
 
-impl Tapped for LocalMesh {
+impl Tapped for LocalReader {
     fn follow(
         &self,
         stop: &AtomicBool,
@@ -97,7 +97,7 @@ impl Tapped for LocalMesh {
     }
 }
 
-impl Counted for LocalMesh {
+impl Counted for LocalReader {
     fn counters(&self) -> Result<Vec<(String, u64)>> {
         let mut all = Vec::new();
         for (_, admin) in self.admins() {

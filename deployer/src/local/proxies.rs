@@ -74,7 +74,7 @@ impl Layout {
     }
 
     fn proxy_filter(&self, root: &Path) -> Filter {
-        match (&self.filter, &self.module) {
+        match (&self.filter, &self.module_sha256) {
             (FilterState::Loaded, Some(sha256)) => {
                 Filter::Wasm(module::path_in(&root.join(MODULES), sha256))
             }

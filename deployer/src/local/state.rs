@@ -252,7 +252,7 @@ impl StateDir {
         let mut layout = layout.clone();
         if layout.filter == FilterState::Loaded {
             let installed = module::install(&layout.wasm, &tmp.path().join(MODULES))?;
-            layout.module = Some(installed.sha256);
+            layout.module_sha256 = Some(installed.sha256);
         }
         layout.write_configs(tmp.path(), &self.root)?;
         write_atomic(&fresh.layout_path(), &serde_json::to_vec_pretty(&layout)?)?;

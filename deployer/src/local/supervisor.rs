@@ -94,22 +94,19 @@ impl Supervisor {
             return;
         }
         let path = watch.path().to_path_buf();
-        let done = live::reload_module(&self.state, &path).and_then(|published| {
-            published
-                .map(|(layout, version)| {
-                    let took = live::confirm(&layout, version, live::Change::Module)?;
-                    Ok(format!(
-                        "module {} reloaded: {} in every sidecar (config version {version}, {} ms)",
-                        path.display(),
-                        layout.module.as_deref().unwrap_or_default(),
-                        took.as_millis()
-                    ))
-                })
-                .transpose()
-        });
-        match done {
-            Ok(Some(line)) => report(&line),
-            Ok(None) => {}
+        match live::reload_module(&self.state, &path) {
+            Ok(live::Published::Confirmed {
+                layout,
+                version,
+                took,
+                ..
+            }) => report(&format!(
+                "module {} reloaded: {} in every sidecar (config version {version}, {} ms)",
+                path.display(),
+                layout.module_sha256.as_deref().unwrap_or_default(),
+                took.as_millis()
+            )),
+            Ok(live::Published::Unchanged) => {}
             Err(e) => report(&format!(
                 "module {} changed but was not reloaded: {e:#}",
                 path.display()

@@ -3,9 +3,9 @@
 //! and the same mesh always gives the same bytes (maps are BTreeMaps, lists keep mesh order).
 
 pub mod access_log;
-pub mod dashboard;
 mod directory;
 pub mod filter;
+pub mod grafana;
 pub mod istio;
 pub mod kustomize;
 pub mod meta;
@@ -306,10 +306,10 @@ pub fn render(mesh: &Mesh, delivery: &Delivery) -> Result<Bundle, RenderError> {
         )),
     });
     files.push(File {
-        path: dashboard::FILE.to_owned(),
+        path: grafana::FILE.to_owned(),
         kind: FileKind::Support,
         body: Body::Text(
-            serde_json::to_string_pretty(&dashboard::dashboard(&mesh.namespace))? + "\n",
+            serde_json::to_string_pretty(&grafana::dashboard(&mesh.namespace))? + "\n",
         ),
     });
     Ok(Bundle { files })
