@@ -18,6 +18,7 @@ mod crosscheck;
 mod docs;
 mod first_run;
 mod golden;
+mod house;
 mod manifests;
 mod push_registry;
 mod push_service_image;
