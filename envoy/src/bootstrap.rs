@@ -1,5 +1,8 @@
-//! Envoy bootstraps for local sidecars and the gateway, built as JSON values (never text
-//! templates). A sidecar has an inbound listener in front of its app (mTLS and, in PERMISSIVE
+//! Envoy config for local sidecars and the gateway, built as JSON values (never text
+//! templates), in either of two deliveries from the same builders: a static bootstrap (tests of
+//! one proxy, and `envoy --mode validate`), or a bootstrap whose connection managers reference
+//! route tables (RDS), the meshtally filter (ECDS) and clusters (CDS) delivered as files of a
+//! watched directory, built as those resources in the first place ([`build`]). A sidecar has an inbound listener in front of its app (mTLS and, in PERMISSIVE
 //! mode, plain HTTP, as Istio's) and an outbound listener the app uses as its HTTP proxy, which
 //! routes by host to the peers' inbound listeners over mTLS. What istiod pushes for the same
 //! mesh is the reference (tests/istio holds them to it): an RBAC filter admits the callers, the
@@ -13,7 +16,9 @@ use serde_json::{json, Value};
 use crate::cluster::{socket, static_cluster};
 use crate::routes::{self, Upstream};
 use crate::tls::{common_tls, Tls};
+use crate::xds::{self, Resources, XdsConfig};
 use meshtally_mesh::model::traffic::Millis;
+use meshtally_wire::access::envoy_access_log;
 
 pub use meshtally_mesh::model::MtlsMode;
 
@@ -60,6 +65,19 @@ pub enum Filter {
     DenyAll,
 }
 
+/// How often Envoy writes buffered access-log lines to the file, in ms (`--file-flush-interval-msec`;
+/// its default is 10 s): `tap` shows requests within this.
+pub const ACCESS_LOG_FLUSH_MS: u32 = 100;
+
+/// The JSON access log of a proxy's listeners (`tap`, `edges`; the format is
+/// `meshtally_wire::access`): the file, and the proxy and version each line names.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    pub path: PathBuf,
+    pub proxy: String,
+    pub version: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Proxy {
     pub filter: Filter,
@@ -71,6 +89,28 @@ pub struct Proxy {
     pub inbound: Option<Inbound>,
     pub outbound: Option<Outbound>,
     pub ingress: Option<Ingress>,
+    /// Every connection manager logs here, its direction named by its listener.
+    pub access_log: Option<AccessLog>,
+}
+
+/// Where a proxy's routes, clusters and filter go.
+#[derive(Debug, Clone, Copy)]
+pub enum Delivery<'a> {
+    /// In the bootstrap itself.
+    Static,
+    /// As xDS resources in files of this directory (named as Envoy will find them), which the
+    /// bootstrap references.
+    Files(&'a Path),
+}
+
+/// The resources a proxy's listeners need, gathered while they are built.
+struct Builder<'a> {
+    delivery: Delivery<'a>,
+    access_log: Option<&'a AccessLog>,
+    routes: Vec<Value>,
+    filters: Vec<Value>,
+    /// Two connection managers that would need different ECDS resources of one name.
+    conflict: Option<String>,
 }
 
 /// `stats_tags` that turn meshtally's encoded names into Prometheus labels.
@@ -81,35 +121,75 @@ pub fn stats_tags() -> Value {
         .collect()
 }
 
+/// A proxy's complete static bootstrap.
 pub fn render(proxy: &Proxy) -> Value {
+    // Static delivery has no ECDS resource to disagree about: it cannot fail.
+    build(proxy, Delivery::Static).map_or(Value::Null, |c| c.bootstrap)
+}
+
+/// A proxy's config as `delivery` says: with [`Delivery::Files`], a bootstrap of listeners
+/// that reference their route tables and the meshtally filter by name, with the clusters from
+/// CDS, and those resources, to be written by [`xds::write`].
+pub fn build(proxy: &Proxy, delivery: Delivery<'_>) -> anyhow::Result<XdsConfig> {
+    let mut b = Builder {
+        delivery,
+        access_log: proxy.access_log.as_ref(),
+        routes: Vec::new(),
+        filters: Vec::new(),
+        conflict: None,
+    };
     let mut listeners = Vec::new();
     let mut clusters = Vec::new();
     if let Some(inbound) = &proxy.inbound {
-        listeners.push(inbound_listener(proxy, inbound));
+        listeners.push(inbound_listener(&mut b, proxy, inbound));
         clusters.push(static_cluster("app", &[inbound.app_port], None));
     }
     if let Some(outbound) = &proxy.outbound {
-        listeners.push(outbound_listener(proxy, outbound));
+        listeners.push(outbound_listener(&mut b, proxy, outbound));
         for peer in &outbound.peers {
             clusters.extend(routes::clusters(peer));
         }
     }
     if let Some(ingress) = &proxy.ingress {
-        listeners.push(ingress_listener(ingress));
+        listeners.push(ingress_listener(&mut b, ingress));
         clusters.push(static_cluster(
             "gateway-outbound",
             &[ingress.outbound_port],
             None,
         ));
     }
-    json!({
+    let mut bootstrap = json!({
         "node": {"id": "meshtally-local", "cluster": "meshtally", "metadata": proxy.node_metadata},
         "admin": {"address": socket(proxy.admin_port)},
         "stats_config": {"stats_tags": stats_tags()},
         // Histograms reach the admin endpoint only when stats flush; flush often so tests and
         // `deployer stats` see durations promptly.
         "stats_flush_interval": "0.2s",
-        "static_resources": {"listeners": listeners, "clusters": clusters},
+        "static_resources": {"listeners": listeners},
+    });
+    let clusters = match b.delivery {
+        Delivery::Static => {
+            bootstrap["static_resources"]["clusters"] = Value::Array(clusters);
+            Vec::new()
+        }
+        Delivery::Files(dir) => {
+            bootstrap["dynamic_resources"] = json!({"cds_config": xds::source(dir, xds::CDS_FILE)});
+            clusters
+                .into_iter()
+                .map(|c| xds::typed(xds::CLUSTER_TYPE, c))
+                .collect()
+        }
+    };
+    if let Some(conflict) = b.conflict {
+        anyhow::bail!(conflict);
+    }
+    Ok(XdsConfig {
+        bootstrap,
+        resources: Resources {
+            clusters,
+            routes: b.routes,
+            filters: b.filters,
+        },
     })
 }
 
@@ -139,10 +219,38 @@ pub fn wasm_filter(wasm: &Path, config: &Value, fail_open: bool) -> Value {
     })
 }
 
-/// The proxy's filter, if any, then the router.
-fn http_filters(proxy: &Proxy, config: &Value) -> Vec<Value> {
+/// The proxy's filter, if any, then the router. Delivered as files, the meshtally filter is
+/// the proxy's one ECDS resource, shared by all its connection managers as a WasmPlugin is one
+/// resource for all of a sidecar's listeners; no default config and warming on, so a listener
+/// is ready only once its filter is loaded, as a sidecar with a WasmPlugin is.
+fn http_filters(b: &mut Builder<'_>, proxy: &Proxy, config: &Value) -> Vec<Value> {
     let first = match &proxy.filter {
-        Filter::Wasm(path) => Some(wasm_filter(path, config, proxy.fail_open)),
+        Filter::Wasm(path) => Some(match b.delivery {
+            Delivery::Static => wasm_filter(path, config, proxy.fail_open),
+            Delivery::Files(dir) => {
+                let filter = wasm_filter(path, config, proxy.fail_open);
+                let resource = json!({"@type": xds::EXTENSION_TYPE, "name": xds::ECDS_FILTER, "typed_config": filter["typed_config"]});
+                // Sidecars give both directions the same plugin config, so one resource
+                // serves every connection manager.
+                match b.filters.first() {
+                    None => b.filters.push(resource),
+                    Some(known) if *known == resource => {}
+                    Some(_) => {
+                        b.conflict = Some(format!(
+                            "the {} filter differs between two listeners: one ECDS resource cannot carry both",
+                            xds::ECDS_FILTER
+                        ))
+                    }
+                }
+                json!({
+                    "name": xds::ECDS_FILTER,
+                    "config_discovery": {
+                        "config_source": xds::source(dir, &xds::filter_file(xds::ECDS_FILTER)),
+                        "type_urls": [xds::WASM_TYPE],
+                    },
+                })
+            }
+        }),
         Filter::Skipped | Filter::NotSelected => None,
         // An RBAC filter with ALLOW and no policies matches nothing: every request gets 403,
         // which is how Istio blocks traffic for a FAIL_CLOSE plugin it could not load.
@@ -161,15 +269,42 @@ fn router() -> Value {
     json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
 }
 
-fn hcm(stat_prefix: &str, http_filters: Vec<Value>, virtual_hosts: Value) -> Value {
+/// An HTTP connection manager of the listener named `direction`: its route table is named
+/// after its `stat_prefix` (unique per proxy), inline or an RDS resource.
+fn hcm(
+    b: &mut Builder<'_>,
+    direction: &str,
+    stat_prefix: &str,
+    http_filters: Vec<Value>,
+    virtual_hosts: Value,
+) -> Value {
+    let mut typed_config = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": stat_prefix,
+        "http_filters": http_filters,
+    });
+    let route_config = json!({"name": stat_prefix, "virtual_hosts": virtual_hosts});
+    match b.delivery {
+        Delivery::Static => typed_config["route_config"] = route_config,
+        Delivery::Files(dir) => {
+            b.routes.push(xds::typed(xds::ROUTE_TYPE, route_config));
+            typed_config["rds"] = json!({
+                "route_config_name": stat_prefix,
+                "config_source": xds::source(dir, &xds::route_file(stat_prefix)),
+            });
+        }
+    }
+    if let Some(log) = b.access_log {
+        typed_config["access_log"] = json!([envoy_access_log(
+            &log.path.display().to_string(),
+            &log.proxy,
+            log.version.as_deref(),
+            direction
+        )]);
+    }
     json!({
         "name": "envoy.filters.network.http_connection_manager",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-            "stat_prefix": stat_prefix,
-            "route_config": {"name": stat_prefix, "virtual_hosts": virtual_hosts},
-            "http_filters": http_filters,
-        },
+        "typed_config": typed_config,
     })
 }
 
@@ -192,24 +327,29 @@ fn rbac(allowed: &[String]) -> Value {
     })
 }
 
-fn inbound_listener(proxy: &Proxy, inbound: &Inbound) -> Value {
+fn inbound_listener(b: &mut Builder<'_>, proxy: &Proxy, inbound: &Inbound) -> Value {
     let vhosts = json!([{"name": "app", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}]}]);
-    let filters = || http_filters(proxy, &inbound.plugin_config);
-    let plain = json!({"filters": [hcm("inbound_plain", filters(), vhosts.clone())]});
+    // Plain HTTP, for a proxy without TLS or in PERMISSIVE mode (built only then, so a STRICT
+    // proxy has no route table it does not use).
+    let plain = |b: &mut Builder<'_>, vhosts: Value| {
+        let filters = http_filters(b, proxy, &inbound.plugin_config);
+        json!({"filters": [hcm(b, "inbound", "inbound_plain", filters, vhosts)]})
+    };
     let Some((tls, mode)) = &inbound.tls else {
+        let plain = plain(b, vhosts);
         return json!({"name": "inbound", "traffic_direction": "INBOUND", "address": socket(inbound.port), "filter_chains": [plain]});
     };
     let validation = json!({"trusted_ca": {"filename": tls.ca.display().to_string()}});
     // Authorization first, then the filter (phase STATS runs after AUTHZ), as istiod orders
     // them. The plain-HTTP chain of PERMISSIVE has no RBAC, so a sidecar can be curled directly
     // (on Istio the AuthorizationPolicy would refuse a caller without a principal).
-    let mut mtls_filters = filters();
+    let mut mtls_filters = http_filters(b, proxy, &inbound.plugin_config);
     if !inbound.allowed_peers.is_empty() {
         mtls_filters.insert(0, rbac(&inbound.allowed_peers));
     }
     let mtls = json!({
         "filter_chain_match": {"transport_protocol": "tls"},
-        "filters": [hcm("inbound_mtls", mtls_filters, vhosts)],
+        "filters": [hcm(b, "inbound", "inbound_mtls", mtls_filters, vhosts.clone())],
         "transport_socket": {
             "name": "envoy.transport_sockets.tls",
             "typed_config": {
@@ -221,7 +361,7 @@ fn inbound_listener(proxy: &Proxy, inbound: &Inbound) -> Value {
     });
     let mut chains = vec![mtls];
     if *mode == MtlsMode::Permissive {
-        chains.push(plain);
+        chains.push(plain(b, vhosts));
     }
     json!({
         "name": "inbound",
@@ -232,21 +372,21 @@ fn inbound_listener(proxy: &Proxy, inbound: &Inbound) -> Value {
     })
 }
 
-fn outbound_listener(proxy: &Proxy, outbound: &Outbound) -> Value {
+fn outbound_listener(b: &mut Builder<'_>, proxy: &Proxy, outbound: &Outbound) -> Value {
     let vhosts: Vec<Value> = outbound.peers.iter().map(routes::virtual_host).collect();
     // Faults are injected before anything else sees the request, as in istiod's outbound
     // chain (the fault filter precedes the STATS-phase plugins).
-    let mut filters = http_filters(proxy, &outbound.plugin_config);
+    let mut filters = http_filters(b, proxy, &outbound.plugin_config);
     filters.insert(0, routes::fault_filter());
     json!({
         "name": "outbound",
         "traffic_direction": "OUTBOUND",
         "address": socket(outbound.port),
-        "filter_chains": [{"filters": [hcm("outbound", filters, Value::Array(vhosts))]}],
+        "filter_chains": [{"filters": [hcm(b, "outbound", "outbound", filters, Value::Array(vhosts))]}],
     })
 }
 
-fn ingress_listener(ingress: &Ingress) -> Value {
+fn ingress_listener(b: &mut Builder<'_>, ingress: &Ingress) -> Value {
     // Rewriting the host to the service name routes the call to the right peer through the
     // gateway's outbound listener, and gives the callee the destination it names, as an Istio
     // gateway's VirtualService route does.
@@ -280,6 +420,113 @@ fn ingress_listener(ingress: &Ingress) -> Value {
     json!({
         "name": "ingress",
         "address": socket(ingress.port),
-        "filter_chains": [{"filters": [hcm("ingress", vec![router()], vhosts)]}],
+        "filter_chains": [{"filters": [hcm(b, "ingress", "ingress", vec![router()], vhosts)]}],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::Upstream;
+
+    fn sidecar(dir: &Path, mode: MtlsMode) -> Proxy {
+        let tls = Tls {
+            cert: dir.join("a.pem"),
+            key: dir.join("a.key"),
+            ca: dir.join("ca.pem"),
+        };
+        let peer = Upstream::single(
+            "service-b",
+            15001,
+            Some((
+                tls.clone(),
+                "spiffe://cluster.local/ns/d/sa/service-b".into(),
+            )),
+        );
+        Proxy {
+            filter: Filter::Wasm(dir.join("m.wasm")),
+            fail_open: true,
+            node_metadata: json!({"WORKLOAD_NAME": "service-a"}),
+            admin_port: 15000,
+            inbound: Some(Inbound {
+                port: 15006,
+                app_port: 8000,
+                plugin_config: json!({"max_hops": 5}),
+                tls: Some((tls, mode)),
+                allowed_peers: vec!["spiffe://cluster.local/ns/d/sa/service-b".into()],
+            }),
+            outbound: Some(Outbound {
+                port: 15002,
+                plugin_config: json!({"max_hops": 5}),
+                peers: vec![peer],
+            }),
+            ingress: None,
+            access_log: Some(AccessLog {
+                path: dir.join("a.log"),
+                proxy: "service-a-sidecar".into(),
+                version: Some("v1".into()),
+            }),
+        }
+    }
+
+    /// The two deliveries say the same: the files' resources, put back in place by
+    /// [`xds::inline`] (which reads them as Envoy does), give the static bootstrap.
+    #[test]
+    fn files_and_static_delivery_say_the_same() {
+        for mode in [MtlsMode::Strict, MtlsMode::Permissive] {
+            let dir = tempfile::tempdir().unwrap();
+            let proxy = sidecar(dir.path(), mode);
+            let config = build(&proxy, Delivery::Files(dir.path())).unwrap();
+            let statics = &config.bootstrap["static_resources"];
+            assert!(statics.get("clusters").is_none(), "clusters come from CDS");
+            let routes: Vec<&str> = config
+                .resources
+                .routes
+                .iter()
+                .map(|r| r["name"].as_str().unwrap())
+                .collect();
+            let want: &[&str] = match mode {
+                MtlsMode::Strict => &["inbound_mtls", "outbound"],
+                MtlsMode::Permissive => &["inbound_mtls", "inbound_plain", "outbound"],
+            };
+            assert_eq!(
+                routes, want,
+                "one route table per connection manager in use"
+            );
+            assert_eq!(config.resources.filters.len(), 1, "one ECDS resource");
+            xds::write(dir.path(), &config.resources, 7).unwrap();
+            assert_eq!(xds::inline(&config.bootstrap).unwrap(), render(&proxy));
+        }
+    }
+
+    #[test]
+    fn every_connection_manager_logs_with_its_listener_direction() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = render(&sidecar(dir.path(), MtlsMode::Permissive));
+        let mut seen = Vec::new();
+        for listener in config["static_resources"]["listeners"].as_array().unwrap() {
+            for chain in listener["filter_chains"].as_array().unwrap() {
+                let hcm = &chain["filters"][0]["typed_config"];
+                let format = &hcm["access_log"][0]["typed_config"]["log_format"]["json_format"];
+                assert_eq!(format["direction"], listener["name"]);
+                assert_eq!(format["proxy"], "service-a-sidecar");
+                assert_eq!(format["version"], "v1");
+                seen.push(hcm["stat_prefix"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(seen, ["inbound_mtls", "inbound_plain", "outbound"]);
+    }
+
+    #[test]
+    fn two_listeners_needing_different_filters_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut proxy = sidecar(dir.path(), MtlsMode::Strict);
+        if let Some(outbound) = proxy.outbound.as_mut() {
+            outbound.plugin_config = json!({"max_hops": 6});
+        }
+        let err = build(&proxy, Delivery::Files(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("one ECDS resource"), "{err}");
+        // Delivered statically, each listener carries its own.
+        assert!(render(&proxy)["static_resources"].is_object());
+    }
 }

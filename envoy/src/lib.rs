@@ -4,7 +4,8 @@
 //! mesh PKI issues the SPIFFE certificates the listeners load; the real Envoy validates every
 //! config; the admin client reads a running proxy. The deployer, the tests and the bench all
 //! build on this one copy.
-//! - [`bootstrap`], [`routes`], [`cluster`], [`tls`], [`access_log`]: one proxy's config.
+//! - [`bootstrap`], [`routes`], [`cluster`], [`tls`]: one proxy's config, static or as xDS
+//!   resources the bootstrap references.
 //! - [`xds`]: that config cut into the files Envoy watches, and put back for validation.
 //! - [`module`]: the content-addressed filter modules Envoy loads.
 //! - [`pki`]: the mesh CA and workload certificates.
@@ -13,7 +14,6 @@
 //! - [`locate`]: where Envoy, the module and demo-service are found; [`shell`] quotes the
 //!   commands printed as hints; [`http`] is the one loopback HTTP client.
 
-pub mod access_log;
 pub mod admin;
 pub mod bootstrap;
 pub mod cluster;

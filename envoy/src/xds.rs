@@ -1,27 +1,27 @@
-//! Delivery of the local proxies' routes, clusters and meshtally filter as Envoy's file-based
-//! xDS, so they change while Envoy runs (`deployer shift`, `deployer reload`, a rebuilt module).
-//! What the config *says* comes from `bootstrap::render` (a complete static bootstrap); this
-//! module only moves its routes (RDS), clusters (CDS) and the meshtally filter (ECDS) into files
-//! of a watched directory, and leaves the listeners in the bootstrap. Files are written beside
-//! their final name and renamed into place, so Envoy never reads half a file, and every
+//! Delivery of the local proxies' routes (RDS), clusters (CDS) and meshtally filter (ECDS) as
+//! Envoy's file-based xDS, so they change while Envoy runs (`deployer shift`, `deployer
+//! reload`, a rebuilt module). `bootstrap::build` makes the resources and the bootstrap that
+//! references them; this module writes them as the files of a watched directory, each beside
+//! its final name and renamed into place, so Envoy never reads half a file, and every
 //! publication carries a new `version_info`, which each proxy shows in its admin config_dump.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 /// The name of the HTTP filter that ECDS delivers (the meshtally Wasm filter).
-const ECDS_FILTER: &str = "meshtally";
-const CDS_FILE: &str = "cds.json";
+pub(crate) const ECDS_FILTER: &str = "meshtally";
+pub(crate) const CDS_FILE: &str = "cds.json";
 /// The metadata key under which a route table carries the publication it came with.
 const STAMP: &str = "meshtally.xds";
 /// The version of the files `up` writes; each publication after it counts up.
 pub const FIRST_VERSION: u64 = 1;
-const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
-const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-const EXTENSION_TYPE: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
+pub(crate) const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+pub(crate) const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+pub(crate) const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+pub(crate) const EXTENSION_TYPE: &str =
+    "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 
 /// One proxy's dynamic resources: what its xDS files carry.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,12 +36,13 @@ pub struct Resources {
 /// A proxy's config in the two parts Envoy reads: the bootstrap (fixed while it runs) and the
 /// resources of its xDS directory.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Split {
+pub struct XdsConfig {
     pub bootstrap: Value,
     pub resources: Resources,
 }
 
-fn source(dir: &Path, file: &str) -> Value {
+/// A config source reading `file` of the watched directory `dir`.
+pub(crate) fn source(dir: &Path, file: &str) -> Value {
     json!({
         "path_config_source": {
             "path": dir.join(file).display().to_string(),
@@ -51,124 +52,12 @@ fn source(dir: &Path, file: &str) -> Value {
     })
 }
 
-fn route_file(name: &str) -> String {
+pub(crate) fn route_file(name: &str) -> String {
     format!("rds-{name}.json")
 }
 
-fn filter_file(name: &str) -> String {
+pub(crate) fn filter_file(name: &str) -> String {
     format!("ecds-{name}.json")
-}
-
-/// Splits a complete static bootstrap into a bootstrap whose HTTP connection managers take
-/// their routes from RDS and the meshtally filter from ECDS, and whose clusters come from CDS,
-/// all from files in `dir` (named as Envoy will find them); plus the resources for those files.
-pub fn split(static_config: &Value, dir: &Path) -> Result<Split> {
-    let mut bootstrap = static_config.clone();
-    let statics = bootstrap
-        .get_mut("static_resources")
-        .and_then(Value::as_object_mut)
-        .context("the bootstrap has no static_resources")?;
-    let clusters = match statics.remove("clusters") {
-        Some(Value::Array(c)) => c,
-        None => Vec::new(),
-        Some(_) => bail!("static_resources.clusters is not a list"),
-    };
-    let mut routes = Vec::new();
-    let mut filters = Vec::new();
-    for listener in statics
-        .get_mut("listeners")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        for chain in listener
-            .get_mut("filter_chains")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            for filter in chain
-                .get_mut("filters")
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(hcm) = filter.get_mut("typed_config") {
-                    if hcm.get("route_config").is_some() {
-                        split_hcm(hcm, dir, &mut routes, &mut filters)?;
-                    }
-                }
-            }
-        }
-    }
-    bootstrap["dynamic_resources"] = json!({"cds_config": source(dir, CDS_FILE)});
-    Ok(Split {
-        bootstrap,
-        resources: Resources {
-            clusters: clusters
-                .into_iter()
-                .map(|c| typed(CLUSTER_TYPE, c))
-                .collect(),
-            routes,
-            filters,
-        },
-    })
-}
-
-/// One HTTP connection manager: its route table becomes an RDS resource named after its
-/// `stat_prefix` (unique per proxy), and the meshtally filter the proxy's ECDS resource.
-fn split_hcm(
-    hcm: &mut Value,
-    dir: &Path,
-    routes: &mut Vec<Value>,
-    filters: &mut Vec<Value>,
-) -> Result<()> {
-    let name = hcm["stat_prefix"]
-        .as_str()
-        .context("an HTTP connection manager without stat_prefix")?
-        .to_owned();
-    let Some(obj) = hcm.as_object_mut() else {
-        bail!("HTTP connection manager {name} is not an object");
-    };
-    let mut route_config = obj.remove("route_config").unwrap_or_default();
-    route_config["name"] = json!(name);
-    routes.push(typed(ROUTE_TYPE, route_config));
-    obj.insert(
-        "rds".into(),
-        json!({"route_config_name": name, "config_source": source(dir, &route_file(&name))}),
-    );
-    for http_filter in obj
-        .get_mut("http_filters")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        if http_filter["name"] != ECDS_FILTER {
-            continue;
-        }
-        // ECDS names a resource after the filter, so every connection manager of a proxy
-        // shares one (as a WasmPlugin is one resource for all of a sidecar's listeners).
-        let typed_config = http_filter["typed_config"].take();
-        match filters.iter().find(|f| f["name"] == ECDS_FILTER) {
-            Some(known) if known["typed_config"] != typed_config => bail!(
-                "the {ECDS_FILTER} filter of {name} differs from another listener's: one ECDS resource cannot carry both"
-            ),
-            Some(_) => {}
-            None => filters.push(
-                json!({"@type": EXTENSION_TYPE, "name": ECDS_FILTER, "typed_config": typed_config}),
-            ),
-        }
-        // No default config and warming on: a listener is ready only once its filter is
-        // loaded, as a sidecar with a WasmPlugin is.
-        *http_filter = json!({
-            "name": ECDS_FILTER,
-            "config_discovery": {
-                "config_source": source(dir, &filter_file(ECDS_FILTER)),
-                "type_urls": [WASM_TYPE],
-            },
-        });
-    }
-    Ok(())
 }
 
 /// Takes the publication stamp off a route table (and its metadata, if that was all of it).
@@ -188,7 +77,8 @@ fn unstamp(route: &mut Value) {
     }
 }
 
-fn typed(type_url: &str, mut resource: Value) -> Value {
+/// A resource with its type, as a DiscoveryResponse carries it.
+pub(crate) fn typed(type_url: &str, mut resource: Value) -> Value {
     if let Some(obj) = resource.as_object_mut() {
         obj.insert("@type".into(), json!(type_url));
     }
@@ -331,60 +221,4 @@ pub fn inline(bootstrap: &Value) -> Result<Value> {
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Value {
-        json!({
-            "node": {"id": "x"},
-            "static_resources": {
-                "listeners": [{"name": "outbound", "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "stat_prefix": "outbound",
-                        "route_config": {"name": "outbound", "virtual_hosts": [{"name": "a", "domains": ["*"], "routes": []}]},
-                        "http_filters": [
-                            {"name": "meshtally", "typed_config": {"@type": WASM_TYPE, "config": {"name": "meshtally"}}},
-                            {"name": "envoy.filters.http.router", "typed_config": {}},
-                        ],
-                    },
-                }]}]}],
-                "clusters": [{"name": "a", "type": "STATIC"}],
-            },
-        })
-    }
-
-    #[test]
-    fn routes_clusters_and_the_filter_move_to_files_and_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let split = split(&sample(), dir.path()).unwrap();
-        let statics = &split.bootstrap["static_resources"];
-        assert!(statics.get("clusters").is_none());
-        let hcm = &statics["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
-        assert!(hcm.get("route_config").is_none());
-        assert_eq!(hcm["rds"]["route_config_name"], "outbound");
-        assert_eq!(
-            hcm["http_filters"][0]["config_discovery"]["type_urls"][0],
-            WASM_TYPE
-        );
-        // The router stays in the listener.
-        assert_eq!(hcm["http_filters"][1]["name"], "envoy.filters.http.router");
-        assert_eq!(split.resources.clusters.len(), 1);
-        assert_eq!(split.resources.routes[0]["@type"], ROUTE_TYPE);
-        assert_eq!(split.resources.filters[0]["name"], ECDS_FILTER);
-
-        write(dir.path(), &split.resources, 7).unwrap();
-        let cds: Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join(CDS_FILE)).unwrap()).unwrap();
-        assert_eq!(cds["version_info"], "7");
-        let no_tmp = std::fs::read_dir(dir.path())
-            .unwrap()
-            .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp"));
-        assert!(no_tmp, "temporary files left behind");
-        // Put back, the files give the static bootstrap again.
-        assert_eq!(inline(&split.bootstrap).unwrap(), sample());
-    }
 }

@@ -65,6 +65,7 @@ fn mesh(opts: Options) -> Result<Mesh> {
             }),
             outbound: None,
             ingress: None,
+            access_log: None,
         }),
     )?;
     let callee_port = callee.listener_port("inbound")?;
@@ -94,6 +95,7 @@ fn mesh(opts: Options) -> Result<Mesh> {
                 ],
             }),
             ingress: None,
+            access_log: None,
         }),
     )?;
     let caller_port = caller.listener_port("outbound")?;
@@ -478,6 +480,7 @@ fn refused(dir: &Path, name: &str, config: Value, metadata: Value) -> Result<Str
         }),
         outbound: None,
         ingress: None,
+        access_log: None,
     };
     Envoy::start_expect_failure(dir, name, &bootstrap::render(&spec))
 }
@@ -550,6 +553,7 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
                 peers: vec![Peer::single("service-b", peer.port, None)],
             }),
             ingress: None,
+            access_log: None,
         }),
     )?;
     let (inbound, outbound) = (

@@ -40,6 +40,7 @@ fn call_with(
             }),
             outbound: None,
             ingress: None,
+            access_log: None,
         }),
     )?;
     let mut a = caller_ca.issue(ca_dir, namespace, "service-a")?;
@@ -64,6 +65,7 @@ fn call_with(
                 )],
             }),
             ingress: None,
+            access_log: None,
         }),
     )?;
     let r = http::get_host(

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::layout::{xds_dir, FilterState, Layout, MODULES};
 use super::state::{write_atomic, StateDir};
 use meshtally_envoy::admin::Admin;
+use meshtally_envoy::bootstrap::{self, Delivery};
 use meshtally_envoy::module;
 use meshtally_envoy::xds;
 
@@ -112,8 +113,8 @@ fn change(
 /// only then does a second write of the cluster file remove them.
 fn write_generation(state: &StateDir, layout: &Layout) -> Result<u64> {
     let mut splits = Vec::new();
-    for (name, config) in layout.bootstraps(&state.root) {
-        let split = xds::split(&config, &xds_dir(&state.root, &name))?;
+    for (name, proxy) in layout.proxy_specs(&state.root) {
+        let split = bootstrap::build(&proxy, Delivery::Files(&xds_dir(&state.root, &name)))?;
         let path = state.envoy_config(&name);
         let running: Value = serde_json::from_slice(
             &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
@@ -293,9 +294,10 @@ pub fn reload_module(state: &StateDir, src: &Path) -> Result<Published> {
 /// Runs `envoy --mode validate` on a sidecar's complete config with the new module, which
 /// loads it in a Wasm VM: a module Envoy would refuse is reported here and never published.
 fn check_module(state: &StateDir, layout: &Layout) -> Result<()> {
-    let Some((name, config)) = layout.bootstraps(&state.root).into_iter().next() else {
+    let Some((name, proxy)) = layout.proxy_specs(&state.root).into_iter().next() else {
         return Ok(());
     };
+    let config = bootstrap::render(&proxy);
     let file = tempfile::Builder::new()
         .prefix(".check-")
         .suffix(".json")

@@ -94,7 +94,9 @@ pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
             "--drain-time-s".into(),
             "2".into(),
             "--file-flush-interval-msec".into(),
-            meshtally_envoy::access_log::FLUSH_MS.to_string().into(),
+            meshtally_envoy::bootstrap::ACCESS_LOG_FLUSH_MS
+                .to_string()
+                .into(),
         ]
         .into(),
         env: Vec::new(),

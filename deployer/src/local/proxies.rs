@@ -12,8 +12,9 @@ use super::layout::{
 };
 use super::prometheus;
 use super::state::access_log_in;
-use meshtally_envoy::access_log;
-use meshtally_envoy::bootstrap::{self, Filter, Inbound, Ingress, Outbound, Proxy};
+use meshtally_envoy::bootstrap::{
+    self, AccessLog, Delivery, Filter, Inbound, Ingress, Outbound, Proxy,
+};
 use meshtally_envoy::pki::{self, Ca};
 use meshtally_envoy::routes::Upstream;
 use meshtally_envoy::tls::Tls;
@@ -37,10 +38,10 @@ impl Layout {
             ca.issue(&certs, &self.namespace, &s.name)?;
         }
         let mut written = Vec::new();
-        for (name, config) in self.bootstraps(final_dir) {
-            let split = xds::split(&config, &xds_dir(final_dir, &name))?;
-            written.push((name.clone(), write_json(&envoy, &name, &split.bootstrap)?));
-            xds::write(&xds_dir(dir, &name), &split.resources, xds::FIRST_VERSION)?;
+        for (name, proxy) in self.proxy_specs(final_dir) {
+            let config = bootstrap::build(&proxy, Delivery::Files(&xds_dir(final_dir, &name)))?;
+            written.push((name.clone(), write_json(&envoy, &name, &config.bootstrap)?));
+            xds::write(&xds_dir(dir, &name), &config.resources, xds::FIRST_VERSION)?;
         }
         if self.prometheus.is_some() {
             prometheus::write(self, dir)?;
@@ -48,12 +49,11 @@ impl Layout {
         Ok(written)
     }
 
-    /// Every proxy's complete static config (sidecars, then the gateway), naming certificates
-    /// and the module as found under the state dir `root`: what the bootstrap and the xDS
-    /// files say together.
-    pub fn bootstraps(&self, root: &Path) -> Vec<(String, Value)> {
+    /// Every proxy (sidecars, then the gateway), naming certificates, the module and its access
+    /// log as found under the state dir `root`.
+    pub fn proxy_specs(&self, root: &Path) -> Vec<(String, Proxy)> {
         let certs = root.join(CERTS);
-        let mut out: Vec<(String, Value)> = self
+        let mut out: Vec<(String, Proxy)> = self
             .services
             .iter()
             .flat_map(|s| s.instances().into_iter().map(move |i| (s, i)))
@@ -61,14 +61,14 @@ impl Layout {
                 // Every version runs as the service's account, as its Deployments do.
                 let own = pki::workload_files(&certs, CA_NAME, &self.namespace, &s.name);
                 let name = sidecar_name(&instance.name);
-                let config = logged(&self.sidecar(s, &instance, &own, root), &name, root);
-                (name, config)
+                let proxy = logged(self.sidecar(s, &instance, &own, root), &name, root);
+                (name, proxy)
             })
             .collect();
         let own = pki::workload_files(&certs, CA_NAME, INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT);
         out.push((
             GATEWAY.to_owned(),
-            logged(&self.gateway_proxy(&own), GATEWAY, root),
+            logged(self.gateway_proxy(&own), GATEWAY, root),
         ));
         out
     }
@@ -140,6 +140,7 @@ impl Layout {
                 peers: self.peers(own, Some(&s.name)),
             }),
             ingress: None,
+            access_log: None,
         }
     }
 
@@ -168,6 +169,7 @@ impl Layout {
                     .collect(),
                 outbound_port: self.gateway.outbound_port,
             }),
+            access_log: None,
         }
     }
 }
@@ -176,12 +178,17 @@ impl Layout {
 const CERTS: &str = "certs";
 const CA_NAME: &str = "mesh";
 
-/// A proxy's bootstrap with its JSON access log in `root`'s logs/ (`tap`, `edges`).
-fn logged(proxy: &Proxy, name: &str, root: &Path) -> Value {
-    let mut config = bootstrap::render(proxy);
-    let version = proxy.node_metadata["LABELS"]["version"].as_str();
-    access_log::add(&mut config, &access_log_in(root, name), name, version);
-    config
+/// A proxy with its JSON access log in `root`'s logs/ (`tap`, `edges`).
+fn logged(mut proxy: Proxy, name: &str, root: &Path) -> Proxy {
+    let version = proxy.node_metadata["LABELS"]["version"]
+        .as_str()
+        .map(str::to_owned);
+    proxy.access_log = Some(AccessLog {
+        path: access_log_in(root, name),
+        proxy: name.to_owned(),
+        version,
+    });
+    proxy
 }
 
 fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> Result<PathBuf> {
