@@ -487,5 +487,4 @@ pub(crate) fn label(rps: f64, success_rate: Option<f64>, p99_ms: Option<f64>) ->
 }
 
 #[cfg(test)]
-#[path = "graph_tests.rs"]
 pub(crate) mod tests;

@@ -1,5 +1,4 @@
-//! The documentation held to the code. Self-contained (no shared test helpers), so it can move
-//! to another crate's tests as it is.
+//! The documentation held to the code.
 //!
 //! - `docs/reference/cli.md` is generated from the clap definitions: a heading and the long
 //!   help for `deployer` and every visible subcommand. `UPDATE_GOLDEN=1 cargo test -p
@@ -23,45 +22,7 @@ use meshtally_deployer::Cli;
 
 const CLI_MD: &str = "docs/reference/cli.md";
 
-/// The repository root: the nearest folder above this crate holding `Cargo.lock`.
-fn root() -> PathBuf {
-    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        if dir.join("Cargo.lock").is_file() {
-            return dir.to_owned();
-        }
-        dir = dir.parent().expect("a Cargo.lock above the crate");
-    }
-}
-
-/// `README.md` and every `docs/**/*.md`, as (path relative to the root, text).
-fn documents() -> Vec<(PathBuf, String)> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                out.push(path);
-            }
-        }
-    }
-    let root = root();
-    let mut paths = vec![root.join("README.md")];
-    walk(&root.join("docs"), &mut paths);
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let text =
-                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            (p.strip_prefix(&root).unwrap().to_owned(), text)
-        })
-        .collect()
-}
+use crate::common::{documents, workspace as root};
 
 // ---- the CLI reference ------------------------------------------------------------------------
 

@@ -137,7 +137,10 @@ fn same_input_same_bytes() {
 #[test]
 fn examples_are_the_docs_blocks_and_render() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let docs = markdown_files(&root);
+    let docs: Vec<String> = crate::common::documents()
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     fake_module(dir.path());
     let mut seen = 0;
@@ -178,27 +181,4 @@ fn examples_are_the_docs_blocks_and_render() {
         seen += 1;
     }
     assert!(seen >= 2, "only {seen} examples");
-}
-
-/// The text of README.md and of every Markdown file under docs/.
-fn markdown_files(root: &Path) -> Vec<String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                out.push(path);
-            }
-        }
-    }
-    let mut paths = vec![root.join("README.md")];
-    walk(&root.join("docs"), &mut paths);
-    paths
-        .into_iter()
-        .map(|p| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .collect()
 }

@@ -2,29 +2,12 @@
 //! mesh model stays pure. Read from the sources as text (`use crate::…` and the crates named),
 //! so a forbidden import fails here with the file and line that made it.
 
-use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+use crate::common::{files_below, workspace as root};
 
 /// Every line of the `.rs` files below `dir` (relative to the repository) that contains one of
 /// `needles`, outside comments, as `path:line: text`.
 fn lines_naming(dir: &str, needles: &[&str]) -> Vec<String> {
-    let mut files = Vec::new();
-    rust_files(&root().join(dir), &mut files);
-    files.sort();
+    let files = files_below(&root().join(dir), "rs");
     let mut found = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();

@@ -24,8 +24,6 @@ pub mod host;
 pub mod ledger;
 pub mod metrics;
 pub mod stream;
-#[cfg(test)]
-mod stream_tests;
 pub mod tagging;
 
 pub use config::{Config, ConfigError, Direction, NodeMetadata};

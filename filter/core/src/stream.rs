@@ -261,3 +261,6 @@ impl<H: Host> Stream<H> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

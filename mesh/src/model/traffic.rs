@@ -192,5 +192,4 @@ impl Traffic {
 }
 
 #[cfg(test)]
-#[path = "traffic_tests.rs"]
 mod tests;

@@ -22,6 +22,40 @@ pub fn workspace() -> PathBuf {
         .to_owned()
 }
 
+/// Every file below `dir` whose name ends in `.{ext}`, sorted.
+pub fn files_below(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, ext, out);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, ext, &mut out);
+    out.sort();
+    out
+}
+
+/// `README.md` and every `docs/**/*.md`, as (path relative to the repository, text).
+pub fn documents() -> Vec<(PathBuf, String)> {
+    let root = workspace();
+    std::iter::once(root.join("README.md"))
+        .chain(files_below(&root.join("docs"), "md"))
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p.strip_prefix(&root).unwrap().to_owned(), text)
+        })
+        .collect()
+}
+
 /// A tiny valid-looking module, so renders never depend on `make wasm` having run.
 pub fn fake_module(dir: &Path) -> PathBuf {
     let path = dir.join("meshtally_filter.wasm");
