@@ -511,16 +511,7 @@ fn shift_hints_run_as_printed() -> Result<()> {
         let commands: Vec<&str> = line.split('`').skip(1).step_by(2).collect();
         ensure!(commands.len() >= 2, "no commands in: {line}");
         for command in &commands[commands.len() - 2..] {
-            let out = std::process::Command::new("sh")
-                .args(["-c", command])
-                .current_dir(elsewhere.path())
-                .env("PATH", "/usr/bin:/bin")
-                .output()?;
-            ensure!(
-                out.status.success(),
-                "`{command}`: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            meshtally_tests::mesh::run_hint(elsewhere.path(), command)?;
         }
         Ok(())
     };

@@ -273,15 +273,7 @@ fn three_services_tag_count_guard_and_recover() -> Result<()> {
     std::process::Command::new("kill")
         .args(["-9", &sidecar_pid.to_string()])
         .status()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !m.run("verify", &[]).status.success() {
-        assert!(
-            Instant::now() < deadline,
-            "service-a's sidecar did not recover:\n{}",
-            m.log("supervisor")
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    m.wait_until_verified("service-a's sidecar", Duration::from_secs(20))?;
 
     // down leaves nothing behind: no process, and no private key.
     let pids = m.pids();
@@ -654,17 +646,7 @@ fn the_mesh_is_found_from_anywhere_and_every_hint_runs_as_printed() -> Result<()
     ensure!(background.is_some(), "no background line: {printed}");
     hints.extend(background);
     for hint in &hints {
-        let out = std::process::Command::new("sh")
-            .args(["-c", hint])
-            .current_dir(&deeper)
-            .env("PATH", "/usr/bin:/bin")
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "`{hint}` failed: {}{}",
-            stderr(&out),
-            stdout(&out)
-        );
+        meshtally_tests::mesh::run_hint(&deeper, hint)?;
     }
     // The last hint was `down`: nothing of the mesh runs.
     ensure!(
@@ -744,17 +726,7 @@ fn foreground_up_hints_run_as_printed_and_ctrl_c_stops_it() -> Result<()> {
         hints[1]
     );
     for hint in &hints {
-        let out = std::process::Command::new("sh")
-            .args(["-c", hint])
-            .current_dir(tmp.path())
-            .env("PATH", "/usr/bin:/bin")
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "`{hint}` failed: {}{}",
-            stderr(&out),
-            stdout(&out)
-        );
+        meshtally_tests::mesh::run_hint(tmp.path(), hint)?;
     }
     // Ctrl-C: the supervisor stops every process and exits.
     std::process::Command::new("kill")

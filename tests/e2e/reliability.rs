@@ -198,19 +198,6 @@ fn pair_of(path: &str) -> (String, String) {
     (parts[0].to_owned(), parts[2].to_owned())
 }
 
-fn wait_until_verified(m: &LocalMesh, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !m.run("verify", &[]).status.success() {
-        ensure!(
-            Instant::now() < deadline,
-            "{what} did not recover:\n{}",
-            m.log("supervisor")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
-}
-
 /// `/a/call/b` over every ordered pair in turn, more than any bounded run can send.
 fn round_robin_calls(m: &LocalMesh) -> Vec<String> {
     let names: Vec<String> = m.layout.services.iter().map(|s| s.name.clone()).collect();
@@ -292,7 +279,7 @@ fn faults_under_load_hit_only_the_broken_service() -> Result<()> {
             "{caller} → service-b 5xx counted vs failed calls"
         );
     }
-    wait_until_verified(&m, "service-b's app")?;
+    m.wait_until_verified("service-b's app", Duration::from_secs(30))?;
 
     // A sidecar dies: the gateway keeps serving the other services, then traffic recovers.
     let c_sidecar = m.pids()["service-c-sidecar"];
@@ -306,7 +293,7 @@ fn faults_under_load_hit_only_the_broken_service() -> Result<()> {
             );
         }
     }
-    wait_until_verified(&m, "service-c's sidecar")?;
+    m.wait_until_verified("service-c's sidecar", Duration::from_secs(30))?;
     assert!(m.log("supervisor").contains("service-c-sidecar exited"));
     Ok(())
 }

@@ -176,6 +176,21 @@ impl LocalMesh {
         Ok(configs.len())
     }
 
+    /// Waits until `verify` passes, at most `within`; the error names `what` did not recover
+    /// and shows the supervisor's log.
+    pub fn wait_until_verified(&self, what: &str, within: std::time::Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + within;
+        while !self.run("verify", &[]).status.success() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "{what} did not recover:\n{}",
+                self.log("supervisor")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.state().log(name)).unwrap_or_default()
     }
@@ -202,6 +217,23 @@ impl Drop for LocalMesh {
 
 /// A run of `n` consecutive free loopback ports and one more free port, found by asking the OS
 /// for a port and checking its successors.
+/// Runs a hint the deployer printed as a newcomer's shell would: `sh -c HINT` in `cwd`, with
+/// PATH holding only the system's folders; fails with its output unless it succeeds.
+pub fn run_hint(cwd: &Path, hint: &str) -> Result<()> {
+    let out = std::process::Command::new("sh")
+        .args(["-c", hint])
+        .current_dir(cwd)
+        .env("PATH", "/usr/bin:/bin")
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "`{hint}` failed: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
+
 pub fn free_ports(n: usize) -> Result<(u16, u16)> {
     use std::net::TcpListener;
     for _ in 0..50 {
