@@ -63,6 +63,8 @@ fn flag_sets(flags: &MeshInput, root: Option<&str>) -> bool {
         Some("base_port") => flags.base_port.is_some(),
         Some("replicas") => flags.replicas.is_some(),
         Some("image") => flags.image.is_some(),
+        Some("api") => flags.api.is_some(),
+        Some("gateway_api_channel") => flags.gateway_api_channel.is_some(),
         Some("wasm_url" | "wasm_sha256") => flags.wasm_url.is_some() || flags.wasm_sha256.is_some(),
         _ => true,
     }

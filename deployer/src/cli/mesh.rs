@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use meshtally_mesh::model::{FailStrategy, Mesh, MeshInput, MtlsMode, ServiceChoice};
+use meshtally_mesh::model::{Api, Channel, FailStrategy, Mesh, MeshInput, MtlsMode, ServiceChoice};
 
 /// Which services, on which ports, in which namespace: what every renderer of the mesh needs,
 /// `up` included. No clap defaults: a flag given overrides the file, and the defaults (shown in
@@ -14,7 +14,8 @@ use meshtally_mesh::model::{FailStrategy, Mesh, MeshInput, MtlsMode, ServiceChoi
 pub struct MeshShapeArgs {
     /// Mesh file (YAML) with any of: services (a count, or a list of names or {name, port}),
     /// names, namespace, base_port, replicas, image, wasm_url, wasm_sha256, wasm_file (relative
-    /// to the file). Unknown fields are refused. Flags override its fields.
+    /// to the file), api, gateway_api_channel. Unknown fields are refused. Flags override its
+    /// fields.
     #[arg(short, long, value_name = "PATH")]
     pub file: Option<PathBuf>,
 
@@ -87,6 +88,19 @@ pub struct MeshArgs {
     /// [default: target/wasm32-wasip1/release/meshtally_filter.wasm]
     #[arg(long, value_name = "PATH", conflicts_with = "wasm_url")]
     pub wasm_file: Option<PathBuf>,
+
+    /// The API the traffic rules are written in. istio: Gateway, VirtualService, DestinationRule
+    /// subsets; gateway-api: Kubernetes Gateway API (a Gateway of class istio, HTTPRoutes at the
+    /// ingress and, GAMMA, in the mesh; a Service per version). What Gateway API cannot say
+    /// (fault injection, …) is refused, naming the field [default: istio]
+    #[arg(long, value_enum, value_name = "API")]
+    pub api: Option<Api>,
+
+    /// With --api gateway-api: the Gateway API CRDs' channel the cluster has. HTTPRoute
+    /// retries need experimental; with standard a mesh that retries is refused
+    /// [default: experimental]
+    #[arg(long, value_enum, value_name = "CHANNEL")]
+    pub gateway_api_channel: Option<Channel>,
 }
 
 impl MeshShapeArgs {
@@ -117,6 +131,8 @@ impl MeshArgs {
             wasm_url: self.wasm_url.clone(),
             wasm_sha256: self.wasm_sha256.clone(),
             wasm_file: self.wasm_file.clone(),
+            api: self.api,
+            gateway_api_channel: self.gateway_api_channel,
             ..self.shape.flags()
         }
     }

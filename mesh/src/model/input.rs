@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::traffic::{
     CircuitBreakerInput, FaultInput, MatchInput, Millis, RetriesInput, TrafficInput, VersionInput,
 };
-use super::{FailStrategy, ModelError, MtlsMode};
+use super::{Api, Channel, FailStrategy, ModelError, MtlsMode};
 
 /// How the services are chosen. One field, so a flag of either kind overrides the file's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +108,8 @@ pub struct MeshInput {
     pub wasm_file: Option<PathBuf>,
     pub mtls: Option<MtlsMode>,
     pub fail_strategy: Option<FailStrategy>,
+    pub api: Option<Api>,
+    pub gateway_api_channel: Option<Channel>,
 }
 
 /// The mesh file as written. `services` is a count or a list whose entries are a name or a
@@ -133,6 +135,10 @@ struct MeshFile {
     wasm_sha256: Option<String>,
     #[serde(default)]
     wasm_file: Option<PathBuf>,
+    #[serde(default)]
+    api: Option<Api>,
+    #[serde(default)]
+    gateway_api_channel: Option<Channel>,
 }
 
 #[derive(Debug)]
@@ -186,6 +192,8 @@ impl MeshInput {
             wasm_url: file.wasm_url,
             wasm_sha256: file.wasm_sha256,
             wasm_file: file.wasm_file,
+            api: file.api,
+            gateway_api_channel: file.gateway_api_channel,
             // Flags only: how the mesh treats traffic is chosen where it runs.
             mtls: None,
             fail_strategy: None,
@@ -215,6 +223,8 @@ impl MeshInput {
             wasm_file,
             mtls: self.mtls.or(file.mtls),
             fail_strategy: self.fail_strategy.or(file.fail_strategy),
+            api: self.api.or(file.api),
+            gateway_api_channel: self.gateway_api_channel.or(file.gateway_api_channel),
         }
     }
 }

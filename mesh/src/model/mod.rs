@@ -2,6 +2,7 @@
 //! module. Built only through [`Mesh::from_input`], so every `Mesh` is valid and the renderers
 //! (and later `up`/`apply`) never re-check it.
 
+pub mod dialect;
 mod duration;
 pub mod error;
 mod input;
@@ -16,6 +17,7 @@ pub mod wasm;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
+pub use dialect::{Api, Channel};
 pub use error::ModelError;
 pub use input::{MeshInput, ServiceChoice, ServiceEntry};
 pub use locate::FieldPath;
@@ -55,6 +57,12 @@ pub struct Mesh {
     pub mtls: MtlsMode,
     /// The WasmPlugin's failStrategy, if one was chosen (see [`FailStrategy::or_default`]).
     pub fail_strategy: Option<FailStrategy>,
+    /// The API the traffic rules are rendered in; checked: the rules say nothing it cannot.
+    #[serde(default)]
+    pub api: Api,
+    /// The Gateway API CRDs the render may use (only read under [`Api::GatewayApi`]).
+    #[serde(default)]
+    pub gateway_api_channel: Channel,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -149,6 +157,11 @@ impl Mesh {
         } else {
             Vec::new()
         };
+        let api = input.api.unwrap_or_default();
+        let gateway_api_channel = input.gateway_api_channel.unwrap_or_default();
+        if api == Api::GatewayApi {
+            gateway_api(&services, gateway_api_channel, &mut refuse);
+        }
         let replicas = input.replicas.unwrap_or(DEFAULT_REPLICAS);
         let replicas = i32::try_from(replicas).unwrap_or_else(|_| {
             refuse(
@@ -192,6 +205,8 @@ impl Mesh {
                 wasm,
                 mtls: input.mtls.unwrap_or_default(),
                 fail_strategy: input.fail_strategy,
+                api,
+                gateway_api_channel,
             }),
             _ => Err(problems),
         }
@@ -216,6 +231,40 @@ impl Mesh {
     /// The SPIFFE identity Istio gives pods running as `service`'s ServiceAccount.
     pub fn principal(&self, service: &Service) -> String {
         meshtally_wire::identity::principal(&self.namespace, &service.name)
+    }
+}
+
+/// What the Gateway API cannot say, refused at the field that asks for it: one line each,
+/// naming the field and the way out (`--api istio`).
+fn gateway_api(
+    services: &[Service],
+    channel: Channel,
+    refuse: &mut impl FnMut(ModelError, FieldPath),
+) {
+    for (i, service) in services.iter().enumerate() {
+        for (field, reason) in dialect::refusals(service, channel) {
+            let at = FieldPath::service(i, &field);
+            refuse(
+                ModelError::Traffic {
+                    service: service.name.clone(),
+                    error: traffic::TrafficError { field, reason },
+                },
+                at,
+            );
+        }
+    }
+    for (i, reason) in dialect::clashes(services) {
+        let service = &services[i];
+        refuse(
+            ModelError::Traffic {
+                service: service.name.clone(),
+                error: traffic::TrafficError {
+                    field: "versions".to_owned(),
+                    reason,
+                },
+            },
+            FieldPath::service(i, "versions"),
+        );
     }
 }
 

@@ -221,6 +221,8 @@ pub struct HttpRetry {
 pub struct DestinationRuleSpec {
     pub host: String,
     pub traffic_policy: TrafficPolicy,
+    /// Empty under the Gateway API, which routes to a Service per version instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subsets: Vec<Subset>,
 }
 
