@@ -62,6 +62,11 @@ pub struct ShiftArgs {
     #[arg(value_name = "VERSION=WEIGHT,…")]
     pub weights: String,
 
+    /// On a cluster: the API the mesh was applied in. istio: patch the VirtualServices;
+    /// gateway-api: the HTTPRoutes' backendRefs weights [default: the mesh file's, else istio]
+    #[arg(long, value_enum, value_name = "API")]
+    pub api: Option<meshtally_mesh::model::Api>,
+
     #[command(flatten)]
     pub target: super::TargetArgs,
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::checks;
 use super::kubectl::Kubectl;
-use meshtally_mesh::model::{names, Delivery, Mesh};
+use meshtally_mesh::model::{names, Api, Delivery, Mesh};
 use meshtally_mesh::render;
 
 /// The field manager every apply uses, so a re-apply updates (and prunes within) its own
@@ -45,6 +45,10 @@ pub fn plan(
 ) -> Result<ApplyPlan> {
     checks::reachable(&kubectl)?;
     checks::istio_installed(&kubectl)?;
+    if mesh.api == Api::GatewayApi {
+        let retries = mesh.services.iter().any(|s| s.traffic.retries.is_some());
+        checks::gateway_api_installed(&kubectl, retries)?;
+    }
     checks::namespace_not_terminating(&kubectl, &mesh.namespace)?;
     Ok(ApplyPlan {
         kubectl,

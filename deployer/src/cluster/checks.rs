@@ -15,6 +15,15 @@ pub const ISTIO_CRDS: [&str; 6] = [
     "wasmplugins.extensions.istio.io",
 ];
 
+/// The Gateway API kinds the `--api gateway-api` render makes (beside Istio's, which it keeps
+/// for security, the filter and DestinationRules).
+pub const GATEWAY_API_CRDS: [&str; 2] = [
+    "gateways.gateway.networking.k8s.io",
+    "httproutes.gateway.networking.k8s.io",
+];
+/// The HTTPRoute CRD's annotation naming its channel (`standard` or `experimental`).
+const CHANNEL_ANNOTATION: &str = "gateway.networking.k8s.io/channel";
+
 /// How long a check may wait for the API server: an unreachable cluster should fail fast.
 const REQUEST_TIMEOUT: &str = "--request-timeout=10s";
 
@@ -32,6 +41,17 @@ pub enum CheckError {
          `istioctl install --set profile=demo -y`"
     )]
     IstioMissing { missing: String },
+    #[error(
+        "the Kubernetes Gateway API is not installed in this cluster (missing CRDs: {missing}): \
+         install its experimental channel (`make cluster-up` does), or apply with --api istio"
+    )]
+    GatewayApiMissing { missing: String },
+    #[error(
+        "the cluster's HTTPRoute CRD is the Gateway API {found} channel, which has no HTTPRoute \
+         `retry`, and the mesh retries: install the experimental channel, or set \
+         gateway_api_channel: standard and retries: {{attempts: 0}}, or apply with --api istio"
+    )]
+    GatewayApiChannel { found: String },
     #[error("cannot list the Istio CRDs: {0}")]
     CrdQuery(String),
     #[error(
@@ -124,8 +144,63 @@ pub fn namespace_not_terminating(kubectl: &Kubectl, namespace: &str) -> Result<(
 
 /// Which of [`ISTIO_CRDS`] the cluster lacks.
 pub fn missing_istio_crds(kubectl: &Kubectl) -> Result<Vec<&'static str>, CheckError> {
+    missing_crds(kubectl, &ISTIO_CRDS)
+}
+
+/// The Gateway API CRDs are installed and, when the render uses HTTPRoute `retry`, of the
+/// experimental channel (the API server would refuse the field otherwise, less clearly).
+pub fn gateway_api_installed(
+    kubectl: &Kubectl,
+    needs_experimental: bool,
+) -> Result<(), CheckError> {
+    let missing = missing_crds(kubectl, &GATEWAY_API_CRDS)?;
+    if !missing.is_empty() {
+        return Err(CheckError::GatewayApiMissing {
+            missing: missing.join(", "),
+        });
+    }
+    if !needs_experimental {
+        return Ok(());
+    }
+    let output = kubectl.output(
+        &[
+            "get",
+            "crd",
+            GATEWAY_API_CRDS[1],
+            "-o",
+            "json",
+            REQUEST_TIMEOUT,
+        ],
+        None,
+    )?;
+    if !output.status.success() {
+        return Err(CheckError::CrdQuery(reason(&output)));
+    }
+    let crd: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| CheckError::CrdQuery(format!("kubectl printed no JSON: {e}")))?;
+    let found = crd["metadata"]["annotations"][CHANNEL_ANNOTATION]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if found != "experimental" {
+        return Err(CheckError::GatewayApiChannel {
+            found: if found.is_empty() {
+                "unknown".to_owned()
+            } else {
+                found
+            },
+        });
+    }
+    Ok(())
+}
+
+/// Which of `crds` the cluster lacks.
+pub fn missing_crds(
+    kubectl: &Kubectl,
+    crds: &[&'static str],
+) -> Result<Vec<&'static str>, CheckError> {
     let mut args = vec!["get", "crd"];
-    args.extend(ISTIO_CRDS);
+    args.extend(crds);
     args.extend(["--ignore-not-found", "-o", "name", REQUEST_TIMEOUT]);
     let output = kubectl.output(&args, None)?;
     if !output.status.success() {
@@ -137,8 +212,9 @@ pub fn missing_istio_crds(kubectl: &Kubectl) -> Result<Vec<&'static str>, CheckE
         .lines()
         .filter_map(|l| l.trim().rsplit('/').next())
         .collect();
-    Ok(ISTIO_CRDS
-        .into_iter()
+    Ok(crds
+        .iter()
+        .copied()
         .filter(|crd| !present.contains(crd))
         .collect())
 }

@@ -46,6 +46,8 @@ pub fn steps(missing_crds: &[&str]) -> Vec<Step> {
             kinds: keep(&[
                 "virtualservices.networking.istio.io",
                 "gateways.networking.istio.io",
+                "httproutes.gateway.networking.k8s.io",
+                "gateways.gateway.networking.k8s.io",
             ]),
             foreground: false,
         },
@@ -347,7 +349,12 @@ impl DeletePlan {
         let ns = self.namespace.as_str();
         // Unknown kinds are skipped rather than failed on; if even the CRD list cannot be read,
         // every kind is tried and kubectl's own error says what is wrong.
-        let missing = checks::missing_istio_crds(&self.kubectl).unwrap_or_default();
+        // Both APIs' kinds: whichever `apply --api` made them, delete needs no flag to find them.
+        let crds: Vec<&'static str> = checks::ISTIO_CRDS
+            .into_iter()
+            .chain(checks::GATEWAY_API_CRDS)
+            .collect();
+        let missing = checks::missing_crds(&self.kubectl, &crds).unwrap_or_default();
         let mut deleted = 0;
         for step in steps(&missing) {
             eprintln!("deleting {} in {ns}…", step.what);

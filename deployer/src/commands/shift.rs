@@ -5,9 +5,10 @@
 use anyhow::{bail, Result};
 
 use crate::cli::ShiftArgs;
-use crate::cluster::shift;
+use crate::cluster::{shift, shift_routes};
 use crate::commands::target::Target;
 use crate::local::live;
+use meshtally_mesh::model::Api;
 
 /// Weights per version, as typed: `NAME=WEIGHT,…`, integers summing to 100.
 pub(crate) fn parse_weights(text: &str) -> Result<Vec<(String, u32)>> {
@@ -39,19 +40,38 @@ pub(crate) fn parse_weights(text: &str) -> Result<Vec<(String, u32)>> {
 pub fn shift(args: ShiftArgs) -> Result<()> {
     let weights = parse_weights(&args.weights)?;
     let state = match Target::resolve(args.target)? {
-        Target::Local(state) => state,
+        Target::Local(state) => {
+            if args.api.is_some() {
+                bail!("--api names how a cluster's mesh was applied: add --cluster (or --context CTX), or leave it out for the local mesh");
+            }
+            state
+        }
         Target::Cluster {
-            kubectl, namespace, ..
+            kubectl,
+            namespace,
+            file,
         } => {
-            let patched = shift::shift(&kubectl, &namespace, &args.service, &weights)?;
+            let api = match args.api {
+                Some(api) => api,
+                None => crate::meshfile::read(file.as_deref())?
+                    .api
+                    .unwrap_or_default(),
+            };
+            let (patched, kind) = match api {
+                Api::Istio => (
+                    shift::shift(&kubectl, &namespace, &args.service, &weights)?,
+                    "virtualservice.networking.istio.io",
+                ),
+                Api::GatewayApi => (
+                    shift_routes::shift(&kubectl, &namespace, &args.service, &weights)?,
+                    "httproute.gateway.networking.k8s.io",
+                ),
+            };
             if patched.is_empty() {
                 crate::output::print(&format!("{} already has these weights\n", args.service))?;
             }
             for p in patched {
-                crate::output::print(&format!(
-                    "virtualservice.networking.istio.io/{} patched\n",
-                    p.name
-                ))?;
+                crate::output::print(&format!("{kind}/{} patched\n", p.name))?;
             }
             return Ok(());
         }
