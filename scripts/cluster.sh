@@ -10,7 +10,8 @@
 #                                                   first had (the fault tests SIGKILL kube-apiserver)
 #
 # DIR holds the state: pki/, etcd/, logs/, pids/ and kubeconfig. The Istio CRDs installed are
-# the pinned release's own (manifests/charts/base/files/crd-all.gen.yaml of istio.io/istio).
+# the pinned release's own (manifests/charts/base/files/crd-all.gen.yaml of istio.io/istio), beside
+# the Gateway API's (experimental channel) at GATEWAY_API_VERSION; --no-istio-crds leaves out both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -121,8 +122,9 @@ up() {
   trap 'exit 143' TERM
   scripts/controlplane-build.sh >&2
   # Found before anything starts, so a missing module fails fast.
-  local crds=
+  local crds= gateway_crds=()
   [ "$istio_crds" = no ] || crds=$(istio_crds)
+  [ "$istio_crds" = no ] || mapfile -t gateway_crds < <(gateway_api_crds)
   bin=$root/.tools/kube-$KUBERNETES_VERSION/bin
   kubectl=$bin/kubectl
   rm -rf "$dir/etcd" "$dir/logs" "$dir/cmd" "$dir/kubeconfig"
@@ -190,12 +192,16 @@ EOF
 
   if [ -n "$crds" ]; then
     "$kubectl" --kubeconfig="$kubeconfig" apply --server-side --field-manager=cluster-up -f "$crds" >/dev/null
+    local f
+    for f in "${gateway_crds[@]}"; do
+      "$kubectl" --kubeconfig="$kubeconfig" apply --server-side --field-manager=cluster-up -f "$f" >/dev/null
+    done
     # Retried: a CRD created a moment ago has no status.conditions yet, and `kubectl wait`
     # fails on that instead of waiting.
-    until_ok "$wait_secs" "the Istio CRDs" "$dir/logs/kube-apiserver.log" \
+    until_ok "$wait_secs" "the Istio and Gateway API CRDs" "$dir/logs/kube-apiserver.log" \
       "$kubectl" --kubeconfig="$kubeconfig" wait --for=condition=Established crd --all --timeout=5s
   fi
-  echo "cluster: up in $((SECONDS - started))s: kube-apiserver https://127.0.0.1:$api_port (Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION$([ "$istio_crds" = yes ] && echo ", Istio $ISTIO_VERSION CRDs")), state in $dir" >&2
+  echo "cluster: up in $((SECONDS - started))s: kube-apiserver https://127.0.0.1:$api_port (Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION$([ "$istio_crds" = yes ] && echo ", Istio $ISTIO_VERSION and Gateway API $GATEWAY_API_VERSION (experimental) CRDs")), state in $dir" >&2
   trap - EXIT INT TERM
   echo "export KUBECONFIG=$kubeconfig"
 }
@@ -215,6 +221,21 @@ istio_crds() {
   fi
   [ -f "$crds" ] || die "cannot find Istio $ISTIO_VERSION's CRDs in $mod (run scripts/setup-istio.sh, or make setup)"
   echo "$crds"
+}
+
+# The pinned Gateway API release's CRDs, experimental channel (a superset of standard: HTTPRoute
+# `retry` is only there), from the Go module sigs.k8s.io/gateway-api that tests/istio/go.mod
+# requires at the same version; a tagged version, so the module proxy serves it to `go mod
+# download` on a machine whose cache lacks it.
+gateway_api_crds() {
+  local mod
+  mod=$(go env GOMODCACHE)/sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION
+  if ! [ -d "$mod/config/crd/experimental" ]; then
+    echo "cluster: fetching sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION for its CRDs" >&2
+    (cd tests/istio && go mod download sigs.k8s.io/gateway-api) || true
+  fi
+  [ -d "$mod/config/crd/experimental" ] || die "cannot find the Gateway API $GATEWAY_API_VERSION CRDs in $mod"
+  ls "$mod"/config/crd/experimental/gateway.networking.k8s.io_*.yaml | grep -v _vap_
 }
 
 command=${1:-}

@@ -414,53 +414,87 @@ fn as_strs(args: &[String]) -> Vec<&str> {
 mod tests {
     use super::*;
 
-    /// The resource each rendered kind is deleted as.
-    const RESOURCES: [(&str, &str); 10] = [
-        ("ServiceAccount", "serviceaccounts"),
-        ("Deployment", "deployments.apps"),
-        ("Service", "services"),
-        ("ConfigMap", "configmaps"),
-        ("Gateway", "gateways.networking.istio.io"),
-        ("VirtualService", "virtualservices.networking.istio.io"),
-        ("DestinationRule", "destinationrules.networking.istio.io"),
+    /// The resource each rendered kind (by apiVersion and kind) is deleted as.
+    const RESOURCES: [(&str, &str); 12] = [
+        ("v1/ServiceAccount", "serviceaccounts"),
+        ("apps/v1/Deployment", "deployments.apps"),
+        ("v1/Service", "services"),
+        ("v1/ConfigMap", "configmaps"),
         (
-            "PeerAuthentication",
+            "networking.istio.io/v1/Gateway",
+            "gateways.networking.istio.io",
+        ),
+        (
+            "networking.istio.io/v1/VirtualService",
+            "virtualservices.networking.istio.io",
+        ),
+        (
+            "networking.istio.io/v1/DestinationRule",
+            "destinationrules.networking.istio.io",
+        ),
+        (
+            "security.istio.io/v1/PeerAuthentication",
             "peerauthentications.security.istio.io",
         ),
         (
-            "AuthorizationPolicy",
+            "security.istio.io/v1/AuthorizationPolicy",
             "authorizationpolicies.security.istio.io",
         ),
-        ("WasmPlugin", "wasmplugins.extensions.istio.io"),
+        (
+            "extensions.istio.io/v1alpha1/WasmPlugin",
+            "wasmplugins.extensions.istio.io",
+        ),
+        (
+            "gateway.networking.k8s.io/v1/Gateway",
+            "gateways.gateway.networking.k8s.io",
+        ),
+        (
+            "gateway.networking.k8s.io/v1/HTTPRoute",
+            "httproutes.gateway.networking.k8s.io",
+        ),
     ];
 
     #[test]
     fn every_kind_the_render_makes_is_deleted_by_label() {
-        use meshtally_mesh::model::{Delivery, Mesh, MeshInput, Module};
-        let mesh = Mesh::from_input(MeshInput::default()).unwrap();
+        use meshtally_mesh::model::{Api, Delivery, Mesh, MeshInput, Module};
         let delivery = Delivery::ConfigMap(Module::from_bytes(b"\0asm\x01\0\0\0".to_vec()));
-        let mut stream = Vec::new();
-        meshtally_mesh::render::render(&mesh, &delivery)
-            .unwrap()
-            .write_stream(&mut stream, true)
+        let mut rendered = std::collections::BTreeSet::new();
+        for api in [Api::Istio, Api::GatewayApi] {
+            let mesh = Mesh::from_input(MeshInput {
+                api: Some(api),
+                ..MeshInput::default()
+            })
             .unwrap();
-        let text = String::from_utf8(stream).unwrap();
-        let rendered: std::collections::BTreeSet<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("kind: "))
-            .collect();
+            let mut stream = Vec::new();
+            meshtally_mesh::render::render(&mesh, &delivery)
+                .unwrap()
+                .write_stream(&mut stream, true)
+                .unwrap();
+            let text = String::from_utf8(stream).unwrap();
+            for doc in text.split("---\n") {
+                let field = |key: &str| {
+                    doc.lines()
+                        .find_map(|l| l.strip_prefix(key))
+                        .map(str::to_owned)
+                };
+                if let (Some(version), Some(kind)) = (field("apiVersion: "), field("kind: ")) {
+                    rendered.insert(format!("{version}/{kind}"));
+                }
+            }
+        }
         let deleted: Vec<&str> = steps(&[]).iter().flat_map(|s| s.kinds.clone()).collect();
-        for kind in rendered {
-            if kind == "Namespace" {
+        for kind in &rendered {
+            if kind == "v1/Namespace" {
                 continue;
             }
             let resource = RESOURCES
                 .iter()
-                .find(|(k, _)| *k == kind)
+                .find(|(k, _)| k == kind)
                 .unwrap_or_else(|| panic!("rendered kind {kind} has no delete"))
                 .1;
             assert!(deleted.contains(&resource), "{kind} is not deleted");
         }
+        assert_eq!(rendered.len(), RESOURCES.len() + 1, "{rendered:?}");
         assert_eq!(deleted.len(), RESOURCES.len());
         for step in steps(&[]) {
             let args = step.args("demo", Duration::from_secs(60));
@@ -478,7 +512,11 @@ mod tests {
 
     #[test]
     fn missing_crds_drop_their_kinds() {
-        let only_k8s = steps(&checks::ISTIO_CRDS);
+        let crds: Vec<&str> = checks::ISTIO_CRDS
+            .into_iter()
+            .chain(checks::GATEWAY_API_CRDS)
+            .collect();
+        let only_k8s = steps(&crds);
         let kinds: Vec<&str> = only_k8s.iter().flat_map(|s| s.kinds.clone()).collect();
         assert_eq!(
             kinds,

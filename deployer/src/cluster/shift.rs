@@ -81,7 +81,7 @@ pub fn shift(
         .filter_map(|s| s["name"].as_str())
         .collect();
     if subsets.is_empty() {
-        bail!("no DestinationRule in namespace {namespace} has subsets for {host}: apply the mesh first (`deployer apply`)");
+        bail!("no DestinationRule in namespace {namespace} has subsets for {host}: apply the mesh first (`deployer apply`), or shift with --api gateway-api if it was applied so");
     }
     if let Some((unknown, _)) = weights.iter().find(|(v, _)| !subsets.contains(&v.as_str())) {
         bail!(

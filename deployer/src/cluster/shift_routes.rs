@@ -34,11 +34,18 @@ pub fn reweight(
             if !splits_to(rule, service, versions) {
                 return rule.clone();
             }
-            let port = rule["backendRefs"][0]["port"].clone();
+            // Each new backend is the first one renamed and reweighted: the fields the API
+            // server defaulted (`group`, `kind`) stay, so an unchanged split compares equal.
+            let template = rule["backendRefs"][0].clone();
             let backends: Vec<Value> = weights
                 .iter()
                 .filter(|(_, w)| *w > 0)
-                .map(|(v, w)| json!({"name": version_service(service, v), "port": port, "weight": w}))
+                .map(|(v, w)| {
+                    let mut b = template.clone();
+                    b["name"] = json!(version_service(service, v));
+                    b["weight"] = json!(w);
+                    b
+                })
                 .collect();
             let mut out = rule.clone();
             out["backendRefs"] = Value::Array(backends);
@@ -239,6 +246,23 @@ mod tests {
         assert_eq!(
             rules[1]["backendRefs"],
             json!([{"name": "service-a-v2", "port": 8000, "weight": 100}])
+        );
+    }
+
+    #[test]
+    fn fields_the_api_server_defaulted_are_kept_so_a_second_shift_is_no_change() {
+        let live = json!({"rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+            "backendRefs": [
+                {"group": "", "kind": "Service", "name": "service-a-v1", "port": 8000, "weight": 20},
+                {"group": "", "kind": "Service", "name": "service-a-v2", "port": 8000, "weight": 80}]}]});
+        assert_eq!(
+            reweight(
+                &live,
+                "service-a",
+                &versions(),
+                &w(&[("v1", 20), ("v2", 80)])
+            ),
+            None
         );
     }
 

@@ -11,6 +11,7 @@ mod standin;
 mod bad_inputs;
 mod cluster_apply;
 mod cluster_delete;
+mod cluster_gateway_api;
 mod cluster_live;
 mod cluster_read;
 mod cluster_script;
