@@ -4,6 +4,7 @@
 //! learns it before a half-applied mesh does.
 
 use super::kubectl::{reason, Kubectl, KubectlError};
+use meshtally_mesh::render::security::INGRESS_NAMESPACE;
 
 /// The Istio kinds the render uses, as CRD names.
 pub const ISTIO_CRDS: [&str; 6] = [
@@ -52,6 +53,12 @@ pub enum CheckError {
          gateway_api_channel: standard and retries: {{attempts: 0}}, or apply with --api istio"
     )]
     GatewayApiChannel { found: String },
+    #[error(
+        "namespace {0} does not exist, and the Gateway API render's Gateway binds there to Istio's \
+         ingress gateway: install Istio (`istioctl install --set profile=demo -y`), or apply with \
+         --api istio"
+    )]
+    IngressNamespaceMissing(String),
     #[error("cannot list the Istio CRDs: {0}")]
     CrdQuery(String),
     #[error(
@@ -147,7 +154,8 @@ pub fn missing_istio_crds(kubectl: &Kubectl) -> Result<Vec<&'static str>, CheckE
     missing_crds(kubectl, &ISTIO_CRDS)
 }
 
-/// The Gateway API CRDs are installed and, when the render uses HTTPRoute `retry`, of the
+/// The Gateway API CRDs are installed, Istio's ingress gateway namespace exists (the Gateway
+/// goes there), and, when the render uses HTTPRoute `retry`, of the
 /// experimental channel (the API server would refuse the field otherwise, less clearly).
 pub fn gateway_api_installed(
     kubectl: &Kubectl,
@@ -158,6 +166,29 @@ pub fn gateway_api_installed(
         return Err(CheckError::GatewayApiMissing {
             missing: missing.join(", "),
         });
+    }
+    let output = kubectl.output(
+        &[
+            "get",
+            "namespace",
+            INGRESS_NAMESPACE,
+            "--ignore-not-found",
+            "-o",
+            "name",
+            REQUEST_TIMEOUT,
+        ],
+        None,
+    )?;
+    if !output.status.success() {
+        return Err(CheckError::NamespaceQuery {
+            namespace: INGRESS_NAMESPACE.to_owned(),
+            reason: reason(&output),
+        });
+    }
+    if String::from_utf8_lossy(&output.stdout).trim().is_empty() {
+        return Err(CheckError::IngressNamespaceMissing(
+            INGRESS_NAMESPACE.to_owned(),
+        ));
     }
     if !needs_experimental {
         return Ok(());

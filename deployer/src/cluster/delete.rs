@@ -14,7 +14,9 @@ use serde_json::Value;
 
 use super::checks;
 use super::kubectl::Kubectl;
+use meshtally_mesh::render::httproute;
 use meshtally_mesh::render::meta::MANAGED_BY;
+use meshtally_mesh::render::security::INGRESS_NAMESPACE;
 
 /// The selector every delete uses: the label the renderer puts on every object.
 pub fn selector() -> String {
@@ -28,6 +30,9 @@ pub struct Step {
     pub kinds: Vec<&'static str>,
     /// Deployments are deleted in the foreground so the command returns once their pods are gone.
     pub foreground: bool,
+    /// Where else than the mesh's namespace: the Gateway API render's Gateway lives in
+    /// istio-system (beside Istio's ingress gateway), labelled with the mesh's namespace.
+    pub elsewhere: Option<&'static str>,
 }
 
 /// The steps, in order. Kinds whose CRD the cluster lacks (Istio uninstalled since) are left
@@ -42,19 +47,26 @@ pub fn steps(missing_crds: &[&str]) -> Vec<Step> {
     };
     let all = [
         Step {
+            what: "ingress Gateway (Gateway API)",
+            kinds: keep(&["gateways.gateway.networking.k8s.io"]),
+            foreground: false,
+            elsewhere: Some(INGRESS_NAMESPACE),
+        },
+        Step {
             what: "ingress routes and gateway",
             kinds: keep(&[
                 "virtualservices.networking.istio.io",
                 "gateways.networking.istio.io",
                 "httproutes.gateway.networking.k8s.io",
-                "gateways.gateway.networking.k8s.io",
             ]),
             foreground: false,
+            elsewhere: None,
         },
         Step {
             what: "workloads",
             kinds: keep(&["deployments.apps"]),
             foreground: true,
+            elsewhere: None,
         },
         Step {
             what: "services, traffic rules, filter",
@@ -66,6 +78,7 @@ pub fn steps(missing_crds: &[&str]) -> Vec<Step> {
                 "serviceaccounts",
             ]),
             foreground: false,
+            elsewhere: None,
         },
         Step {
             what: "security policies",
@@ -74,6 +87,7 @@ pub fn steps(missing_crds: &[&str]) -> Vec<Step> {
                 "peerauthentications.security.istio.io",
             ]),
             foreground: false,
+            elsewhere: None,
         },
     ];
     all.into_iter().filter(|s| !s.kinds.is_empty()).collect()
@@ -81,13 +95,20 @@ pub fn steps(missing_crds: &[&str]) -> Vec<Step> {
 
 impl Step {
     pub fn args(&self, namespace: &str, timeout: Duration) -> Vec<String> {
+        let (ns, selector) = match self.elsewhere {
+            None => (namespace.to_owned(), selector()),
+            Some(elsewhere) => (
+                elsewhere.to_owned(),
+                format!("{},{}={namespace}", selector(), httproute::MESH_LABEL),
+            ),
+        };
         let mut args = vec![
             "delete".to_owned(),
             self.kinds.join(","),
             "-n".to_owned(),
-            namespace.to_owned(),
+            ns,
             "-l".to_owned(),
-            selector(),
+            selector,
             "--ignore-not-found".to_owned(),
             "--wait=true".to_owned(),
             format!("--timeout={}s", timeout.as_secs()),
@@ -498,10 +519,17 @@ mod tests {
         assert_eq!(deleted.len(), RESOURCES.len());
         for step in steps(&[]) {
             let args = step.args("demo", Duration::from_secs(60));
-            assert!(args
-                .windows(2)
-                .any(|w| w == ["-l", "app.kubernetes.io/managed-by=meshtally"]));
-            assert!(args.windows(2).any(|w| w == ["-n", "demo"]));
+            let (ns, selector) = match step.elsewhere {
+                None => ("demo", "app.kubernetes.io/managed-by=meshtally".to_owned()),
+                // Beside Istio's gateway: only this mesh's Gateway.
+                Some(ns) => (
+                    ns,
+                    "app.kubernetes.io/managed-by=meshtally,app.kubernetes.io/instance=demo"
+                        .to_owned(),
+                ),
+            };
+            assert!(args.windows(2).any(|w| w[0] == "-l" && w[1] == selector));
+            assert!(args.windows(2).any(|w| w == ["-n", ns]));
             assert!(!args.iter().any(|a| a.starts_with("--all")));
         }
         let ns = namespace_args("demo", Duration::from_secs(60), false);

@@ -23,26 +23,29 @@ fn get(cp: &ControlPlane, ns: &str, what: &str) -> Value {
     serde_json::from_str(&cp.kubectl_ok(&["get", what, "-n", ns, "-o", "json"], None)).unwrap()
 }
 
-/// Every object of the namespace meshtally manages, by `kind/name`, with its resourceVersion.
+/// Every object meshtally manages for the mesh of `ns` (its namespace's, and its Gateway in
+/// istio-system), by `kind/name`, with its resourceVersion.
 fn versions(cp: &ControlPlane, ns: &str) -> Vec<(String, String)> {
     let kinds = "serviceaccounts,services,deployments.apps,configmaps,httproutes.gateway.networking.k8s.io,gateways.gateway.networking.k8s.io,destinationrules.networking.istio.io,peerauthentications.security.istio.io,authorizationpolicies.security.istio.io,wasmplugins.extensions.istio.io";
-    let json = cp.kubectl_ok(
-        &[
-            "get",
-            kinds,
-            "-n",
-            ns,
-            "-l",
-            "app.kubernetes.io/managed-by=meshtally",
-            "-o",
-            "json",
-        ],
-        None,
-    );
-    let list: Value = serde_json::from_str(&json).unwrap();
-    let mut out: Vec<(String, String)> = list["items"]
-        .as_array()
-        .unwrap()
+    let managed = "app.kubernetes.io/managed-by=meshtally";
+    let gateway = format!("{managed},app.kubernetes.io/instance={ns}");
+    let mut items = Vec::new();
+    for (kinds, namespace, selector) in [
+        (kinds, ns, managed.to_owned()),
+        (
+            "gateways.gateway.networking.k8s.io",
+            "istio-system",
+            gateway,
+        ),
+    ] {
+        let json = cp.kubectl_ok(
+            &["get", kinds, "-n", namespace, "-l", &selector, "-o", "json"],
+            None,
+        );
+        let list: Value = serde_json::from_str(&json).unwrap();
+        items.extend(list["items"].as_array().unwrap().clone());
+    }
+    let mut out: Vec<(String, String)> = items
         .iter()
         // Deployments' status moves as kwok reports pods: not a change of ours.
         .filter(|o| o["kind"] != "Deployment")
@@ -59,8 +62,9 @@ fn versions(cp: &ControlPlane, ns: &str) -> Vec<(String, String)> {
                     .to_owned()
             };
             let name = format!(
-                "{}/{}",
+                "{}/{}/{}",
                 o["kind"].as_str().unwrap(),
+                o["metadata"]["namespace"].as_str().unwrap(),
                 o["metadata"]["name"].as_str().unwrap()
             );
             (name, version)
@@ -136,6 +140,18 @@ fn gateway_api_apply_shift_and_delete() {
             ],
         )
     };
+    // Istio's ingress gateway lives in istio-system, where the Gateway binds to it: the
+    // namespace an Istio install makes (this control plane has Istio's CRDs only).
+    cp.kubectl_ok(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=istio-install",
+            "-f",
+            "-",
+        ],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n"),
+    );
     let stdout = ok(&apply());
     assert!(stdout.contains("3 deployments rolled out"), "{stdout}");
     let deployments = get(&cp, ns, "deployments");
@@ -162,8 +178,20 @@ fn gateway_api_apply_shift_and_delete() {
             "service-b"
         ]
     );
-    let gateways = get(&cp, ns, "gateways.gateway.networking.k8s.io");
-    assert_eq!(gateways["items"][0]["spec"]["gatewayClassName"], "istio");
+    let gateway: Value = serde_json::from_str(&cp.kubectl_ok(
+        &[
+            "get",
+            "gateways.gateway.networking.k8s.io",
+            &format!("meshtally-gateway-{ns}"),
+            "-n",
+            "istio-system",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(gateway["spec"]["gatewayClassName"], "istio");
 
     // Idempotent: a second server-side apply writes nothing.
     let before = versions(&cp, ns);
@@ -221,8 +249,8 @@ fn gateway_api_apply_shift_and_delete() {
     assert_eq!(
         changed,
         [
-            "HTTPRoute/meshtally-ingress-service-a",
-            "HTTPRoute/service-a"
+            "HTTPRoute/live-gateway-api/meshtally-ingress-service-a",
+            "HTTPRoute/live-gateway-api/service-a"
         ]
     );
     let again = ok(&shift("v1=20,v2=80", &["--api", "gateway-api"]));
@@ -253,6 +281,11 @@ fn gateway_api_apply_shift_and_delete() {
         ],
         None,
     );
+    // And beside meshtally's Gateway in istio-system, a Gateway of theirs.
+    cp.kubectl_ok(
+        &["apply", "--server-side", "--field-manager=someone", "-f", "-"],
+        Some("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: theirs, namespace: istio-system, labels: {app.kubernetes.io/managed-by: someone}}\nspec:\n  gatewayClassName: istio\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n"),
+    );
     let stdout = ok(&cp.deployer(
         work.path(),
         &["delete", "--namespace", ns, "--timeout", "120"],
@@ -279,6 +312,22 @@ fn gateway_api_apply_shift_and_delete() {
         "{left}"
     );
     assert!(left.contains("configmap/not-ours"), "{left}");
+    let gateways = cp.kubectl_ok(
+        &[
+            "get",
+            "gateways.gateway.networking.k8s.io",
+            "-n",
+            "istio-system",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert_eq!(
+        gateways.trim(),
+        "gateway.gateway.networking.k8s.io/theirs",
+        "meshtally's Gateway goes, theirs stays"
+    );
     ok(&cp.deployer(
         work.path(),
         &[

@@ -7,6 +7,7 @@
 
 use k8s_openapi::api::core::v1::Service as KubeService;
 
+use super::gateway_api::LabelSelector;
 use super::gateway_api::{
     AddressType, AllowedRoutes, BackendRef, FilterType, FromNamespaces, Gateway, GatewayAddress,
     GatewaySpec, HeaderMatch, HeaderMatchType, HttpRoute, HttpRouteFilter, HttpRouteMatch,
@@ -14,6 +15,7 @@ use super::gateway_api::{
     PathMatchType, PathModifier, PathModifierType, Retry, RouteNamespaces, Timeouts, UrlRewrite,
 };
 use super::istio::DestinationRule;
+use super::security::INGRESS_NAMESPACE;
 use super::{meta, traffic, workload};
 use crate::model::dialect::version_service;
 use crate::model::traffic::{HeaderMatch as ModelMatch, Millis};
@@ -21,9 +23,22 @@ use crate::model::{Mesh, Service};
 
 /// The gateway class istiod implements.
 pub const GATEWAY_CLASS: &str = "istio";
-/// The gateway the Gateway binds to (Istio's manual deployment): the same one the Istio-API
-/// render's Gateway selects, so `apply`'s hints and `verify --cluster` hold for both.
-pub const INGRESS_HOST: &str = "istio-ingressgateway.istio-system.svc.cluster.local";
+/// The gateway the Gateway binds to (Istio's "manual deployment", by address): the same one the
+/// Istio-API render's Gateway selects, so the AuthorizationPolicies (which allow its identity),
+/// `apply`'s hints and `verify --cluster` hold for both. istiod binds a Gateway only to a gateway
+/// Service of its own namespace, so the Gateway lives in istio-system, one per mesh.
+pub const INGRESS_SERVICE: &str = "istio-ingressgateway";
+/// The label naming, on the Gateway in istio-system, the mesh it belongs to (`delete` selects
+/// it by this).
+pub const MESH_LABEL: &str = "app.kubernetes.io/instance";
+/// The label the API server puts on every Namespace, naming it: the Gateway admits routes of
+/// the mesh's namespace alone.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// The mesh's Gateway, in istio-system: one per mesh namespace.
+pub fn gateway_name(mesh: &Mesh) -> String {
+    format!("{}-{}", meta::GATEWAY, mesh.namespace)
+}
 
 /// Gateway API's Duration (`^([0-9]{1,5}(h|m|s|ms)){1,4}$`): each unit at most five digits, so
 /// a duration is written by its parts (`1m30s`), never as `90000ms`.
@@ -196,6 +211,7 @@ pub fn mesh_route(mesh: &Mesh, service: &Service) -> HttpRoute {
             parent_refs: vec![ParentRef {
                 group: Some(String::new()),
                 kind: Some("Service".to_owned()),
+                namespace: None,
                 name: service.name.clone(),
             }],
             rules: rules(service, "/", false, true),
@@ -222,7 +238,8 @@ pub fn ingress_route(mesh: &Mesh, service: &Service) -> HttpRoute {
             parent_refs: vec![ParentRef {
                 group: None,
                 kind: None,
-                name: meta::GATEWAY.to_owned(),
+                namespace: Some(INGRESS_NAMESPACE.to_owned()),
+                name: gateway_name(mesh),
             }],
             rules: rules(service, &format!("/{}", service.name), true, false),
         },
@@ -230,15 +247,20 @@ pub fn ingress_route(mesh: &Mesh, service: &Service) -> HttpRoute {
 }
 
 /// The ingress Gateway: plain HTTP on port 80, on Istio's default ingress gateway, for routes
-/// of the mesh's namespace.
+/// of the mesh's namespace only.
 pub fn gateway(mesh: &Mesh) -> Gateway {
     Object::new(
-        meta::meta(meta::GATEWAY, Some(&mesh.namespace), &[]),
+        meta::meta(
+            &gateway_name(mesh),
+            Some(INGRESS_NAMESPACE),
+            &[(MESH_LABEL, &mesh.namespace)],
+        ),
         GatewaySpec {
             gateway_class_name: GATEWAY_CLASS.to_owned(),
+            // A short name: istiod completes it in the Gateway's namespace.
             addresses: vec![GatewayAddress {
                 kind: AddressType::Hostname,
-                value: INGRESS_HOST.to_owned(),
+                value: INGRESS_SERVICE.to_owned(),
             }],
             listeners: vec![Listener {
                 name: "http".to_owned(),
@@ -246,7 +268,14 @@ pub fn gateway(mesh: &Mesh) -> Gateway {
                 protocol: ListenerProtocol::Http,
                 allowed_routes: AllowedRoutes {
                     namespaces: RouteNamespaces {
-                        from: FromNamespaces::Same,
+                        from: FromNamespaces::Selector,
+                        selector: Some(LabelSelector {
+                            match_labels: [(
+                                NAMESPACE_NAME_LABEL.to_owned(),
+                                mesh.namespace.clone(),
+                            )]
+                            .into(),
+                        }),
                     },
                 },
             }],
