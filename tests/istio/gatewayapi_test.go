@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -206,7 +207,7 @@ type flowRoute struct {
 	Clusters map[string]uint32 `json:"clusters"`
 	Timeout  string            `json:"timeout"`
 	Retry    string            `json:"retry,omitempty"`
-	Rewrite  string            `json:"rewrite,omitempty"`
+	Rewrite  []string          `json:"rewrite,omitempty"`
 	Filters  []string          `json:"per_filter_config,omitempty"`
 	Mirror   int               `json:"mirrors,omitempty"`
 	Other    string            `json:"other,omitempty"`
@@ -271,28 +272,49 @@ func retryString(rp *route.RetryPolicy) string {
 		rp.GetRetryBackOff().GetBaseInterval().AsDuration())
 }
 
-// rewriteString is what a route does to the path, by its effect on `/svc/x` and `/svc`.
-func rewriteString(r *route.RouteAction, match string) string {
-	if pr := r.GetPrefixRewrite(); pr != "" {
-		return "prefix→" + pr
+// rewriteEffect is what a gateway route does to the paths of service svc it matches, as
+// `path→rewritten` pairs: the Istio form's prefix rewrite and Gateway API's regex rewrite are
+// compared by what they do, not how they are spelled.
+func rewriteEffect(rt *route.Route, svc string) []string {
+	a := rt.GetRoute()
+	var out []string
+	for _, p := range []string{"/" + svc, "/" + svc + "/", "/" + svc + "/x/y"} {
+		var matched bool
+		var prefix string
+		switch m := rt.GetMatch().GetPathSpecifier().(type) {
+		case *route.RouteMatch_Prefix:
+			matched, prefix = strings.HasPrefix(p, m.Prefix), m.Prefix
+		case *route.RouteMatch_Path:
+			matched, prefix = p == m.Path, m.Path
+		case *route.RouteMatch_PathSeparatedPrefix:
+			matched = p == m.PathSeparatedPrefix || strings.HasPrefix(p, m.PathSeparatedPrefix+"/")
+			prefix = m.PathSeparatedPrefix
+		}
+		if !matched {
+			continue
+		}
+		result := p
+		switch {
+		case a.GetPrefixRewrite() != "":
+			result = a.GetPrefixRewrite() + strings.TrimPrefix(strings.TrimPrefix(p, prefix), "/")
+		case a.GetRegexRewrite() != nil:
+			re := regexp.MustCompile(a.GetRegexRewrite().GetPattern().GetRegex())
+			sub := regexp.MustCompile(`\\(\d)`).ReplaceAllString(a.GetRegexRewrite().GetSubstitution(), "$${$1}")
+			result = re.ReplaceAllString(p, sub)
+		}
+		out = append(out, p+"→"+result)
 	}
-	if rr := r.GetRegexRewrite(); rr != nil {
-		return "regex " + rr.GetPattern().GetRegex() + "→" + rr.GetSubstitution()
-	}
-	if r.GetPathRewritePolicy() != nil {
-		return "policy " + r.GetPathRewritePolicy().GetName()
-	}
-	return ""
+	return out
 }
 
-func flowRouteOf(rt *route.Route, gateway bool, versionHosts map[string]string) flowRoute {
+func flowRouteOf(rt *route.Route, gateway bool, svc string, versionHosts map[string]string) flowRoute {
 	a := rt.GetRoute()
 	fr := flowRoute{
 		Match:    normaliseMatch(rt.GetMatch(), gateway),
 		Clusters: map[string]uint32{},
 		Timeout:  a.GetTimeout().AsDuration().String(),
 		Retry:    retryString(a.GetRetryPolicy()),
-		Rewrite:  rewriteString(a, matchString(rt.GetMatch())),
+		Rewrite:  rewriteEffect(rt, svc),
 		Mirror:   len(a.GetRequestMirrorPolicies()),
 	}
 	for _, h := range rt.GetMatch().GetHeaders() {
@@ -345,6 +367,17 @@ func istiodFlows(t *testing.T, m *mesh, services []string) flows {
 	c := clusterFor(t, m)
 	var kube []string
 	for _, o := range m.kubeObjects() {
+		if o.GetKind() == "Namespace" {
+			// The API server labels every Namespace with its name; the Gateway admits the
+			// mesh's routes by that label.
+			o = o.DeepCopy()
+			labels := o.GetLabels()
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			labels["kubernetes.io/metadata.name"] = o.GetName()
+			o.SetLabels(labels)
+		}
 		kube = append(kube, string(toYAML(o.Object)))
 	}
 	for _, o := range c.extra {
@@ -395,13 +428,22 @@ func istiodFlows(t *testing.T, m *mesh, services []string) flows {
 			if f.Clusters == nil {
 				f.Clusters = map[string]string{}
 			}
-			fr := flowRouteOf(rt, gateway, versionHosts)
-			// The Istio form's two ingress matches of one rule are one route here.
+			fr := flowRouteOf(rt, gateway, svc, versionHosts)
+			// The Istio form's two ingress matches of one rule (`/svc/` and `/svc`) are one
+			// route here, doing to each path what it did.
 			if n := len(f.Routes); n > 0 && gateway {
-				if a, b := must(json.Marshal(f.Routes[n-1])), must(json.Marshal(fr)); string(a) == string(b) {
+				last := f.Routes[n-1]
+				merged := fr
+				merged.Rewrite = append(slices.Clone(last.Rewrite), fr.Rewrite...)
+				last.Rewrite = merged.Rewrite
+				if a, b := must(json.Marshal(last)), must(json.Marshal(merged)); string(a) == string(b) {
+					sort.Strings(merged.Rewrite)
+					f.Routes[n-1] = merged
+					perService[svc] = f
 					return
 				}
 			}
+			sort.Strings(fr.Rewrite)
 			f.Routes = append(f.Routes, fr)
 			names := []string{rt.GetRoute().GetCluster()}
 			for _, wc := range rt.GetRoute().GetWeightedClusters().GetClusters() {
