@@ -23,6 +23,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
 	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/test/xds"
 	istiocluster "istio.io/istio/pkg/cluster"
@@ -360,9 +361,10 @@ type flows struct {
 	extraHosts map[string][]string
 }
 
-// istiodFlows translates render m (its Istio and Gateway API objects) and reads every
-// sidecar's and the ingress gateway's flows to the services.
-func istiodFlows(t *testing.T, m *mesh, services []string) flows {
+// fakeIstiod is istiod fed render m as a cluster would hold it: its Istio and Gateway API
+// objects as config, and every Kubernetes object (Gateway API ones included: the gateway
+// controller reads them from the cluster) with the pods and EndpointSlices of clusterFor.
+func fakeIstiod(t *testing.T, m *mesh) *xds.FakeDiscoveryServer {
 	t.Helper()
 	c := clusterFor(t, m)
 	var kube []string
@@ -384,18 +386,31 @@ func istiodFlows(t *testing.T, m *mesh, services []string) flows {
 		kube = append(kube, string(toYAML(o)))
 	}
 	config := append(m.istioObjects(), m.gatewayAPIObjects()...)
-	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
+	return xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
 		ConfigString:           strings.TrimPrefix(string(unstructuredYAML(config)), "---\n"),
 		KubernetesObjectString: strings.ReplaceAll(strings.Join(kube, "\n"), "\n---\n---\n", "\n---\n"),
 		MeshConfig:             demoProfile(t).mesh,
 	})
-	// Per-version Service name → `svc/version`, from the render's own Services.
-	versionHosts := map[string]string{}
+}
+
+// versionHostsOf maps each per-version Service of a render to `svc/version`.
+func versionHostsOf(m *mesh) map[string]string {
+	out := map[string]string{}
 	for _, svc := range m.services {
 		if v := svc.Labels["version"]; v != "" {
-			versionHosts[svc.Name] = svc.Labels["app"] + "/" + v
+			out[svc.Name] = svc.Labels["app"] + "/" + v
 		}
 	}
+	return out
+}
+
+// istiodFlows translates render m (its Istio and Gateway API objects) and reads every
+// sidecar's and the ingress gateway's flows to the services.
+func istiodFlows(t *testing.T, m *mesh, services []string) flows {
+	t.Helper()
+	c := clusterFor(t, m)
+	s := fakeIstiod(t, m)
+	versionHosts := versionHostsOf(m)
 	out := flows{byProxy: map[string]map[string]flow{}, extraHosts: map[string][]string{}}
 	seen := map[string]bool{}
 	for _, w := range c.workloads {
@@ -580,4 +595,125 @@ func lineDiff(a, b string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// asSubset names a per-version Service's cluster as the Istio form names the version's subset
+// (the first allowed difference), so the traffic checks' readers apply unchanged.
+func asSubset(name string, versionHosts map[string]string) string {
+	parts := strings.Split(name, "|")
+	if len(parts) != 4 || parts[2] != "" {
+		return name
+	}
+	host, domain, _ := strings.Cut(parts[3], ".")
+	sv, ok := versionHosts[host]
+	if !ok {
+		return name
+	}
+	svc, version, _ := strings.Cut(sv, "/")
+	return strings.Join([]string{parts[0], parts[1], version, svc + "." + domain}, "|")
+}
+
+// istiodGatewayAPIRules is istiodRules for the Gateway API render: what istiod tells
+// service-c's sidecar and the ingress gateway about calls to service, read once istiod has
+// translated the HTTPRoutes, per-version clusters named as subsets.
+func istiodGatewayAPIRules(t *testing.T, m *mesh, service string) (rules, rules) {
+	t.Helper()
+	c := clusterFor(t, m)
+	s := fakeIstiod(t, m)
+	versionHosts := versionHostsOf(m)
+	host := fmt.Sprintf("%s.%s.svc.cluster.local", service, m.namespace)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var sidecar, gateway *rules
+		for _, w := range c.workloads {
+			if w.service != "service-c" && w.pod != c.gateway {
+				continue
+			}
+			pod := w.pod
+			proxy := &model.Proxy{
+				Type: model.SidecarProxy, ID: pod.Name + "." + pod.Namespace, IPAddresses: []string{pod.Status.PodIP},
+				ConfigNamespace: pod.Namespace, DNSDomain: pod.Namespace + ".svc.cluster.local", Labels: pod.Labels,
+				Metadata: &model.NodeMetadata{Namespace: pod.Namespace, Labels: pod.Labels, WorkloadName: w.service,
+					IstioVersion: pins(t)["ISTIO_VERSION"], ServiceAccount: pod.Spec.ServiceAccountName,
+					ClusterID: istiocluster.ID("Kubernetes")},
+			}
+			if pod == c.gateway {
+				proxy.Type = model.Router
+			}
+			p := s.SetupProxy(proxy)
+			var cs []*clusterv3.Cluster
+			for _, cl := range s.Clusters(p) {
+				cl = proto.Clone(cl).(*clusterv3.Cluster)
+				cl.Name = asSubset(cl.GetName(), versionHosts)
+				cs = append(cs, cl)
+			}
+			for _, rc := range s.Routes(p) {
+				for _, vh := range rc.GetVirtualHosts() {
+					mine := &route.VirtualHost{Name: vh.GetName()}
+					for _, rt := range vh.GetRoutes() {
+						if pod == c.gateway && normaliseMatch(rt.GetMatch(), true) != "segments:/"+service {
+							continue
+						}
+						rt = proto.Clone(rt).(*route.Route)
+						if a := rt.GetRoute(); a != nil {
+							renameClusters(a, versionHosts)
+						}
+						mine.Routes = append(mine.Routes, rt)
+					}
+					switch {
+					case pod == c.gateway && len(mine.Routes) > 0:
+						r := rulesOf(t, mine, cs, service)
+						gateway = &r
+					case pod != c.gateway && rc.GetName() == fmt.Sprint(m.port(service)) && slices.Contains(vh.GetDomains(), host):
+						r := rulesOf(t, mine, cs, service)
+						sidecar = &r
+					}
+				}
+			}
+		}
+		// Untranslated, a host gets istiod's default route: no timeout.
+		if sidecar != nil && gateway != nil && sidecar.Timeout != "0s" {
+			return *sidecar, *gateway
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("istiod gives no translated route to %s: sidecar %v, gateway %v", host, sidecar, gateway)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// renameClusters names a route action's per-version clusters as subsets.
+func renameClusters(a *route.RouteAction, versionHosts map[string]string) {
+	if w := a.GetWeightedClusters(); w != nil {
+		for _, c := range w.GetClusters() {
+			c.Name = asSubset(c.GetName(), versionHosts)
+		}
+		return
+	}
+	a.ClusterSpecifier = &route.RouteAction_Cluster{Cluster: asSubset(a.GetCluster(), versionHosts)}
+}
+
+// `up` runs the mesh file whatever API it is rendered in: what it tells service-c's sidecar and
+// its gateway about service-a and service-b is what istiod makes of the Gateway API render
+// (per-version clusters named as subsets, as `up` names them by version).
+func TestLocalMeshAgreesWithGatewayAPIForm(t *testing.T) {
+	m := render(t, gatewayAPITopologies[0])
+	up := upRulesFor(t, gatewayAPIMesh)
+	a, aGateway := istiodGatewayAPIRules(t, m, "service-a")
+	b, _ := istiodGatewayAPIRules(t, m, "service-b")
+	if len(a.Split) != 2 || a.Split["v1"] != 90 || a.Timeout != "2s" || a.Matches["x-user-group=beta"] != "v2" {
+		t.Errorf("service-a in istiod from the HTTPRoutes: %+v; want the 90/10 canary, the beta match, 2s", a)
+	}
+	for _, c := range []struct {
+		proxy, svc string
+		istiod     rules
+	}{
+		{"service-c-sidecar", "service-a", a}, {"service-c-sidecar", "service-b", b},
+		{"ingress-gateway", "service-a", aGateway},
+	} {
+		got, wantJSON := must(json.Marshal(up[c.proxy][c.svc])), must(json.Marshal(c.istiod))
+		if string(got) != string(wantJSON) {
+			t.Errorf("%s → %s: up\n %s\nistiod (Gateway API)\n %s", c.proxy, c.svc, got, wantJSON)
+		}
+	}
 }

@@ -265,12 +265,18 @@ func must(b []byte, err error) []byte {
 // sidecar and of the gateway from their xDS files, by proxy and service.
 func upRules(t *testing.T) map[string]map[string]rules {
 	t.Helper()
+	return upRulesFor(t, trafficMesh)
+}
+
+// upRulesFor is upRules for another mesh file.
+func upRulesFor(t *testing.T, meshFile string) map[string]map[string]rules {
+	t.Helper()
 	root := repoRoot(t)
 	wasm := tool(t, "MESHTALLY_WASM", filepath.Join(root, "target/wasm32-wasip1/release/meshtally_filter.wasm"), "make wasm")
 	service := tool(t, "MESHTALLY_SERVICE", filepath.Join(filepath.Dir(deployerBin(t)), "demo-service"), "cargo build -p demo-service")
 	envoy := tool(t, "ENVOY_BIN", filepath.Join(root, ".venv/bin/envoy-bin"), "make setup")
 	state := filepath.Join(t.TempDir(), "state")
-	file := writeTemp(t, "mesh.yaml", []byte(trafficMesh))
+	file := writeTemp(t, "mesh.yaml", []byte(meshFile))
 	t.Cleanup(func() {
 		if out, errOut, err := runErr(deployerBin(t), "down", "--state-dir", state); err != nil {
 			t.Errorf("deployer down: %v\n%s%s", err, out, errOut)
