@@ -99,6 +99,33 @@ fn cli_reference_is_generated_from_clap() {
     }
 }
 
+/// The README's table of what each API expresses is the code's own list (the one the model's
+/// refusals come from), between its markers.
+#[test]
+fn dialect_table_is_generated_from_the_refusals() {
+    const OPEN: &str = "<!-- dialects: ";
+    const CLOSE: &str = "<!-- /dialects -->";
+    let path = root().join("README.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find(OPEN).expect("README.md has no dialects marker");
+    let body_start = start + text[start..].find("-->\n").unwrap() + 4;
+    let end = text
+        .find(CLOSE)
+        .expect("README.md has no closing dialects marker");
+    let want = meshtally_mesh::model::dialect::markdown_table();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let updated = format!("{}{want}{}", &text[..body_start], &text[end..]);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    assert_eq!(
+        &text[body_start..end],
+        want,
+        "README.md's table differs from mesh/src/model/dialect.rs: regenerate it with \
+         `UPDATE_GOLDEN=1 cargo test -p meshtally-deployer --test it docs::`"
+    );
+}
+
 // ---- documented commands ----------------------------------------------------------------------
 
 /// A shell word or an operator between commands.

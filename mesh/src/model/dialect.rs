@@ -193,9 +193,10 @@ pub fn refusals(service: &Service, channel: Channel) -> Vec<(String, String)> {
             out.push((
                 format!("{}.per_try_timeout", RETRIES.field),
                 format!(
-                    "{per_try} is longer than the timeout {}, and Gateway API wants \
-                     timeouts.backendRequest at most timeouts.request: {istio}",
-                    t.timeout
+                    "the per-try timeout {per_try} is longer than the timeout {}, and Gateway \
+                     API wants timeouts.backendRequest at most timeouts.request: give \
+                     retries.per_try_timeout at most {}, or {istio}",
+                    t.timeout, t.timeout
                 ),
             ));
         }
@@ -335,7 +336,9 @@ mod tests {
         checked("api: gateway-api\nservices:\n  - name: a\n    retries: {attempts: 2, retry_on: \"cancelled,unavailable,refused-stream,connect-failure\"}\n").unwrap();
         let text = refused("api: gateway-api\nservices:\n  - name: a\n    timeout: 1s\n");
         assert!(
-            text.contains("retries.per_try_timeout: 4s is longer than the timeout 1s"),
+            text.contains(
+                "retries.per_try_timeout: the per-try timeout 4s is longer than the timeout 1s"
+            ),
             "{text}"
         );
     }
