@@ -159,6 +159,27 @@ fn mesh_file_errors_name_the_place() {
     );
 }
 
+/// `--api istio` over a file saying `api: gateway-api`: what only Gateway API refuses renders.
+#[test]
+fn the_api_flag_wins_over_the_file() {
+    let dir = setup();
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        "api: gateway-api\nservices:\n  - name: web\n    fault: {abort: {status: 503, percent: 10}}\n",
+    )
+    .unwrap();
+    let out = deployer_in(
+        dir.path(),
+        &with_module(&["--file", "mesh.yaml", "--api", "istio"]),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("kind: VirtualService\n") && !text.contains("kind: HTTPRoute\n"));
+    let out = deployer_in(dir.path(), &with_module(&["--file", "mesh.yaml"]));
+    assert!(!out.status.success(), "the file alone asks for Gateway API");
+}
+
 #[test]
 fn flags_override_the_file() {
     let dir = setup();
@@ -336,6 +357,19 @@ const MESH_FILES: &[(&str, &str)] = &[
     ("negative-replicas.yaml", "replicas: -1\n"),
     ("port-string.yaml", "base_port: \"8000\"\n"),
     ("both.yaml", "services: 2\nnames: [a]\n"),
+    // Gateway API: a fault, retries on the standard channel, a per-version Service name taken.
+    (
+        "gw-fault.yaml",
+        "services:\n  - name: web\n    fault: {abort: {status: 503, percent: 10}}\n",
+    ),
+    (
+        "gw-standard.yaml",
+        "api: gateway-api\ngateway_api_channel: standard\nservices:\n  - name: web\n    retries: {attempts: 3}\n",
+    ),
+    (
+        "gw-clash.yaml",
+        "api: gateway-api\nservices:\n  - name: web\n    versions: [{name: v1, weight: 50}, {name: api, weight: 50}]\n  - web-api\n",
+    ),
     (
         "sha-only.yaml",
         "wasm_sha256: 0000000000000000000000000000000000000000000000000000000000000000\n",
@@ -377,6 +411,10 @@ fn bad_input_table() -> Vec<Case> {
     let pinned = format!("oci://ghcr.io/x/f@sha256:{zeros}");
     let m = module_case;
     vec![
+        // What Gateway API cannot say, one line each naming the field and the way out.
+        m(&["--api", "gateway-api", "--file", "gw-fault.yaml"], 1, "error: invalid mesh: gw-fault.yaml:3: services[0].fault: service `web`: Gateway API has no fault injection: use --api istio"),
+        m(&["--file", "gw-standard.yaml"], 1, "error: invalid mesh: gw-standard.yaml:5: services[0].retries: service `web`: HTTPRoute `retry` needs the Gateway API experimental channel: set gateway_api_channel: experimental, retries: {attempts: 0}, or use --api istio"),
+        m(&["--file", "gw-clash.yaml"], 1, "error: invalid mesh: gw-clash.yaml:4: services[0].versions: service `web`: Gateway API needs a Service `web-api` for version `api`, but that is the name of service `web-api`: rename one, or use --api istio"),
         // Duplicate names, from a file and from flags.
         m(&["--file", "dup-names.yaml"], 1, "error: invalid mesh: dup-names.yaml:1: names[2]: service name `web` is given twice"),
         m(&["--names", "a,b,a"], 1, "error: invalid mesh: service name `a` is given twice"),
@@ -418,7 +456,7 @@ fn bad_input_table() -> Vec<Case> {
         m(
             &["--file", "unknown.yaml"],
             1,
-            "error: mesh file unknown.yaml: unknown field `replica`, expected one of `services`, `names`, `namespace`, `base_port`, `replicas`, `image`, `wasm_url`, `wasm_sha256`, `wasm_file` at line 2 column 1; did you mean `replicas`?",
+            "error: mesh file unknown.yaml: unknown field `replica`, expected one of `services`, `names`, `namespace`, `base_port`, `replicas`, `image`, `wasm_url`, `wasm_sha256`, `wasm_file`, `api`, `gateway_api_channel` at line 2 column 1; did you mean `replicas`?",
         ),
         m(
             &["--file", "both.yaml"],
