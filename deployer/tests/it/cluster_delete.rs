@@ -81,8 +81,22 @@ fn deletes_by_label_in_order_and_the_namespace_when_ours() {
     assert_eq!(
         deletes(&standin),
         [
+            // The Gateway API render's Gateway, beside Istio's ingress gateway: this mesh's only.
+            [
+                "delete",
+                "gateways.gateway.networking.k8s.io",
+                "-n",
+                "istio-system",
+                "-l",
+                &format!("{SELECTOR},app.kubernetes.io/instance=shop"),
+                "--ignore-not-found",
+                "--wait=true",
+                "--timeout=300s",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
             expected(
-                "virtualservices.networking.istio.io,gateways.networking.istio.io",
+                "virtualservices.networking.istio.io,gateways.networking.istio.io,httproutes.gateway.networking.k8s.io",
                 "shop",
                 false
             ),
@@ -140,7 +154,8 @@ fn dry_run_prints_the_commands_and_the_namespace_decision_and_deletes_nothing() 
     }
     let k = format!("{} --context kind-standin", standin::script().display());
     let delete_lines = format!(
-        "{k} delete virtualservices.networking.istio.io,gateways.networking.istio.io -n shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s
+        "{k} delete gateways.gateway.networking.k8s.io -n istio-system -l {SELECTOR},app.kubernetes.io/instance=shop --ignore-not-found --wait=true --timeout=300s
+{k} delete virtualservices.networking.istio.io,gateways.networking.istio.io,httproutes.gateway.networking.k8s.io -n shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s
 {k} delete deployments.apps -n shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s --cascade=foreground
 {k} delete services,destinationrules.networking.istio.io,wasmplugins.extensions.istio.io,configmaps,serviceaccounts -n shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s
 {k} delete authorizationpolicies.security.istio.io,peerauthentications.security.istio.io -n shop -l {SELECTOR} --ignore-not-found --wait=true --timeout=300s
