@@ -221,14 +221,14 @@ pub fn clashes(services: &[Service]) -> Vec<(usize, String)> {
                      characters of a Service name: shorten the names, or use --api istio",
                     v.name
                 ))
-            } else if let Some(owner) = taken.get(&name) {
-                Some(format!(
-                    "Gateway API needs a Service `{name}` for version `{}`, but that is the name \
-                     of {owner}: rename one, or use --api istio",
-                    v.name
-                ))
             } else {
-                None
+                taken.get(&name).map(|owner| {
+                    format!(
+                        "Gateway API needs a Service `{name}` for version `{}`, but that is the \
+                         name of {owner}: rename one, or use --api istio",
+                        v.name
+                    )
+                })
             };
             match why {
                 Some(why) => out.push((i, why)),
