@@ -140,8 +140,17 @@ fn gateway_api_apply_shift_and_delete() {
             ],
         )
     };
-    // Istio's ingress gateway lives in istio-system, where the Gateway binds to it: the
-    // namespace an Istio install makes (this control plane has Istio's CRDs only).
+    // Istio's ingress gateway lives in istio-system, where the Gateway binds to it: without
+    // that namespace (this control plane has Istio's CRDs, not Istio), apply stops first, in
+    // one line; then the namespace an Istio install makes.
+    one_line_error(
+        &apply(),
+        &["namespace istio-system does not exist", "--api istio"],
+    );
+    assert!(
+        !cp.kubectl(&["get", "namespace", ns], None).status.success(),
+        "the refused apply created the mesh's namespace"
+    );
     cp.kubectl_ok(
         &[
             "apply",

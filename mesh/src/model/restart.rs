@@ -1,7 +1,8 @@
 //! What a running local mesh cannot take live: `deployer reload` publishes a mesh file's
 //! traffic rules as new xDS, but every other field of the model (namespace, services, ports,
 //! versions, mTLS, fail strategy, replicas, image, module) shapes processes, certificates or
-//! listeners, so a change to one of them needs a restart. One pure comparison of two meshes.
+//! listeners, so a change to one of them needs a restart. The API the rules are rendered in
+//! (`api`) shapes nothing local. One pure comparison of two meshes.
 
 use super::{FailStrategy, Mesh, Service};
 
