@@ -207,22 +207,23 @@ pub fn gateway_api_installed(
     if !output.status.success() {
         return Err(CheckError::CrdQuery(reason(&output)));
     }
-    let crd: serde_json::Value = serde_json::from_slice(&output.stdout)
+    channel_verdict(&output.stdout)
+}
+
+/// The HTTPRoute CRD (as `kubectl get crd -o json` prints it) is of the experimental channel,
+/// which alone has HTTPRoute `retry`.
+pub fn channel_verdict(crd_json: &[u8]) -> Result<(), CheckError> {
+    let crd: serde_json::Value = serde_json::from_slice(crd_json)
         .map_err(|e| CheckError::CrdQuery(format!("kubectl printed no JSON: {e}")))?;
-    let found = crd["metadata"]["annotations"][CHANNEL_ANNOTATION]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    if found != "experimental" {
-        return Err(CheckError::GatewayApiChannel {
-            found: if found.is_empty() {
-                "unknown".to_owned()
-            } else {
-                found
-            },
-        });
+    match crd["metadata"]["annotations"][CHANNEL_ANNOTATION].as_str() {
+        Some("experimental") => Ok(()),
+        Some(found) if !found.is_empty() => Err(CheckError::GatewayApiChannel {
+            found: found.to_owned(),
+        }),
+        _ => Err(CheckError::GatewayApiChannel {
+            found: "unknown".to_owned(),
+        }),
     }
-    Ok(())
 }
 
 /// Which of `crds` the cluster lacks.
@@ -259,5 +260,32 @@ pub fn istio_installed(kubectl: &Kubectl) -> Result<(), CheckError> {
         Err(CheckError::IstioMissing {
             missing: missing.join(", "),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_need_the_experimental_channel() {
+        let crd = |channel: &str| {
+            format!(
+                r#"{{"metadata":{{"annotations":{{"gateway.networking.k8s.io/channel":"{channel}"}}}}}}"#
+            )
+        };
+        assert!(channel_verdict(crd("experimental").as_bytes()).is_ok());
+        let err = channel_verdict(crd("standard").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the Gateway API standard channel, which has no HTTPRoute `retry`"),
+            "{err}"
+        );
+        assert!(err.contains("--api istio") && !err.contains('\n'), "{err}");
+        let err = channel_verdict(br#"{"metadata":{}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the Gateway API unknown channel"), "{err}");
     }
 }

@@ -114,6 +114,27 @@ fn traffic_rules() {
     check("traffic", dir.path(), &["render", "--file", "mesh.yaml"]);
 }
 
+/// The same rules in the Kubernetes Gateway API: the mesh file tests/istio judges against the
+/// Istio-API render of itself (gatewayapi_test.go).
+#[test]
+fn gateway_api_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_module(dir.path());
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        format!(
+            "wasm_file: meshtally_filter.wasm\n{}",
+            include_str!("../../../tests/istio/testdata/gateway-api-mesh.yaml")
+        ),
+    )
+    .unwrap();
+    check(
+        "gateway-api",
+        dir.path(),
+        &["render", "--file", "mesh.yaml"],
+    );
+}
+
 #[test]
 fn same_input_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
