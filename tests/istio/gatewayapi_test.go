@@ -717,3 +717,50 @@ func TestLocalMeshAgreesWithGatewayAPIForm(t *testing.T) {
 		}
 	}
 }
+
+// The comparison can fail where a render can go wrong: without the DestinationRules of the
+// per-version Services, the circuit breaker and outlier detection are not on the clusters the
+// HTTPRoutes send service-a's traffic to, and istiod's xDS says so.
+func TestGatewayAPIDifferenceIsCaught(t *testing.T) {
+	topo := gatewayAPITopologies[0]
+	full := render(t, topo)
+	var kept []*unstructured.Unstructured
+	for _, o := range full.objects {
+		if o.GetKind() == "DestinationRule" && strings.HasPrefix(o.GetName(), "service-a-v") {
+			continue
+		}
+		kept = append(kept, o)
+	}
+	broken, err := parseMesh(unstructuredYAML(kept))
+	if err != nil {
+		t.Fatal(err)
+	}
+	istio := render(t, istioTwin(topo))
+	services := istio.names()
+	want := istiodFlows(t, istio, services)
+	var got flows
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got = istiodFlows(t, broken, services)
+		// Translated: service-c's sidecar splits service-a 90/10 over the per-version hosts.
+		if got.byProxy["service-c"]["service-a"].Routes != nil {
+			if r := got.byProxy["service-c"]["service-a"].Routes; r[len(r)-1].Clusters["service-a/v1"] == 90 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("istiod never translated the HTTPRoutes")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	a, b := want.byProxy["service-c"]["service-a"], got.byProxy["service-c"]["service-a"]
+	if !strings.Contains(a.Clusters["service-a/v1"], "breakers[DEFAULT] 1/1/1 outlier 5xx 3") {
+		t.Fatalf("the Istio form lost its circuit breaker: %v", a.Clusters)
+	}
+	if strings.Contains(b.Clusters["service-a/v1"], "outlier") || a.Clusters["service-a/v1"] == b.Clusters["service-a/v1"] {
+		t.Errorf("without per-version DestinationRules the comparison still agrees:\n istio %v\n gw    %v", a.Clusters, b.Clusters)
+	}
+	if string(must(json.Marshal(want.byProxy))) == string(must(json.Marshal(got.byProxy))) {
+		t.Error("the flows compare equal")
+	}
+}
