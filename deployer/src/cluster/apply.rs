@@ -48,6 +48,7 @@ pub fn plan(
     if mesh.api == Api::GatewayApi {
         let retries = mesh.services.iter().any(|s| s.traffic.retries.is_some());
         checks::gateway_api_installed(&kubectl, retries)?;
+        checks::no_istio_routes(&kubectl, &mesh.namespace)?;
     }
     checks::namespace_not_terminating(&kubectl, &mesh.namespace)?;
     Ok(ApplyPlan {
@@ -102,8 +103,12 @@ impl ApplyPlan {
                 started.elapsed().as_secs_f64()
             );
         }
+        let elsewhere = match self.mesh.api {
+            Api::Istio => String::new(),
+            Api::GatewayApi => format!(" (its Gateway to {})", checks::INGRESS_NAMESPACE),
+        };
         Ok(format!(
-            "applied {} objects to namespace {ns}; {} deployments rolled out in {:.1}s\n{}",
+            "applied {} objects to namespace {ns}{elsewhere}; {} deployments rolled out in {:.1}s\n{}",
             objects + 1,
             workloads.len(),
             begin.elapsed().as_secs_f64(),

@@ -4,7 +4,8 @@
 //! learns it before a half-applied mesh does.
 
 use super::kubectl::{reason, Kubectl, KubectlError};
-use meshtally_mesh::render::security::INGRESS_NAMESPACE;
+use meshtally_mesh::render::meta::MANAGED_BY;
+pub use meshtally_mesh::render::security::INGRESS_NAMESPACE;
 
 /// The Istio kinds the render uses, as CRD names.
 pub const ISTIO_CRDS: [&str; 6] = [
@@ -59,6 +60,12 @@ pub enum CheckError {
          --api istio"
     )]
     IngressNamespaceMissing(String),
+    #[error(
+        "namespace {namespace} holds meshtally's VirtualServices ({names}) from an apply with \
+         --api istio, which would route beside the HTTPRoutes: `deployer delete --namespace \
+         {namespace}` first, or apply with --api istio"
+    )]
+    IstioRoutesPresent { namespace: String, names: String },
     #[error("cannot list the Istio CRDs: {0}")]
     CrdQuery(String),
     #[error(
@@ -208,6 +215,46 @@ pub fn gateway_api_installed(
         return Err(CheckError::CrdQuery(reason(&output)));
     }
     channel_verdict(&output.stdout)
+}
+
+/// No VirtualService of meshtally's is in the namespace: an `--api istio` apply left there would
+/// route the same hosts beside the Gateway API render's HTTPRoutes.
+pub fn no_istio_routes(kubectl: &Kubectl, namespace: &str) -> Result<(), CheckError> {
+    let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let output = kubectl.output(
+        &[
+            "get",
+            "virtualservices.networking.istio.io",
+            "-n",
+            namespace,
+            "-l",
+            &selector,
+            "--ignore-not-found",
+            "-o",
+            "name",
+            REQUEST_TIMEOUT,
+        ],
+        None,
+    )?;
+    if !output.status.success() {
+        return Err(CheckError::NamespaceQuery {
+            namespace: namespace.to_owned(),
+            reason: reason(&output),
+        });
+    }
+    let found = String::from_utf8_lossy(&output.stdout);
+    let names: Vec<&str> = found
+        .lines()
+        .filter_map(|l| l.trim().rsplit('/').next())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(CheckError::IstioRoutesPresent {
+        namespace: namespace.to_owned(),
+        names: names.join(", "),
+    })
 }
 
 /// The HTTPRoute CRD (as `kubectl get crd -o json` prints it) is of the experimental channel,

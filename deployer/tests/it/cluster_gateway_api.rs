@@ -161,8 +161,40 @@ fn gateway_api_apply_shift_and_delete() {
         ],
         Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n"),
     );
+    // A VirtualService of meshtally's (an `--api istio` apply) would route beside the
+    // HTTPRoutes: refused, in one line, until it is gone.
+    cp.kubectl_ok(
+        &["apply", "--server-side", "--field-manager=meshtally", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\n\
+             apiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+             metadata: {{name: service-a, namespace: {ns}, labels: {{app.kubernetes.io/managed-by: meshtally}}}}\n\
+             spec: {{hosts: [service-a], http: [{{route: [{{destination: {{host: service-a}}}}]}}]}}\n"
+        )),
+    );
+    one_line_error(
+        &apply(),
+        &[
+            "holds meshtally's VirtualServices (service-a)",
+            "deployer delete",
+        ],
+    );
+    cp.kubectl_ok(
+        &[
+            "delete",
+            "virtualservices.networking.istio.io",
+            "service-a",
+            "-n",
+            ns,
+        ],
+        None,
+    );
     let stdout = ok(&apply());
     assert!(stdout.contains("3 deployments rolled out"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("to namespace {ns} (its Gateway to istio-system)")),
+        "{stdout}"
+    );
     let deployments = get(&cp, ns, "deployments");
     for d in deployments["items"].as_array().unwrap() {
         assert_eq!(
