@@ -76,7 +76,6 @@ pub struct RouteNamespaces {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FromNamespaces {
-    Same,
     Selector,
 }
 
