@@ -100,6 +100,16 @@ mod tests {
         assert_eq!(port(&["deployer", "up", "--prometheus=9191"]), Some(9191));
         // `--prometheus 9191` would read 9191 as another argument: `=` is required.
         assert!(Cli::try_parse_from(["deployer", "up", "--prometheus", "9191"]).is_err());
+        let tracing = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Up(up) => up.tracing,
+            _ => unreachable!(),
+        };
+        // Zipkin's own port, which Istio's addons use too.
+        assert_eq!(
+            tracing(&["deployer", "up", "--tracing"]),
+            Some(meshtally_wire::trace::ZIPKIN_PORT)
+        );
+        assert_eq!(tracing(&["deployer", "up", "--tracing=19411"]), Some(19411));
     }
 
     #[test]
