@@ -61,18 +61,27 @@ pub struct ProviderRef {
     pub name: String,
 }
 
-/// One of Istio's custom tag kinds (a oneof: exactly one field is set).
+/// Istio's custom tag: a oneof, so exactly one field is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum CustomTag {
-    Header {
-        name: String,
-        #[serde(rename = "defaultValue")]
-        default_value: String,
-    },
-    Formatter {
-        value: String,
-    },
+pub struct CustomTag {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderTag>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formatter: Option<FormatterTag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderTag {
+    pub name: String,
+    pub default_value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FormatterTag {
+    pub value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,12 +118,18 @@ pub fn custom_tags() -> BTreeMap<String, CustomTag> {
         .iter()
         .map(|(tag, source)| {
             let value = match source {
-                Source::RequestHeader { name, default } => CustomTag::Header {
-                    name: (*name).to_owned(),
-                    default_value: (*default).to_owned(),
+                Source::RequestHeader { name, default } => CustomTag {
+                    header: Some(HeaderTag {
+                        name: (*name).to_owned(),
+                        default_value: (*default).to_owned(),
+                    }),
+                    formatter: None,
                 },
-                Source::Formatter(format) => CustomTag::Formatter {
-                    value: (*format).to_owned(),
+                Source::Formatter(format) => CustomTag {
+                    header: None,
+                    formatter: Some(FormatterTag {
+                        value: (*format).to_owned(),
+                    }),
                 },
             };
             ((*tag).to_owned(), value)
