@@ -309,6 +309,71 @@ fn every_call_is_one_trace_chained_and_tagged_as_the_client_saw_it() -> Result<(
             ],
         "{t:#}"
     );
+
+    // Bad input: one line each, non-zero.
+    for (args, says) in [
+        (
+            &["--service", "nope"][..],
+            "--service nope: not a service of this mesh",
+        ),
+        (
+            &["0123456789abcdef0123456789abcdef"][..],
+            "no trace 0123456789abcdef0123456789abcdef",
+        ),
+        (&["not-hex"][..], "is not 16 or 32 hex digits"),
+    ] {
+        let out = m.run("trace", args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && err.contains(says) && err.trim().lines().count() == 1,
+            "trace {args:?}: {err}"
+        );
+    }
+
+    // The dashboard's edge details list that edge's recent traces, each linking to Zipkin's page.
+    let mut command = std::process::Command::new(meshtally_tests::mesh::binary("deployer"));
+    command
+        .args(["dashboard", "--port", "0", "--state-dir"])
+        .arg(m.state_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut dashboard = meshtally_testkit::process::Guarded::spawn(command, "deployer dashboard")?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(dashboard.take_stdout().context("stdout")?),
+        &mut line,
+    )?;
+    let port: u16 = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.trim().trim_end_matches('/').split('/').next())
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("no url in {line:?}"))?;
+    let listed = http::get(
+        port,
+        "/api/traces?source=service-c&destination=service-a",
+        &[],
+    )?
+    .json()?;
+    let links = listed["traces"].as_array().context("traces")?;
+    ensure!(!links.is_empty() && links.len() <= 5, "{listed}");
+    for l in links {
+        let id = l["trace_id"].as_str().unwrap_or_default();
+        ensure!(
+            seen.contains_key(id),
+            "the dashboard lists {id}, not one of ours"
+        );
+        let url = l["url"].as_str().unwrap_or_default();
+        ensure!(
+            url == format!("http://127.0.0.1:{zipkin}/zipkin/traces/{id}"),
+            "{url}"
+        );
+        ensure!(
+            http::get(zipkin, &format!("/zipkin/traces/{id}"), &[])?.status == 200,
+            "{url}"
+        );
+    }
     Ok(())
 }
 
@@ -418,6 +483,18 @@ fn sampling_is_binomial_and_a_dead_backend_loses_no_request() -> Result<()> {
             "sent {sent}, counted {into_c} into c and {c_to_a} c→a"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // While it is down, `deployer trace` says so in one line (the supervisor may already be
+    // bringing it back: then it answers, which is fine too).
+    let out = m.run("trace", &[]);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            err.contains(&format!(
+                "cannot reach the trace backend at http://127.0.0.1:{zipkin}"
+            )) && err.trim().lines().count() == 1,
+            "{err}"
+        );
     }
     // The supervisor brings the backend back; forced-sampled requests are traced again.
     let deadline = Instant::now() + Duration::from_secs(60);

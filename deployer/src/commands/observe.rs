@@ -212,6 +212,7 @@ pub fn trace(args: TraceArgs) -> Result<()> {
         last: args.last,
         min_duration: args.min_duration,
         status,
+        tag: None,
     })?;
     print(&if args.json {
         format!("{}\n", serde_json::to_string_pretty(&traces)?)

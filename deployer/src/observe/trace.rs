@@ -216,6 +216,9 @@ pub(crate) struct Query {
     pub last: usize,
     pub min_duration: Option<Duration>,
     pub status: Option<super::tap::StatusMatch>,
+    /// Only traces where `service`'s span carries this tag (Zipkin's annotationQuery): an
+    /// edge's traces are the callee's spans tagged with the verified caller.
+    pub tag: Option<(String, String)>,
 }
 
 /// A Zipkin's API (the local mesh's, or a cluster's port-forwarded one).
@@ -272,6 +275,9 @@ impl Zipkin {
         if let Some(s) = &q.service {
             path.push_str(&format!("&serviceName={s}.{}", self.namespace));
         }
+        if let Some((tag, value)) = &q.tag {
+            path.push_str(&format!("&annotationQuery={tag}%3D{value}"));
+        }
         if let Some(d) = q.min_duration {
             path.push_str(&format!("&minDuration={}", d.as_micros().max(1)));
         }
@@ -293,6 +299,13 @@ impl Zipkin {
         traces.sort_by(|a, b| b.start_us.cmp(&a.start_us));
         traces.truncate(q.last);
         Ok(traces)
+    }
+}
+
+impl Zipkin {
+    /// The web UI's page of one trace.
+    pub(crate) fn ui_trace(&self, id: &str) -> String {
+        format!("{}/zipkin/traces/{id}", self.url.trim_end_matches('/'))
     }
 }
 
