@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 
 use crate::cluster::static_cluster;
-use meshtally_wire::trace::{Source, TAGS, ZIPKIN_SPANS_PATH};
+use meshtally_wire::trace::{TAGS, ZIPKIN_SPANS_PATH};
 
 /// The collector's cluster in every traced proxy.
 pub const COLLECTOR_CLUSTER: &str = "zipkin";
@@ -40,12 +40,7 @@ pub fn custom_tags(t: &Tracing) -> Vec<Value> {
     let mut tags: Vec<(String, Value)> = TAGS
         .iter()
         .map(|(tag, source)| {
-            let v = match source {
-                Source::RequestHeader { name, default } => {
-                    json!({"tag": tag, "request_header": {"name": name, "default_value": default}})
-                }
-                Source::Formatter(format) => json!({"tag": tag, "value": format}),
-            };
+            let v = json!({"tag": tag, "request_header": {"name": source.header, "default_value": source.default}});
             ((*tag).to_owned(), v)
         })
         .collect();

@@ -1,21 +1,17 @@
 //! The facts meshtally puts on trace spans. proxy-wasm cannot write spans, so the filter's
-//! headers become span tags through the tracer's custom tags (Istio's Telemetry `customTags`,
-//! Envoy's `custom_tags`): one list, which `render` writes into the Telemetry and `up` into
-//! every connection manager, and which `deployer trace` reads back from the spans.
+//! request headers become span tags through the tracer's custom tags (Istio's Telemetry
+//! `customTags`, Envoy's `custom_tags`): one list, which `render` writes into the Telemetry and
+//! `up` into every connection manager, and which `deployer trace` reads back from the spans.
+//! The version that answered needs no tag of ours: the callee's SERVER span carries Istio's
+//! `istio.canonical_revision` (its workload's `version` label), known at configure time.
 
 use crate::headers;
 
-/// Where a tag's value comes from.
+/// A tag's value: a request header as the filter left it, or `default` when it is absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// A request header (as the filter left it), or `default` when it is absent.
-    RequestHeader {
-        name: &'static str,
-        default: &'static str,
-    },
-    /// An access-log format string, evaluated when the span ends (Istio's `formatter` tag,
-    /// Envoy's `value`): how a response header reaches a span.
-    Formatter(&'static str),
+pub struct Source {
+    pub header: &'static str,
+    pub default: &'static str,
 }
 
 /// Tag: the caller, as the callee's filter verified it (on a client span: the caller the
@@ -25,33 +21,30 @@ pub const SOURCE: &str = "mesh.source";
 pub const PEER_VERIFIED: &str = "mesh.peer_verified";
 /// Tag: the hop count the filter parsed.
 pub const HOPS: &str = "mesh.hops";
-/// Tag: the version of the service that answered.
-pub const SERVED_VERSION: &str = "mesh.served_version";
+/// Istio's tag on every span: the workload's version (on a SERVER span, the version that
+/// answered).
+pub const VERSION: &str = "istio.canonical_revision";
 
 /// Every custom tag, sorted by name as istiod sorts them.
-pub const TAGS: [(&str, Source); 4] = [
+pub const TAGS: [(&str, Source); 3] = [
     (
         HOPS,
-        Source::RequestHeader {
-            name: headers::HOPS,
+        Source {
+            header: headers::HOPS,
             default: "0",
         },
     ),
     (
         PEER_VERIFIED,
-        Source::RequestHeader {
-            name: headers::PEER_VERIFIED,
+        Source {
+            header: headers::PEER_VERIFIED,
             default: "false",
         },
     ),
     (
-        SERVED_VERSION,
-        Source::Formatter("%RESP(x-mesh-served-version)%"),
-    ),
-    (
         SOURCE,
-        Source::RequestHeader {
-            name: headers::SOURCE,
+        Source {
+            header: headers::SOURCE,
             default: "unknown",
         },
     ),
@@ -68,21 +61,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags_are_sorted_and_the_formatter_reads_the_served_version_header() {
+    fn tags_are_sorted_and_read_the_filters_headers() {
         let names: Vec<&str> = TAGS.iter().map(|(n, _)| *n).collect();
         let mut sorted = names.clone();
         sorted.sort_unstable();
         assert_eq!(names, sorted);
-        let formatters: Vec<&str> = TAGS
-            .iter()
-            .filter_map(|(_, s)| match s {
-                Source::Formatter(f) => Some(*f),
-                Source::RequestHeader { .. } => None,
-            })
-            .collect();
-        assert_eq!(
-            formatters,
-            [format!("%RESP({})%", headers::SERVED_VERSION).as_str()]
-        );
+        assert!(TAGS.iter().all(|(_, s)| s.header.starts_with("x-mesh-")));
     }
 }

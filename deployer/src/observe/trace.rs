@@ -75,7 +75,8 @@ pub(crate) struct Call {
     pub depth: usize,
     pub source: String,
     pub destination: String,
-    /// The version that answered (`mesh.served_version`), if an answer came from a sidecar.
+    /// The version that answered (the callee's `istio.canonical_revision`), if an answer came
+    /// from a sidecar.
     pub version: Option<String>,
     pub status: Option<u16>,
     /// As the caller measured it (its client span), else the callee.
@@ -175,10 +176,7 @@ fn walk(span: &Span, depth: usize, children: &HashMap<&str, Vec<&Span>>, out: &m
                 depth,
                 source: child.service(),
                 destination,
-                version: server
-                    .and_then(|s| s.tag(tags::SERVED_VERSION))
-                    .filter(|v| !v.is_empty() && *v != "-")
-                    .map(str::to_owned),
+                version: server.and_then(|s| s.tag(tags::VERSION)).map(str::to_owned),
                 status: child.status().or_else(|| server.and_then(|s| s.status())),
                 duration_ms: ms(child.duration),
                 mtls: server.and_then(|s| s.tag(tags::PEER_VERIFIED)) == Some("true"),
@@ -194,7 +192,7 @@ fn walk(span: &Span, depth: usize, children: &HashMap<&str, Vec<&Span>>, out: &m
                 depth,
                 source: span.service(),
                 destination: child.service(),
-                version: child.tag(tags::SERVED_VERSION).map(str::to_owned),
+                version: child.tag(tags::VERSION).map(str::to_owned),
                 status: child.status(),
                 duration_ms: ms(child.duration),
                 mtls: child.tag(tags::PEER_VERIFIED) == Some("true"),
@@ -386,7 +384,7 @@ mod tests {
         let spans: Vec<Span> = serde_json::from_value(json!([
             span("a", None, "SERVER", "istio-ingressgateway.istio-system", json!({"http.status_code": "200", "http.method": "GET", "http.url": "http://service-c/service-c/call/service-a"})),
             span("ab", Some("a"), "CLIENT", "istio-ingressgateway.istio-system", json!({"http.status_code": "200"})),
-            span("abc", Some("ab"), "SERVER", "service-c.ns", json!({"http.status_code": "200", "mesh.served_version": "v2", "mesh.peer_verified": "true", "mesh.source": "istio-ingressgateway-service-account"})),
+            span("abc", Some("ab"), "SERVER", "service-c.ns", json!({"http.status_code": "200", "istio.canonical_revision": "v2", "mesh.peer_verified": "true", "mesh.source": "istio-ingressgateway-service-account"})),
             span("abcd", Some("abc"), "CLIENT", "service-c.ns", json!({"http.status_code": "503", "upstream_cluster": "service-a|v1"})),
         ]))
         .unwrap();

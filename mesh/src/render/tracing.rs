@@ -14,7 +14,7 @@ use super::istio::{Kind, Object};
 use super::meta::meta;
 use super::security::INGRESS_NAMESPACE;
 use crate::model::Mesh;
-use meshtally_wire::trace::{self, Source};
+use meshtally_wire::trace;
 
 /// The Telemetry's file, and the install-time file.
 pub const TELEMETRY_FILE: &str = "monitoring/telemetry.yaml";
@@ -61,14 +61,12 @@ pub struct ProviderRef {
     pub name: String,
 }
 
-/// Istio's custom tag: a oneof, so exactly one field is set.
+/// Istio's custom tag (a oneof of literal, environment, header and formatter): meshtally's
+/// are all request headers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomTag {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub header: Option<HeaderTag>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub formatter: Option<FormatterTag>,
+    pub header: HeaderTag,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,12 +74,6 @@ pub struct CustomTag {
 pub struct HeaderTag {
     pub name: String,
     pub default_value: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FormatterTag {
-    pub value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,19 +109,10 @@ pub fn custom_tags() -> BTreeMap<String, CustomTag> {
     trace::TAGS
         .iter()
         .map(|(tag, source)| {
-            let value = match source {
-                Source::RequestHeader { name, default } => CustomTag {
-                    header: Some(HeaderTag {
-                        name: (*name).to_owned(),
-                        default_value: (*default).to_owned(),
-                    }),
-                    formatter: None,
-                },
-                Source::Formatter(format) => CustomTag {
-                    header: None,
-                    formatter: Some(FormatterTag {
-                        value: (*format).to_owned(),
-                    }),
+            let value = CustomTag {
+                header: HeaderTag {
+                    name: source.header.to_owned(),
+                    default_value: source.default.to_owned(),
                 },
             };
             ((*tag).to_owned(), value)
@@ -194,8 +177,8 @@ mod tests {
             meshtally_wire::headers::SOURCE
         );
         assert_eq!(
-            tracing["customTags"][trace::SERVED_VERSION]["formatter"]["value"],
-            "%RESP(x-mesh-served-version)%"
+            tracing["customTags"][trace::PEER_VERIFIED]["header"]["defaultValue"],
+            "false"
         );
         assert_eq!(
             t["spec"]["tracing"][0]["customTags"]
