@@ -66,6 +66,7 @@ fn mesh(opts: Options) -> Result<Mesh> {
             outbound: None,
             ingress: None,
             access_log: None,
+            tracing: None,
         }),
     )?;
     let callee_port = callee.listener_port("inbound")?;
@@ -96,6 +97,7 @@ fn mesh(opts: Options) -> Result<Mesh> {
             }),
             ingress: None,
             access_log: None,
+            tracing: None,
         }),
     )?;
     let caller_port = caller.listener_port("outbound")?;
@@ -481,6 +483,7 @@ fn refused(dir: &Path, name: &str, config: Value, metadata: Value) -> Result<Str
         outbound: None,
         ingress: None,
         access_log: None,
+        tracing: None,
     };
     Envoy::start_expect_failure(dir, name, &bootstrap::render(&spec))
 }
@@ -554,6 +557,7 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
             }),
             ingress: None,
             access_log: None,
+            tracing: None,
         }),
     )?;
     let (inbound, outbound) = (

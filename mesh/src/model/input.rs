@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::traffic::{
     CircuitBreakerInput, FaultInput, MatchInput, Millis, RetriesInput, TrafficInput, VersionInput,
 };
-use super::{Api, Channel, FailStrategy, ModelError, MtlsMode};
+use super::{Api, Channel, FailStrategy, ModelError, MtlsMode, Sampling};
 
 /// How the services are chosen. One field, so a flag of either kind overrides the file's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +110,7 @@ pub struct MeshInput {
     pub fail_strategy: Option<FailStrategy>,
     pub api: Option<Api>,
     pub gateway_api_channel: Option<Channel>,
+    pub sampling: Option<Sampling>,
 }
 
 /// The mesh file as written. `services` is a count or a list whose entries are a name or a
@@ -197,6 +198,7 @@ impl MeshInput {
             // Flags only: how the mesh treats traffic is chosen where it runs.
             mtls: None,
             fail_strategy: None,
+            sampling: None,
         })
     }
 
@@ -225,6 +227,7 @@ impl MeshInput {
             fail_strategy: self.fail_strategy.or(file.fail_strategy),
             api: self.api.or(file.api),
             gateway_api_channel: self.gateway_api_channel.or(file.gateway_api_channel),
+            sampling: self.sampling.or(file.sampling),
         }
     }
 }

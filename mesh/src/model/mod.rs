@@ -21,7 +21,7 @@ pub use dialect::{Api, Channel};
 pub use error::ModelError;
 pub use input::{MeshInput, ServiceChoice, ServiceEntry};
 pub use locate::FieldPath;
-pub use policy::{FailStrategy, MtlsMode};
+pub use policy::{FailStrategy, MtlsMode, Sampling};
 pub use restart::needs_restart;
 pub use traffic::Traffic;
 pub use wasm::{Delivery, Module, WasmSource};
@@ -63,6 +63,10 @@ pub struct Mesh {
     /// The Gateway API CRDs the render may use (only read under [`Api::GatewayApi`]).
     #[serde(default)]
     pub gateway_api_channel: Channel,
+    /// The share of requests traced: the Telemetry `render` writes, the sidecars `up --tracing`
+    /// runs.
+    #[serde(default)]
+    pub sampling: Sampling,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -207,6 +211,7 @@ impl Mesh {
                 fail_strategy: input.fail_strategy,
                 api,
                 gateway_api_channel,
+                sampling: input.sampling.unwrap_or_default(),
             }),
             _ => Err(problems),
         }
