@@ -67,11 +67,11 @@ fn tag<'a>(span: &'a Value, name: &str) -> &'a str {
     span["tags"][name].as_str().unwrap_or_default()
 }
 
-/// Calls per (source, destination), and per destination version.
-type Counts = (BTreeMap<(String, String), u64>, BTreeMap<String, u64>);
+/// Calls per (source, destination).
+type PairCounts = BTreeMap<(String, String), u64>;
 
 /// Inbound calls per (source, destination) and per destination version, from `deployer stats`.
-fn inbound_counts(m: &LocalMesh) -> Result<Counts> {
+fn inbound_counts(m: &LocalMesh) -> Result<(PairCounts, BTreeMap<String, u64>)> {
     let out = m.run("stats", &["--json"]);
     ensure!(
         out.status.success(),
