@@ -193,13 +193,15 @@ pub fn build(proxy: &Proxy, delivery: Delivery<'_>) -> anyhow::Result<XdsConfig>
     })
 }
 
-pub fn wasm_filter(wasm: &Path, config: &Value, fail_open: bool) -> Value {
+/// The meshtally filter of one side of a proxy (`inbound`, `outbound`): each side is its own
+/// filter with its own config (its `direction`), as Istio makes one per WasmPlugin `match.mode`.
+pub fn wasm_filter(side: &str, wasm: &Path, config: &Value, fail_open: bool) -> Value {
     let configuration = match config {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
     json!({
-        "name": "meshtally",
+        "name": xds::filter_name(side),
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
@@ -219,33 +221,32 @@ pub fn wasm_filter(wasm: &Path, config: &Value, fail_open: bool) -> Value {
     })
 }
 
-/// The proxy's filter, if any, then the router. Delivered as files, the meshtally filter is
-/// the proxy's one ECDS resource, shared by all its connection managers as a WasmPlugin is one
-/// resource for all of a sidecar's listeners; no default config and warming on, so a listener
-/// is ready only once its filter is loaded, as a sidecar with a WasmPlugin is.
-fn http_filters(b: &mut Builder<'_>, proxy: &Proxy, config: &Value) -> Vec<Value> {
+/// The proxy's filter for one side (`inbound`, `outbound`), if any, then the router. Delivered
+/// as files, each side's meshtally filter is one ECDS resource, shared by that side's
+/// connection managers as a WasmPlugin is one resource for all the listeners its `match`
+/// selects; no default config and warming on, so a listener is ready only once its filter is
+/// loaded, as a sidecar with a WasmPlugin is.
+fn http_filters(b: &mut Builder<'_>, proxy: &Proxy, side: &str, config: &Value) -> Vec<Value> {
     let first = match &proxy.filter {
         Filter::Wasm(path) => Some(match b.delivery {
-            Delivery::Static => wasm_filter(path, config, proxy.fail_open),
+            Delivery::Static => wasm_filter(side, path, config, proxy.fail_open),
             Delivery::Files(dir) => {
-                let filter = wasm_filter(path, config, proxy.fail_open);
-                let resource = json!({"@type": xds::EXTENSION_TYPE, "name": xds::ECDS_FILTER, "typed_config": filter["typed_config"]});
-                // Sidecars give both directions the same plugin config, so one resource
-                // serves every connection manager.
-                match b.filters.first() {
+                let name = xds::filter_name(side);
+                let filter = wasm_filter(side, path, config, proxy.fail_open);
+                let resource = json!({"@type": xds::EXTENSION_TYPE, "name": name, "typed_config": filter["typed_config"]});
+                match b.filters.iter().find(|f| f["name"] == name) {
                     None => b.filters.push(resource),
                     Some(known) if *known == resource => {}
                     Some(_) => {
                         b.conflict = Some(format!(
-                            "the {} filter differs between two listeners: one ECDS resource cannot carry both",
-                            xds::ECDS_FILTER
+                            "the {name} filter differs between two listeners: one ECDS resource cannot carry both"
                         ))
                     }
                 }
                 json!({
-                    "name": xds::ECDS_FILTER,
+                    "name": name,
                     "config_discovery": {
-                        "config_source": xds::source(dir, &xds::filter_file(xds::ECDS_FILTER)),
+                        "config_source": xds::source(dir, &xds::filter_file(&name)),
                         "type_urls": [xds::WASM_TYPE],
                     },
                 })
@@ -332,7 +333,7 @@ fn inbound_listener(b: &mut Builder<'_>, proxy: &Proxy, inbound: &Inbound) -> Va
     // Plain HTTP, for a proxy without TLS or in PERMISSIVE mode (built only then, so a STRICT
     // proxy has no route table it does not use).
     let plain = |b: &mut Builder<'_>, vhosts: Value| {
-        let filters = http_filters(b, proxy, &inbound.plugin_config);
+        let filters = http_filters(b, proxy, "inbound", &inbound.plugin_config);
         json!({"filters": [hcm(b, "inbound", "inbound_plain", filters, vhosts)]})
     };
     let Some((tls, mode)) = &inbound.tls else {
@@ -343,7 +344,7 @@ fn inbound_listener(b: &mut Builder<'_>, proxy: &Proxy, inbound: &Inbound) -> Va
     // Authorization first, then the filter (phase STATS runs after AUTHZ), as istiod orders
     // them. The plain-HTTP chain of PERMISSIVE has no RBAC, so a sidecar can be curled directly
     // (on Istio the AuthorizationPolicy would refuse a caller without a principal).
-    let mut mtls_filters = http_filters(b, proxy, &inbound.plugin_config);
+    let mut mtls_filters = http_filters(b, proxy, "inbound", &inbound.plugin_config);
     if !inbound.allowed_peers.is_empty() {
         mtls_filters.insert(0, rbac(&inbound.allowed_peers));
     }
@@ -376,7 +377,7 @@ fn outbound_listener(b: &mut Builder<'_>, proxy: &Proxy, outbound: &Outbound) ->
     let vhosts: Vec<Value> = outbound.peers.iter().map(routes::virtual_host).collect();
     // Faults are injected before anything else sees the request, as in istiod's outbound
     // chain (the fault filter precedes the STATS-phase plugins).
-    let mut filters = http_filters(b, proxy, &outbound.plugin_config);
+    let mut filters = http_filters(b, proxy, "outbound", &outbound.plugin_config);
     filters.insert(0, routes::fault_filter());
     json!({
         "name": "outbound",
@@ -451,13 +452,13 @@ mod tests {
             inbound: Some(Inbound {
                 port: 15006,
                 app_port: 8000,
-                plugin_config: json!({"max_hops": 5}),
+                plugin_config: json!({"max_hops": 5, "direction": "inbound"}),
                 tls: Some((tls, mode)),
                 allowed_peers: vec!["spiffe://cluster.local/ns/d/sa/service-b".into()],
             }),
             outbound: Some(Outbound {
                 port: 15002,
-                plugin_config: json!({"max_hops": 5}),
+                plugin_config: json!({"max_hops": 5, "direction": "outbound"}),
                 peers: vec![peer],
             }),
             ingress: None,
@@ -493,7 +494,17 @@ mod tests {
                 routes, want,
                 "one route table per connection manager in use"
             );
-            assert_eq!(config.resources.filters.len(), 1, "one ECDS resource");
+            let filters: Vec<&str> = config
+                .resources
+                .filters
+                .iter()
+                .map(|f| f["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                filters,
+                ["meshtally-inbound", "meshtally-outbound"],
+                "one ECDS resource per side"
+            );
             xds::write(dir.path(), &config.resources, 7).unwrap();
             assert_eq!(xds::inline(&config.bootstrap).unwrap(), render(&proxy));
         }
@@ -519,14 +530,21 @@ mod tests {
 
     #[test]
     fn two_listeners_needing_different_filters_are_refused() {
+        // The plain and the mTLS chain of PERMISSIVE share the inbound side's one resource.
         let dir = tempfile::tempdir().unwrap();
-        let mut proxy = sidecar(dir.path(), MtlsMode::Strict);
-        if let Some(outbound) = proxy.outbound.as_mut() {
-            outbound.plugin_config = json!({"max_hops": 6});
-        }
-        let err = build(&proxy, Delivery::Files(dir.path())).unwrap_err();
-        assert!(err.to_string().contains("one ECDS resource"), "{err}");
-        // Delivered statically, each listener carries its own.
-        assert!(render(&proxy)["static_resources"].is_object());
+        let mut builder = Builder {
+            delivery: Delivery::Files(dir.path()),
+            access_log: None,
+            routes: Vec::new(),
+            filters: Vec::new(),
+            conflict: None,
+        };
+        let proxy = sidecar(dir.path(), MtlsMode::Permissive);
+        http_filters(&mut builder, &proxy, "inbound", &json!({"max_hops": 5}));
+        http_filters(&mut builder, &proxy, "inbound", &json!({"max_hops": 5}));
+        assert_eq!(builder.conflict, None);
+        http_filters(&mut builder, &proxy, "inbound", &json!({"max_hops": 6}));
+        let err = builder.conflict.unwrap();
+        assert!(err.contains("one ECDS resource"), "{err}");
     }
 }

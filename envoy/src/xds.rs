@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-/// The name of the HTTP filter that ECDS delivers (the meshtally Wasm filter).
-pub(crate) const ECDS_FILTER: &str = "meshtally";
+/// The name of the HTTP filter (and ECDS resource) of one side's meshtally Wasm filter:
+/// `meshtally-inbound`, `meshtally-outbound`, as the rendered WasmPlugins are named.
+pub fn filter_name(side: &str) -> String {
+    format!("meshtally-{side}")
+}
 pub(crate) const CDS_FILE: &str = "cds.json";
 /// The metadata key under which a route table carries the publication it came with.
 const STAMP: &str = "meshtally.xds";

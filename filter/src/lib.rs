@@ -13,7 +13,7 @@ mod http;
 
 use std::rc::Rc;
 
-use meshtally_core::{Direction, Plugin, Stream};
+use meshtally_core::{Plugin, Stream};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
@@ -45,9 +45,7 @@ impl RootContext for Root {
                 log::info!(
                     "meshtally: configured service={} direction={} max_hops={}",
                     config.service,
-                    config
-                        .direction
-                        .map_or("listener_direction", Direction::as_str),
+                    config.direction.as_str(),
                     config.max_hops
                 );
                 self.plugin = Some(Rc::new(plugin));

@@ -59,7 +59,7 @@ fn mesh(opts: Options) -> Result<Mesh> {
             inbound: Some(Inbound {
                 port: 0,
                 app_port: app.port,
-                plugin_config: json!({}),
+                plugin_config: json!({"direction": "inbound"}),
                 tls: opts.mtls.then(|| (b_id.clone(), MtlsMode::Permissive)),
                 allowed_peers: Vec::new(),
             }),
@@ -82,7 +82,7 @@ fn mesh(opts: Options) -> Result<Mesh> {
                 port: 0,
                 plugin_config: opts
                     .caller_config
-                    .unwrap_or(json!({"service": "service-a", "max_hops": 10})),
+                    .unwrap_or(json!({"service": "service-a", "direction": "outbound", "max_hops": 10})),
                 peers: vec![
                     Peer::single(
                         "service-b",
@@ -305,7 +305,7 @@ fn loop_guard_answers_508_without_forwarding() -> Result<()> {
 
     // A tight max_hops from config is honoured.
     let tight = mesh(Options {
-        caller_config: Some(json!({"service": "service-a", "max_hops": 1})),
+        caller_config: Some(json!({"service": "service-a", "direction": "outbound", "max_hops": 1})),
         ..Options::default()
     })?;
     assert_eq!(call(&tight, &[])?.status, 200);
@@ -453,15 +453,15 @@ fn mtls_identity_beats_the_header() -> Result<()> {
 }
 
 #[test]
-fn service_and_direction_come_from_node_metadata_and_listener() -> Result<()> {
-    // The callee runs with `{}`: its name is WORKLOAD_NAME, its direction the listener's.
+fn service_comes_from_node_metadata_and_direction_from_the_config() -> Result<()> {
+    // The callee runs with only its direction: its name is WORKLOAD_NAME.
     let m = mesh(Options::default())?;
     assert_eq!(call(&m, &[])?.status, 200);
     assert_eq!(values(&m.app.last(), "x-mesh-destination"), ["service-b"]);
     assert!(m
         .callee
         .log_text()
-        .contains("configured service=service-b direction=listener_direction"));
+        .contains("configured service=service-b direction=inbound"));
     Ok(())
 }
 
@@ -510,6 +510,11 @@ fn bad_configs_are_refused_naming_the_field() -> Result<()> {
             "field `service`",
         ),
         (json!({}), json!({}), "field `service` is absent"),
+        (
+            json!({"service": "a"}),
+            json!({}),
+            "field `direction` is absent",
+        ),
         (json!("not json {"), json!({}), "not valid JSON"),
     ];
     for (i, (config, metadata, want)) in cases.into_iter().enumerate() {
@@ -543,13 +548,13 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
             inbound: Some(Inbound {
                 port: 0,
                 app_port: app.port,
-                plugin_config: json!({}),
+                plugin_config: json!({"direction": "inbound"}),
                 tls: None,
                 allowed_peers: Vec::new(),
             }),
             outbound: Some(Outbound {
                 port: 0,
-                plugin_config: json!({}),
+                plugin_config: json!({"direction": "outbound"}),
                 peers: vec![Peer::single("service-b", peer.port, None)],
             }),
             ingress: None,

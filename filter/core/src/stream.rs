@@ -9,7 +9,7 @@ use std::rc::Rc;
 use crate::config::UNKNOWN_VERSION;
 use crate::config::{Config, ConfigError, Direction, NodeMetadata};
 use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SERVED_VERSION, SOURCE};
-use crate::host::{Host, LogLevel};
+use crate::host::Host;
 use crate::metrics::{CodeClass, MetricCache};
 use crate::tagging::{self, HopDecision};
 
@@ -26,14 +26,13 @@ pub const LOOP_BODY: &[u8] = b"meshtally: loop detected: x-mesh-hops exceeds max
 
 /// What every stream of a root context shares: the config and the metric ids.
 ///
-/// Envoy shares one root context between listeners whose plugin config is identical — an Istio
-/// sidecar's inbound and outbound listeners both get the WasmPlugin's one `pluginConfig` — so
-/// nothing here may assume a single listener: the direction is a per-stream fact.
+/// Each side of a sidecar has a plugin of its own, its direction in its config (Istio: one
+/// WasmPlugin per `match.mode`), so a root context serves one direction and no stream asks the
+/// proxy which listener it is on.
 #[derive(Debug)]
 pub struct Plugin {
     pub config: Config,
-    inbound: RefCell<MetricCache>,
-    outbound: RefCell<MetricCache>,
+    metrics: RefCell<MetricCache>,
 }
 
 impl Plugin {
@@ -48,22 +47,9 @@ impl Plugin {
         };
         let config = Config::parse(&raw, &node)?;
         Ok(Plugin {
+            metrics: RefCell::new(MetricCache::new(config.direction)),
             config,
-            inbound: RefCell::new(MetricCache::new(Direction::Inbound)),
-            outbound: RefCell::new(MetricCache::new(Direction::Outbound)),
         })
-    }
-
-    /// The stream's direction: configured, or the listener's.
-    fn direction(&self, host: &impl Host) -> Option<Direction> {
-        self.config.direction.or_else(|| host.listener_direction())
-    }
-
-    fn metrics(&self, direction: Direction) -> &RefCell<MetricCache> {
-        match direction {
-            Direction::Inbound => &self.inbound,
-            Direction::Outbound => &self.outbound,
-        }
     }
 }
 
@@ -71,7 +57,6 @@ impl Plugin {
 pub struct Stream<H> {
     plugin: Rc<Plugin>,
     host: H,
-    direction: Option<Direction>,
     /// The peer on the other side of this sidecar; the local service is the other end.
     /// Outbound: the destination. Inbound: the caller.
     peer: Option<String>,
@@ -92,7 +77,6 @@ impl<H: Host> Stream<H> {
         Stream {
             plugin,
             host,
-            direction: None,
             peer: None,
             served_version: None,
             status: None,
@@ -108,38 +92,27 @@ impl<H: Host> Stream<H> {
     pub fn on_request_headers(&mut self) -> Flow {
         // Two clock reads cost less than one `request.duration` property read (make bench).
         self.started = self.host.now_nanos();
-        self.direction = self.plugin.direction(&self.host);
-        match self.direction {
-            Some(Direction::Outbound) => self.outbound(),
-            Some(Direction::Inbound) => self.inbound(),
-            None => {
-                self.host.log(
-                    LogLevel::Warn,
-                    "meshtally: listener direction unknown; set `direction` in the plugin config",
-                );
-                Flow::Continue
-            }
+        match self.plugin.config.direction {
+            Direction::Outbound => self.outbound(),
+            Direction::Inbound => self.inbound(),
         }
     }
 
     pub fn on_response_headers(&mut self) -> Flow {
-        if self.direction.is_none() {
-            return Flow::Continue;
-        }
         // `:status` is a header read, cheaper than reading the `response.code` property at
         // the end (make bench prices both).
         self.status = self
             .host
             .response_header(":status")
             .and_then(|s| tagging::parse_status(&s));
-        match self.direction {
-            Some(Direction::Inbound) => {
+        match self.plugin.config.direction {
+            Direction::Inbound => {
                 let config = &self.plugin.config;
                 self.host.set_response_header(SERVED_BY, &config.service);
                 self.host
                     .set_response_header(SERVED_VERSION, &config.version);
             }
-            _ => {
+            Direction::Outbound => {
                 self.served_version = self
                     .host
                     .response_header(SERVED_VERSION)
@@ -152,9 +125,7 @@ impl<H: Host> Stream<H> {
 
     /// The stream is over (completed, answered locally, failed or reset): count it once.
     pub fn on_log(&mut self) {
-        if let Some(direction) = self.direction {
-            self.count(direction);
-        }
+        self.count();
     }
 
     fn outbound(&mut self) -> Flow {
@@ -215,13 +186,13 @@ impl<H: Host> Stream<H> {
         Flow::Continue
     }
 
-    fn count(&self, direction: Direction) {
+    fn count(&self) {
         let Some(peer) = self.peer.as_deref() else {
             return;
         };
         let host = &self.host;
         let service = self.plugin.config.service.as_str();
-        let (source, destination, version) = match direction {
+        let (source, destination, version) = match self.plugin.config.direction {
             Direction::Outbound => (
                 service,
                 peer,
@@ -237,7 +208,7 @@ impl<H: Host> Stream<H> {
         });
         let class = CodeClass::from_code(code);
 
-        let Ok(mut cache) = self.plugin.metrics(direction).try_borrow_mut() else {
+        let Ok(mut cache) = self.plugin.metrics.try_borrow_mut() else {
             return;
         };
         let ids = cache.ids(

@@ -7,7 +7,6 @@ use crate::config::ConfigError;
 use crate::config::UNKNOWN_VERSION;
 use crate::fake::{CallKind, FakeHost};
 use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SERVED_VERSION, SOURCE};
-use crate::host::LogLevel;
 use crate::ledger;
 use crate::metrics::{metric_name, CodeClass, Security, REQUESTS_TOTAL, REQUEST_DURATION};
 use crate::stream::{Flow, Plugin, Stream, LOOP_BODY};
@@ -84,7 +83,8 @@ fn the_callee_names_its_version_and_the_caller_counts_it() {
     assert_eq!(callee.counter(&inbound), 1);
 
     // On Istio the version comes from the node metadata's LABELS.version.
-    let istio = host("").with_property("xds.node.metadata.LABELS.app", b"service-b");
+    let istio = host(r#"{"direction":"inbound"}"#)
+        .with_property("xds.node.metadata.LABELS.app", b"service-b");
     let istio = istio.with_property("xds.node.metadata.LABELS.version", b"v3");
     assert_eq!(Plugin::configure(&istio).unwrap().config.version, "v3");
 
@@ -310,41 +310,32 @@ fn a_certificate_that_names_no_workload_is_not_mutual_tls() {
 }
 
 #[test]
-fn direction_comes_from_the_listener_when_not_configured() {
-    // One root context serves both listeners: each stream reads its own listener's direction.
-    for (path, value, want) in [
-        ("xds.listener_direction", 1, Direction::Inbound),
-        ("xds.listener_direction", 2, Direction::Outbound),
-        // Envoy before 1.28 serves it without the `xds.` prefix.
-        ("listener_direction", 1, Direction::Inbound),
+fn direction_is_configured_never_read_per_stream() {
+    // Each side of a sidecar has its own plugin: a config without a direction is refused at
+    // configure time, and a configured stream never asks the proxy for its listener's.
+    let bare = host(r#"{"service":"service-b"}"#).with_i64_property("xds.listener_direction", 1);
+    assert_eq!(
+        Plugin::configure(&bare).map(|_| ()),
+        Err(ConfigError::NoDirection)
+    );
+    for config in [
+        r#"{"service":"service-b","direction":"inbound"}"#,
+        r#"{"service":"service-b","direction":"outbound"}"#,
     ] {
-        let host = host(r#"{"service":"service-b"}"#).with_i64_property(path, value);
+        let host = host(config);
         let plugin = plugin(&host);
+        host.calls.borrow_mut().clear();
         run(
             &plugin,
             &host,
             &[(":authority", b"service-c"), (SOURCE, b"service-a")],
         );
-        let name = match want {
-            Direction::Inbound => requests("service-a", "service-b", want, CodeClass::C2xx),
-            Direction::Outbound => requests("service-b", "service-c", want, CodeClass::C2xx),
-        };
-        assert_eq!(host.counter(&name), 1, "{path}={value}");
+        let calls = host.calls();
+        assert!(
+            !calls.iter().any(|c| c.what.contains("listener_direction")),
+            "{config}: {calls:?}"
+        );
     }
-}
-
-#[test]
-fn unknown_direction_is_logged_and_passes_untouched() {
-    let host = host(r#"{"service":"service-b"}"#).with_i64_property("xds.listener_direction", 0);
-    let plugin = plugin(&host);
-    let flow = run(&plugin, &host, &[(SOURCE, b"forged")]);
-    assert_eq!(flow, Flow::Continue);
-    assert_eq!(host.request_header_value(SOURCE).as_deref(), Some("forged"));
-    assert!(host.metrics.borrow().is_empty());
-    let logs = host.logs.borrow();
-    assert_eq!(logs.len(), 1);
-    assert_eq!(logs[0].0, LogLevel::Warn);
-    assert!(logs[0].1.contains("`direction`"));
 }
 
 #[test]
@@ -465,12 +456,14 @@ fn configure_refuses_bad_config_and_reads_node_metadata() {
     assert!(matches!(err, ConfigError::BadDirection(_)));
     assert!(err.to_string().contains("`direction`"));
 
-    let istio = host("").with_property("xds.node.metadata.WORKLOAD_NAME", b"reviews-v1");
+    let istio = host(r#"{"direction":"inbound"}"#)
+        .with_property("xds.node.metadata.WORKLOAD_NAME", b"reviews-v1");
     assert_eq!(
         Plugin::configure(&istio).unwrap().config.service,
         "reviews-v1"
     );
-    let old = host("{}").with_property("node.metadata.LABELS.app", b"reviews");
+    let old = host(r#"{"direction":"outbound"}"#)
+        .with_property("node.metadata.LABELS.app", b"reviews");
     assert_eq!(Plugin::configure(&old).unwrap().config.service, "reviews");
 }
 
