@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use crate::config::UNKNOWN_VERSION;
 use crate::config::{Config, ConfigError, Direction, NodeMetadata};
-use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SERVED_VERSION, SOURCE};
+use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SOURCE};
 use crate::host::Host;
 use crate::metrics::{CodeClass, MetricCache};
 use crate::tagging::{self, HopDecision};
@@ -60,9 +60,6 @@ pub struct Stream<H> {
     /// The peer on the other side of this sidecar; the local service is the other end.
     /// Outbound: the destination. Inbound: the caller.
     peer: Option<String>,
-    /// Outbound: the version that answered, from the callee sidecar's `x-mesh-served-version`
-    /// (checked, since the callee's side is not trusted with our stats store).
-    served_version: Option<String>,
     /// The response status, from the response headers (or the local reply we sent); `None`
     /// until then, and for streams reset before any response.
     status: Option<u64>,
@@ -78,7 +75,6 @@ impl<H: Host> Stream<H> {
             plugin,
             host,
             peer: None,
-            served_version: None,
             status: None,
             started: None,
             verified: false,
@@ -105,20 +101,14 @@ impl<H: Host> Stream<H> {
             .host
             .response_header(":status")
             .and_then(|s| tagging::parse_status(&s));
-        match self.plugin.config.direction {
-            Direction::Inbound => {
-                let config = &self.plugin.config;
-                self.host.set_response_header(SERVED_BY, &config.service);
-                self.host
-                    .set_response_header(SERVED_VERSION, &config.version);
-            }
-            Direction::Outbound => {
-                self.served_version = self
-                    .host
-                    .response_header(SERVED_VERSION)
-                    .filter(|v| tagging::is_dns1123_label(v))
-                    .and_then(|v| String::from_utf8(v).ok());
-            }
+        // Inbound: the callee names itself on the response. Its version is not sent back: the
+        // callee counts each call with its own version (known at configure time), per caller,
+        // which is what `top`, `stats` and a canary's split read; a caller-side label would
+        // cost the caller a header read on every response to say what the callee already
+        // counted, and could not name the version of a call that never reached a callee.
+        if self.plugin.config.direction == Direction::Inbound {
+            self.host
+                .set_response_header(SERVED_BY, &self.plugin.config.service);
         }
         Flow::Continue
     }
@@ -164,7 +154,14 @@ impl<H: Host> Stream<H> {
         let host = &self.host;
         let service = self.plugin.config.service.as_str();
         let san = host.property(&["connection", "uri_san_peer_certificate"]);
-        let claimed = host.request_header(SOURCE);
+        // A certificate that names the caller beats any header, so the header is read only
+        // when none did (plain HTTP, or a certificate that is no Istio identity).
+        let verified = san.as_deref().and_then(tagging::spiffe_identity).is_some();
+        let claimed = if verified {
+            None
+        } else {
+            host.request_header(SOURCE)
+        };
         let caller = tagging::resolve_caller(san.as_deref(), claimed.as_deref());
         host.set_request_header(SOURCE, caller.name);
         host.set_request_header(DESTINATION, service);
@@ -193,11 +190,8 @@ impl<H: Host> Stream<H> {
         let host = &self.host;
         let service = self.plugin.config.service.as_str();
         let (source, destination, version) = match self.plugin.config.direction {
-            Direction::Outbound => (
-                service,
-                peer,
-                self.served_version.as_deref().unwrap_or(UNKNOWN_VERSION),
-            ),
+            // The caller does not know which version answered; the callee counts it.
+            Direction::Outbound => (service, peer, UNKNOWN_VERSION),
             Direction::Inbound => (peer, service, self.plugin.config.version.as_str()),
         };
         // No response headers seen (a reset, or a local reply that skipped this filter's

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use crate::config::ConfigError;
 use crate::config::UNKNOWN_VERSION;
 use crate::fake::{CallKind, FakeHost};
-use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SERVED_VERSION, SOURCE};
+use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SOURCE};
 use crate::ledger;
 use crate::metrics::{metric_name, CodeClass, Security, REQUESTS_TOTAL, REQUEST_DURATION};
 use crate::stream::{Flow, Plugin, Stream, LOOP_BODY};
@@ -62,25 +62,28 @@ fn requests(source: &str, destination: &str, direction: Direction, class: CodeCl
 }
 
 #[test]
-fn the_callee_names_its_version_and_the_caller_counts_it() {
-    // Inbound: the configured version labels the count and the response.
+fn the_callee_counts_its_version_per_caller_and_the_caller_reads_none() {
+    // Inbound: the configured version labels the count, per caller; it is not sent back.
     let callee = host(r#"{"service":"service-b","version":"v2","direction":"inbound"}"#);
     let plugin_b = plugin(&callee);
-    run(&plugin_b, &callee, &[(SOURCE, b"service-a")]);
-    assert_eq!(
-        callee.response_header_value(SERVED_VERSION).as_deref(),
-        Some("v2")
-    );
-    let inbound = metric_name(
-        REQUESTS_TOTAL,
-        "service-a",
-        "service-b",
-        "v2",
-        Direction::Inbound,
-        CodeClass::C2xx,
-        Security::None,
-    );
-    assert_eq!(callee.counter(&inbound), 1);
+    for caller in [&b"service-a"[..], b"service-c", b"service-a"] {
+        run(&plugin_b, &callee, &[(SOURCE, caller)]);
+    }
+    assert_eq!(callee.response_header_value(SERVED_BY).as_deref(), Some("service-b"));
+    assert_eq!(callee.response_header_value("x-mesh-served-version"), None);
+    let inbound = |source: &str| {
+        metric_name(
+            REQUESTS_TOTAL,
+            source,
+            "service-b",
+            "v2",
+            Direction::Inbound,
+            CodeClass::C2xx,
+            Security::None,
+        )
+    };
+    assert_eq!(callee.counter(&inbound("service-a")), 2);
+    assert_eq!(callee.counter(&inbound("service-c")), 1);
 
     // On Istio the version comes from the node metadata's LABELS.version.
     let istio = host(r#"{"direction":"inbound"}"#)
@@ -88,10 +91,11 @@ fn the_callee_names_its_version_and_the_caller_counts_it() {
     let istio = istio.with_property("xds.node.metadata.LABELS.version", b"v3");
     assert_eq!(Plugin::configure(&istio).unwrap().config.version, "v3");
 
-    // Outbound: the callee's header names the version; a malformed one, or none, is unknown.
+    // Outbound: whatever a response says of its version, the caller neither reads it nor
+    // counts it: `unknown`, one series per pair and class.
     let caller = host(r#"{"service":"service-a","direction":"outbound"}"#);
     let plugin_a = plugin(&caller);
-    for served in [Some("v2"), Some("V 2"), None] {
+    for served in [Some("v2"), None] {
         caller.start_request(&[(":authority", b"service-b:8001")]);
         let mut stream = Stream::new(Rc::clone(&plugin_a), &caller);
         stream.on_request_headers();
@@ -100,10 +104,15 @@ fn the_callee_names_its_version_and_the_caller_counts_it() {
             caller
                 .response_headers
                 .borrow_mut()
-                .push((SERVED_VERSION.to_owned(), v.to_owned()));
+                .push(("x-mesh-served-version".to_owned(), v.to_owned()));
         }
         stream.on_response_headers();
         stream.on_log();
+        assert!(
+            !caller.calls().iter().any(|c| c.what.contains("served-version")),
+            "{:?}",
+            caller.calls()
+        );
     }
     let outbound = |version: &str| {
         metric_name(
@@ -116,8 +125,8 @@ fn the_callee_names_its_version_and_the_caller_counts_it() {
             Security::Unknown,
         )
     };
-    assert_eq!(caller.counter(&outbound("v2")), 1);
     assert_eq!(caller.counter(&outbound(UNKNOWN_VERSION)), 2);
+    assert_eq!(caller.counter(&outbound("v2")), 0);
 }
 
 #[test]
@@ -478,21 +487,23 @@ fn host_calls_per_request() {
         panic!("three scenarios")
     };
     // Reads (headers and properties) are the dear calls: Envoy calls back into the module to
-    // allocate each answer. Outbound: :authority, x-mesh-hops, :status and
-    // x-mesh-served-version.
+    // allocate each answer. Outbound: :authority, x-mesh-hops and :status (the callee's
+    // version is the callee's to count).
     let reads = |s: &ledger::Scenario| {
         count(CallKind::Property, s)
             + count(CallKind::RequestHeaderRead, s)
             + count(CallKind::ResponseHeaderRead, s)
     };
-    assert_eq!(outbound.calls.len(), 10, "{:#?}", outbound.calls);
-    assert_eq!(reads(outbound), 4);
+    assert_eq!(outbound.calls.len(), 9, "{:#?}", outbound.calls);
+    assert_eq!(reads(outbound), 3);
     assert_eq!(count(CallKind::Property, outbound), 0);
     assert_eq!(count(CallKind::DefineMetric, outbound), 0);
-    // Inbound: the peer certificate, x-mesh-source, x-mesh-hops and :status.
-    // The response gets x-mesh-served-by and x-mesh-served-version.
-    assert_eq!(inbound.calls.len(), 14, "{:#?}", inbound.calls);
+    // Inbound: the peer certificate, x-mesh-source, x-mesh-hops and :status; the response
+    // gets x-mesh-served-by. Over mTLS the certificate names the caller: no x-mesh-source read.
+    assert_eq!(inbound.calls.len(), 13, "{:#?}", inbound.calls);
     assert_eq!(reads(inbound), 4);
-    assert_eq!(mtls.calls.len(), inbound.calls.len());
+    assert_eq!(count(CallKind::ResponseHeaderWrite, inbound), 1);
+    assert_eq!(mtls.calls.len(), inbound.calls.len() - 1);
+    assert_eq!(reads(mtls), 3);
     assert!(mtls.bytes_out() > inbound.bytes_out());
 }
