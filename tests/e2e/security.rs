@@ -204,8 +204,8 @@ fn fail_close_blocks_as_istio_does() -> Result<()> {
 
 #[test]
 fn good_plugin_config_reaches_the_filter_and_failure_policy_is_set() -> Result<()> {
-    // max_hops 2 from --plugin-config: a → b (1) → a (2) → b would be 3: refused. (The gateway
-    // runs no filter, so it adds no hop.)
+    // max_hops 2 from --plugin-config: a → b (1) → a (2) → b would be 3: refused by b's sidecar.
+    // (The gateway runs no filter, so it adds no hop.)
     let m = LocalMesh::up(2, 28830, 28893, &["--plugin-config", r#"{"max_hops":2}"#])?;
     assert_eq!(http::get(m.gateway(), "/service-a/info", &[])?.status, 200);
     assert_eq!(

@@ -21,7 +21,8 @@ pub enum Flow {
     Pause,
 }
 
-/// The body of the 508 the outbound side answers when `x-mesh-hops` exceeds `max_hops`.
+/// The body of the 508 the callee's side answers when a call arrives with `x-mesh-hops` past
+/// `max_hops`.
 pub const LOOP_BODY: &[u8] = b"meshtally: loop detected: x-mesh-hops exceeds max_hops\n";
 
 /// What every stream of a root context shares: the config and the metric ids.
@@ -118,38 +119,21 @@ impl<H: Host> Stream<H> {
         self.count();
     }
 
+    /// The caller's side names the destination and the caller. The hop count is the callee's
+    /// side's to check and raise (see [`Stream::inbound`]): the app passes on the number its
+    /// sidecar gave it, so the caller's side neither reads nor writes it.
     fn outbound(&mut self) -> Flow {
         let host = &self.host;
-        let service = self.plugin.config.service.as_str();
         let authority = host.request_header(":authority");
         self.peer = Some(tagging::destination_from_authority(authority.as_deref()).to_owned());
-
-        let incoming = tagging::parse_hops(host.request_header(HOPS).as_deref());
-        let mut buf = [0; 10];
-        match tagging::outbound_hops(incoming, self.plugin.config.max_hops) {
-            HopDecision::Forward(hops) => {
-                // Set, not add: whatever the app sent as x-mesh-source is replaced.
-                host.set_request_header(SOURCE, service);
-                host.set_request_header(HOPS, tagging::format_u32(hops, &mut buf));
-                Flow::Continue
-            }
-            HopDecision::Loop(hops) => {
-                let hops = tagging::format_u32(hops, &mut buf);
-                host.send_local_response(
-                    508,
-                    &[
-                        (SOURCE, service),
-                        (HOPS, hops),
-                        ("content-type", "text/plain"),
-                    ],
-                    LOOP_BODY,
-                );
-                self.status = Some(508);
-                Flow::Pause
-            }
-        }
+        // Set, not add: whatever the app sent as x-mesh-source is replaced.
+        host.set_request_header(SOURCE, &self.plugin.config.service);
+        Flow::Continue
     }
 
+    /// The callee's side names the caller (a certificate beats any header) and keeps the loop
+    /// guard: a call that arrives past `max_hops` is answered 508 before it reaches the app;
+    /// otherwise the app gets the hop count its own calls will carry (this call's + 1).
     fn inbound(&mut self) -> Flow {
         let host = &self.host;
         let service = self.plugin.config.service.as_str();
@@ -163,24 +147,37 @@ impl<H: Host> Stream<H> {
             host.request_header(SOURCE)
         };
         let caller = tagging::resolve_caller(san.as_deref(), claimed.as_deref());
-        host.set_request_header(SOURCE, caller.name);
-        host.set_request_header(DESTINATION, service);
-        host.set_request_header(
-            PEER_VERIFIED,
-            if caller.verified { "true" } else { "false" },
-        );
         self.peer = Some(caller.name.to_owned());
         self.verified = caller.verified;
 
-        // Hops pass through inbound, but only as a number we parsed ourselves.
-        if let Some(raw) = host.request_header(HOPS) {
-            let mut buf = [0; 10];
-            host.set_request_header(
-                HOPS,
-                tagging::format_u32(tagging::parse_hops(Some(&raw)), &mut buf),
-            );
+        let arrived = tagging::parse_hops(host.request_header(HOPS).as_deref());
+        let mut buf = [0; 10];
+        match tagging::inbound_hops(arrived, self.plugin.config.max_hops) {
+            HopDecision::Forward(hops) => {
+                host.set_request_header(SOURCE, caller.name);
+                host.set_request_header(DESTINATION, service);
+                host.set_request_header(
+                    PEER_VERIFIED,
+                    if caller.verified { "true" } else { "false" },
+                );
+                host.set_request_header(HOPS, tagging::format_u32(hops, &mut buf));
+                Flow::Continue
+            }
+            HopDecision::Loop(hops) => {
+                let hops = tagging::format_u32(hops, &mut buf);
+                host.send_local_response(
+                    508,
+                    &[
+                        (SERVED_BY, service),
+                        (HOPS, hops),
+                        ("content-type", "text/plain"),
+                    ],
+                    LOOP_BODY,
+                );
+                self.status = Some(508);
+                Flow::Pause
+            }
         }
-        Flow::Continue
     }
 
     fn count(&self) {

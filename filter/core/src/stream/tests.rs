@@ -147,7 +147,8 @@ fn outbound_tags_and_counts() {
         host.request_header_value(SOURCE).as_deref(),
         Some("service-a")
     );
-    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("3"));
+    // The hop count is the callee's side's: the app's passes through untouched.
+    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("2"));
     // Outbound adds nothing else, and nothing to the response.
     assert_eq!(host.request_header_value(DESTINATION), None);
     assert_eq!(host.request_header_value(PEER_VERIFIED), None);
@@ -172,40 +173,36 @@ fn outbound_tags_and_counts() {
 }
 
 #[test]
-fn outbound_without_hops_starts_at_one() {
-    let host = host(r#"{"service":"service-a","direction":"outbound"}"#);
+fn inbound_without_hops_gives_the_app_one() {
+    let host = host(r#"{"service":"service-b","direction":"inbound"}"#);
     let plugin = plugin(&host);
-    run(&plugin, &host, &[(":authority", b"service-b:8001")]);
+    run(&plugin, &host, &[(SOURCE, b"service-a")]);
     assert_eq!(host.request_header_value(HOPS).as_deref(), Some("1"));
 }
 
 #[test]
-fn outbound_past_max_hops_answers_508_and_counts_it() {
+fn inbound_past_max_hops_answers_508_and_counts_it() {
     // No `response.code` property and no response headers through this filter: the stream
     // knows the status of the reply it sent itself.
-    let host = host(r#"{"service":"service-a","direction":"outbound","max_hops":3}"#);
+    let host = host(r#"{"service":"service-b","direction":"inbound","max_hops":3}"#);
     let plugin = plugin(&host);
-    let flow = run(
-        &plugin,
-        &host,
-        &[(":authority", b"service-b:8001"), (HOPS, b"3")],
-    );
+    // At the limit the call goes on, and the app's calls will carry one more.
+    run(&plugin, &host, &[(SOURCE, b"service-a"), (HOPS, b"3")]);
+    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("4"));
+    assert!(host.local_response.borrow().is_none());
+    // Past it, the call is refused before it reaches the app.
+    let flow = run(&plugin, &host, &[(SOURCE, b"service-a"), (HOPS, b"4")]);
     assert_eq!(flow, Flow::Pause);
     let reply = host.local_response.borrow().clone().unwrap();
     assert_eq!(reply.status, 508);
     assert_eq!(reply.body, LOOP_BODY);
     assert!(reply
         .headers
-        .contains(&(SOURCE.to_owned(), "service-a".to_owned())));
+        .contains(&(SERVED_BY.to_owned(), "service-b".to_owned())));
     assert!(reply.headers.contains(&(HOPS.to_owned(), "4".to_owned())));
-    // The request was not tagged for forwarding: it goes nowhere.
-    assert_eq!(host.request_header_value(SOURCE), None);
-    let name = requests(
-        "service-a",
-        "service-b",
-        Direction::Outbound,
-        CodeClass::C5xx,
-    );
+    // The request was not tagged for the app: it goes nowhere.
+    assert_eq!(host.request_header_value(DESTINATION), None);
+    let name = requests("service-a", "service-b", Direction::Inbound, CodeClass::C5xx);
     assert_eq!(host.counter(&name), 1);
 }
 
@@ -235,7 +232,8 @@ fn inbound_plain_trusts_only_a_well_formed_claim_and_never_verifies_it() {
         host.request_header_value(PEER_VERIFIED).as_deref(),
         Some("false")
     );
-    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("4"));
+    // The hop count parsed, plus this call: what the app's own calls carry.
+    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("5"));
     assert_eq!(
         host.response_header_value(SERVED_BY).as_deref(),
         Some("service-b")
@@ -253,8 +251,8 @@ fn inbound_plain_trusts_only_a_well_formed_claim_and_never_verifies_it() {
         host.request_header_value(SOURCE).as_deref(),
         Some("unknown")
     );
-    // No incoming hops: none invented inbound.
-    assert_eq!(host.request_header_value(HOPS), None);
+    // No incoming hops: a call from outside the mesh, the app's calls are the first hop.
+    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("1"));
 }
 
 #[test]
@@ -487,15 +485,16 @@ fn host_calls_per_request() {
         panic!("three scenarios")
     };
     // Reads (headers and properties) are the dear calls: Envoy calls back into the module to
-    // allocate each answer. Outbound: :authority, x-mesh-hops and :status (the callee's
-    // version is the callee's to count).
+    // allocate each answer. Outbound: :authority and :status (the callee's version is the
+    // callee's to count, the hop count the callee's to check and raise).
     let reads = |s: &ledger::Scenario| {
         count(CallKind::Property, s)
             + count(CallKind::RequestHeaderRead, s)
             + count(CallKind::ResponseHeaderRead, s)
     };
-    assert_eq!(outbound.calls.len(), 9, "{:#?}", outbound.calls);
-    assert_eq!(reads(outbound), 3);
+    assert_eq!(outbound.calls.len(), 7, "{:#?}", outbound.calls);
+    assert_eq!(reads(outbound), 2);
+    assert_eq!(count(CallKind::RequestHeaderWrite, outbound), 1);
     assert_eq!(count(CallKind::Property, outbound), 0);
     assert_eq!(count(CallKind::DefineMetric, outbound), 0);
     // Inbound: the peer certificate, x-mesh-source, x-mesh-hops and :status; the response

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use meshtally_core::metrics::{parse_metric_name, CodeClass, MetricCache, MetricKind, MAX_PAIRS};
 use meshtally_core::tagging::{
-    destination_from_authority, format_u32, outbound_hops, parse_hops, resolve_caller, UNKNOWN,
+    destination_from_authority, format_u32, inbound_hops, parse_hops, resolve_caller, UNKNOWN,
 };
 use meshtally_core::{Caller, Config, Direction, HopDecision, NodeMetadata};
 
@@ -32,9 +32,9 @@ const HOPS_WANT: &str = "plugin config field `max_hops`: expected an integer fro
 fn the_issue_hop_counts_count_as_zero() {
     for raw in ["-1", "999999999999999999999", "1e3", "0x10"] {
         assert_eq!(parse_hops(Some(raw.as_bytes())), 0, "{raw}");
-        // A fresh request: the next hop is the first.
+        // A fresh request: the app's own calls are the first hop.
         assert_eq!(
-            outbound_hops(parse_hops(Some(raw.as_bytes())), 10),
+            inbound_hops(parse_hops(Some(raw.as_bytes())), 10),
             HopDecision::Forward(1)
         );
         // Inbound re-writes the header as the number parsed.
