@@ -210,7 +210,7 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
         m.caller.counter(&metric(
             "service-a",
             "service-b",
-            "v1",
+            "unknown",
             "outbound",
             "2xx",
             "unknown"
@@ -422,7 +422,7 @@ fn mtls_identity_beats_the_header() -> Result<()> {
         m.caller.counter(&metric(
             "service-a",
             "service-b",
-            "v1",
+            "unknown",
             "outbound",
             "2xx",
             "unknown"
