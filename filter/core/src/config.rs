@@ -1,7 +1,7 @@
 //! Plugin configuration: parsed once in `on_configure`, strictly, so a typo is refused by Envoy
 //! instead of silently running with defaults.
 
-use serde_json::{Map, Value};
+use crate::json::{self, Json as Value, Number};
 
 use crate::tagging::is_dns1123_label;
 
@@ -94,9 +94,9 @@ impl Config {
     pub fn parse(raw: &[u8], node: &NodeMetadata) -> Result<Config, ConfigError> {
         let trimmed = raw.iter().all(|b| b.is_ascii_whitespace());
         let value: Value = if trimmed {
-            Value::Object(Map::new())
+            Value::Object(Vec::new())
         } else {
-            serde_json::from_slice(raw).map_err(|e| ConfigError::Json(e.to_string()))?
+            json::parse(raw).map_err(ConfigError::Json)?
         };
         let Value::Object(fields) = value else {
             return Err(ConfigError::NotAnObject(type_name(&value)));
@@ -193,7 +193,7 @@ fn type_name(value: &Value) -> &'static str {
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
         Value::String(_) => "a string",
-        Value::Array(_) => "an array",
+        Value::Array => "an array",
         Value::Object(_) => "an object",
     }
 }
@@ -203,13 +203,11 @@ fn describe(value: &Value) -> String {
     match value {
         // Integers print exactly; other numbers are only named, which keeps float
         // formatting (several KiB of wasm) out of the module.
-        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => format!("the number {u}"),
-            (_, Some(i)) => format!("the number {i}"),
-            _ => "a non-integer number".to_owned(),
-        },
+        Value::Number(Number::U64(u)) => format!("the number {u}"),
+        Value::Number(Number::I64(i)) => format!("the number {i}"),
+        Value::Number(Number::Float) => "a non-integer number".to_owned(),
         Value::String(s) => format!("the string \"{}\"", printable(s)),
-        Value::Bool(b) => format!("{b}"),
+        Value::Bool(b) => if *b { "true" } else { "false" }.to_owned(),
         other => type_name(other).to_owned(),
     }
 }
