@@ -83,9 +83,9 @@ fn mesh(opts: Options) -> Result<Mesh> {
             inbound: None,
             outbound: Some(Outbound {
                 port: 0,
-                plugin_config: opts
-                    .caller_config
-                    .unwrap_or(json!({"service": "service-a", "direction": "outbound", "max_hops": 10})),
+                plugin_config: opts.caller_config.unwrap_or(
+                    json!({"service": "service-a", "direction": "outbound", "max_hops": 10}),
+                ),
                 peers: vec![
                     Peer::single(
                         "service-b",

@@ -203,9 +203,7 @@ pub(crate) fn plugin_config_for(base: &Value, version: &str, direction: &str) ->
     let mut config = base.clone();
     if let Some(fields) = config.as_object_mut() {
         fields.insert("direction".to_owned(), json!(direction));
-        fields
-            .entry("version")
-            .or_insert_with(|| json!(version));
+        fields.entry("version").or_insert_with(|| json!(version));
     }
     config
 }

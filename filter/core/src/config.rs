@@ -27,7 +27,6 @@ impl Direction {
             Direction::Outbound => "outbound",
         }
     }
-
 }
 
 /// Why a plugin config was refused. Each variant names the field at fault.
@@ -293,7 +292,11 @@ mod tests {
             version_label: Some(b"v1".to_vec()),
             ..NodeMetadata::default()
         };
-        let c = Config::parse(br#"{"service":"a","version":"v3","direction":"inbound"}"#, &node).unwrap();
+        let c = Config::parse(
+            br#"{"service":"a","version":"v3","direction":"inbound"}"#,
+            &node,
+        )
+        .unwrap();
         assert_eq!(c.version, "v3");
         assert_eq!(
             Config::parse(br#"{"service":"a","version":"V 3"}"#, &node),
@@ -308,7 +311,9 @@ mod tests {
             ..NodeMetadata::default()
         };
         assert_eq!(
-            Config::parse(br#"{"service":"y","direction":"outbound"}"#, &node).unwrap().service,
+            Config::parse(br#"{"service":"y","direction":"outbound"}"#, &node)
+                .unwrap()
+                .service,
             "y"
         );
     }

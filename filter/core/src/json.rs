@@ -230,9 +230,8 @@ impl Reader<'_> {
                     out.push(c);
                 }
                 0..=0x1f => {
-                    return Err(
-                        self.error("control character (\\u0000-\\u001F) found while parsing a string")
-                    )
+                    return Err(self
+                        .error("control character (\\u0000-\\u001F) found while parsing a string"))
                 }
                 _ => out.push(b),
             }
@@ -357,11 +356,17 @@ impl Reader<'_> {
             }
             float = true;
         }
-        let int = self.input.get(int_start..int_start + int_len).unwrap_or_default();
+        let int = self
+            .input
+            .get(int_start..int_start + int_len)
+            .unwrap_or_default();
         if !float {
             let mut n: u64 = 0;
             let fits = int.iter().all(|&d| {
-                match n.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))) {
+                match n
+                    .checked_mul(10)
+                    .and_then(|n| n.checked_add(u64::from(d - b'0')))
+                {
                     Some(next) => {
                         n = next;
                         true
@@ -396,7 +401,10 @@ impl Reader<'_> {
         };
         let mut digits = int.to_vec();
         digits.extend_from_slice(frac);
-        let lead = digits.iter().position(|d| *d != b'0').unwrap_or(digits.len());
+        let lead = digits
+            .iter()
+            .position(|d| *d != b'0')
+            .unwrap_or(digits.len());
         let significant = digits.get(lead..).unwrap_or_default();
         if significant.is_empty() {
             return Ok(Number::Float);
@@ -409,7 +417,10 @@ impl Reader<'_> {
             309.. => true,
             // Compared as fractions 0.ddd, so without trailing zeros (the limit has none).
             308 => {
-                let end = significant.iter().rposition(|d| *d != b'0').map_or(0, |i| i + 1);
+                let end = significant
+                    .iter()
+                    .rposition(|d| *d != b'0')
+                    .map_or(0, |i| i + 1);
                 significant.get(..end).unwrap_or_default() >= F64_LIMIT
             }
             _ => false,
@@ -439,8 +450,18 @@ mod tests {
             parse(b"18446744073709551615"),
             Ok(Json::Number(Number::U64(u64::MAX)))
         );
-        for float in ["18446744073709551616", "1.5", "1e3", "-0", "1.7976931348623157e308"] {
-            assert_eq!(parse(float.as_bytes()), Ok(Json::Number(Number::Float)), "{float}");
+        for float in [
+            "18446744073709551616",
+            "1.5",
+            "1e3",
+            "-0",
+            "1.7976931348623157e308",
+        ] {
+            assert_eq!(
+                parse(float.as_bytes()),
+                Ok(Json::Number(Number::Float)),
+                "{float}"
+            );
         }
         assert_eq!(
             parse(br#""a\u00e9\ud83d\ude00\n""#),
@@ -458,7 +479,10 @@ mod tests {
     #[test]
     fn errors_say_what_and_where_as_serde_json_does() {
         let cases: &[(&[u8], &str)] = &[
-            (b"{\"max_hops\":0x10}", "expected `,` or `}` at line 1 column 14"),
+            (
+                b"{\"max_hops\":0x10}",
+                "expected `,` or `}` at line 1 column 14",
+            ),
             (b"{\"a\":1e400}", "number out of range at line 1 column 10"),
             (b"{", "EOF while parsing an object at line 1 column 1"),
             (b"[1,]", "trailing comma at line 1 column 4"),
@@ -469,7 +493,12 @@ mod tests {
             (b"{1:2}", "key must be a string at line 1 column 2"),
         ];
         for (raw, want) in cases {
-            assert_eq!(parse(raw).unwrap_err(), *want, "{}", String::from_utf8_lossy(raw));
+            assert_eq!(
+                parse(raw).unwrap_err(),
+                *want,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 }

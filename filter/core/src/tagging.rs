@@ -199,7 +199,10 @@ mod tests {
         assert_eq!(inbound_hops(10, 10), HopDecision::Forward(11));
         assert_eq!(inbound_hops(11, 10), HopDecision::Loop(11));
         assert_eq!(inbound_hops(u32::MAX, 10), HopDecision::Loop(u32::MAX));
-        assert_eq!(inbound_hops(u32::MAX, u32::MAX), HopDecision::Forward(u32::MAX));
+        assert_eq!(
+            inbound_hops(u32::MAX, u32::MAX),
+            HopDecision::Forward(u32::MAX)
+        );
         assert_eq!(inbound_hops(0, 1), HopDecision::Forward(1));
         assert_eq!(inbound_hops(1, 1), HopDecision::Forward(2));
         assert_eq!(inbound_hops(2, 1), HopDecision::Loop(2));

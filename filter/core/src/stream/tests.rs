@@ -69,7 +69,10 @@ fn the_callee_counts_its_version_per_caller_and_the_caller_reads_none() {
     for caller in [&b"service-a"[..], b"service-c", b"service-a"] {
         run(&plugin_b, &callee, &[(SOURCE, caller)]);
     }
-    assert_eq!(callee.response_header_value(SERVED_BY).as_deref(), Some("service-b"));
+    assert_eq!(
+        callee.response_header_value(SERVED_BY).as_deref(),
+        Some("service-b")
+    );
     assert_eq!(callee.response_header_value("x-mesh-served-version"), None);
     let inbound = |source: &str| {
         metric_name(
@@ -109,7 +112,10 @@ fn the_callee_counts_its_version_per_caller_and_the_caller_reads_none() {
         stream.on_response_headers();
         stream.on_log();
         assert!(
-            !caller.calls().iter().any(|c| c.what.contains("served-version")),
+            !caller
+                .calls()
+                .iter()
+                .any(|c| c.what.contains("served-version")),
             "{:?}",
             caller.calls()
         );
@@ -202,7 +208,12 @@ fn inbound_past_max_hops_answers_508_and_counts_it() {
     assert!(reply.headers.contains(&(HOPS.to_owned(), "4".to_owned())));
     // The request was not tagged for the app: it goes nowhere.
     assert_eq!(host.request_header_value(DESTINATION), None);
-    let name = requests("service-a", "service-b", Direction::Inbound, CodeClass::C5xx);
+    let name = requests(
+        "service-a",
+        "service-b",
+        Direction::Inbound,
+        CodeClass::C5xx,
+    );
     assert_eq!(host.counter(&name), 1);
 }
 
@@ -469,8 +480,8 @@ fn configure_refuses_bad_config_and_reads_node_metadata() {
         Plugin::configure(&istio).unwrap().config.service,
         "reviews-v1"
     );
-    let old = host(r#"{"direction":"outbound"}"#)
-        .with_property("node.metadata.LABELS.app", b"reviews");
+    let old =
+        host(r#"{"direction":"outbound"}"#).with_property("node.metadata.LABELS.app", b"reviews");
     assert_eq!(Plugin::configure(&old).unwrap().config.service, "reviews");
 }
 

@@ -63,7 +63,9 @@ fn the_issue_hop_counts_are_refused_as_max_hops() {
     ];
     for (number, want) in cases {
         assert_eq!(
-            refused(&format!(r#"{{"service":"a","max_hops":{number},"direction":"inbound"}}"#)),
+            refused(&format!(
+                r#"{{"service":"a","max_hops":{number},"direction":"inbound"}}"#
+            )),
             want
         );
     }
@@ -140,11 +142,17 @@ fn configs_of_every_wrong_type() {
         );
         // 1 is a valid max_hops; every other value here is not.
         if json != "1" {
-            let hops = refused(&format!(r#"{{"service":"a","direction":"inbound","max_hops":{json}}}"#));
+            let hops = refused(&format!(
+                r#"{{"service":"a","direction":"inbound","max_hops":{json}}}"#
+            ));
             assert_eq!(hops, format!("{HOPS_WANT}, got {got}"), "{json}");
         }
     }
-    assert!(Config::parse(br#"{"service":"a","direction":"inbound","max_hops":1}"#, &NodeMetadata::default()).is_ok());
+    assert!(Config::parse(
+        br#"{"service":"a","direction":"inbound","max_hops":1}"#,
+        &NodeMetadata::default()
+    )
+    .is_ok());
     assert_eq!(
         refused(r#"{"service":"a","max_hops":"10"}"#),
         format!("{HOPS_WANT}, got the string \"10\"")

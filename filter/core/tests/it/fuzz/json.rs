@@ -20,9 +20,7 @@ fn expected(v: &Value) -> Json {
         }),
         Value::String(s) => Json::String(s.clone()),
         Value::Array(_) => Json::Array,
-        Value::Object(m) => {
-            Json::Object(m.iter().map(|(k, v)| (k.clone(), expected(v))).collect())
-        }
+        Value::Object(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), expected(v))).collect()),
     }
 }
 
@@ -42,9 +40,17 @@ fn agrees(raw: &[u8]) -> Result<(), TestCaseError> {
     match serde_json::from_slice::<Value>(raw) {
         Ok(v) => {
             let ours = ours.map_err(|e| {
-                TestCaseError::fail(format!("{:?}: serde_json reads it, we say {e}", String::from_utf8_lossy(raw)))
+                TestCaseError::fail(format!(
+                    "{:?}: serde_json reads it, we say {e}",
+                    String::from_utf8_lossy(raw)
+                ))
             })?;
-            prop_assert_eq!(sorted(ours), expected(&v), "{:?}", String::from_utf8_lossy(raw));
+            prop_assert_eq!(
+                sorted(ours),
+                expected(&v),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
         Err(e) => {
             let Err(ours) = ours else {
@@ -63,12 +69,54 @@ fn agrees(raw: &[u8]) -> Result<(), TestCaseError> {
 fn soup() -> impl Strategy<Value = Vec<u8>> {
     let token = prop::sample::select(
         &[
-            "{", "}", "[", "]", ":", ",", "\"a\"", "\"max_hops\"", "1", "-1", "-0", "0", "01", "1.",
-            "1.5", ".5", "1e3", "1E+3", "1e-3", "1e", "-", "1e400", "1.7976931348623157e308",
-            "1.7976931348623159e308", "18446744073709551616", "-9223372036854775809", "0x10",
-            "null", "nul", "true", "false", "\"\\u0000\"", "\"\\ud800\"", "\"\\ud83d\\ude00\"",
-            "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\\x\"", "\"\n\"", "\"\t\"", " ", "\n", "\r",
-            "\t", "\u{feff}", "\u{e9}", "\"", "\\", "/",
+            "{",
+            "}",
+            "[",
+            "]",
+            ":",
+            ",",
+            "\"a\"",
+            "\"max_hops\"",
+            "1",
+            "-1",
+            "-0",
+            "0",
+            "01",
+            "1.",
+            "1.5",
+            ".5",
+            "1e3",
+            "1E+3",
+            "1e-3",
+            "1e",
+            "-",
+            "1e400",
+            "1.7976931348623157e308",
+            "1.7976931348623159e308",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "0x10",
+            "null",
+            "nul",
+            "true",
+            "false",
+            "\"\\u0000\"",
+            "\"\\ud800\"",
+            "\"\\ud83d\\ude00\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "\"\\x\"",
+            "\"\n\"",
+            "\"\t\"",
+            " ",
+            "\n",
+            "\r",
+            "\t",
+            "\u{feff}",
+            "\u{e9}",
+            "\"",
+            "\\",
+            "/",
         ][..],
     );
     prop::collection::vec(token, 0..24).prop_map(|t| t.concat().into_bytes())

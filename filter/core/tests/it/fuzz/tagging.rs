@@ -3,7 +3,7 @@
 //! DNS-1123 label or `unknown`.
 
 use meshtally_core::tagging::{
-    destination_from_authority, format_u32, is_dns1123_label, inbound_hops, parse_hops,
+    destination_from_authority, format_u32, inbound_hops, is_dns1123_label, parse_hops,
     resolve_caller, spiffe_identity, UNKNOWN,
 };
 use meshtally_core::HopDecision;
