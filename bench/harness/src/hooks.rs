@@ -112,6 +112,7 @@ pub fn local_mesh_up(ctx: &Context<'_>) -> Result<Option<Extra>> {
             let mut times = Vec::new();
             let mut last = Footprint::default();
             let mut verified = String::from("–");
+            let mut failed = None;
             for run in 0..runs {
                 let state = tempfile::tempdir()?;
                 let dir = state.path().join("mesh");
@@ -172,12 +173,31 @@ pub fn local_mesh_up(ctx: &Context<'_>) -> Result<Option<Extra>> {
                     .args(["down", "--state-dir"])
                     .arg(&dir)
                     .output();
-                let (footprint, verify) = measured?;
+                let (footprint, verify) = match measured {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // A size this machine cannot start is a finding, not the end of the run.
+                        failed = Some(first_line(&format!("{e:#}")));
+                        break;
+                    }
+                };
                 last = footprint;
                 if let Some(v) = verify {
                     verified = v;
                 }
                 times.push(elapsed.as_secs_f64());
+            }
+            let label = if filtered {
+                "meshtally"
+            } else {
+                "no filter (baseline)"
+            };
+            if let Some(why) = failed {
+                let mut row = vec![n.to_string(), label.to_owned(), "–".into()];
+                row.push(format!("did not start: {why}"));
+                row.extend(std::iter::repeat_n("–".to_owned(), 5));
+                table.row(row);
+                continue;
             }
             let mib = |kib: u64| format!("{:.0}", kib as f64 / 1024.0);
             table.row(vec![
@@ -210,6 +230,15 @@ pub fn local_mesh_up(ctx: &Context<'_>) -> Result<Option<Extra>> {
         ),
         table,
     }))
+}
+
+/// The line that says what went wrong, of an error with its causes and `up`'s output.
+fn first_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.contains("error") || l.contains("exited"))
+        .unwrap_or_else(|| text.lines().next().unwrap_or_default());
+    line.chars().take(200).collect()
 }
 
 /// The memory of every process a local mesh started.

@@ -98,12 +98,13 @@ pub fn all() -> Vec<Variant> {
 pub const PROBE_TIMES: u32 = 10;
 
 /// The host calls `bench/probe-filter` prices (its config names), in report order.
-pub const PROBES: [&str; 6] = [
+pub const PROBES: [&str; 7] = [
     "get_header",
     "set_header",
     "property",
     "get_headers",
     "increment",
+    "record",
     "clock",
 ];
 
