@@ -174,7 +174,14 @@ pub fn build(proxy: &Proxy, delivery: Delivery<'_>) -> anyhow::Result<XdsConfig>
         }
         Delivery::Files(dir) => {
             bootstrap["dynamic_resources"] = json!({"cds_config": xds::source(dir, xds::CDS_FILE)});
-            clusters
+            // The app's cluster stays in the bootstrap, beside the inline inbound route table
+            // that names it (Envoy checks an inline table's clusters when the listener loads).
+            let (app, dynamic): (Vec<Value>, Vec<Value>) =
+                clusters.into_iter().partition(|c| c["name"] == "app");
+            if !app.is_empty() {
+                bootstrap["static_resources"]["clusters"] = Value::Array(app);
+            }
+            dynamic
                 .into_iter()
                 .map(|c| xds::typed(xds::CLUSTER_TYPE, c))
                 .collect()
@@ -483,7 +490,13 @@ mod tests {
             let proxy = sidecar(dir.path(), mode);
             let config = build(&proxy, Delivery::Files(dir.path())).unwrap();
             let statics = &config.bootstrap["static_resources"];
-            assert!(statics.get("clusters").is_none(), "clusters come from CDS");
+            let statics: Vec<&str> = statics["clusters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(statics, ["app"], "only the app's cluster is static, the rest from CDS");
             let routes: Vec<&str> = config
                 .resources
                 .routes

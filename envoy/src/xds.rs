@@ -190,7 +190,13 @@ pub fn inline(bootstrap: &Value) -> Result<Value> {
         .as_object_mut()
         .and_then(|o| o.remove("dynamic_resources"))
     {
-        out["static_resources"]["clusters"] = Value::Array(read(&dynamic["cds_config"])?);
+        // Static clusters (the app's) first, as the static bootstrap lists them.
+        let mut clusters = out["static_resources"]["clusters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        clusters.extend(read(&dynamic["cds_config"])?);
+        out["static_resources"]["clusters"] = Value::Array(clusters);
     }
     for listener in out["static_resources"]["listeners"]
         .as_array_mut()
