@@ -5,7 +5,8 @@
 # Every line is stamped with the minutes since the start; the phase times and the total close
 # the log.
 #   scripts/ci-cold.sh [DIR]    DIR (default: a new folder under /tmp) holds the clone, the
-#                               caches and cold.log; it is kept for a look afterwards.
+#                               caches and cold.log. Only cold.log is kept afterwards (the rest
+#                               is about 17 GB); CI_COLD_KEEP=1 keeps everything for a look.
 # What it cannot empty: apt packages already installed (binaryen, prometheus, chromium,
 # docker-registry, skopeo) and the rustup toolchains (RUSTUP_HOME is kept); a new machine
 # installs those too (the first from apt in scripts/setup.sh, the toolchain on cargo's first use).
@@ -15,6 +16,15 @@ dir=${1:-$(mktemp -d /tmp/meshtally-cold.XXXXXX)}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 [ -z "$(ls -A "$dir")" ] || { echo "ci-cold: $dir is not empty" >&2; exit 2; }
+# A run fills about 17 GB (the target dir, the Go build cache of Kubernetes and Istio, the
+# caches); running out half-way fails it late and confusingly, so refuse at once.
+need_gb=20
+free_gb=$(df -Pk "$dir" | awk 'NR == 2 { print int($4 / 1048576) }')
+if [ "$free_gb" -lt "$need_gb" ]; then
+  rmdir "$dir" 2>/dev/null || true
+  echo "ci-cold: only $free_gb GB free under $dir; a run needs about $need_gb GB (old runs: /tmp/meshtally-cold.*)" >&2
+  exit 2
+fi
 rev=$(git -C "$root" rev-parse HEAD)
 git clone --quiet --no-local "$root" "$dir/src"
 git -C "$dir/src" checkout --quiet "$rev"
@@ -55,4 +65,10 @@ total=$(($(date +%s) - started))
   grep -E 'CI: make setup|setup done in|control plane built in|building istioctl|^\[[ 0-9.]+ min\] +\(|phase .*: [0-9]+ s|FAILED after' "$log" | sed 's/^/  /' || true
   sed -n '/---- phases/,$p' "$log" | head -n 14
 } | tee -a "$log"
+if [ "${CI_COLD_KEEP:-}" != 1 ]; then
+  # The Go module cache is read-only by design: make it writable to remove it.
+  chmod -R u+w "$dir"
+  find "$dir" -mindepth 1 -maxdepth 1 ! -name cold.log -exec rm -rf {} +
+  echo "ci-cold: kept $log only (CI_COLD_KEEP=1 keeps the clone and caches)"
+fi
 exit "$status"

@@ -96,6 +96,25 @@ if [ "$(node -p 'try { require("./tests/dashboard/node_modules/playwright-core/p
   step "playwright-core installed in $((SECONDS - began))s"
 fi
 
+# 4c. The Zipkin server (`up --tracing`): Maven Central's exec jar, checked against the pinned
+# sha256 before it is kept, run with the machine's Java.
+zipkin_jar=.tools/zipkin-server-$ZIPKIN_VERSION-exec.jar
+if ! [ -f "$zipkin_jar" ] || ! sha256sum -c --status <(echo "$ZIPKIN_SHA256  $zipkin_jar"); then
+  began=$SECONDS
+  step "fetching zipkin-server $ZIPKIN_VERSION into .tools"
+  mkdir -p .tools
+  curl -fsSL --retry 3 -o "$zipkin_jar.part" \
+    "https://repo1.maven.org/maven2/io/zipkin/zipkin-server/$ZIPKIN_VERSION/zipkin-server-$ZIPKIN_VERSION-exec.jar"
+  if ! sha256sum -c --status <(echo "$ZIPKIN_SHA256  $zipkin_jar.part"); then
+    rm -f "$zipkin_jar.part"
+    echo "zipkin-server-$ZIPKIN_VERSION-exec.jar: sha256 differs from ZIPKIN_SHA256 in scripts/versions.env" >&2
+    exit 1
+  fi
+  mv "$zipkin_jar.part" "$zipkin_jar"
+  step "zipkin-server fetched in $((SECONDS - began))s"
+fi
+command -v java >/dev/null || { echo "java not found: the Zipkin server needs Java 17 (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+
 # 5. A real OCI registry and an independent client for the `deployer push` tests.
 deployer/tests/setup-registry.sh >/dev/null
 

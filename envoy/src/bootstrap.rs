@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use crate::cluster::{socket, static_cluster};
 use crate::routes::{self, Upstream};
 use crate::tls::{common_tls, Tls};
+use crate::tracing::{collector_cluster, hcm_tracing, Tracing};
 use crate::xds::{self, Resources, XdsConfig};
 use meshtally_mesh::model::traffic::Millis;
 use meshtally_wire::access::envoy_access_log;
@@ -91,6 +92,9 @@ pub struct Proxy {
     pub ingress: Option<Ingress>,
     /// Every connection manager logs here, its direction named by its listener.
     pub access_log: Option<AccessLog>,
+    /// Spans to a Zipkin collector from the sidecar's inbound and outbound connection managers,
+    /// or the gateway's front one (`up --tracing`).
+    pub tracing: Option<Tracing>,
 }
 
 /// Where a proxy's routes, clusters and filter go.
@@ -107,6 +111,7 @@ pub enum Delivery<'a> {
 struct Builder<'a> {
     delivery: Delivery<'a>,
     access_log: Option<&'a AccessLog>,
+    tracing: Option<&'a Tracing>,
     routes: Vec<Value>,
     filters: Vec<Value>,
     /// Two connection managers that would need different ECDS resources of one name.
@@ -134,6 +139,7 @@ pub fn build(proxy: &Proxy, delivery: Delivery<'_>) -> anyhow::Result<XdsConfig>
     let mut b = Builder {
         delivery,
         access_log: proxy.access_log.as_ref(),
+        tracing: proxy.tracing.as_ref(),
         routes: Vec::new(),
         filters: Vec::new(),
         conflict: None,
@@ -145,7 +151,10 @@ pub fn build(proxy: &Proxy, delivery: Delivery<'_>) -> anyhow::Result<XdsConfig>
         clusters.push(static_cluster("app", &[inbound.app_port], None));
     }
     if let Some(outbound) = &proxy.outbound {
-        listeners.push(outbound_listener(&mut b, proxy, outbound));
+        // A gateway's outbound listener is the local stand-in for its router's upstream: its
+        // one span is the front connection manager's upstream span, as on Istio's gateway.
+        let traced = proxy.ingress.is_none();
+        listeners.push(outbound_listener(&mut b, proxy, outbound, traced));
         for peer in &outbound.peers {
             clusters.extend(routes::clusters(peer));
         }
@@ -159,7 +168,9 @@ pub fn build(proxy: &Proxy, delivery: Delivery<'_>) -> anyhow::Result<XdsConfig>
         ));
     }
     let mut bootstrap = json!({
-        "node": {"id": "meshtally-local", "cluster": "meshtally", "metadata": proxy.node_metadata},
+        // The node's cluster is `<app>.<namespace>`, as Istio's bootstrap names it: Zipkin's
+        // tracer takes it for the spans' service name.
+        "node": {"id": "meshtally-local", "cluster": node_cluster(&proxy.node_metadata), "metadata": proxy.node_metadata},
         "admin": {"address": socket(proxy.admin_port)},
         "stats_config": {"stats_tags": stats_tags()},
         // Histograms reach the admin endpoint only when stats flush; flush often so tests and
@@ -167,19 +178,24 @@ pub fn build(proxy: &Proxy, delivery: Delivery<'_>) -> anyhow::Result<XdsConfig>
         "stats_flush_interval": "0.2s",
         "static_resources": {"listeners": listeners},
     });
+    // The tracer needs its collector's cluster when the (static) listeners are built, before
+    // CDS has delivered anything: it is static in either delivery, and never changes live.
+    let collector: Vec<Value> = proxy.tracing.iter().map(collector_cluster).collect();
     let clusters = match b.delivery {
         Delivery::Static => {
-            bootstrap["static_resources"]["clusters"] = Value::Array(clusters);
+            bootstrap["static_resources"]["clusters"] =
+                clusters.into_iter().chain(collector).collect();
             Vec::new()
         }
         Delivery::Files(dir) => {
             bootstrap["dynamic_resources"] = json!({"cds_config": xds::source(dir, xds::CDS_FILE)});
-            // The app's cluster stays in the bootstrap, beside the inline inbound route table
+            // The app's cluster stays in the bootstrap too, beside the inline inbound route table
             // that names it (Envoy checks an inline table's clusters when the listener loads).
             let (app, dynamic): (Vec<Value>, Vec<Value>) =
                 clusters.into_iter().partition(|c| c["name"] == "app");
-            if !app.is_empty() {
-                bootstrap["static_resources"]["clusters"] = Value::Array(app);
+            let statics: Vec<Value> = app.into_iter().chain(collector).collect();
+            if !statics.is_empty() {
+                bootstrap["static_resources"]["clusters"] = Value::Array(statics);
             }
             dynamic
                 .into_iter()
@@ -198,6 +214,17 @@ pub fn build(proxy: &Proxy, delivery: Delivery<'_>) -> anyhow::Result<XdsConfig>
             filters: b.filters,
         },
     })
+}
+
+/// `<app>.<namespace>` from a proxy's node metadata (`meshtally` when it names neither).
+fn node_cluster(metadata: &Value) -> String {
+    match (
+        metadata["LABELS"]["app"].as_str(),
+        metadata["NAMESPACE"].as_str(),
+    ) {
+        (Some(app), Some(ns)) => format!("{app}.{ns}"),
+        _ => "meshtally".to_owned(),
+    }
 }
 
 /// The meshtally filter of one side of a proxy (`inbound`, `outbound`): each side is its own
@@ -279,12 +306,22 @@ fn router() -> Value {
 
 /// An HTTP connection manager of the listener named `direction`: its route table is named
 /// after its `stat_prefix` (unique per proxy), inline or an RDS resource.
+/// Traced connection managers carry the proxy's tracer, with an upstream span when
+/// `Traced::WithUpstreamSpan` (a gateway's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Traced {
+    No,
+    Yes,
+    WithUpstreamSpan,
+}
+
 fn hcm(
     b: &mut Builder<'_>,
     direction: &str,
     stat_prefix: &str,
     http_filters: Vec<Value>,
     virtual_hosts: Value,
+    traced: Traced,
 ) -> Value {
     let mut typed_config = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -305,6 +342,9 @@ fn hcm(
                 "config_source": xds::source(dir, &xds::route_file(stat_prefix)),
             });
         }
+    }
+    if let (Some(t), true) = (b.tracing, traced != Traced::No) {
+        typed_config["tracing"] = hcm_tracing(t, traced == Traced::WithUpstreamSpan);
     }
     if let Some(log) = b.access_log {
         typed_config["access_log"] = json!([envoy_access_log(
@@ -345,7 +385,7 @@ fn inbound_listener(b: &mut Builder<'_>, proxy: &Proxy, inbound: &Inbound) -> Va
     // proxy has no route table it does not use).
     let plain = |b: &mut Builder<'_>, vhosts: Value| {
         let filters = http_filters(b, proxy, "inbound", &inbound.plugin_config);
-        json!({"filters": [hcm(b, "inbound", "inbound_plain", filters, vhosts)]})
+        json!({"filters": [hcm(b, "inbound", "inbound_plain", filters, vhosts, Traced::Yes)]})
     };
     let Some((tls, mode)) = &inbound.tls else {
         let plain = plain(b, vhosts);
@@ -361,7 +401,7 @@ fn inbound_listener(b: &mut Builder<'_>, proxy: &Proxy, inbound: &Inbound) -> Va
     }
     let mtls = json!({
         "filter_chain_match": {"transport_protocol": "tls"},
-        "filters": [hcm(b, "inbound", "inbound_mtls", mtls_filters, vhosts.clone())],
+        "filters": [hcm(b, "inbound", "inbound_mtls", mtls_filters, vhosts.clone(), Traced::Yes)],
         "transport_socket": {
             "name": "envoy.transport_sockets.tls",
             "typed_config": {
@@ -384,7 +424,13 @@ fn inbound_listener(b: &mut Builder<'_>, proxy: &Proxy, inbound: &Inbound) -> Va
     })
 }
 
-fn outbound_listener(b: &mut Builder<'_>, proxy: &Proxy, outbound: &Outbound) -> Value {
+fn outbound_listener(
+    b: &mut Builder<'_>,
+    proxy: &Proxy,
+    outbound: &Outbound,
+    traced: bool,
+) -> Value {
+    let traced = if traced { Traced::Yes } else { Traced::No };
     let vhosts: Vec<Value> = outbound.peers.iter().map(routes::virtual_host).collect();
     // Faults are injected before anything else sees the request, as in istiod's outbound
     // chain (the fault filter precedes the STATS-phase plugins).
@@ -394,7 +440,7 @@ fn outbound_listener(b: &mut Builder<'_>, proxy: &Proxy, outbound: &Outbound) ->
         "name": "outbound",
         "traffic_direction": "OUTBOUND",
         "address": socket(outbound.port),
-        "filter_chains": [{"filters": [hcm(b, "outbound", "outbound", filters, Value::Array(vhosts))]}],
+        "filter_chains": [{"filters": [hcm(b, "outbound", "outbound", filters, Value::Array(vhosts), traced)]}],
     })
 }
 
@@ -432,7 +478,7 @@ fn ingress_listener(b: &mut Builder<'_>, ingress: &Ingress) -> Value {
     json!({
         "name": "ingress",
         "address": socket(ingress.port),
-        "filter_chains": [{"filters": [hcm(b, "ingress", "ingress", vec![router()], vhosts)]}],
+        "filter_chains": [{"filters": [hcm(b, "ingress", "ingress", vec![router()], vhosts, Traced::WithUpstreamSpan)]}],
     })
 }
 
@@ -473,6 +519,7 @@ mod tests {
                 peers: vec![peer],
             }),
             ingress: None,
+            tracing: None,
             access_log: Some(AccessLog {
                 path: dir.join("a.log"),
                 proxy: "service-a-sidecar".into(),
@@ -549,6 +596,7 @@ mod tests {
         let mut builder = Builder {
             delivery: Delivery::Files(dir.path()),
             access_log: None,
+            tracing: None,
             routes: Vec::new(),
             filters: Vec::new(),
             conflict: None,

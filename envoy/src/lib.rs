@@ -6,6 +6,7 @@
 //! build on this one copy.
 //! - [`bootstrap`], [`routes`], [`cluster`], [`tls`]: one proxy's config, static or as xDS
 //!   resources the bootstrap references.
+//! - [`tracing`]: the Zipkin tracer of each connection manager, as istiod writes it.
 //! - [`xds`]: that config cut into the files Envoy watches, and put back for validation.
 //! - [`module`]: the content-addressed filter modules Envoy loads.
 //! - [`pki`]: the mesh CA and workload certificates.
@@ -25,5 +26,6 @@ pub mod pki;
 pub mod routes;
 pub mod shell;
 pub mod tls;
+pub mod tracing;
 pub mod validate;
 pub mod xds;

@@ -121,6 +121,49 @@ impl Places {
         which::which_in(name, Some(self.path.as_deref()?), &self.cwd).ok()
     }
 
+    /// The Zipkin server's exec jar and the Java that runs it: `$ZIPKIN_JAR`, else the one
+    /// `make setup` fetched into the checkout's `.tools/`; `$JAVA_HOME/bin/java`, else `java`
+    /// on PATH.
+    pub fn zipkin(&self) -> Result<(PathBuf, PathBuf)> {
+        let jar = match std::env::var_os("ZIPKIN_JAR").filter(|v| !v.is_empty()) {
+            Some(path) => existing(Path::new(&path)).with_context(|| {
+                format!(
+                    "zipkin server not found at {} (ZIPKIN_JAR)",
+                    Path::new(&path).display()
+                )
+            })?,
+            None => {
+                let tools = self.checkout().map(|c| c.join(".tools"));
+                let found = tools.and_then(|dir| {
+                    let mut jars: Vec<PathBuf> = std::fs::read_dir(dir)
+                        .ok()?
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| {
+                            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                                n.starts_with("zipkin-server-") && n.ends_with("-exec.jar")
+                            })
+                        })
+                        .collect();
+                    jars.sort();
+                    jars.pop()
+                });
+                match found {
+                    Some(jar) => existing(&jar)?,
+                    None => bail!(
+                        "the Zipkin server is not here: `make setup` in the checkout fetches it into .tools/, or set ZIPKIN_JAR to a zipkin-server exec jar"
+                    ),
+                }
+            }
+        };
+        let java = match std::env::var_os("JAVA_HOME").filter(|v| !v.is_empty()) {
+            Some(home) => Some(PathBuf::from(home).join("bin/java")).filter(|j| is_executable(j)),
+            None => None,
+        }
+        .or_else(|| self.on_path("java"))
+        .context("java not found (JAVA_HOME, PATH): the Zipkin server needs Java 17 or later")?;
+        Ok((jar, java))
+    }
+
     /// Prometheus: `$PROMETHEUS_BIN`, else `prometheus` on PATH (Debian's package, which
     /// `make setup` installs).
     pub fn prometheus(&self) -> Result<PathBuf> {

@@ -190,12 +190,16 @@ pub fn inline(bootstrap: &Value) -> Result<Value> {
         .as_object_mut()
         .and_then(|o| o.remove("dynamic_resources"))
     {
-        // Static clusters (the app's) first, as the static bootstrap lists them.
-        let mut clusters = out["static_resources"]["clusters"]
+        // In the static bootstrap's order: the app's cluster first, CDS's, then the other
+        // static ones (the trace collector's).
+        let statics = out["static_resources"]["clusters"]
             .as_array()
             .cloned()
             .unwrap_or_default();
+        let (mut clusters, last): (Vec<Value>, Vec<Value>) =
+            statics.into_iter().partition(|c| c["name"] == "app");
         clusters.extend(read(&dynamic["cds_config"])?);
+        clusters.extend(last);
         out["static_resources"]["clusters"] = Value::Array(clusters);
     }
     for listener in out["static_resources"]["listeners"]

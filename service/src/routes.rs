@@ -130,6 +130,7 @@ async fn call(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
             let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
             let body = json!({
                 "from": app.config.service,
+                "version": app.config.version,
                 "to": peer.name,
                 "url": reply.url,
                 "status": reply.status,

@@ -69,6 +69,7 @@ fn mesh(opts: Options) -> Result<Mesh> {
             outbound: None,
             ingress: None,
             access_log: None,
+            tracing: None,
         }),
     )?;
     let callee_port = callee.listener_port("inbound")?;
@@ -99,6 +100,7 @@ fn mesh(opts: Options) -> Result<Mesh> {
             }),
             ingress: None,
             access_log: None,
+            tracing: None,
         }),
     )?;
     let caller_port = caller.listener_port("outbound")?;
@@ -494,6 +496,7 @@ fn refused(dir: &Path, name: &str, config: Value, metadata: Value) -> Result<Str
         outbound: None,
         ingress: None,
         access_log: None,
+        tracing: None,
     };
     Envoy::start_expect_failure(dir, name, &bootstrap::render(&spec))
 }
@@ -572,6 +575,7 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
             }),
             ingress: None,
             access_log: None,
+            tracing: None,
         }),
     )?;
     let (inbound, outbound) = (

@@ -357,6 +357,15 @@ fn strict_mode_refuses_plain_http_to_a_sidecar() -> Result<()> {
     // Sidecars and the gateway still talk mTLS.
     let out = m.run("verify", &[]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    // No trace backend was asked for: `trace` says how to get one, in one line.
+    let out = m.run("trace", &[]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains("was started without --tracing")
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
     Ok(())
 }
 
@@ -391,6 +400,35 @@ fn clear_errors_before_anything_starts() -> Result<()> {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!state.join("supervisor.pid").exists());
+    // The trace backend's port taken, or --sampling without a backend: one line, nothing runs.
+    let mut traced = vec![
+        "up",
+        "--services",
+        "2",
+        "--base-port",
+        "28402",
+        "--gateway-port",
+        "28490",
+        "--tracing=28401",
+    ];
+    traced.extend_from_slice(&base);
+    let out = deployer(&traced);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains("port 28401 (zipkin) is already in use")
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    let mut sampled = args.clone();
+    sampled.extend(["--sampling", "10"]);
+    let out = deployer(&sampled);
+    assert!(
+        stderr(&out).contains("--sampling sets the share of requests traced: add --tracing"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!state.join("supervisor.pid").exists());
     drop(holder);
 

@@ -10,4 +10,5 @@ mod local_mesh;
 mod reliability;
 mod security;
 mod seeing;
+mod tracing;
 mod traffic;

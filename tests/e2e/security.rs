@@ -41,6 +41,7 @@ fn call_with(
             outbound: None,
             ingress: None,
             access_log: None,
+            tracing: None,
         }),
     )?;
     let mut a = caller_ca.issue(ca_dir, namespace, "service-a")?;
@@ -66,6 +67,7 @@ fn call_with(
             }),
             ingress: None,
             access_log: None,
+            tracing: None,
         }),
     )?;
     let r = http::get_host(

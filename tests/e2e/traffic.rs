@@ -8,20 +8,11 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use meshtally_tests::binomial_bounds;
 use meshtally_tests::envoy::validate;
 use meshtally_tests::http;
 use meshtally_tests::mesh::LocalMesh;
 use serde_json::Value;
-
-/// z for a two-sided 99.9 % interval.
-const Z999: f64 = 3.2905;
-
-/// The interval a binomial count of `n` trials at probability `p` lies in, 99.9 % of the time.
-fn binomial_bounds(n: usize, p: f64) -> (f64, f64) {
-    let mean = n as f64 * p;
-    let sd = (n as f64 * p * (1.0 - p)).sqrt();
-    (mean - Z999 * sd, mean + Z999 * sd)
-}
 
 fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n)

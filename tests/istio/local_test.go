@@ -101,7 +101,7 @@ type localMesh struct {
 	ports   map[string]int
 }
 
-func startLocalMesh(t *testing.T, m *mesh) *localMesh {
+func startLocalMesh(t *testing.T, m *mesh, extra ...string) *localMesh {
 	t.Helper()
 	root := repoRoot(t)
 	wasm := tool(t, "MESHTALLY_WASM", filepath.Join(root, "target/wasm32-wasip1/release/meshtally_filter.wasm"), "make wasm")
@@ -116,6 +116,7 @@ func startLocalMesh(t *testing.T, m *mesh) *localMesh {
 	args := []string{"up", "--detach", "--services", fmt.Sprint(len(m.names())), "--namespace", m.namespace,
 		"--base-port", fmt.Sprint(base), "--gateway-port", fmt.Sprint(l.gateway), "--state-dir", l.state,
 		"--wasm", wasm, "--service-bin", service, "--envoy", envoy}
+	args = append(args, extra...)
 	t.Cleanup(func() {
 		if out, errOut, err := runErr(deployerBin(t), "down", "--state-dir", l.state); err != nil {
 			t.Errorf("deployer down: %v\n%s%s", err, out, errOut)

@@ -9,6 +9,17 @@ pub use meshtally_testkit::{envoy, http, workspace_root};
 
 use std::path::PathBuf;
 
+/// z for a two-sided 99.9 % interval.
+const Z999: f64 = 3.2905;
+
+/// The interval a binomial count of `n` trials at probability `p` lies in, 99.9 % of the time
+/// (normal approximation: every caller has n·p and n·(1−p) well above 10).
+pub fn binomial_bounds(n: usize, p: f64) -> (f64, f64) {
+    let mean = n as f64 * p;
+    let sd = (n as f64 * p * (1.0 - p)).sqrt();
+    (mean - Z999 * sd, mean + Z999 * sd)
+}
+
 /// The built filter. Tests do not build it themselves (a nested cargo would fight over the build
 /// lock); `make test` builds it first.
 pub fn filter_wasm() -> PathBuf {

@@ -9,6 +9,7 @@
 //! - [`access`]: the JSON access-log format every proxy writes and the readers parse.
 //! - [`module`]: where the filter module is built and installed.
 //! - [`names`]: the DNS-1123 label rule.
+//! - [`trace`]: the span tags that carry the filter's facts into traces.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -33,3 +34,4 @@ pub mod ingress;
 pub mod metrics;
 pub mod module;
 pub mod names;
+pub mod trace;

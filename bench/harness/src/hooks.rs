@@ -32,6 +32,7 @@ pub fn extras(ctx: &Context<'_>) -> Result<Vec<Extra>> {
     let mut out = Vec::new();
     out.extend(deployer_render(ctx)?);
     out.extend(local_mesh_up(ctx)?);
+    out.extend(crate::tracing_cost::tracing_cost(ctx)?);
     Ok(out)
 }
 

@@ -23,6 +23,7 @@ pub mod repeat;
 pub mod report;
 pub mod summary;
 pub mod table;
+pub mod tracing_cost;
 pub mod variants;
 pub mod wasm_size;
 

@@ -71,3 +71,22 @@ fn quick_run_of_none_empty_and_meshtally_outbound() {
     }
     assert!(md.contains("## Method") && md.contains("## Reproduce"));
 }
+
+#[test]
+#[ignore = "needs Envoy, the Zipkin jar (make setup), the release deployer and module: bench/run.sh builds them"]
+fn tracing_cost_measures_both_meshes() {
+    let root = meshtally_bench::workspace_root();
+    let extra = meshtally_bench::tracing_cost::tracing_cost(&meshtally_bench::hooks::Context {
+        root: &root,
+        quick: true,
+    })
+    .unwrap()
+    .unwrap();
+    let text = extra.table.text();
+    eprintln!("{text}");
+    assert!(
+        text.contains("on, 100 % sampled") && text.contains("on, 1 % sampled"),
+        "{text}"
+    );
+    assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
+}

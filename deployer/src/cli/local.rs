@@ -117,4 +117,11 @@ pub struct UpArgs {
     /// 127.0.0.1:PORT, scraping every sidecar and the gateway [default port: 9090]
     #[arg(long, value_name = "PORT", num_args = 0..=1, require_equals = true, default_missing_value = "9090")]
     pub prometheus: Option<u16>,
+
+    /// Also run a trace backend, the Zipkin server (its jar from `make setup`, or $ZIPKIN_JAR,
+    /// run with Java 17+), on 127.0.0.1:PORT with its web UI; every sidecar and the gateway
+    /// send it spans tagged with the caller, mTLS and the version that answered (`deployer
+    /// trace` lists them). --sampling sets the share traced [default port: 9411]
+    #[arg(long, value_name = "PORT", num_args = 0..=1, require_equals = true, default_missing_value = "9411")]
+    pub tracing: Option<u16>,
 }

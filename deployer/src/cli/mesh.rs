@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use meshtally_mesh::model::{FailStrategy, Mesh, MeshInput, MtlsMode, ServiceChoice};
+use meshtally_mesh::model::{FailStrategy, Mesh, MeshInput, MtlsMode, Sampling, ServiceChoice};
 
 /// Which services, on which ports, in which namespace: what every renderer of the mesh needs,
 /// `up` included. No clap defaults: a flag given overrides the file, and the defaults (shown in
@@ -52,6 +52,11 @@ pub struct MeshShapeArgs {
     /// load. Envoy's failure_policy for the filter follows it.
     #[arg(long, value_enum, value_name = "STRATEGY")]
     pub fail_strategy: Option<FailStrategy>,
+
+    /// Share of requests traced, in percent (0-100, two decimals at most): the Telemetry
+    /// `render` writes, and the sidecars of `up --tracing` [default: 100]
+    #[arg(long, value_name = "PERCENT")]
+    pub sampling: Option<Sampling>,
 }
 
 /// The mesh as a cluster gets it: its shape, plus what only Kubernetes uses (pods per service,
@@ -98,6 +103,7 @@ impl MeshShapeArgs {
             base_port: self.base_port,
             mtls: self.mtls,
             fail_strategy: self.fail_strategy,
+            sampling: self.sampling,
             ..MeshInput::default()
         }
     }

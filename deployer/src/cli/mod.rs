@@ -13,7 +13,9 @@ use clap::{Parser, Subcommand};
 pub use cluster::{ApplyArgs, DeleteArgs, PushArgs, RenderArgs};
 pub use local::{ReloadArgs, ShiftArgs, StateArgs, StatusArgs, UpArgs};
 pub use mesh::{MeshArgs, MeshShapeArgs};
-pub use observe::{DashboardArgs, EdgesArgs, GraphArgs, StatsArgs, TapArgs, TopArgs, VerifyArgs};
+pub use observe::{
+    DashboardArgs, EdgesArgs, GraphArgs, StatsArgs, TapArgs, TopArgs, TraceArgs, VerifyArgs,
+};
 pub use target::TargetArgs;
 
 #[derive(Debug, Parser)]
@@ -63,6 +65,10 @@ pub enum Command {
     /// Stream the requests crossing the mesh, one line each, as the callees log them
     /// (Ctrl-C stops).
     Tap(TapArgs),
+    /// Recent traces from the mesh's trace backend (`up --tracing`, or a cluster's Zipkin with
+    /// --url) as call trees: who called whom, the version that answered, status, duration and
+    /// whether a certificate proved the caller; `deployer trace ID` shows one.
+    Trace(TraceArgs),
     /// Serve a live map of the mesh on 127.0.0.1 (Kiali's graph without a cluster): services
     /// as nodes, calls as edges labelled with rps, success rate and p99, a lock on verified
     /// edges; refreshed every second.
@@ -100,6 +106,16 @@ mod tests {
         assert_eq!(port(&["deployer", "up", "--prometheus=9191"]), Some(9191));
         // `--prometheus 9191` would read 9191 as another argument: `=` is required.
         assert!(Cli::try_parse_from(["deployer", "up", "--prometheus", "9191"]).is_err());
+        let tracing = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Up(up) => up.tracing,
+            _ => unreachable!(),
+        };
+        // Zipkin's own port, which Istio's addons use too.
+        assert_eq!(
+            tracing(&["deployer", "up", "--tracing"]),
+            Some(meshtally_wire::trace::ZIPKIN_PORT)
+        );
+        assert_eq!(tracing(&["deployer", "up", "--tracing=19411"]), Some(19411));
     }
 
     #[test]

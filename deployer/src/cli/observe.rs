@@ -98,6 +98,49 @@ pub struct TapArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Show this one trace (its id, 32 or 16 hex digits) instead of a list.
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+
+    #[command(flatten)]
+    pub state: super::StateArgs,
+
+    /// A cluster's Zipkin API, port-forwarded (`kubectl -n istio-system port-forward
+    /// svc/zipkin 9411`, then http://127.0.0.1:9411) [default: the local mesh's, from `up
+    /// --tracing`]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// With --url: the mesh's namespace (Zipkin names services <service>.<namespace>)
+    /// [default: istio-demo]
+    #[arg(long, value_name = "NS", requires = "url")]
+    pub namespace: Option<String>,
+
+    /// Only traces through this service.
+    #[arg(long, value_name = "SERVICE")]
+    pub service: Option<String>,
+
+    /// How many traces, newest first.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub last: usize,
+
+    /// Only traces with a span at least this long (`100ms`, `1s`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_window)]
+    pub min_duration: Option<std::time::Duration>,
+
+    /// Only traces with a call of this status code (503) or class (5xx).
+    #[arg(long, value_name = "CODE")]
+    pub status: Option<String>,
+
+    /// Print JSON: an array of {trace_id, entry, method, url, status, duration_ms, start_us,
+    /// spans, calls: [{depth, source, destination, version, status, duration_ms, mtls,
+    /// verified_caller, span_id}]} (one object for an ID).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct DashboardArgs {
     #[command(flatten)]
     pub from: TargetArgs,
@@ -126,7 +169,7 @@ pub struct GraphArgs {
 }
 
 /// `500ms`, `10s`, `2m`: a positive window of at most an hour.
-fn parse_window(text: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_window(text: &str) -> Result<std::time::Duration, String> {
     let (digits, unit) = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .map_or((text, "s"), |at| text.split_at(at));

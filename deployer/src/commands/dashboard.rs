@@ -130,9 +130,11 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
     let feed = Arc::new(Feed::default());
     let reading = feed::spawn(Box::new(opened.reader), feed.clone(), stop.clone());
     let state_dir = opened.state_dir;
+    let traces_dir = state_dir.clone();
     let tap = Arc::new(move |q: &TapQuery| tap_lines(state_dir.as_deref(), q));
+    let traces = Arc::new(move |q: &TapQuery| recent_traces(traces_dir.as_deref(), q));
     outln!("dashboard of {}: {url}\nCtrl-C stops it.", opened.what)?;
-    let served = server::serve(listener, feed, tap, stop.clone());
+    let served = server::serve(listener, feed, tap, traces, stop.clone());
     stop.store(true, Ordering::SeqCst);
     let read = reading
         .join()
@@ -154,6 +156,56 @@ pub fn graph(args: GraphArgs) -> Result<()> {
     }
     crate::output::print(&export::render(&graph, args.format)?)?;
     Ok(())
+}
+
+/// How many recent traces a click lists.
+const TRACES: usize = 5;
+
+/// The last few traces of an edge (the callee's spans tagged with the verified caller) or of a
+/// node, from the local mesh's Zipkin.
+fn recent_traces(state_dir: Option<&std::path::Path>, q: &TapQuery) -> Result<serde_json::Value> {
+    use crate::observe::trace::{Query, Zipkin};
+    let Some(dir) = state_dir else {
+        anyhow::bail!(
+            "traces come from a local mesh's Zipkin (`deployer trace --url` reads a cluster's)"
+        );
+    };
+    let state = crate::local::state::StateDir::new(dir);
+    let layout = state.read_layout()?;
+    let Some(t) = &layout.tracing else {
+        anyhow::bail!(
+            "no traces: the mesh was started without --tracing (`deployer up --tracing`)"
+        );
+    };
+    let zipkin = Zipkin {
+        url: t.url(),
+        namespace: layout.namespace.clone(),
+    };
+    let (service, tag) = match (&q.source, &q.destination, &q.service) {
+        (Some(s), Some(d), _) => (
+            d.clone(),
+            Some((meshtally_wire::trace::SOURCE.to_owned(), s.clone())),
+        ),
+        (_, _, Some(s)) => (s.clone(), None),
+        _ => anyhow::bail!("name an edge (source and destination) or a service"),
+    };
+    let traces = zipkin.traces(&Query {
+        service: Some(service),
+        last: TRACES,
+        tag,
+        ..Query::default()
+    })?;
+    Ok(traces
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "trace_id": t.trace_id,
+                "status": t.status,
+                "duration_ms": t.duration_ms,
+                "url": zipkin.ui_trace(&t.trace_id),
+            })
+        })
+        .collect())
 }
 
 /// The last few calls of an edge or a node, as `tap` prints them.

@@ -21,6 +21,8 @@ pub fn up(args: UpArgs) -> Result<()> {
         service_bin: args.service_bin,
         plugin_config: args.plugin_config,
         prometheus: args.prometheus,
+        tracing: args.tracing,
+        sampling_given: args.mesh.sampling.is_some(),
         mesh_file: args.mesh.file.clone(),
     };
     up::plan(&mesh, request)?.run()

@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Top(args) => observe::top(args),
         Command::Edges(args) => observe::edges(args),
         Command::Tap(args) => observe::tap(args),
+        Command::Trace(args) => observe::trace(args),
         Command::Dashboard(args) => dashboard::dashboard(args),
         Command::Graph(args) => dashboard::graph(args),
         Command::Apply(args) => cluster::apply(args),

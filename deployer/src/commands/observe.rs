@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::target::{services, Target};
-use crate::cli::{EdgesArgs, StatsArgs, TapArgs, TargetArgs, TopArgs, VerifyArgs};
+use crate::cli::{EdgesArgs, StatsArgs, TapArgs, TargetArgs, TopArgs, TraceArgs, VerifyArgs};
 use crate::cluster::sidecars::{ClusterGateway, ClusterSidecars};
 use crate::local::observed::LocalReader;
 use crate::observe::edges;
@@ -150,6 +150,75 @@ pub fn edges(args: EdgesArgs) -> Result<()> {
     } else {
         print(&edges::table(&rows))?;
     }
+    Ok(())
+}
+
+pub fn trace(args: TraceArgs) -> Result<()> {
+    use crate::observe::trace::{self, Query, Zipkin};
+    let status = args
+        .status
+        .as_deref()
+        .map(tap::StatusMatch::parse)
+        .transpose()?;
+    let zipkin = match &args.url {
+        Some(url) => Zipkin {
+            url: url.clone(),
+            namespace: args
+                .namespace
+                .clone()
+                .unwrap_or_else(|| meshtally_mesh::model::DEFAULT_NAMESPACE.to_owned()),
+        },
+        None => {
+            let state = args.state.find();
+            let layout = state.read_layout().with_context(|| {
+                format!("no local mesh at {} (`deployer up --tracing` starts one; a cluster's Zipkin: --url)", state.root.display())
+            })?;
+            let Some(t) = &layout.tracing else {
+                bail!(
+                    "the mesh at {} was started without --tracing: `{}` traces it (after `{}`)",
+                    state.root.display(),
+                    state.cmd("up --tracing"),
+                    state.cmd("down")
+                );
+            };
+            if let Some(s) = &args.service {
+                let known = layout.service(s).is_some() || s == "istio-ingressgateway";
+                if !known {
+                    let names: Vec<&str> =
+                        layout.services.iter().map(|s| s.name.as_str()).collect();
+                    bail!(
+                        "--service {s}: not a service of this mesh ({})",
+                        names.join(", ")
+                    );
+                }
+            }
+            Zipkin {
+                url: t.url(),
+                namespace: layout.namespace.clone(),
+            }
+        }
+    };
+    if let Some(id) = &args.id {
+        let t = zipkin.trace(id)?;
+        print(&if args.json {
+            format!("{}\n", serde_json::to_string_pretty(&t)?)
+        } else {
+            trace::render(std::slice::from_ref(&t))
+        })?;
+        return Ok(());
+    }
+    let traces = zipkin.traces(&Query {
+        service: args.service.clone(),
+        last: args.last,
+        min_duration: args.min_duration,
+        status,
+        tag: None,
+    })?;
+    print(&if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&traces)?)
+    } else {
+        trace::render(&traces)
+    })?;
     Ok(())
 }
 

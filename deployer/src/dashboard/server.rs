@@ -68,10 +68,15 @@ pub(crate) struct TapQuery {
 /// The last few tap lines for a query, or why there are none.
 pub(crate) type Tap = dyn Fn(&TapQuery) -> Result<Vec<String>> + Send + Sync;
 
+/// The recent traces of an edge or a node (`[{trace_id, status, duration_ms, url}]`, the url
+/// the trace backend's own page), or why there are none.
+pub(crate) type Traces = dyn Fn(&TapQuery) -> Result<serde_json::Value> + Send + Sync;
+
 #[derive(Clone)]
 struct App {
     feed: Arc<Feed>,
     tap: Arc<Tap>,
+    traces: Arc<Traces>,
 }
 
 /// Serves until `stop` is set (checked every 200 ms).
@@ -79,6 +84,7 @@ pub(crate) fn serve(
     listener: TcpListener,
     feed: Arc<Feed>,
     tap: Arc<Tap>,
+    traces: Arc<Traces>,
     stop: Arc<AtomicBool>,
 ) -> Result<()> {
     listener.set_nonblocking(true)?;
@@ -103,7 +109,8 @@ pub(crate) fn serve(
             )
             .route("/api/graph", get(graph))
             .route("/api/tap", get(tap_lines))
-            .with_state(App { feed, tap });
+            .route("/api/traces", get(recent_traces))
+            .with_state(App { feed, tap, traces });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 while !stop.load(Ordering::SeqCst) {
@@ -147,6 +154,17 @@ async fn graph(State(app): State<App>, Query(q): Query<GraphQuery>) -> Response 
         )
             .into_response(),
     }
+}
+
+async fn recent_traces(State(app): State<App>, Query(q): Query<TapQuery>) -> Response {
+    let traces = app.traces.clone();
+    let found = tokio::task::spawn_blocking(move || traces(&q)).await;
+    let body = match found {
+        Ok(Ok(traces)) => serde_json::json!({ "traces": traces }),
+        Ok(Err(e)) => serde_json::json!({ "traces": [], "hint": format!("{e:#}") }),
+        Err(e) => serde_json::json!({ "traces": [], "hint": e.to_string() }),
+    };
+    json(body.to_string())
 }
 
 async fn tap_lines(State(app): State<App>, Query(q): Query<TapQuery>) -> Response {

@@ -118,6 +118,9 @@ pub struct Layout {
     /// A Prometheus scraping every proxy (`up --prometheus`).
     #[serde(default)]
     pub prometheus: Option<LocalPrometheus>,
+    /// A Zipkin server every proxy sends spans to (`up --tracing`).
+    #[serde(default)]
+    pub tracing: Option<super::tracing::LocalTracing>,
     /// The `up` command that started the mesh, as typed: restart hints repeat it exactly.
     #[serde(default)]
     pub up_command: Option<UpCommand>,
@@ -268,6 +271,7 @@ impl Layout {
             gateway,
             services,
             prometheus: None,
+            tracing: None,
             up_command: None,
         })
     }

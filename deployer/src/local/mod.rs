@@ -12,4 +12,5 @@ pub(crate) mod signal;
 pub mod state;
 pub(crate) mod status;
 pub(crate) mod supervisor;
+pub mod tracing;
 pub(crate) mod up;

@@ -23,6 +23,8 @@ pub enum Ready {
     Healthz(u16),
     /// Prometheus's `/-/ready` answers 200.
     Prometheus(u16),
+    /// Zipkin's `/health` answers 200.
+    Zipkin(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +48,11 @@ impl ProcessSpec {
             .is_ok_and(|r| r.status == 200),
             Ready::Prometheus(port) => http::get(
                 &format!("http://127.0.0.1:{port}/-/ready"),
+                Duration::from_millis(500),
+            )
+            .is_ok_and(|r| r.status == 200),
+            Ready::Zipkin(port) => http::get(
+                &format!("http://127.0.0.1:{port}/health"),
                 Duration::from_millis(500),
             )
             .is_ok_and(|r| r.status == 200),
@@ -73,7 +80,7 @@ impl ProcessSpec {
 }
 
 /// Every process of a local mesh, in start order: apps first, then sidecars, then the gateway,
-/// then Prometheus when asked for.
+/// then Prometheus and Zipkin when asked for.
 pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
     let envoy = |name: &str, admin: u16| ProcessSpec {
         name: name.to_owned(),
@@ -144,6 +151,16 @@ pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
             env: Vec::new(),
             ready: Ready::Prometheus(p.port),
             log: state.log(PROMETHEUS),
+        });
+    }
+    if let Some(t) = &layout.tracing {
+        specs.push(ProcessSpec {
+            name: super::tracing::ZIPKIN.to_owned(),
+            program: t.java.clone(),
+            args: t.args(),
+            env: t.env(),
+            ready: Ready::Zipkin(t.port),
+            log: state.log(super::tracing::ZIPKIN),
         });
     }
     // Each carries the mesh's marker: how `down` and `status` know it for this mesh's own.

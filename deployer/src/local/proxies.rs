@@ -18,6 +18,7 @@ use meshtally_envoy::bootstrap::{
 use meshtally_envoy::pki::{self, Ca};
 use meshtally_envoy::routes::Upstream;
 use meshtally_envoy::tls::Tls;
+use meshtally_envoy::tracing::Tracing;
 use meshtally_envoy::{module, xds};
 use meshtally_mesh::render::security::{INGRESS_NAMESPACE, INGRESS_SERVICE_ACCOUNT};
 use meshtally_wire::identity::spiffe_id;
@@ -109,6 +110,18 @@ impl Layout {
         plugin_config_for(&self.plugin_config, version, direction)
     }
 
+    /// The tracer of a proxy of workload `app` at `version` in `namespace`, when the mesh
+    /// traces.
+    fn tracing(&self, app: &str, version: &str, namespace: &str) -> Option<Tracing> {
+        self.tracing.as_ref().map(|t| Tracing {
+            collector_port: t.port,
+            sampling: t.sampling.percent(),
+            canonical_service: app.to_owned(),
+            canonical_revision: version.to_owned(),
+            namespace: namespace.to_owned(),
+        })
+    }
+
     fn sidecar(&self, s: &LocalService, instance: &Instance, own: &Tls, root: &Path) -> Proxy {
         // Mirrors the AuthorizationPolicy `render` writes: the other services and the gateway.
         let mut allowed: Vec<String> = self
@@ -139,6 +152,7 @@ impl Layout {
             }),
             ingress: None,
             access_log: None,
+            tracing: self.tracing(&s.name, &instance.version, &self.namespace),
         }
     }
 
@@ -168,6 +182,8 @@ impl Layout {
                 outbound_port: self.gateway.outbound_port,
             }),
             access_log: None,
+            // Istio's canonical revision of a workload without a `version` label is `latest`.
+            tracing: self.tracing("istio-ingressgateway", "latest", INGRESS_NAMESPACE),
         }
     }
 }

@@ -328,13 +328,14 @@ pub fn running_meshes() -> Vec<PathBuf> {
 }
 
 /// The state dir of the running local mesh one of whose public ports (a service's, the
-/// gateway's, Prometheus's) is `port`.
+/// gateway's, Prometheus's, Zipkin's) is `port`.
 pub fn mesh_holding(port: u16) -> Option<PathBuf> {
     running_meshes().into_iter().find(|root| {
         StateDir::new(root).read_layout().is_ok_and(|layout| {
             layout.services.iter().any(|s| s.port == port)
                 || layout.gateway.port == port
                 || layout.prometheus.as_ref().is_some_and(|p| p.port == port)
+                || layout.tracing.as_ref().is_some_and(|t| t.port == port)
         })
     })
 }

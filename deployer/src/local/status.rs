@@ -19,7 +19,7 @@ use meshtally_envoy::http;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Process {
     pub name: String,
-    /// `app`, `sidecar`, `gateway` or `prometheus`.
+    /// `app`, `sidecar`, `gateway`, `prometheus` or `zipkin`.
     pub kind: &'static str,
     pub pid: Option<u32>,
     pub running: bool,
@@ -98,6 +98,14 @@ fn planned(layout: &Layout) -> Vec<Planned> {
             Health::Url(url(p.port, "/-/ready")),
         ));
     }
+    if let Some(t) = &layout.tracing {
+        out.push((
+            super::tracing::ZIPKIN.to_owned(),
+            "zipkin",
+            BTreeMap::from([("http", t.port)]),
+            Health::Url(url(t.port, "/health")),
+        ));
+    }
     out
 }
 
@@ -114,6 +122,11 @@ fn urls(kind: &str, ports: &BTreeMap<&'static str, u16>) -> BTreeMap<&'static st
     if kind == "prometheus" {
         if let Some(p) = ports.get("http") {
             urls.insert("prometheus", url(*p, "/"));
+        }
+    }
+    if kind == "zipkin" {
+        if let Some(p) = ports.get("http") {
+            urls.insert("ui", url(*p, "/zipkin/"));
         }
     }
     urls

@@ -256,7 +256,7 @@ impl Supervisor {
             .filter(|p| p.child.is_some())
             .filter_map(|p| match p.spec.ready {
                 Ready::Envoy(admin) => Some((p.spec.name == GATEWAY, admin)),
-                Ready::Healthz(_) | Ready::Prometheus(_) => None,
+                Ready::Healthz(_) | Ready::Prometheus(_) | Ready::Zipkin(_) => None,
             })
             .collect();
         for gateway_first in [true, false] {

@@ -30,6 +30,10 @@ pub struct UpRequest {
     pub plugin_config: Option<String>,
     /// Run a Prometheus on this loopback port.
     pub prometheus: Option<u16>,
+    /// Run a Zipkin server on this loopback port, and trace.
+    pub tracing: Option<u16>,
+    /// `--sampling` was given (it means nothing without `--tracing`).
+    pub sampling_given: bool,
     /// The mesh file, if the mesh came from one (kept for `deployer reload`).
     pub mesh_file: Option<PathBuf>,
 }
@@ -101,6 +105,21 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
         }),
         None => None,
     };
+    let tracing = match req.tracing {
+        Some(port) => {
+            let (jar, java) = places.zipkin()?;
+            Some(super::tracing::LocalTracing {
+                jar,
+                java,
+                port,
+                sampling: mesh.sampling,
+            })
+        }
+        None if req.sampling_given => {
+            bail!("--sampling sets the share of requests traced: add --tracing to run a trace backend")
+        }
+        None => None,
+    };
     let mut layout = Layout::plan(
         mesh,
         req.gateway_port,
@@ -122,6 +141,16 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
         }
     }
     layout.prometheus = prometheus;
+    if let Some(t) = &tracing {
+        let taken = layout.prometheus.as_ref().is_some_and(|p| p.port == t.port);
+        if taken || std::net::TcpListener::bind(("127.0.0.1", t.port)).is_err() {
+            bail!(
+                "port {} (zipkin) is already in use: stop what holds it, or pick another with --tracing=PORT",
+                t.port
+            );
+        }
+    }
+    layout.tracing = tracing;
     layout.up_command = super::layout::UpCommand::this();
     layout.mesh_file = req
         .mesh_file
@@ -343,6 +372,15 @@ fn print_table(layout: &Layout, state: &StateDir, elapsed: Duration) -> Result<(
             "-".into(),
         ]);
     }
+    if let Some(z) = &layout.tracing {
+        t.row(vec![
+            super::tracing::ZIPKIN.to_owned(),
+            z.ui(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]);
+    }
     out!("{}", t.render())?;
     let (first, last) = (
         &layout.services[0].name,
@@ -351,10 +389,15 @@ fn print_table(layout: &Layout, state: &StateDir, elapsed: Duration) -> Result<(
     // The hints name this deployer and this state dir, so pasting them anywhere reaches this
     // mesh and no other.
     outln!(
-        "\ntry:\n  curl -sv localhost:{}/{last}/call/{first}\n  {}\n  {}\n",
+        "\ntry:\n  curl -sv localhost:{}/{last}/call/{first}\n  {}\n  {}{}\n",
         g.port,
         state.cmd("verify"),
-        state.cmd("stats")
+        state.cmd("stats"),
+        if layout.tracing.is_some() {
+            format!("\n  {}", state.cmd("trace"))
+        } else {
+            String::new()
+        }
     )?;
     Ok(())
 }

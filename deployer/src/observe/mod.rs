@@ -11,6 +11,7 @@ pub(crate) mod signals;
 pub(crate) mod stats;
 pub(crate) mod tap;
 pub(crate) mod top;
+pub(crate) mod trace;
 pub(crate) mod verify;
 
 use anyhow::Result;

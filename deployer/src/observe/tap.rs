@@ -47,7 +47,7 @@ impl StatusMatch {
         bail!("--status {text:?}: give a status code (503) or a class (5xx)")
     }
 
-    fn matches(self, status: Option<u16>) -> bool {
+    pub(crate) fn matches(self, status: Option<u16>) -> bool {
         match (self, status) {
             (StatusMatch::Code(c), Some(s)) => c == s,
             (StatusMatch::Class(c), Some(s)) => s / 100 == c,

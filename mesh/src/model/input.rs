@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::traffic::{
     CircuitBreakerInput, FaultInput, MatchInput, Millis, RetriesInput, TrafficInput, VersionInput,
 };
-use super::{FailStrategy, ModelError, MtlsMode};
+use super::{FailStrategy, ModelError, MtlsMode, Sampling};
 
 /// How the services are chosen. One field, so a flag of either kind overrides the file's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +108,7 @@ pub struct MeshInput {
     pub wasm_file: Option<PathBuf>,
     pub mtls: Option<MtlsMode>,
     pub fail_strategy: Option<FailStrategy>,
+    pub sampling: Option<Sampling>,
 }
 
 /// The mesh file as written. `services` is a count or a list whose entries are a name or a
@@ -189,6 +190,7 @@ impl MeshInput {
             // Flags only: how the mesh treats traffic is chosen where it runs.
             mtls: None,
             fail_strategy: None,
+            sampling: None,
         })
     }
 
@@ -215,6 +217,7 @@ impl MeshInput {
             wasm_file,
             mtls: self.mtls.or(file.mtls),
             fail_strategy: self.fail_strategy.or(file.fail_strategy),
+            sampling: self.sampling.or(file.sampling),
         }
     }
 }

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 pub use error::ModelError;
 pub use input::{MeshInput, ServiceChoice, ServiceEntry};
 pub use locate::FieldPath;
-pub use policy::{FailStrategy, MtlsMode};
+pub use policy::{FailStrategy, MtlsMode, Sampling};
 pub use restart::needs_restart;
 pub use traffic::Traffic;
 pub use wasm::{Delivery, Module, WasmSource};
@@ -55,6 +55,10 @@ pub struct Mesh {
     pub mtls: MtlsMode,
     /// The WasmPlugin's failStrategy, if one was chosen (see [`FailStrategy::or_default`]).
     pub fail_strategy: Option<FailStrategy>,
+    /// The share of requests traced: the Telemetry `render` writes, the sidecars `up --tracing`
+    /// runs.
+    #[serde(default)]
+    pub sampling: Sampling,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -192,6 +196,7 @@ impl Mesh {
                 wasm,
                 mtls: input.mtls.unwrap_or_default(),
                 fail_strategy: input.fail_strategy,
+                sampling: input.sampling.unwrap_or_default(),
             }),
             _ => Err(problems),
         }

@@ -1,6 +1,6 @@
 //! How the mesh treats traffic, whoever runs it: mTLS between sidecars (Istio's
-//! PeerAuthentication mode) and what a filter that cannot load does (the WasmPlugin's
-//! failStrategy). One enum each, spelled as Istio spells them in YAML (`STRICT`, `FAIL_OPEN`)
+//! PeerAuthentication mode), what a filter that cannot load does (the WasmPlugin's
+//! failStrategy) and the share of requests traced (the Telemetry's sampling). One enum each, spelled as Istio spells them in YAML (`STRICT`, `FAIL_OPEN`)
 //! and as the flags do (`strict`, `fail-open`); `render` writes them into the Istio objects and
 //! `up` into the local sidecars' Envoy configs.
 
@@ -38,6 +38,69 @@ impl FailStrategy {
     }
 }
 
+/// The share of requests that start a trace, in hundredths of a percent (Istio's
+/// `randomSamplingPercentage` takes a double; two decimals are finer than anyone samples).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Sampling(u16);
+
+impl Sampling {
+    /// Every request traced: the local mesh's default, and the render's (lower it on a busy
+    /// cluster: `--sampling 1`).
+    pub const ALL: Sampling = Sampling(10_000);
+
+    /// As a percentage, 0–100.
+    pub fn percent(self) -> f64 {
+        f64::from(self.0) / 100.0
+    }
+}
+
+impl Default for Sampling {
+    fn default() -> Sampling {
+        Sampling::ALL
+    }
+}
+
+impl TryFrom<f64> for Sampling {
+    type Error = String;
+
+    fn try_from(percent: f64) -> Result<Sampling, String> {
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(format!("{percent} is not a percentage from 0 to 100"));
+        }
+        let hundredths = (percent * 100.0).round();
+        if (hundredths - percent * 100.0).abs() > 1e-6 {
+            return Err(format!("{percent}: at most two decimals"));
+        }
+        // In 0..=10000 after the range check: the cast cannot truncate.
+        Ok(Sampling(hundredths as u16))
+    }
+}
+
+impl From<Sampling> for f64 {
+    fn from(s: Sampling) -> f64 {
+        s.percent()
+    }
+}
+
+impl std::str::FromStr for Sampling {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Sampling, String> {
+        let percent: f64 = text
+            .trim_end_matches('%')
+            .parse()
+            .map_err(|_| format!("`{text}` is not a number (a percentage, e.g. 10 or 0.5)"))?;
+        Sampling::try_from(percent)
+    }
+}
+
+impl std::fmt::Display for Sampling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}%", self.percent())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +125,18 @@ mod tests {
         }
         assert_eq!(MtlsMode::default(), MtlsMode::Strict);
         assert_eq!(FailStrategy::or_default(None), FailStrategy::FailOpen);
+    }
+
+    #[test]
+    fn sampling_is_a_percentage_with_two_decimals_at_most() {
+        assert_eq!("10".parse::<Sampling>().unwrap().percent(), 10.0);
+        assert_eq!("0.5%".parse::<Sampling>().unwrap().percent(), 0.5);
+        assert_eq!("100".parse::<Sampling>(), Ok(Sampling::ALL));
+        assert_eq!("0".parse::<Sampling>().unwrap().percent(), 0.0);
+        for bad in ["101", "-1", "0.001", "ten", "NaN"] {
+            assert!(bad.parse::<Sampling>().is_err(), "{bad}");
+        }
+        assert_eq!(Sampling::ALL.to_string(), "100%");
+        assert_eq!(json!(Sampling::try_from(12.5).unwrap()), json!(12.5));
     }
 }

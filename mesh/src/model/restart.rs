@@ -42,6 +42,13 @@ pub fn needs_restart(running: &Mesh, wanted: &Mesh) -> Option<String> {
     })
     .or_else(|| {
         changed(
+            "the trace sampling",
+            running.sampling.to_string(),
+            wanted.sampling.to_string(),
+        )
+    })
+    .or_else(|| {
+        changed(
             "the replicas",
             running.replicas.to_string(),
             wanted.replicas.to_string(),

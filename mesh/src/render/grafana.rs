@@ -20,7 +20,28 @@ pub struct Dashboard {
     pub refresh: String,
     pub time: TimeRange,
     pub templating: Templating,
+    /// Required by Grafana's schema; holds Grafana's own built-in annotations query, as a
+    /// dashboard saved from its UI does.
+    pub annotations: Annotations,
     pub panels: Vec<Panel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Annotations {
+    pub list: Vec<Annotation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Annotation {
+    pub built_in: u32,
+    pub datasource: DataSource,
+    pub enable: bool,
+    pub hide: bool,
+    pub icon_color: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -195,6 +216,20 @@ pub fn dashboard(namespace: &str) -> Dashboard {
         time: TimeRange {
             from: "now-15m".into(),
             to: "now".into(),
+        },
+        annotations: Annotations {
+            list: vec![Annotation {
+                built_in: 1,
+                datasource: DataSource {
+                    kind: "grafana".into(),
+                    uid: "-- Grafana --".into(),
+                },
+                enable: true,
+                hide: true,
+                icon_color: "rgba(0, 211, 255, 1)".into(),
+                name: "Annotations & Alerts".into(),
+                kind: "dashboard".into(),
+            }],
         },
         templating: Templating {
             list: vec![Variable {

@@ -12,6 +12,7 @@ pub mod meta;
 pub mod monitoring;
 mod namespace;
 pub mod security;
+pub mod tracing;
 pub mod traffic;
 pub mod workload;
 mod yaml;
@@ -303,6 +304,23 @@ pub fn render(mesh: &Mesh, delivery: &Delivery) -> Result<Bundle, RenderError> {
         body: Body::Text(format!(
             "{HEADER}{}",
             yaml::to_string(&access_log::envoy_filter(mesh))?
+        )),
+    });
+    files.push(File {
+        path: tracing::TELEMETRY_FILE.to_owned(),
+        kind: FileKind::Support,
+        body: Body::Text(format!(
+            "{HEADER}{}",
+            yaml::to_string(&tracing::telemetry(mesh))?
+        )),
+    });
+    files.push(File {
+        path: tracing::INSTALL_FILE.to_owned(),
+        kind: FileKind::Support,
+        body: Body::Text(format!(
+            "{HEADER}# Istio's install-time settings: `istioctl install -f {}`\n{}",
+            tracing::INSTALL_FILE,
+            yaml::to_string(&tracing::istio_operator())?
         )),
     });
     files.push(File {

@@ -431,6 +431,17 @@ function showDetails(fetchTap) {
         tap.textContent = body.lines && body.lines.length ? body.lines.join("\n") : body.hint || "no calls logged yet";
       })
       .catch((err) => { tap.textContent = `cannot read the tap: ${err}`; });
+    // The edge's (or node's) recent traces, each a link to the trace backend's own page.
+    const traces = document.getElementById("traces");
+    traces.innerHTML = "<li>…</li>";
+    fetch(`/api/traces?${query}`)
+      .then((r) => r.json())
+      .then((body) => {
+        traces.innerHTML = body.traces && body.traces.length
+          ? body.traces.map((t) => `<li><a href="${escape(t.url)}" target="_blank" rel="noopener">${escape(t.trace_id.slice(0, 16))}</a> ${t.status === null ? "-" : t.status} ${fmt(t.duration_ms, 1, " ms")}</li>`).join("")
+          : `<li>${escape(body.hint || "no traces of these calls yet")}</li>`;
+      })
+      .catch((err) => { traces.innerHTML = `<li>${escape(`cannot read the traces: ${err}`)}</li>`; });
   }
 }
 
