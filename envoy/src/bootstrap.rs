@@ -543,7 +543,11 @@ mod tests {
                 .iter()
                 .map(|c| c["name"].as_str().unwrap())
                 .collect();
-            assert_eq!(statics, ["app"], "only the app's cluster is static, the rest from CDS");
+            assert_eq!(
+                statics,
+                ["app"],
+                "only the app's cluster is static, the rest from CDS"
+            );
             let routes: Vec<&str> = config
                 .resources
                 .routes
