@@ -67,10 +67,11 @@ fn tag<'a>(span: &'a Value, name: &str) -> &'a str {
     span["tags"][name].as_str().unwrap_or_default()
 }
 
+/// Calls per (source, destination), and per destination version.
+type Counts = (BTreeMap<(String, String), u64>, BTreeMap<String, u64>);
+
 /// Inbound calls per (source, destination) and per destination version, from `deployer stats`.
-fn inbound_counts(
-    m: &LocalMesh,
-) -> Result<(BTreeMap<(String, String), u64>, BTreeMap<String, u64>)> {
+fn inbound_counts(m: &LocalMesh) -> Result<Counts> {
     let out = m.run("stats", &["--json"]);
     ensure!(
         out.status.success(),

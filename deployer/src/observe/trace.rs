@@ -294,7 +294,7 @@ impl Zipkin {
             q.status.is_none_or(|m| t.statuses().any(|s| m.matches(s)))
                 && q.service.as_deref().is_none_or(|s| t.involves(s))
         });
-        traces.sort_by(|a, b| b.start_us.cmp(&a.start_us));
+        traces.sort_by_key(|t| std::cmp::Reverse(t.start_us));
         traces.truncate(q.last);
         Ok(traces)
     }
