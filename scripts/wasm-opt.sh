@@ -14,7 +14,10 @@ stamp=$wasm.opt-sha256
 if [ -f "$stamp" ] && [ "$(sha256sum "$wasm" | cut -d' ' -f1)" = "$(cat "$stamp")" ]; then exit 0; fi
 before=$(stat -c %s "$wasm")
 # Write to a new file and rename: the cargo output is a hard link into target/…/deps.
-wasm-opt -Oz --strip-debug --strip-producers \
+# -Os, not -Oz: measured on meshtally's module (2026-12-03, Envoy 1.40, V8), -Oz saved 4 KB
+# (88,093 vs 92,128 bytes) but each proxy loading it started with ~7 MB more RSS (94.9 vs
+# 87.5 MB), and the empty filter ~1.6 MB more; a sidecar's memory is paid per pod.
+wasm-opt -Os --strip-debug --strip-producers \
   --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int \
   "$wasm" -o "$wasm.tmp"
 mv "$wasm.tmp" "$wasm"

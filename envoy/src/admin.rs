@@ -120,7 +120,8 @@ impl Admin {
 /// What a proxy's `/config_dump` says about the versions of its dynamic config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigVersions {
-    /// The version of the filter's ECDS resource, if the proxy has one.
+    /// The version of the filter's ECDS resources, if the proxy has any: the oldest of them
+    /// (a sidecar has one per side), so a proxy has taken a version once every side has.
     pub filter: Option<String>,
     /// Each RDS route table with its version.
     pub routes: Vec<(String, String)>,
@@ -138,13 +139,14 @@ impl ConfigVersions {
                     text(&config["route_config"]["name"]).zip(text(&config["version_info"])),
                 );
             } else if kind.ends_with(".EcdsFilterConfig") {
-                out.filter = out.filter.or(text(&config["version_info"]));
+                out.filter = oldest(out.filter, text(&config["version_info"]));
             } else if kind.ends_with(".EcdsConfigDump") {
                 out.filter = config["ecds_filters"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .find_map(|f| text(&f["version_info"]));
+                    .filter_map(|f| text(&f["version_info"]))
+                    .fold(None, |a, b| oldest(a, Some(b)));
             } else if kind.ends_with(".RoutesConfigDump") {
                 out.routes = config["dynamic_route_configs"]
                     .as_array()
@@ -157,6 +159,14 @@ impl ConfigVersions {
             }
         }
         out
+    }
+}
+
+/// The older of two xDS versions (the publisher's decimal counters), either when one is absent.
+fn oldest(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if (a.len(), &a) <= (b.len(), &b) { a } else { b }),
+        (a, b) => a.or(b),
     }
 }
 
@@ -173,4 +183,24 @@ pub fn parse_envoy_stats(json: &[u8]) -> Result<Vec<(String, u64)>> {
         .flatten()
         .filter_map(|s| Some((s["name"].as_str()?.to_owned(), s["value"].as_u64()?)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_version_is_the_oldest_side() {
+        let dump = serde_json::json!({"configs": [
+            {"@type": "type.googleapis.com/envoy.admin.v3.EcdsConfigDump.EcdsFilterConfig", "version_info": "10"},
+            {"@type": "type.googleapis.com/envoy.admin.v3.EcdsConfigDump.EcdsFilterConfig", "version_info": "9"},
+        ]});
+        assert_eq!(ConfigVersions::of(&dump).filter.as_deref(), Some("9"));
+        let whole = serde_json::json!({"configs": [{
+            "@type": "type.googleapis.com/envoy.admin.v3.EcdsConfigDump",
+            "ecds_filters": [{"version_info": "3"}, {"version_info": "12"}],
+        }]});
+        assert_eq!(ConfigVersions::of(&whole).filter.as_deref(), Some("3"));
+        assert_eq!(ConfigVersions::of(&serde_json::json!({})).filter, None);
+    }
 }

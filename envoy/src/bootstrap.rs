@@ -188,11 +188,16 @@ pub fn build(proxy: &Proxy, delivery: Delivery<'_>) -> anyhow::Result<XdsConfig>
             Vec::new()
         }
         Delivery::Files(dir) => {
-            if !collector.is_empty() {
-                bootstrap["static_resources"]["clusters"] = Value::Array(collector);
-            }
             bootstrap["dynamic_resources"] = json!({"cds_config": xds::source(dir, xds::CDS_FILE)});
-            clusters
+            // The app's cluster stays in the bootstrap too, beside the inline inbound route table
+            // that names it (Envoy checks an inline table's clusters when the listener loads).
+            let (app, dynamic): (Vec<Value>, Vec<Value>) =
+                clusters.into_iter().partition(|c| c["name"] == "app");
+            let statics: Vec<Value> = app.into_iter().chain(collector).collect();
+            if !statics.is_empty() {
+                bootstrap["static_resources"]["clusters"] = Value::Array(statics);
+            }
+            dynamic
                 .into_iter()
                 .map(|c| xds::typed(xds::CLUSTER_TYPE, c))
                 .collect()
@@ -222,13 +227,15 @@ fn node_cluster(metadata: &Value) -> String {
     }
 }
 
-pub fn wasm_filter(wasm: &Path, config: &Value, fail_open: bool) -> Value {
+/// The meshtally filter of one side of a proxy (`inbound`, `outbound`): each side is its own
+/// filter with its own config (its `direction`), as Istio makes one per WasmPlugin `match.mode`.
+pub fn wasm_filter(side: &str, wasm: &Path, config: &Value, fail_open: bool) -> Value {
     let configuration = match config {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
     json!({
-        "name": "meshtally",
+        "name": xds::filter_name(side),
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
@@ -248,33 +255,32 @@ pub fn wasm_filter(wasm: &Path, config: &Value, fail_open: bool) -> Value {
     })
 }
 
-/// The proxy's filter, if any, then the router. Delivered as files, the meshtally filter is
-/// the proxy's one ECDS resource, shared by all its connection managers as a WasmPlugin is one
-/// resource for all of a sidecar's listeners; no default config and warming on, so a listener
-/// is ready only once its filter is loaded, as a sidecar with a WasmPlugin is.
-fn http_filters(b: &mut Builder<'_>, proxy: &Proxy, config: &Value) -> Vec<Value> {
+/// The proxy's filter for one side (`inbound`, `outbound`), if any, then the router. Delivered
+/// as files, each side's meshtally filter is one ECDS resource, shared by that side's
+/// connection managers as a WasmPlugin is one resource for all the listeners its `match`
+/// selects; no default config and warming on, so a listener is ready only once its filter is
+/// loaded, as a sidecar with a WasmPlugin is.
+fn http_filters(b: &mut Builder<'_>, proxy: &Proxy, side: &str, config: &Value) -> Vec<Value> {
     let first = match &proxy.filter {
         Filter::Wasm(path) => Some(match b.delivery {
-            Delivery::Static => wasm_filter(path, config, proxy.fail_open),
+            Delivery::Static => wasm_filter(side, path, config, proxy.fail_open),
             Delivery::Files(dir) => {
-                let filter = wasm_filter(path, config, proxy.fail_open);
-                let resource = json!({"@type": xds::EXTENSION_TYPE, "name": xds::ECDS_FILTER, "typed_config": filter["typed_config"]});
-                // Sidecars give both directions the same plugin config, so one resource
-                // serves every connection manager.
-                match b.filters.first() {
+                let name = xds::filter_name(side);
+                let filter = wasm_filter(side, path, config, proxy.fail_open);
+                let resource = json!({"@type": xds::EXTENSION_TYPE, "name": name, "typed_config": filter["typed_config"]});
+                match b.filters.iter().find(|f| f["name"] == name) {
                     None => b.filters.push(resource),
                     Some(known) if *known == resource => {}
                     Some(_) => {
                         b.conflict = Some(format!(
-                            "the {} filter differs between two listeners: one ECDS resource cannot carry both",
-                            xds::ECDS_FILTER
+                            "the {name} filter differs between two listeners: one ECDS resource cannot carry both"
                         ))
                     }
                 }
                 json!({
-                    "name": xds::ECDS_FILTER,
+                    "name": name,
                     "config_discovery": {
-                        "config_source": xds::source(dir, &xds::filter_file(xds::ECDS_FILTER)),
+                        "config_source": xds::source(dir, &xds::filter_file(&name)),
                         "type_urls": [xds::WASM_TYPE],
                     },
                 })
@@ -324,7 +330,11 @@ fn hcm(
     });
     let route_config = json!({"name": stat_prefix, "virtual_hosts": virtual_hosts});
     match b.delivery {
+        // The inbound route table never changes (everything goes to the app), so it stays
+        // inline: each file-delivered resource costs the proxy a filesystem watcher, an inotify
+        // instance, and a user gets 128 by default for all its processes.
         Delivery::Static => typed_config["route_config"] = route_config,
+        Delivery::Files(_) if direction == "inbound" => typed_config["route_config"] = route_config,
         Delivery::Files(dir) => {
             b.routes.push(xds::typed(xds::ROUTE_TYPE, route_config));
             typed_config["rds"] = json!({
@@ -374,7 +384,7 @@ fn inbound_listener(b: &mut Builder<'_>, proxy: &Proxy, inbound: &Inbound) -> Va
     // Plain HTTP, for a proxy without TLS or in PERMISSIVE mode (built only then, so a STRICT
     // proxy has no route table it does not use).
     let plain = |b: &mut Builder<'_>, vhosts: Value| {
-        let filters = http_filters(b, proxy, &inbound.plugin_config);
+        let filters = http_filters(b, proxy, "inbound", &inbound.plugin_config);
         json!({"filters": [hcm(b, "inbound", "inbound_plain", filters, vhosts, Traced::Yes)]})
     };
     let Some((tls, mode)) = &inbound.tls else {
@@ -385,7 +395,7 @@ fn inbound_listener(b: &mut Builder<'_>, proxy: &Proxy, inbound: &Inbound) -> Va
     // Authorization first, then the filter (phase STATS runs after AUTHZ), as istiod orders
     // them. The plain-HTTP chain of PERMISSIVE has no RBAC, so a sidecar can be curled directly
     // (on Istio the AuthorizationPolicy would refuse a caller without a principal).
-    let mut mtls_filters = http_filters(b, proxy, &inbound.plugin_config);
+    let mut mtls_filters = http_filters(b, proxy, "inbound", &inbound.plugin_config);
     if !inbound.allowed_peers.is_empty() {
         mtls_filters.insert(0, rbac(&inbound.allowed_peers));
     }
@@ -424,7 +434,7 @@ fn outbound_listener(
     let vhosts: Vec<Value> = outbound.peers.iter().map(routes::virtual_host).collect();
     // Faults are injected before anything else sees the request, as in istiod's outbound
     // chain (the fault filter precedes the STATS-phase plugins).
-    let mut filters = http_filters(b, proxy, &outbound.plugin_config);
+    let mut filters = http_filters(b, proxy, "outbound", &outbound.plugin_config);
     filters.insert(0, routes::fault_filter());
     json!({
         "name": "outbound",
@@ -499,13 +509,13 @@ mod tests {
             inbound: Some(Inbound {
                 port: 15006,
                 app_port: 8000,
-                plugin_config: json!({"max_hops": 5}),
+                plugin_config: json!({"max_hops": 5, "direction": "inbound"}),
                 tls: Some((tls, mode)),
                 allowed_peers: vec!["spiffe://cluster.local/ns/d/sa/service-b".into()],
             }),
             outbound: Some(Outbound {
                 port: 15002,
-                plugin_config: json!({"max_hops": 5}),
+                plugin_config: json!({"max_hops": 5, "direction": "outbound"}),
                 peers: vec![peer],
             }),
             ingress: None,
@@ -527,22 +537,39 @@ mod tests {
             let proxy = sidecar(dir.path(), mode);
             let config = build(&proxy, Delivery::Files(dir.path())).unwrap();
             let statics = &config.bootstrap["static_resources"];
-            assert!(statics.get("clusters").is_none(), "clusters come from CDS");
+            let statics: Vec<&str> = statics["clusters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                statics,
+                ["app"],
+                "only the app's cluster is static, the rest from CDS"
+            );
             let routes: Vec<&str> = config
                 .resources
                 .routes
                 .iter()
                 .map(|r| r["name"].as_str().unwrap())
                 .collect();
-            let want: &[&str] = match mode {
-                MtlsMode::Strict => &["inbound_mtls", "outbound"],
-                MtlsMode::Permissive => &["inbound_mtls", "inbound_plain", "outbound"],
-            };
             assert_eq!(
-                routes, want,
-                "one route table per connection manager in use"
+                routes,
+                ["outbound"],
+                "one route table per connection manager whose routes change (inbound's are inline)"
             );
-            assert_eq!(config.resources.filters.len(), 1, "one ECDS resource");
+            let filters: Vec<&str> = config
+                .resources
+                .filters
+                .iter()
+                .map(|f| f["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                filters,
+                ["meshtally-inbound", "meshtally-outbound"],
+                "one ECDS resource per side"
+            );
             xds::write(dir.path(), &config.resources, 7).unwrap();
             assert_eq!(xds::inline(&config.bootstrap).unwrap(), render(&proxy));
         }
@@ -568,14 +595,22 @@ mod tests {
 
     #[test]
     fn two_listeners_needing_different_filters_are_refused() {
+        // The plain and the mTLS chain of PERMISSIVE share the inbound side's one resource.
         let dir = tempfile::tempdir().unwrap();
-        let mut proxy = sidecar(dir.path(), MtlsMode::Strict);
-        if let Some(outbound) = proxy.outbound.as_mut() {
-            outbound.plugin_config = json!({"max_hops": 6});
-        }
-        let err = build(&proxy, Delivery::Files(dir.path())).unwrap_err();
-        assert!(err.to_string().contains("one ECDS resource"), "{err}");
-        // Delivered statically, each listener carries its own.
-        assert!(render(&proxy)["static_resources"].is_object());
+        let mut builder = Builder {
+            delivery: Delivery::Files(dir.path()),
+            access_log: None,
+            tracing: None,
+            routes: Vec::new(),
+            filters: Vec::new(),
+            conflict: None,
+        };
+        let proxy = sidecar(dir.path(), MtlsMode::Permissive);
+        http_filters(&mut builder, &proxy, "inbound", &json!({"max_hops": 5}));
+        http_filters(&mut builder, &proxy, "inbound", &json!({"max_hops": 5}));
+        assert_eq!(builder.conflict, None);
+        http_filters(&mut builder, &proxy, "inbound", &json!({"max_hops": 6}));
+        let err = builder.conflict.unwrap();
+        assert!(err.contains("one ECDS resource"), "{err}");
     }
 }

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-/// The name of the HTTP filter that ECDS delivers (the meshtally Wasm filter).
-pub(crate) const ECDS_FILTER: &str = "meshtally";
+/// The name of the HTTP filter (and ECDS resource) of one side's meshtally Wasm filter:
+/// `meshtally-inbound`, `meshtally-outbound`, as the rendered WasmPlugins are named.
+pub fn filter_name(side: &str) -> String {
+    format!("meshtally-{side}")
+}
 pub(crate) const CDS_FILE: &str = "cds.json";
 /// The metadata key under which a route table carries the publication it came with.
 const STAMP: &str = "meshtally.xds";
@@ -187,7 +190,17 @@ pub fn inline(bootstrap: &Value) -> Result<Value> {
         .as_object_mut()
         .and_then(|o| o.remove("dynamic_resources"))
     {
-        out["static_resources"]["clusters"] = Value::Array(read(&dynamic["cds_config"])?);
+        // In the static bootstrap's order: the app's cluster first, CDS's, then the other
+        // static ones (the trace collector's).
+        let statics = out["static_resources"]["clusters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let (mut clusters, last): (Vec<Value>, Vec<Value>) =
+            statics.into_iter().partition(|c| c["name"] == "app");
+        clusters.extend(read(&dynamic["cds_config"])?);
+        clusters.extend(last);
+        out["static_resources"]["clusters"] = Value::Array(clusters);
     }
     for listener in out["static_resources"]["listeners"]
         .as_array_mut()

@@ -13,9 +13,9 @@ mod http;
 
 use std::rc::Rc;
 
-use meshtally_core::{Direction, Plugin, Stream};
+use meshtally_core::{Plugin, Stream};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
+use proxy_wasm::types::{ContextType, LogLevel};
 
 use crate::host::Envoy;
 
@@ -23,7 +23,6 @@ use crate::host::Envoy;
 #[allow(unsafe_code)]
 mod entry {
     proxy_wasm::main! {{
-        proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
         proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
             Box::new(super::Root::default())
         });
@@ -42,19 +41,23 @@ impl RootContext for Root {
         match Plugin::configure(&Envoy) {
             Ok(plugin) => {
                 let config = &plugin.config;
-                log::info!(
-                    "meshtally: configured service={} direction={} max_hops={}",
-                    config.service,
-                    config
-                        .direction
-                        .map_or("listener_direction", Direction::as_str),
-                    config.max_hops
+                host::log(
+                    LogLevel::Info,
+                    &format!(
+                        "meshtally: configured service={} direction={} max_hops={}",
+                        config.service,
+                        config.direction.as_str(),
+                        config.max_hops
+                    ),
                 );
                 self.plugin = Some(Rc::new(plugin));
                 true
             }
             Err(err) => {
-                log::error!("meshtally: rejecting config: {err}");
+                host::log(
+                    LogLevel::Error,
+                    &format!("meshtally: rejecting config: {err}"),
+                );
                 false
             }
         }

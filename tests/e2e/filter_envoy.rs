@@ -31,6 +31,7 @@ struct Options {
     /// The SPIFFE service account in service-a's certificate (defaults to service-a).
     caller_identity: Option<&'static str>,
     caller_config: Option<Value>,
+    callee_config: Option<Value>,
     /// Another build of the module than `make wasm`'s.
     wasm: Option<std::path::PathBuf>,
 }
@@ -59,7 +60,9 @@ fn mesh(opts: Options) -> Result<Mesh> {
             inbound: Some(Inbound {
                 port: 0,
                 app_port: app.port,
-                plugin_config: json!({}),
+                plugin_config: opts
+                    .callee_config
+                    .unwrap_or(json!({"direction": "inbound"})),
                 tls: opts.mtls.then(|| (b_id.clone(), MtlsMode::Permissive)),
                 allowed_peers: Vec::new(),
             }),
@@ -81,9 +84,9 @@ fn mesh(opts: Options) -> Result<Mesh> {
             inbound: None,
             outbound: Some(Outbound {
                 port: 0,
-                plugin_config: opts
-                    .caller_config
-                    .unwrap_or(json!({"service": "service-a", "max_hops": 10})),
+                plugin_config: opts.caller_config.unwrap_or(
+                    json!({"service": "service-a", "direction": "outbound", "max_hops": 10}),
+                ),
                 peers: vec![
                     Peer::single(
                         "service-b",
@@ -209,7 +212,7 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
         m.caller.counter(&metric(
             "service-a",
             "service-b",
-            "v1",
+            "unknown",
             "outbound",
             "2xx",
             "unknown"
@@ -269,19 +272,27 @@ fn counts_every_request_exactly_per_pair_and_direction() -> Result<()> {
 
 #[test]
 fn loop_guard_answers_508_without_forwarding() -> Result<()> {
+    // The client plays service-a's app: the x-mesh-hops it sends is the count its own sidecar
+    // gave it, which its call carries to the callee's sidecar as is.
     let m = mesh(Options::default())?;
-    let ok = call(&m, &[("x-mesh-hops", b"9")])?;
+    let ok = call(&m, &[("x-mesh-hops", b"10")])?;
     assert_eq!(ok.status, 200);
-    assert_eq!(values(&m.app.last(), "x-mesh-hops"), ["10"]);
+    assert_eq!(values(&m.app.last(), "x-mesh-hops"), ["11"]);
 
-    let looped = call(&m, &[("x-mesh-hops", b"10")])?;
+    let looped = call(&m, &[("x-mesh-hops", b"11")])?;
     assert_eq!(looped.status, 508, "{}", looped.text());
     assert!(looped.text().contains("loop detected"), "{}", looped.text());
     assert_eq!(
+        looped.header("x-mesh-served-by").as_deref(),
+        Some("service-b"),
+        "the callee's sidecar refuses it"
+    );
+    assert_eq!(
         m.app.count(),
         1,
-        "the looping request must not reach the upstream"
+        "the looping request must not reach the app"
     );
+    // Both sides count the refused call.
     assert_eq!(
         m.caller.counter(&metric(
             "service-a",
@@ -302,16 +313,17 @@ fn loop_guard_answers_508_without_forwarding() -> Result<()> {
             "5xx",
             "none"
         ))?,
-        0
+        1
     );
 
-    // A tight max_hops from config is honoured.
+    // A tight max_hops from the callee's config is honoured.
     let tight = mesh(Options {
-        caller_config: Some(json!({"service": "service-a", "max_hops": 1})),
+        callee_config: Some(json!({"direction": "inbound", "max_hops": 1})),
         ..Options::default()
     })?;
     assert_eq!(call(&tight, &[])?.status, 200);
-    assert_eq!(call(&tight, &[("x-mesh-hops", b"1")])?.status, 508);
+    assert_eq!(call(&tight, &[("x-mesh-hops", b"1")])?.status, 200);
+    assert_eq!(call(&tight, &[("x-mesh-hops", b"2")])?.status, 508);
     Ok(())
 }
 
@@ -347,7 +359,8 @@ fn inbound_never_trusts_client_headers() -> Result<()> {
             "for {:?}",
             String::from_utf8_lossy(value)
         );
-        assert_eq!(values(&seen, "x-mesh-hops"), ["0"]);
+        // Unparsable: a call from outside the mesh, so the app's own calls are the first hop.
+        assert_eq!(values(&seen, "x-mesh-hops"), ["1"]);
     }
     // Repeated headers: one sanitised value comes out, never the client's list.
     let r = direct(&[
@@ -411,7 +424,7 @@ fn mtls_identity_beats_the_header() -> Result<()> {
         m.caller.counter(&metric(
             "service-a",
             "service-b",
-            "v1",
+            "unknown",
             "outbound",
             "2xx",
             "unknown"
@@ -455,15 +468,15 @@ fn mtls_identity_beats_the_header() -> Result<()> {
 }
 
 #[test]
-fn service_and_direction_come_from_node_metadata_and_listener() -> Result<()> {
-    // The callee runs with `{}`: its name is WORKLOAD_NAME, its direction the listener's.
+fn service_comes_from_node_metadata_and_direction_from_the_config() -> Result<()> {
+    // The callee runs with only its direction: its name is WORKLOAD_NAME.
     let m = mesh(Options::default())?;
     assert_eq!(call(&m, &[])?.status, 200);
     assert_eq!(values(&m.app.last(), "x-mesh-destination"), ["service-b"]);
     assert!(m
         .callee
         .log_text()
-        .contains("configured service=service-b direction=listener_direction"));
+        .contains("configured service=service-b direction=inbound"));
     Ok(())
 }
 
@@ -513,6 +526,11 @@ fn bad_configs_are_refused_naming_the_field() -> Result<()> {
             "field `service`",
         ),
         (json!({}), json!({}), "field `service` is absent"),
+        (
+            json!({"service": "a"}),
+            json!({}),
+            "field `direction` is absent",
+        ),
         (json!("not json {"), json!({}), "not valid JSON"),
     ];
     for (i, (config, metadata, want)) in cases.into_iter().enumerate() {
@@ -546,13 +564,13 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
             inbound: Some(Inbound {
                 port: 0,
                 app_port: app.port,
-                plugin_config: json!({}),
+                plugin_config: json!({"direction": "inbound"}),
                 tls: None,
                 allowed_peers: Vec::new(),
             }),
             outbound: Some(Outbound {
                 port: 0,
-                plugin_config: json!({}),
+                plugin_config: json!({"direction": "outbound"}),
                 peers: vec![Peer::single("service-b", peer.port, None)],
             }),
             ingress: None,
@@ -586,7 +604,8 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
         );
         let seen = peer.last();
         assert_eq!(values(&seen, "x-mesh-source"), ["service-a"]);
-        assert_eq!(values(&seen, "x-mesh-hops"), ["3"]);
+        // The hop count is the callee's side's to raise: outbound passes the app's on.
+        assert_eq!(values(&seen, "x-mesh-hops"), ["2"]);
         assert!(values(&seen, "x-mesh-destination").is_empty());
     }
     let admin = meshtally_envoy::admin::Admin(sidecar.admin);

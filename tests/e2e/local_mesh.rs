@@ -175,14 +175,15 @@ fn three_services_tag_count_guard_and_recover() -> Result<()> {
     let table = stdout(&m.run("stats", &[]));
     assert!(table.contains("source \\ destination"), "{table}");
 
-    // A chain: gateway → a → b → c; hops grow by one per outbound sidecar (the gateway runs no
-    // meshtally filter: the WasmPlugin selects only the mesh's workloads).
+    // A chain: gateway → a → b → c; each callee's sidecar gives its app the count its own calls
+    // carry: a 1 (the gateway runs no meshtally filter: the WasmPlugins select only the mesh's
+    // workloads), b 2, c 3.
     let r = call(&m, "/service-a/call/service-b/call/service-c", &[])?;
     assert_eq!(r.status, 200, "{}", r.text());
     let inner = &r.json()?["body"]["body"];
     assert_eq!(inner["service"], "service-c");
     assert_eq!(inner["request_headers"]["x-mesh-source"], "service-b");
-    assert_eq!(inner["request_headers"]["x-mesh-hops"], "2");
+    assert_eq!(inner["request_headers"]["x-mesh-hops"], "3");
 
     // A forged source from outside never reaches a callee as such.
     let r = call(
@@ -211,8 +212,9 @@ fn three_services_tag_count_guard_and_recover() -> Result<()> {
         "false"
     );
 
-    // A looping chain hits the guard: each sidecar's outbound is one hop (the gateway runs no
-    // filter), so the 10th call is the last allowed and the 11th gets 508.
+    // A looping chain hits the guard: each call between sidecars is one hop (the gateway runs no
+    // filter), so the 10th call is the last allowed and the 11th gets 508 from its callee's
+    // sidecar.
     let looping = format!(
         "/service-a{}/call/service-b",
         "/call/service-b/call/service-a".repeat(5)

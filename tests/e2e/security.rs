@@ -34,7 +34,7 @@ fn call_with(
             inbound: Some(Inbound {
                 port: 0,
                 app_port: app.port,
-                plugin_config: json!({}),
+                plugin_config: json!({"direction": "inbound"}),
                 tls: Some((b, MtlsMode::Strict)),
                 allowed_peers: vec![spiffe_id("istio-demo", "service-a")],
             }),
@@ -58,7 +58,7 @@ fn call_with(
             inbound: None,
             outbound: Some(Outbound {
                 port: 0,
-                plugin_config: json!({}),
+                plugin_config: json!({"direction": "outbound"}),
                 peers: vec![Peer::single(
                     "service-b",
                     callee.listener_port("inbound")?,
@@ -121,7 +121,7 @@ fn fail_open_lets_traffic_through_and_says_why() -> Result<()> {
             "--fail-strategy",
             "fail-open",
             "--plugin-config",
-            r#"{"direction":"sideways"}"#,
+            r#"{"max_hops":0}"#,
         ],
     )?;
     assert!(
@@ -129,7 +129,7 @@ fn fail_open_lets_traffic_through_and_says_why() -> Result<()> {
         "{}",
         m.up_stdout
     );
-    assert!(m.up_stdout.contains("field `direction`"), "{}", m.up_stdout);
+    assert!(m.up_stdout.contains("field `max_hops`"), "{}", m.up_stdout);
     let r = http::get(m.gateway(), "/service-a/call/service-b", &[])?;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
@@ -206,8 +206,8 @@ fn fail_close_blocks_as_istio_does() -> Result<()> {
 
 #[test]
 fn good_plugin_config_reaches_the_filter_and_failure_policy_is_set() -> Result<()> {
-    // max_hops 2 from --plugin-config: a → b (1) → a (2) → b would be 3: refused. (The gateway
-    // runs no filter, so it adds no hop.)
+    // max_hops 2 from --plugin-config: a → b (1) → a (2) → b would be 3: refused by b's sidecar.
+    // (The gateway runs no filter, so it adds no hop.)
     let m = LocalMesh::up(2, 28830, 28893, &["--plugin-config", r#"{"max_hops":2}"#])?;
     assert_eq!(http::get(m.gateway(), "/service-a/info", &[])?.status, 200);
     assert_eq!(
@@ -226,7 +226,7 @@ fn good_plugin_config_reaches_the_filter_and_failure_policy_is_set() -> Result<(
     // The filter's config is delivered by ECDS, from the sidecar's xDS files.
     let config = std::fs::read_to_string(
         m.state_dir()
-            .join("xds/service-a-sidecar/ecds-meshtally.json"),
+            .join("xds/service-a-sidecar/ecds-meshtally-outbound.json"),
     )?;
     assert!(
         config.contains("\"failure_policy\": \"FAIL_OPEN\""),

@@ -105,8 +105,10 @@ func containsAny(problems []string, part string) bool {
 // rendered modes (for a render with CLIENT and SERVER plugins) and notice when istiod's output
 // does not match what a render asks.
 func TestPluginModesFollowIstiod(t *testing.T) {
+	// The outbound plugin moved to the inbound side, told so: a render of two inbound plugins.
 	m, objects := broken(t, "WasmPlugin", func(o *unstructured.Unstructured) bool {
-		return unstructured.SetNestedSlice(o.Object, []any{map[string]any{"mode": "SERVER"}}, "spec", "match") == nil
+		return unstructured.SetNestedSlice(o.Object, []any{map[string]any{"mode": "SERVER"}}, "spec", "match") == nil &&
+			unstructured.SetNestedField(o.Object, "inbound", "spec", "pluginConfig", "direction") == nil
 	})
 	serverOnly := &mesh{objects: objects, namespace: m.namespace, deployments: m.deployments, services: m.services}
 	got := translate(t, serverOnly, istioOnly(objects))
@@ -115,5 +117,18 @@ func TestPluginModesFollowIstiod(t *testing.T) {
 	}
 	if problems := checkTranslation(t, m, got); !containsAny(problems, "present=false, want true") {
 		t.Errorf("outbound chains without the plugin went unnoticed: %v", problems)
+	}
+}
+
+// A plugin told a direction other than the side its match mode puts it on is caught: the
+// filter would tag and count that side's calls as the other side's.
+func TestPluginDirectionAgainstItsSideIsCaught(t *testing.T) {
+	m, objects := broken(t, "WasmPlugin", func(o *unstructured.Unstructured) bool {
+		return unstructured.SetNestedField(o.Object, "inbound", "spec", "pluginConfig", "direction") == nil
+	})
+	judged := &mesh{objects: objects, namespace: m.namespace, deployments: m.deployments, services: m.services}
+	got := translate(t, judged, istioOnly(objects))
+	if problems := checkTranslation(t, judged, got); !containsAny(problems, `side told direction "inbound"`) {
+		t.Errorf("an outbound plugin told inbound went unnoticed: %v", problems)
 	}
 }

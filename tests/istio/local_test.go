@@ -238,6 +238,9 @@ func (l *localMesh) summarise(t *testing.T, proxy string) proxySummary {
 						if hf.Name == "envoy.filters.http.rbac" {
 							in.Principals = append(in.Principals, jsonPrincipals(hf.TypedConfig)...)
 						}
+						if strings.HasPrefix(hf.Name, "meshtally") {
+							s.Extensions = appendExtension(s.Extensions, upExtension(hf.Name, hf.TypedConfig))
+						}
 					}
 				}
 				for _, san := range ts.TypedConfig.CommonTLSContext.ValidationContext.MatchTypedSubjectAltNames {
@@ -258,8 +261,8 @@ func (l *localMesh) summarise(t *testing.T, proxy string) proxySummary {
 					s.Outbound = append(s.Outbound, out)
 				}
 				for _, hf := range f.TypedConfig.HTTPFilters {
-					if hf.Name == "meshtally" {
-						s.Extensions = append(s.Extensions, upExtension(hf.TypedConfig))
+					if strings.HasPrefix(hf.Name, "meshtally") {
+						s.Extensions = appendExtension(s.Extensions, upExtension(hf.Name, hf.TypedConfig))
 					}
 				}
 			}
@@ -288,8 +291,8 @@ func upFilterNames(filters []struct {
 ) []string {
 	var out []string
 	for _, f := range filters {
-		if f.Name == "meshtally" {
-			out = append(out, "wasm:meshtally")
+		if strings.HasPrefix(f.Name, "meshtally") {
+			out = append(out, "wasm:"+f.Name)
 		} else {
 			out = append(out, f.Name)
 		}
@@ -318,11 +321,57 @@ func jsonPrincipals(v any) []string {
 	return out
 }
 
-func upExtension(cfg map[string]any) extension {
+func upExtension(name string, cfg map[string]any) extension {
 	config, _ := cfg["config"].(map[string]any)
 	configuration, _ := config["configuration"].(map[string]any)
 	value, _ := configuration["value"].(string)
-	return extension{Name: "meshtally", FailOpen: config["failure_policy"] == "FAIL_OPEN", Config: value}
+	return extension{Name: name, FailOpen: config["failure_policy"] == "FAIL_OPEN", Config: value}
+}
+
+// appendExtension adds an extension once: a side's chains (mTLS and plain) share one.
+func appendExtension(exts []extension, e extension) []extension {
+	for _, have := range exts {
+		if have.Name == e.Name {
+			return exts
+		}
+	}
+	return append(exts, e)
+}
+
+// filterSide is what a side's meshtally filter is told: its direction and its loop guard
+// (the filter's default when the config leaves it out). `up` also passes each sidecar its
+// version, the local stand-in for the LABELS.version node metadata istiod's proxies have,
+// so the version is not compared.
+type filterSide struct {
+	Direction string
+	MaxHops   float64
+}
+
+func sideOf(t testing.TB, e extension) filterSide {
+	t.Helper()
+	var c map[string]any
+	if err := json.Unmarshal([]byte(e.Config), &c); err != nil {
+		t.Fatalf("%s: plugin config %q: %v", e.Name, e.Config, err)
+	}
+	side := filterSide{MaxHops: 10}
+	side.Direction, _ = c["direction"].(string)
+	if n, ok := c["max_hops"].(float64); ok {
+		side.MaxHops = n
+	}
+	return side
+}
+
+// extensionIn finds the extension a chain's filter list names ("ecds:<name>" from istiod,
+// "wasm:<name>" from up).
+func extensionIn(exts []extension, filters []string) (extension, bool) {
+	for _, f := range filters {
+		for _, e := range exts {
+			if f == "ecds:"+e.Name || f == "wasm:"+e.Name {
+				return e, true
+			}
+		}
+	}
+	return extension{}, false
 }
 
 func upDuration(t *testing.T, s string) string {
@@ -430,8 +479,31 @@ func TestLocalMeshAgreesWithIstiod(t *testing.T) {
 			}
 		}
 		// The filter's failure policy and config.
-		if len(got.Extensions) == 0 && len(want.Extensions) > 0 {
-			t.Errorf("%s: up runs no meshtally filter, istiod delivers %d", svc, len(want.Extensions))
+		if len(got.Extensions) != len(want.Extensions) {
+			t.Errorf("%s: up runs %d meshtally filters, istiod delivers %d", svc, len(got.Extensions), len(want.Extensions))
+		}
+		// Each side's filter is told the same side, by up as by istiod's rendered WasmPlugin.
+		sides := []struct {
+			name      string
+			up, istio []string
+		}{{"inbound", got.Inbound[0].HTTPFilters, want.Inbound[0].HTTPFilters}}
+		if len(got.Outbound) > 0 && len(want.Outbound) > 0 {
+			sides = append(sides, struct {
+				name      string
+				up, istio []string
+			}{"outbound", got.Outbound[0].HTTPFilters, want.Outbound[0].HTTPFilters})
+		}
+		for _, side := range sides {
+			u, okU := extensionIn(got.Extensions, side.up)
+			i, okI := extensionIn(want.Extensions, side.istio)
+			if !okU || !okI {
+				t.Errorf("%s %s: meshtally filter in up %v, in istiod %v", svc, side.name, okU, okI)
+				continue
+			}
+			su, si := sideOf(t, u), sideOf(t, i)
+			if su != si || su.Direction != side.name {
+				t.Errorf("%s %s: up's filter is told %+v, istiod's %+v", svc, side.name, su, si)
+			}
 		}
 		for _, ext := range got.Extensions {
 			for _, w := range want.Extensions {

@@ -226,6 +226,21 @@ func checkPlugins(where string, filters []string, plugins []plugin, inbound bool
 	return problems
 }
 
+// checkDirections checks that every meshtally filter a chain runs is told the chain's side in
+// its plugin config: the filter takes its direction from there and never asks the listener.
+func checkDirections(t testing.TB, where string, filters []string, exts []extension, side string) []string {
+	var problems []string
+	for _, e := range exts {
+		if !slices.Contains(filters, "ecds:"+e.Name) {
+			continue
+		}
+		if got := sideOf(t, e).Direction; got != side {
+			problems = append(problems, fmt.Sprintf("%s: plugin %s runs on the %s side told direction %q", where, e.Name, side, got))
+		}
+	}
+	return problems
+}
+
 func durationString(t testing.TB, v any) string {
 	s, _ := v.(string)
 	d, err := time.ParseDuration(s)
@@ -280,6 +295,7 @@ func checkTranslation(t testing.TB, m *mesh, got translation) []string {
 			}
 			problems = append(problems, filterPlacement(svc+" inbound", in.HTTPFilters, true)...)
 			problems = append(problems, checkPlugins(svc+" inbound", in.HTTPFilters, e.plugins, true)...)
+			problems = append(problems, checkDirections(t, svc+" inbound", in.HTTPFilters, sc.Extensions, "inbound")...)
 		}
 		// Outbound: ISTIO_MUTUAL to the peer's identity, with the rendered timeout and retries.
 		for _, out := range sc.Outbound {
@@ -296,6 +312,7 @@ func checkTranslation(t testing.TB, m *mesh, got translation) []string {
 			}
 			problems = append(problems, filterPlacement(svc+" → "+peer, out.HTTPFilters, false)...)
 			problems = append(problems, checkPlugins(svc+" → "+peer, out.HTTPFilters, e.plugins, false)...)
+			problems = append(problems, checkDirections(t, svc+" → "+peer, out.HTTPFilters, sc.Extensions, "outbound")...)
 		}
 		// The filter, delivered by ECDS with the rendered url, digest, failure policy and config.
 		if len(sc.Extensions) != len(e.plugins) {

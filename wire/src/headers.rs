@@ -6,6 +6,3 @@ pub const DESTINATION: &str = "x-mesh-destination";
 pub const PEER_VERIFIED: &str = "x-mesh-peer-verified";
 pub const HOPS: &str = "x-mesh-hops";
 pub const SERVED_BY: &str = "x-mesh-served-by";
-/// Set by the callee's sidecar on the response: the version that answered. The caller's
-/// sidecar reads it back for its `destination_version` label.
-pub const SERVED_VERSION: &str = "x-mesh-served-version";

@@ -1,4 +1,4 @@
-//! The filter's cost goals (issue 16), computed from one run: CPU (time and instructions),
+//! The filter's cost goals (issue 27), computed from one run: CPU (time and instructions),
 //! module size and RSS, each with the figure, the goal and met/missed. Paired per round with a
 //! 95 % confidence interval, so "met" means the interval's upper end is within the goal.
 
@@ -10,10 +10,22 @@ use crate::table::Table;
 use crate::variants::Variant;
 use crate::wasm_size::ModuleSize;
 
-/// meshtally's own work (meshtally − empty) may cost at most this much CPU per request.
-pub const OWN_WORK_US: f64 = 5.0;
+/// meshtally's own work (meshtally − empty) may cost at most this many of the worker's
+/// instructions per request, by variant. Instructions, not µs: through this ABI the host calls
+/// the behaviour needs cost tens of thousands of instructions, and instructions repeat where a
+/// shared machine's time does not.
+pub fn own_work_goal(id: &str) -> Option<f64> {
+    match id {
+        "outbound" => Some(40_000.0),
+        "inbound" => Some(55_000.0),
+        "inbound-mtls" => Some(65_000.0),
+        _ => None,
+    }
+}
+/// meshtally's added instructions over no filter may be at most this many times Lua's.
+pub const LUA_FACTOR: f64 = 1.5;
 /// The module may be at most the empty filter plus this many bytes.
-pub const SIZE_BUDGET: u64 = 16 * 1024;
+pub const SIZE_BUDGET: u64 = 32 * 1024;
 /// RSS may be at most the empty filter's plus this many MiB.
 pub const RSS_BUDGET_MIB: f64 = 2.0;
 
@@ -54,14 +66,14 @@ pub fn cpu_table(measured: &[Measured], counted: &[Counted]) -> Table {
         "measure",
         "added over none",
         "Lua's added over none",
-        "≤ Lua",
+        "≤ 1.5 × Lua",
         "meshtally − empty",
-        "own work ≤ 5 µs",
+        "own work goal",
     ]);
     let time = |id: &str| time_series(measured, id, Metric::CpuPerRequest);
     let instr = |id: &str| count_series(counted, id);
     // µs per instruction of this machine, from the no-filter variant: turns an instruction
-    // difference into an estimated time, to hold it against the 5 µs goal.
+    // difference into an estimated time, for scale.
     let us_per_instruction = {
         let t = crate::summary::Spread::of(&time("none")).map(|s| s.median);
         let i = crate::summary::Spread::of(&instr("none")).map(|s| s.median);
@@ -89,10 +101,11 @@ pub fn cpu_table(measured: &[Measured], counted: &[Counted]) -> Table {
                 "CPU µs/req".into(),
                 show(mine, 1),
                 show(lua, 1),
-                mine.zip(lua)
-                    .map_or("–".into(), |(m, l)| verdict(m.mean <= l.mean)),
+                mine.zip(lua).map_or("–".into(), |(m, l)| {
+                    verdict(m.mean <= LUA_FACTOR * l.mean)
+                }),
                 show(own, 1),
-                own.map_or("–".into(), |o| verdict(o.upper() <= OWN_WORK_US)),
+                "– (goal in instructions)".into(),
             ]);
         }
         if !instr(&v.id).is_empty() {
@@ -105,12 +118,18 @@ pub fn cpu_table(measured: &[Measured], counted: &[Counted]) -> Table {
                 "instructions/req".into(),
                 show(mine, 0),
                 show(lua, 0),
-                mine.zip(lua)
-                    .map_or("–".into(), |(m, l)| verdict(m.upper() <= l.mean)),
-                show(own, 0),
-                own_us.map_or("–".into(), |us| {
-                    format!("{} (≈ {us:.1} µs)", verdict(us <= OWN_WORK_US))
+                mine.zip(lua).map_or("–".into(), |(m, l)| {
+                    verdict(m.upper() <= LUA_FACTOR * l.mean)
                 }),
+                show(own, 0),
+                match (own, own_work_goal(&v.id)) {
+                    (Some(o), Some(goal)) => format!(
+                        "≤ {goal:.0}: {}{}",
+                        verdict(o.upper() <= goal),
+                        own_us.map_or(String::new(), |us| format!(" (≈ {us:.1} µs)"))
+                    ),
+                    _ => "–".into(),
+                },
             ]);
         }
     }
@@ -123,7 +142,7 @@ pub fn size_table(plain: Option<Sizes>, optimised: Sizes) -> Table {
         "meshtally bytes",
         "empty bytes",
         "meshtally − empty",
-        "goal ≤ 16384",
+        "goal ≤ 32768",
     ]);
     let mut row = |name: &str, s: Sizes| {
         let over = s.meshtally.bytes as i64 - s.empty.bytes as i64;

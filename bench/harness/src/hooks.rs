@@ -84,32 +84,41 @@ pub fn deployer_render(ctx: &Context<'_>) -> Result<Option<Extra>> {
     }))
 }
 
-/// Local-mesh `up --detach` time (until every Envoy and app is ready) and memory of everything
-/// it starts, for 3 and 10 services. RSS counts the Envoy binary's shared read-only pages once
-/// per process; PSS shares them out, so it is the memory the mesh really takes.
+/// The local mesh at scale: `deployer up --detach` for 10, 30 and 60 services, each with
+/// meshtally and, as the baseline, the same mesh with the filter skipped (the same Envoys, apps,
+/// routes and mTLS, no Wasm): time until every process is ready, the memory of everything it
+/// started (summed RSS, which counts the Envoy binary's shared pages once per process; PSS,
+/// which shares them out; private, what each process alone holds), and `verify` of every
+/// ordered pair through the gateway (meshtally only: it checks the filter's tags).
 pub fn local_mesh_up(ctx: &Context<'_>) -> Result<Option<Extra>> {
     let deployer = ctx.root.join("target/release/deployer");
     let module = ctx
         .root
         .join("target/wasm32-wasip1/release/meshtally_filter.wasm");
-    let runs = if ctx.quick { 1 } else { 3 };
+    let runs = if ctx.quick { 1 } else { 2 };
+    let sizes: &[usize] = if ctx.quick { &[10] } else { &[10, 30, 60] };
     let mut table = Table::new(&[
         "services",
+        "mesh",
         "processes",
         "up s",
-        "total RSS MiB",
-        "total PSS MiB",
-        "per sidecar RSS / private MiB",
+        "summed RSS MiB",
+        "PSS MiB",
+        "private MiB",
+        "per sidecar private MiB",
+        "verify",
     ]);
-    for n in [3usize, 10] {
-        let mut times = Vec::new();
-        let mut last = (0, 0u64, 0u64, 0u64, 0u64);
-        for _ in 0..runs {
-            let state = tempfile::tempdir()?;
-            let dir = state.path().join("mesh");
-            let begin = Instant::now();
-            let up = Command::new(&deployer)
-                .args([
+    for &n in sizes {
+        for filtered in [true, false] {
+            let mut times = Vec::new();
+            let mut last = Footprint::default();
+            let mut verified = String::from("–");
+            let mut failed = None;
+            for run in 0..runs {
+                let state = tempfile::tempdir()?;
+                let dir = state.path().join("mesh");
+                let mut up = Command::new(&deployer);
+                up.args([
                     "up",
                     "--detach",
                     "--services",
@@ -122,57 +131,146 @@ pub fn local_mesh_up(ctx: &Context<'_>) -> Result<Option<Extra>> {
                 ])
                 .arg(&dir)
                 .arg("--wasm")
-                .arg(&module)
-                .output()?;
-            let elapsed = begin.elapsed();
-            let measured = (|| -> Result<(usize, u64, u64, u64, u64)> {
-                anyhow::ensure!(
-                    up.status.success(),
-                    "deployer up failed: {}",
-                    String::from_utf8_lossy(&up.stderr)
-                );
-                let pids: std::collections::BTreeMap<String, u32> =
-                    serde_json::from_slice(&std::fs::read(dir.join("pids.json"))?)?;
-                let (mut rss, mut pss, mut sidecar_rss, mut sidecar_private) = (0, 0, 0, 0);
-                for (name, pid) in &pids {
-                    let r = procfs::rss_kib(*pid)?;
-                    rss += r;
-                    pss += smaps_kib(*pid, "Pss:")?;
-                    if name.ends_with("-sidecar") {
-                        sidecar_rss = sidecar_rss.max(r);
-                        sidecar_private = sidecar_private.max(
-                            smaps_kib(*pid, "Private_Dirty:")? + smaps_kib(*pid, "Private_Clean:")?,
-                        );
-                    }
+                .arg(&module);
+                if !filtered {
+                    // A config the filter refuses, fail-open: every sidecar runs without it.
+                    up.args([
+                        "--fail-strategy",
+                        "fail-open",
+                        "--plugin-config",
+                        r#"{"max_hops":0}"#,
+                    ]);
                 }
-                Ok((pids.len(), rss, pss, sidecar_rss, sidecar_private))
-            })();
-            let _ = Command::new(&deployer)
-                .args(["down", "--state-dir"])
-                .arg(&dir)
-                .output();
-            last = measured?;
-            times.push(elapsed.as_secs_f64());
+                let begin = Instant::now();
+                let out = up.output()?;
+                let elapsed = begin.elapsed();
+                let measured = (|| -> Result<(Footprint, Option<String>)> {
+                    anyhow::ensure!(
+                        out.status.success(),
+                        "deployer up --services {n} failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    let footprint = Footprint::of(&dir)?;
+                    // Every ordered pair, once per size (the last run), timed.
+                    let verify = if filtered && run + 1 == runs {
+                        let begin = Instant::now();
+                        let v = Command::new(&deployer)
+                            .args(["verify", "--json", "--state-dir"])
+                            .arg(&dir)
+                            .output()?;
+                        let secs = begin.elapsed().as_secs_f64();
+                        let pairs = n * (n - 1);
+                        Some(if v.status.success() {
+                            format!("{pairs} pairs ok in {secs:.1} s")
+                        } else {
+                            format!("FAILED ({pairs} pairs, {secs:.1} s)")
+                        })
+                    } else {
+                        None
+                    };
+                    Ok((footprint, verify))
+                })();
+                let _ = Command::new(&deployer)
+                    .args(["down", "--state-dir"])
+                    .arg(&dir)
+                    .output();
+                let (footprint, verify) = match measured {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // A size this machine cannot start is a finding, not the end of the run.
+                        failed = Some(first_line(&format!("{e:#}")));
+                        break;
+                    }
+                };
+                last = footprint;
+                if let Some(v) = verify {
+                    verified = v;
+                }
+                times.push(elapsed.as_secs_f64());
+            }
+            let label = if filtered {
+                "meshtally"
+            } else {
+                "no filter (baseline)"
+            };
+            if let Some(why) = failed {
+                let mut row = vec![n.to_string(), label.to_owned(), "–".into()];
+                row.push(format!("did not start: {why}"));
+                row.extend(std::iter::repeat_n("–".to_owned(), 5));
+                table.row(row);
+                continue;
+            }
+            let mib = |kib: u64| format!("{:.0}", kib as f64 / 1024.0);
+            table.row(vec![
+                n.to_string(),
+                if filtered {
+                    "meshtally"
+                } else {
+                    "no filter (baseline)"
+                }
+                .to_owned(),
+                last.processes.to_string(),
+                summary::show(Spread::of(&times), 2),
+                mib(last.rss),
+                mib(last.pss),
+                mib(last.private),
+                format!("{:.1}", last.sidecar_private as f64 / 1024.0),
+                verified,
+            ]);
         }
-        let (procs, rss, pss, srss, spriv) = last;
-        table.row(vec![
-            n.to_string(),
-            procs.to_string(),
-            summary::show(Spread::of(&times), 2),
-            format!("{:.0}", rss as f64 / 1024.0),
-            format!("{:.0}", pss as f64 / 1024.0),
-            format!("{:.0} / {:.0}", srss as f64 / 1024.0, spriv as f64 / 1024.0),
-        ]);
     }
     Ok(Some(Extra {
-        title: "local mesh (deployer up)".into(),
+        title: "local mesh at scale (deployer up)".into(),
         method: format!(
-            "`deployer up --detach` wall time until it returns (every Envoy /ready, every app /healthz), {runs} run(s); \
-             memory read from /proc after start-up. A sidecar's RSS includes ~63 MiB of the Envoy binary's read-only pages, \
-             shared by every Envoy on the machine; its private memory is what each sidecar adds."
+            "`deployer up --detach --services N` wall time until it returns (every Envoy /ready, every app /healthz), {runs} run(s) \
+             per row: median (min–max). The baseline is the same mesh with the filter skipped (`--fail-strategy fail-open` and a \
+             plugin config the filter refuses): the same Envoys, apps, routes and mTLS, no Wasm. Memory is read from /proc after \
+             start-up: summed RSS counts the Envoy binary's ~63 MiB of shared read-only pages once per process; PSS shares them \
+             out (the memory the mesh really takes); private is what the processes hold alone, and per sidecar the largest \
+             sidecar's. `verify` calls every ordered pair through the gateway and checks the filter's tags (meshtally rows)."
         ),
         table,
     }))
+}
+
+/// The line that says what went wrong, of an error with its causes and `up`'s output.
+fn first_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.contains("error") || l.contains("exited"))
+        .unwrap_or_else(|| text.lines().next().unwrap_or_default());
+    line.chars().take(200).collect()
+}
+
+/// The memory of every process a local mesh started.
+#[derive(Debug, Default, Clone, Copy)]
+struct Footprint {
+    processes: usize,
+    rss: u64,
+    pss: u64,
+    private: u64,
+    sidecar_private: u64,
+}
+
+impl Footprint {
+    fn of(dir: &std::path::Path) -> Result<Footprint> {
+        let pids: std::collections::BTreeMap<String, u32> =
+            serde_json::from_slice(&std::fs::read(dir.join("pids.json"))?)?;
+        let mut f = Footprint {
+            processes: pids.len(),
+            ..Footprint::default()
+        };
+        for (name, pid) in &pids {
+            f.rss += procfs::rss_kib(*pid)?;
+            f.pss += smaps_kib(*pid, "Pss:")?;
+            let private = smaps_kib(*pid, "Private_Dirty:")? + smaps_kib(*pid, "Private_Clean:")?;
+            f.private += private;
+            if name.ends_with("-sidecar") {
+                f.sidecar_private = f.sidecar_private.max(private);
+            }
+        }
+        Ok(f)
+    }
 }
 
 /// A field of /proc/<pid>/smaps_rollup, in KiB.

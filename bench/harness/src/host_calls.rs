@@ -70,15 +70,15 @@ pub fn detail(scenarios: &[Scenario]) -> Table {
 }
 
 /// The probe whose price stands for a kind of call: a response-header write costs as a
-/// request-header write, a histogram record as a counter increment (both one map lookup and
-/// one update in Envoy's stats).
+/// request-header write.
 fn probe_for(kind: CallKind) -> Option<&'static str> {
     Some(match kind {
         CallKind::RequestHeaderRead | CallKind::ResponseHeaderRead => "get_header",
         CallKind::Clock => "clock",
         CallKind::RequestHeaderWrite | CallKind::ResponseHeaderWrite => "set_header",
         CallKind::Property => "property",
-        CallKind::IncrementMetric | CallKind::RecordMetric => "increment",
+        CallKind::IncrementMetric => "increment",
+        CallKind::RecordMetric => "record",
         _ => return None,
     })
 }
@@ -137,6 +137,7 @@ pub fn attribution(scenarios: &[Scenario], counted: &[Counted]) -> Table {
         "host calls priced",
         "measured − empty",
         "rest (module code, dispatch)",
+        "priced share ≥ 95 %",
     ]);
     for s in scenarios {
         let Some(variant) = counted
@@ -166,6 +167,11 @@ pub fn attribution(scenarios: &[Scenario], counted: &[Counted]) -> Table {
             format!("{priced:.0} ({})", detail.join(", ")),
             measured.map_or("–".into(), |d| d.show(0)),
             measured.map_or("–".into(), |d| format!("{:.0}", d.mean - priced)),
+            measured.map_or("–".into(), |d| {
+                let share = priced / d.mean * 100.0;
+                let met = if share >= 95.0 { "met" } else { "missed" };
+                format!("{share:.0} %: {met}")
+            }),
         ]);
     }
     t

@@ -55,20 +55,22 @@ pub fn render(report: &Report) -> String {
     );
     out.push_str(&report.ratios_table().markdown());
     out.push_str("\n## Goals\n\n### CPU\n\n");
-    out.push_str(&format!(
-        "meshtally's added CPU per request (over no filter, same transport) must be at most Lua's \
-         (tagging only, plain HTTP), and its own work (meshtally − empty filter) at most {} µs. \
-         Every difference is the mean of per-round paired differences ± the half-width of its 95 % \
-         confidence interval (Student's t); \"met\" needs the interval's upper end within the goal. \
-         The instruction rows come from callgrind (below); their µs estimate scales the \
-         instructions by this machine's µs per instruction for the no-filter variant.\n\n",
-        goals::OWN_WORK_US
-    ));
+    out.push_str(
+        "Stated in the worker's instructions per request (callgrind, below), which repeat where \
+         CPU time on a shared machine does not: meshtally's own work (meshtally − empty filter) at \
+         most 40,000 outbound, 55,000 inbound and 65,000 inbound over mTLS, and its added \
+         instructions over no filter (same transport) at most 1.5 × Lua's (tagging only, plain \
+         HTTP). Every difference is the mean of per-round paired differences ± the half-width of \
+         its 95 % confidence interval (Student's t); \"met\" needs the interval's upper end within \
+         the goal. The CPU-time rows are shown beside them; the µs estimate scales instructions by \
+         this machine's µs per instruction for the no-filter variant. The attribution table below \
+         must account for at least 95 % of own work with priced host calls.\n\n",
+    );
     out.push_str(&goals::cpu_table(&report.measured, &report.counted).markdown());
     out.push_str("\n### Memory\n\nRSS of the proxy (after each round's saturation run), paired by round with the empty filter over the same transport; goal ≤ empty + 2 MiB.\n\n");
     out.push_str(&goals::rss_table(&report.measured).markdown());
     if let Some(t) = report.size_goal_table() {
-        out.push_str("\n### Size\n\nThe module must be at most the empty filter + 16 KiB, both as `cargo build --release --target wasm32-wasip1` leaves it and after `scripts/wasm-opt.sh`.\n\n");
+        out.push_str("\n### Size\n\nThe module must be at most the empty filter + 32 KiB, both as `cargo build --release --target wasm32-wasip1` leaves it and after `scripts/wasm-opt.sh`.\n\n");
         out.push_str(&t.markdown());
     }
     out.push_str("\n### Repeatability\n\n");

@@ -98,12 +98,13 @@ pub fn all() -> Vec<Variant> {
 pub const PROBE_TIMES: u32 = 10;
 
 /// The host calls `bench/probe-filter` prices (its config names), in report order.
-pub const PROBES: [&str; 6] = [
+pub const PROBES: [&str; 7] = [
     "get_header",
     "set_header",
     "property",
     "get_headers",
     "increment",
+    "record",
     "clock",
 ];
 
@@ -197,20 +198,20 @@ impl Variant {
                 ..untouched
             },
             Filter::Probe(_) => untouched,
+            // Outbound names the caller; the hop count is the callee's side's (untouched here).
             Filter::Meshtally("outbound") => Expect {
                 source: SERVICE,
-                hops: "2",
                 ..untouched
             },
             Filter::Meshtally(_) => Expect {
                 // Inbound: a certificate names the caller; without one the claimed name (a
-                // valid label) passes. Hops pass through, re-written.
+                // valid label) passes. The app gets the hop count its own calls carry: + 1.
                 source: if self.mtls {
                     crate::certs::CLIENT_SA
                 } else {
                     CLAIMED_SOURCE
                 },
-                hops: CLIENT_HOPS,
+                hops: "2",
                 verified: if self.mtls { "true" } else { "false" },
                 served_by: SERVICE,
             },

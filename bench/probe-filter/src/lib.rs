@@ -39,6 +39,9 @@ enum Call {
     GetHeaders,
     /// Increment a counter.
     Increment,
+    /// Record a value in a histogram (meshtally's duration), which Envoy's stats handle apart
+    /// from counters.
+    Record,
     /// Read the host's clock.
     Clock,
 }
@@ -51,6 +54,7 @@ impl Call {
             "property" => Call::Property,
             "get_headers" => Call::GetHeaders,
             "increment" => Call::Increment,
+            "record" => Call::Record,
             "clock" => Call::Clock,
             _ => return None,
         })
@@ -88,8 +92,12 @@ impl RootContext for Root {
             );
             return false;
         };
-        let counter = hostcalls::define_metric(MetricType::Counter, "meshtally_probe_total")
-            .unwrap_or_default();
+        let kind = if call == Call::Record {
+            MetricType::Histogram
+        } else {
+            MetricType::Counter
+        };
+        let counter = hostcalls::define_metric(kind, "meshtally_probe_total").unwrap_or_default();
         self.plan = Some(Rc::new(Plan {
             call,
             times,
@@ -133,6 +141,9 @@ impl HttpContext for Stream {
                 }
                 Call::Increment => {
                     let _ = hostcalls::increment_metric(plan.counter, 1);
+                }
+                Call::Record => {
+                    let _ = hostcalls::record_metric(plan.counter, 7);
                 }
                 Call::Clock => {
                     let _ = hostcalls::get_current_time();

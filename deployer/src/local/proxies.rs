@@ -102,14 +102,12 @@ impl Layout {
             .collect()
     }
 
-    /// The filter's config for one sidecar: the mesh's, with the version it serves (the
-    /// local stand-in for Istio's `LABELS.version` node metadata), unless one was given.
-    fn plugin_config_for(&self, version: &str) -> Value {
-        let mut config = self.plugin_config.clone();
-        if let Some(fields) = config.as_object_mut() {
-            fields.entry("version").or_insert_with(|| json!(version));
-        }
-        config
+    /// The filter's config for one side of one sidecar: the mesh's, with the side's
+    /// `direction` (as each of the two rendered WasmPlugins carries its own), and the version it
+    /// serves (the local stand-in for Istio's `LABELS.version` node metadata) unless one was
+    /// given.
+    fn plugin_config_for(&self, version: &str, direction: &str) -> Value {
+        plugin_config_for(&self.plugin_config, version, direction)
     }
 
     /// The tracer of a proxy of workload `app` at `version` in `namespace`, when the mesh
@@ -143,13 +141,13 @@ impl Layout {
             inbound: Some(Inbound {
                 port: instance.port,
                 app_port: instance.app_port,
-                plugin_config: self.plugin_config_for(&instance.version),
+                plugin_config: self.plugin_config_for(&instance.version, "inbound"),
                 tls: Some((own.clone(), mode)),
                 allowed_peers: allowed,
             }),
             outbound: Some(Outbound {
                 port: instance.outbound_port,
-                plugin_config: self.plugin_config_for(&instance.version),
+                plugin_config: self.plugin_config_for(&instance.version, "outbound"),
                 peers: self.peers(own, Some(&s.name)),
             }),
             ingress: None,
@@ -212,4 +210,16 @@ fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> Result<PathB
     std::fs::write(&path, serde_json::to_vec_pretty(value)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// A sidecar side's filter config: `base` (the mesh's, from `--plugin-config`) with that side's
+/// `direction` and, unless `base` names one, the version the sidecar serves. A base that is
+/// not an object is left as it is, for the filter to refuse.
+pub(crate) fn plugin_config_for(base: &Value, version: &str, direction: &str) -> Value {
+    let mut config = base.clone();
+    if let Some(fields) = config.as_object_mut() {
+        fields.insert("direction".to_owned(), json!(direction));
+        fields.entry("version").or_insert_with(|| json!(version));
+    }
+    config
 }

@@ -58,12 +58,20 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
     // Module and config problems are found here, with the filter's own config rules, so a
     // fail-open or fail-close mesh behaves as Istio would instead of Envoy refusing to start.
     let module = places.module(req.wasm.as_deref());
+    // Each side of a sidecar has its own filter, its direction set here, as each rendered
+    // WasmPlugin carries its own: a direction given for both could only be wrong for one.
+    if plugin_config.get("direction").is_some() {
+        bail!("--plugin-config: leave `direction` out: up sets it for each side of a sidecar");
+    }
     let config_problem = mesh.services.iter().find_map(|s| {
         let node = meshtally_core::NodeMetadata {
             workload_name: Some(s.name.clone().into_bytes()),
             ..meshtally_core::NodeMetadata::default()
         };
-        meshtally_core::Config::parse(plugin_config.to_string().as_bytes(), &node).err()
+        ["inbound", "outbound"].into_iter().find_map(|side| {
+            let config = super::proxies::plugin_config_for(&plugin_config, "v1", side);
+            meshtally_core::Config::parse(config.to_string().as_bytes(), &node).err()
+        })
     });
     let problem = match (&module, config_problem) {
         (Err(e), _) => Some(format!("{e:#}")),

@@ -72,7 +72,7 @@ fn every_reference_resolves() {
         assert_eq!(objects.virtual_services.len(), n + 1, "{what}");
         assert_eq!(objects.gateways.len(), 1, "{what}");
         assert_eq!(objects.peer_authentications.len(), 1, "{what}");
-        assert_eq!(objects.wasm_plugins.len(), 1, "{what}");
+        assert_eq!(objects.wasm_plugins.len(), 2, "{what}");
     }
 }
 
@@ -137,9 +137,13 @@ fn broken_references_are_caught() {
         ),
         // The filter selecting no pods.
         (
-            "      app.kubernetes.io/part-of: meshtally\n  url:",
-            "      app.kubernetes.io/part-of: nothing\n  url:",
+            "      app.kubernetes.io/part-of: meshtally\n  match:",
+            "      app.kubernetes.io/part-of: nothing\n  match:",
         ),
+        // The outbound side's plugin told it is inbound.
+        ("    direction: outbound\n", "    direction: inbound\n"),
+        // Both plugins on the same side.
+        ("  - mode: CLIENT\n", "  - mode: SERVER\n"),
     ];
     for (from, to) in tamperings {
         assert!(stream.contains(from), "fixture text not found: {from:?}");

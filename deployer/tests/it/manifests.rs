@@ -94,8 +94,8 @@ fn kubectl_kustomize_builds_the_folder() {
     );
     let built = String::from_utf8(out.stdout).unwrap();
     let documents = built.split("\n---\n").count();
-    // Namespace, ConfigMap, WasmPlugin, PeerAuthentication, gateway and its routes, and per
-    // service an AuthorizationPolicy, ServiceAccount, Deployment, Service, DestinationRule
-    // and VirtualService.
-    assert_eq!(documents, 6 + 3 * 6, "{built}");
+    // Namespace, ConfigMap, the two WasmPlugins (outbound, inbound), PeerAuthentication,
+    // gateway and its routes, and per service an AuthorizationPolicy, ServiceAccount,
+    // Deployment, Service, DestinationRule and VirtualService.
+    assert_eq!(documents, 7 + 3 * 6, "{built}");
 }

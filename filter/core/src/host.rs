@@ -2,7 +2,6 @@
 //! (`meshtally-filter`), the fake in `fake.rs` with plain maps, so the stream's behaviour is
 //! unit-tested natively and every host call it makes can be counted.
 
-use crate::config::Direction;
 use crate::metrics::MetricKind;
 
 /// The proxy-wasm host calls the filter makes. Every method is infallible from the caller's
@@ -30,14 +29,6 @@ pub trait Host {
     fn property_i64(&self, path: &[&str]) -> Option<i64> {
         let bytes: [u8; 8] = self.property(path)?.try_into().ok()?;
         Some(i64::from_le_bytes(bytes))
-    }
-
-    /// The listener's `traffic_direction`. Envoy 1.28+ serves the wasm attributes under `xds.`;
-    /// older proxies (and some Istio builds) only under their bare names, so both are tried.
-    fn listener_direction(&self) -> Option<Direction> {
-        self.property_i64(&["xds", "listener_direction"])
-            .or_else(|| self.property_i64(&["listener_direction"]))
-            .and_then(Direction::from_listener_direction)
     }
 
     /// A node metadata value (`["WORKLOAD_NAME"]`, `["LABELS", "app"]`), under `xds.node` first,

@@ -20,6 +20,7 @@ pub mod config;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod fake;
 pub mod host;
+pub mod json;
 #[cfg(any(test, feature = "fake-host"))]
 pub mod ledger;
 pub mod metrics;

@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use crate::config::UNKNOWN_VERSION;
 use crate::config::{Config, ConfigError, Direction, NodeMetadata};
-use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SERVED_VERSION, SOURCE};
-use crate::host::{Host, LogLevel};
+use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SOURCE};
+use crate::host::Host;
 use crate::metrics::{CodeClass, MetricCache};
 use crate::tagging::{self, HopDecision};
 
@@ -21,19 +21,19 @@ pub enum Flow {
     Pause,
 }
 
-/// The body of the 508 the outbound side answers when `x-mesh-hops` exceeds `max_hops`.
+/// The body of the 508 the callee's side answers when a call arrives with `x-mesh-hops` past
+/// `max_hops`.
 pub const LOOP_BODY: &[u8] = b"meshtally: loop detected: x-mesh-hops exceeds max_hops\n";
 
 /// What every stream of a root context shares: the config and the metric ids.
 ///
-/// Envoy shares one root context between listeners whose plugin config is identical — an Istio
-/// sidecar's inbound and outbound listeners both get the WasmPlugin's one `pluginConfig` — so
-/// nothing here may assume a single listener: the direction is a per-stream fact.
+/// Each side of a sidecar has a plugin of its own, its direction in its config (Istio: one
+/// WasmPlugin per `match.mode`), so a root context serves one direction and no stream asks the
+/// proxy which listener it is on.
 #[derive(Debug)]
 pub struct Plugin {
     pub config: Config,
-    inbound: RefCell<MetricCache>,
-    outbound: RefCell<MetricCache>,
+    metrics: RefCell<MetricCache>,
 }
 
 impl Plugin {
@@ -48,22 +48,9 @@ impl Plugin {
         };
         let config = Config::parse(&raw, &node)?;
         Ok(Plugin {
+            metrics: RefCell::new(MetricCache::new(config.direction)),
             config,
-            inbound: RefCell::new(MetricCache::new(Direction::Inbound)),
-            outbound: RefCell::new(MetricCache::new(Direction::Outbound)),
         })
-    }
-
-    /// The stream's direction: configured, or the listener's.
-    fn direction(&self, host: &impl Host) -> Option<Direction> {
-        self.config.direction.or_else(|| host.listener_direction())
-    }
-
-    fn metrics(&self, direction: Direction) -> &RefCell<MetricCache> {
-        match direction {
-            Direction::Inbound => &self.inbound,
-            Direction::Outbound => &self.outbound,
-        }
     }
 }
 
@@ -71,13 +58,9 @@ impl Plugin {
 pub struct Stream<H> {
     plugin: Rc<Plugin>,
     host: H,
-    direction: Option<Direction>,
     /// The peer on the other side of this sidecar; the local service is the other end.
     /// Outbound: the destination. Inbound: the caller.
     peer: Option<String>,
-    /// Outbound: the version that answered, from the callee sidecar's `x-mesh-served-version`
-    /// (checked, since the callee's side is not trusted with our stats store).
-    served_version: Option<String>,
     /// The response status, from the response headers (or the local reply we sent); `None`
     /// until then, and for streams reset before any response.
     status: Option<u64>,
@@ -92,9 +75,7 @@ impl<H: Host> Stream<H> {
         Stream {
             plugin,
             host,
-            direction: None,
             peer: None,
-            served_version: None,
             status: None,
             started: None,
             verified: false,
@@ -108,67 +89,77 @@ impl<H: Host> Stream<H> {
     pub fn on_request_headers(&mut self) -> Flow {
         // Two clock reads cost less than one `request.duration` property read (make bench).
         self.started = self.host.now_nanos();
-        self.direction = self.plugin.direction(&self.host);
-        match self.direction {
-            Some(Direction::Outbound) => self.outbound(),
-            Some(Direction::Inbound) => self.inbound(),
-            None => {
-                self.host.log(
-                    LogLevel::Warn,
-                    "meshtally: listener direction unknown; set `direction` in the plugin config",
-                );
-                Flow::Continue
-            }
+        match self.plugin.config.direction {
+            Direction::Outbound => self.outbound(),
+            Direction::Inbound => self.inbound(),
         }
     }
 
     pub fn on_response_headers(&mut self) -> Flow {
-        if self.direction.is_none() {
-            return Flow::Continue;
-        }
         // `:status` is a header read, cheaper than reading the `response.code` property at
         // the end (make bench prices both).
         self.status = self
             .host
             .response_header(":status")
             .and_then(|s| tagging::parse_status(&s));
-        match self.direction {
-            Some(Direction::Inbound) => {
-                let config = &self.plugin.config;
-                self.host.set_response_header(SERVED_BY, &config.service);
-                self.host
-                    .set_response_header(SERVED_VERSION, &config.version);
-            }
-            _ => {
-                self.served_version = self
-                    .host
-                    .response_header(SERVED_VERSION)
-                    .filter(|v| tagging::is_dns1123_label(v))
-                    .and_then(|v| String::from_utf8(v).ok());
-            }
+        // Inbound: the callee names itself on the response. Its version is not sent back: the
+        // callee counts each call with its own version (known at configure time), per caller,
+        // which is what `top`, `stats` and a canary's split read; a caller-side label would
+        // cost the caller a header read on every response to say what the callee already
+        // counted, and could not name the version of a call that never reached a callee.
+        if self.plugin.config.direction == Direction::Inbound {
+            self.host
+                .set_response_header(SERVED_BY, &self.plugin.config.service);
         }
         Flow::Continue
     }
 
     /// The stream is over (completed, answered locally, failed or reset): count it once.
     pub fn on_log(&mut self) {
-        if let Some(direction) = self.direction {
-            self.count(direction);
-        }
+        self.count();
     }
 
+    /// The caller's side names the destination and the caller. The hop count is the callee's
+    /// side's to check and raise (see [`Stream::inbound`]): the app passes on the number its
+    /// sidecar gave it, so the caller's side neither reads nor writes it.
     fn outbound(&mut self) -> Flow {
         let host = &self.host;
-        let service = self.plugin.config.service.as_str();
         let authority = host.request_header(":authority");
         self.peer = Some(tagging::destination_from_authority(authority.as_deref()).to_owned());
+        // Set, not add: whatever the app sent as x-mesh-source is replaced.
+        host.set_request_header(SOURCE, &self.plugin.config.service);
+        Flow::Continue
+    }
 
-        let incoming = tagging::parse_hops(host.request_header(HOPS).as_deref());
+    /// The callee's side names the caller (a certificate beats any header) and keeps the loop
+    /// guard: a call that arrives past `max_hops` is answered 508 before it reaches the app;
+    /// otherwise the app gets the hop count its own calls will carry (this call's + 1).
+    fn inbound(&mut self) -> Flow {
+        let host = &self.host;
+        let service = self.plugin.config.service.as_str();
+        let san = host.property(&["connection", "uri_san_peer_certificate"]);
+        // A certificate that names the caller beats any header, so the header is read only
+        // when none did (plain HTTP, or a certificate that is no Istio identity).
+        let verified = san.as_deref().and_then(tagging::spiffe_identity).is_some();
+        let claimed = if verified {
+            None
+        } else {
+            host.request_header(SOURCE)
+        };
+        let caller = tagging::resolve_caller(san.as_deref(), claimed.as_deref());
+        self.peer = Some(caller.name.to_owned());
+        self.verified = caller.verified;
+
+        let arrived = tagging::parse_hops(host.request_header(HOPS).as_deref());
         let mut buf = [0; 10];
-        match tagging::outbound_hops(incoming, self.plugin.config.max_hops) {
+        match tagging::inbound_hops(arrived, self.plugin.config.max_hops) {
             HopDecision::Forward(hops) => {
-                // Set, not add: whatever the app sent as x-mesh-source is replaced.
-                host.set_request_header(SOURCE, service);
+                host.set_request_header(SOURCE, caller.name);
+                host.set_request_header(DESTINATION, service);
+                host.set_request_header(
+                    PEER_VERIFIED,
+                    if caller.verified { "true" } else { "false" },
+                );
                 host.set_request_header(HOPS, tagging::format_u32(hops, &mut buf));
                 Flow::Continue
             }
@@ -177,7 +168,7 @@ impl<H: Host> Stream<H> {
                 host.send_local_response(
                     508,
                     &[
-                        (SOURCE, service),
+                        (SERVED_BY, service),
                         (HOPS, hops),
                         ("content-type", "text/plain"),
                     ],
@@ -189,44 +180,15 @@ impl<H: Host> Stream<H> {
         }
     }
 
-    fn inbound(&mut self) -> Flow {
-        let host = &self.host;
-        let service = self.plugin.config.service.as_str();
-        let san = host.property(&["connection", "uri_san_peer_certificate"]);
-        let claimed = host.request_header(SOURCE);
-        let caller = tagging::resolve_caller(san.as_deref(), claimed.as_deref());
-        host.set_request_header(SOURCE, caller.name);
-        host.set_request_header(DESTINATION, service);
-        host.set_request_header(
-            PEER_VERIFIED,
-            if caller.verified { "true" } else { "false" },
-        );
-        self.peer = Some(caller.name.to_owned());
-        self.verified = caller.verified;
-
-        // Hops pass through inbound, but only as a number we parsed ourselves.
-        if let Some(raw) = host.request_header(HOPS) {
-            let mut buf = [0; 10];
-            host.set_request_header(
-                HOPS,
-                tagging::format_u32(tagging::parse_hops(Some(&raw)), &mut buf),
-            );
-        }
-        Flow::Continue
-    }
-
-    fn count(&self, direction: Direction) {
+    fn count(&self) {
         let Some(peer) = self.peer.as_deref() else {
             return;
         };
         let host = &self.host;
         let service = self.plugin.config.service.as_str();
-        let (source, destination, version) = match direction {
-            Direction::Outbound => (
-                service,
-                peer,
-                self.served_version.as_deref().unwrap_or(UNKNOWN_VERSION),
-            ),
+        let (source, destination, version) = match self.plugin.config.direction {
+            // The caller does not know which version answered; the callee counts it.
+            Direction::Outbound => (service, peer, UNKNOWN_VERSION),
             Direction::Inbound => (peer, service, self.plugin.config.version.as_str()),
         };
         // No response headers seen (a reset, or a local reply that skipped this filter's
@@ -237,7 +199,7 @@ impl<H: Host> Stream<H> {
         });
         let class = CodeClass::from_code(code);
 
-        let Ok(mut cache) = self.plugin.metrics(direction).try_borrow_mut() else {
+        let Ok(mut cache) = self.plugin.metrics.try_borrow_mut() else {
             return;
         };
         let ids = cache.ids(

@@ -41,21 +41,22 @@ pub fn parse_status(value: &[u8]) -> Option<u64> {
     (100..=999).contains(&code).then_some(code)
 }
 
-/// What the outbound side does with a request, given the hops it already made.
+/// What the callee's side does with a call, given the `x-mesh-hops` it arrived with: the calls
+/// made so far, this one included (the caller's app passes on what its own sidecar gave it; a
+/// call from outside the mesh arrives with none, 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HopDecision {
-    /// Forward with this `x-mesh-hops` value.
+    /// Pass the call to the app with this `x-mesh-hops`: the count the app's own calls carry.
     Forward(u32),
     /// Answer `508 Loop Detected` locally; the value is the hop count that was refused.
     Loop(u32),
 }
 
-pub fn outbound_hops(incoming: u32, max_hops: u32) -> HopDecision {
-    let next = incoming.saturating_add(1);
-    if next > max_hops {
-        HopDecision::Loop(next)
+pub fn inbound_hops(arrived: u32, max_hops: u32) -> HopDecision {
+    if arrived > max_hops {
+        HopDecision::Loop(arrived)
     } else {
-        HopDecision::Forward(next)
+        HopDecision::Forward(arrived.saturating_add(1))
     }
 }
 
@@ -193,12 +194,18 @@ mod tests {
 
     #[test]
     fn hop_guard() {
-        assert_eq!(outbound_hops(0, 10), HopDecision::Forward(1));
-        assert_eq!(outbound_hops(9, 10), HopDecision::Forward(10));
-        assert_eq!(outbound_hops(10, 10), HopDecision::Loop(11));
-        assert_eq!(outbound_hops(u32::MAX, 10), HopDecision::Loop(u32::MAX));
-        assert_eq!(outbound_hops(0, 1), HopDecision::Forward(1));
-        assert_eq!(outbound_hops(1, 1), HopDecision::Loop(2));
+        assert_eq!(inbound_hops(0, 10), HopDecision::Forward(1));
+        assert_eq!(inbound_hops(9, 10), HopDecision::Forward(10));
+        assert_eq!(inbound_hops(10, 10), HopDecision::Forward(11));
+        assert_eq!(inbound_hops(11, 10), HopDecision::Loop(11));
+        assert_eq!(inbound_hops(u32::MAX, 10), HopDecision::Loop(u32::MAX));
+        assert_eq!(
+            inbound_hops(u32::MAX, u32::MAX),
+            HopDecision::Forward(u32::MAX)
+        );
+        assert_eq!(inbound_hops(0, 1), HopDecision::Forward(1));
+        assert_eq!(inbound_hops(1, 1), HopDecision::Forward(2));
+        assert_eq!(inbound_hops(2, 1), HopDecision::Loop(2));
     }
 
     #[test]

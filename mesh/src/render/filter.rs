@@ -11,8 +11,8 @@ use meshtally_wire::metrics::TAG_NAMES;
 use serde::Serialize;
 
 use super::istio::{
-    FailStrategy, Object, PluginConfig, PluginPhase, PluginType, WasmPlugin, WasmPluginSpec,
-    WorkloadSelector,
+    FailStrategy, Object, PluginConfig, PluginDirection, PluginPhase, PluginType, TrafficSelector,
+    WasmPlugin, WasmPluginSpec, WorkloadMode, WorkloadSelector,
 };
 use super::meta;
 use crate::model::{Delivery, Mesh, Module};
@@ -103,17 +103,32 @@ pub fn pod_annotations(delivery: &Delivery) -> Result<BTreeMap<String, String>, 
     Ok(annotations)
 }
 
-/// The WasmPlugin. For a ConfigMap delivery it names the mounted file and carries no sha256:
-/// the module's digest would make this tracked file change with every build, and Istio only
-/// verifies a digest when one is set. The digest is recorded on the generated ConfigMap
-/// instead; after replacing the module, restart the Deployments so Envoy reloads it.
-pub fn wasm_plugin(mesh: &Mesh, delivery: &Delivery) -> WasmPlugin {
+/// The two WasmPlugins: one per side of the sidecar (`match.mode` CLIENT for the outbound
+/// listener, SERVER for the inbound one), each with its `direction` in its plugin config, so the
+/// filter knows its side when it is configured instead of reading the listener's direction as a
+/// property on every request. Outbound first, as a call meets it first.
+pub fn wasm_plugins(mesh: &Mesh, delivery: &Delivery) -> [WasmPlugin; 2] {
+    [
+        wasm_plugin(mesh, delivery, PluginDirection::Outbound),
+        wasm_plugin(mesh, delivery, PluginDirection::Inbound),
+    ]
+}
+
+/// The WasmPlugin of one side. For a ConfigMap delivery it names the mounted file and carries
+/// no sha256: the module's digest would make this tracked file change with every build, and
+/// Istio only verifies a digest when one is set. The digest is recorded on the generated
+/// ConfigMap instead; after replacing the module, restart the Deployments so Envoy reloads it.
+fn wasm_plugin(mesh: &Mesh, delivery: &Delivery, direction: PluginDirection) -> WasmPlugin {
     let (url, sha256) = match delivery {
         Delivery::Remote { url, sha256 } => (url.clone(), sha256.clone()),
         Delivery::ConfigMap(_) => (format!("file://{MOUNT_PATH}/{MODULE_KEY}"), None),
     };
+    let (name, mode) = match direction {
+        PluginDirection::Outbound => (meta::WASM_PLUGIN_OUTBOUND, WorkloadMode::Client),
+        PluginDirection::Inbound => (meta::WASM_PLUGIN_INBOUND, WorkloadMode::Server),
+    };
     Object::new(
-        meta::meta(meta::WASM_PLUGIN, Some(&mesh.namespace), &[]),
+        meta::meta(name, Some(&mesh.namespace), &[]),
         WasmPluginSpec {
             // Every meshtally pod carries this label; nothing else in the namespace should.
             selector: WorkloadSelector {
@@ -122,6 +137,7 @@ pub fn wasm_plugin(mesh: &Mesh, delivery: &Delivery) -> WasmPlugin {
                     meta::PART_OF.1.to_owned(),
                 )]),
             },
+            matches: vec![TrafficSelector { mode }],
             url,
             sha256,
             // STATS runs after authentication and authorization, so only admitted calls count.
@@ -131,6 +147,7 @@ pub fn wasm_plugin(mesh: &Mesh, delivery: &Delivery) -> WasmPlugin {
             fail_strategy: FailStrategy::or_default(mesh.fail_strategy),
             plugin_type: PluginType::Http,
             plugin_config: PluginConfig {
+                direction,
                 max_hops: DEFAULT_MAX_HOPS,
             },
         },

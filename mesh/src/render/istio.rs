@@ -367,6 +367,9 @@ pub struct Source {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WasmPluginSpec {
     pub selector: WorkloadSelector,
+    /// Which side of the sidecar runs the plugin (`CLIENT`: outbound, `SERVER`: inbound).
+    #[serde(rename = "match", default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<TrafficSelector>,
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
@@ -375,6 +378,21 @@ pub struct WasmPluginSpec {
     #[serde(rename = "type")]
     pub plugin_type: PluginType,
     pub plugin_config: PluginConfig,
+}
+
+/// A WasmPlugin `match` entry: the traffic a plugin applies to, by side only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficSelector {
+    pub mode: WorkloadMode,
+}
+
+/// Istio's `WorkloadMode`: the sidecar's outbound (CLIENT) or inbound (SERVER) side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WorkloadMode {
+    Client,
+    Server,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -391,9 +409,19 @@ pub enum PluginType {
 
 /// The filter's own configuration (see `meshtally_core::config`). `service` is left out on
 /// purpose: the filter reads each sidecar's WORKLOAD_NAME / LABELS.app node metadata, so one
-/// WasmPlugin serves every workload.
+/// WasmPlugin per side serves every workload. `direction` is the side the plugin's `match`
+/// selects, so no request has to ask Envoy which listener it is on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
+    pub direction: PluginDirection,
     pub max_hops: u32,
+}
+
+/// The filter's `direction` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginDirection {
+    Inbound,
+    Outbound,
 }

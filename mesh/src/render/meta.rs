@@ -16,7 +16,8 @@ pub const VERSION_LABEL: &str = "version";
 /// never collide with a per-service object of the same kind.
 pub const GATEWAY: &str = "meshtally-gateway";
 pub const INGRESS_ROUTES: &str = "meshtally-ingress";
-pub const WASM_PLUGIN: &str = "meshtally";
+pub const WASM_PLUGIN_OUTBOUND: &str = "meshtally-outbound";
+pub const WASM_PLUGIN_INBOUND: &str = "meshtally-inbound";
 pub const FILTER_CONFIGMAP: &str = "meshtally-filter";
 /// A namespace-wide PeerAuthentication is conventionally called `default`.
 pub const PEER_AUTHENTICATION: &str = "default";

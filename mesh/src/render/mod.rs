@@ -261,11 +261,11 @@ pub fn render(mesh: &Mesh, delivery: &Delivery) -> Result<Bundle, RenderError> {
                 .file(FILTER_CONFIGMAP_FILE, FileKind::Generated),
         );
     }
-    files.push(
-        Docs::default()
-            .push(&filter::wasm_plugin(mesh, delivery))?
-            .file("istio/wasmplugin.yaml", FileKind::Manifest),
-    );
+    let mut plugins = Docs::default();
+    for plugin in &filter::wasm_plugins(mesh, delivery) {
+        plugins = plugins.push(plugin)?;
+    }
+    files.push(plugins.file("istio/wasmplugin.yaml", FileKind::Manifest));
     let peer_authentication = Docs::default().push(&security::peer_authentication(mesh))?;
     let mut security = vec![peer_authentication.0];
     let mut service_files = Vec::with_capacity(mesh.services.len());

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use meshtally_mesh::render::istio::StringMatch;
+use meshtally_mesh::render::istio::{PluginDirection, StringMatch, WorkloadMode};
 use meshtally_wire::ingress::ingress_principal;
 
 use super::Objects;
@@ -267,6 +267,26 @@ pub fn problems(objects: &Objects) -> Vec<String> {
         }
     }
 
+    // One plugin per side of the sidecar, each telling the filter its side: CLIENT runs on
+    // the outbound listener, SERVER on the inbound one.
+    let mut sides: Vec<(Vec<WorkloadMode>, PluginDirection)> = objects
+        .wasm_plugins
+        .iter()
+        .map(|p| {
+            let modes = p.spec.matches.iter().map(|m| m.mode).collect();
+            (modes, p.spec.plugin_config.direction)
+        })
+        .collect();
+    sides.sort_by_key(|(modes, _)| modes.first().copied().map(|m| m as u8));
+    let want = vec![
+        (vec![WorkloadMode::Client], PluginDirection::Outbound),
+        (vec![WorkloadMode::Server], PluginDirection::Inbound),
+    ];
+    if sides != want {
+        say(format!(
+            "wasm plugins: match modes and directions {sides:?}, want {want:?}"
+        ));
+    }
     for plugin in &objects.wasm_plugins {
         let hits = selected(objects, &plugin.spec.selector.match_labels);
         if hits.len() != objects.deployments.len() {

@@ -6,8 +6,7 @@ use std::rc::Rc;
 use crate::config::ConfigError;
 use crate::config::UNKNOWN_VERSION;
 use crate::fake::{CallKind, FakeHost};
-use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SERVED_VERSION, SOURCE};
-use crate::host::LogLevel;
+use crate::headers::{DESTINATION, HOPS, PEER_VERIFIED, SERVED_BY, SOURCE};
 use crate::ledger;
 use crate::metrics::{metric_name, CodeClass, Security, REQUESTS_TOTAL, REQUEST_DURATION};
 use crate::stream::{Flow, Plugin, Stream, LOOP_BODY};
@@ -63,35 +62,43 @@ fn requests(source: &str, destination: &str, direction: Direction, class: CodeCl
 }
 
 #[test]
-fn the_callee_names_its_version_and_the_caller_counts_it() {
-    // Inbound: the configured version labels the count and the response.
+fn the_callee_counts_its_version_per_caller_and_the_caller_reads_none() {
+    // Inbound: the configured version labels the count, per caller; it is not sent back.
     let callee = host(r#"{"service":"service-b","version":"v2","direction":"inbound"}"#);
     let plugin_b = plugin(&callee);
-    run(&plugin_b, &callee, &[(SOURCE, b"service-a")]);
+    for caller in [&b"service-a"[..], b"service-c", b"service-a"] {
+        run(&plugin_b, &callee, &[(SOURCE, caller)]);
+    }
     assert_eq!(
-        callee.response_header_value(SERVED_VERSION).as_deref(),
-        Some("v2")
+        callee.response_header_value(SERVED_BY).as_deref(),
+        Some("service-b")
     );
-    let inbound = metric_name(
-        REQUESTS_TOTAL,
-        "service-a",
-        "service-b",
-        "v2",
-        Direction::Inbound,
-        CodeClass::C2xx,
-        Security::None,
-    );
-    assert_eq!(callee.counter(&inbound), 1);
+    assert_eq!(callee.response_header_value("x-mesh-served-version"), None);
+    let inbound = |source: &str| {
+        metric_name(
+            REQUESTS_TOTAL,
+            source,
+            "service-b",
+            "v2",
+            Direction::Inbound,
+            CodeClass::C2xx,
+            Security::None,
+        )
+    };
+    assert_eq!(callee.counter(&inbound("service-a")), 2);
+    assert_eq!(callee.counter(&inbound("service-c")), 1);
 
     // On Istio the version comes from the node metadata's LABELS.version.
-    let istio = host("").with_property("xds.node.metadata.LABELS.app", b"service-b");
+    let istio = host(r#"{"direction":"inbound"}"#)
+        .with_property("xds.node.metadata.LABELS.app", b"service-b");
     let istio = istio.with_property("xds.node.metadata.LABELS.version", b"v3");
     assert_eq!(Plugin::configure(&istio).unwrap().config.version, "v3");
 
-    // Outbound: the callee's header names the version; a malformed one, or none, is unknown.
+    // Outbound: whatever a response says of its version, the caller neither reads it nor
+    // counts it: `unknown`, one series per pair and class.
     let caller = host(r#"{"service":"service-a","direction":"outbound"}"#);
     let plugin_a = plugin(&caller);
-    for served in [Some("v2"), Some("V 2"), None] {
+    for served in [Some("v2"), None] {
         caller.start_request(&[(":authority", b"service-b:8001")]);
         let mut stream = Stream::new(Rc::clone(&plugin_a), &caller);
         stream.on_request_headers();
@@ -100,10 +107,18 @@ fn the_callee_names_its_version_and_the_caller_counts_it() {
             caller
                 .response_headers
                 .borrow_mut()
-                .push((SERVED_VERSION.to_owned(), v.to_owned()));
+                .push(("x-mesh-served-version".to_owned(), v.to_owned()));
         }
         stream.on_response_headers();
         stream.on_log();
+        assert!(
+            !caller
+                .calls()
+                .iter()
+                .any(|c| c.what.contains("served-version")),
+            "{:?}",
+            caller.calls()
+        );
     }
     let outbound = |version: &str| {
         metric_name(
@@ -116,8 +131,8 @@ fn the_callee_names_its_version_and_the_caller_counts_it() {
             Security::Unknown,
         )
     };
-    assert_eq!(caller.counter(&outbound("v2")), 1);
     assert_eq!(caller.counter(&outbound(UNKNOWN_VERSION)), 2);
+    assert_eq!(caller.counter(&outbound("v2")), 0);
 }
 
 #[test]
@@ -138,7 +153,8 @@ fn outbound_tags_and_counts() {
         host.request_header_value(SOURCE).as_deref(),
         Some("service-a")
     );
-    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("3"));
+    // The hop count is the callee's side's: the app's passes through untouched.
+    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("2"));
     // Outbound adds nothing else, and nothing to the response.
     assert_eq!(host.request_header_value(DESTINATION), None);
     assert_eq!(host.request_header_value(PEER_VERIFIED), None);
@@ -163,38 +179,39 @@ fn outbound_tags_and_counts() {
 }
 
 #[test]
-fn outbound_without_hops_starts_at_one() {
-    let host = host(r#"{"service":"service-a","direction":"outbound"}"#);
+fn inbound_without_hops_gives_the_app_one() {
+    let host = host(r#"{"service":"service-b","direction":"inbound"}"#);
     let plugin = plugin(&host);
-    run(&plugin, &host, &[(":authority", b"service-b:8001")]);
+    run(&plugin, &host, &[(SOURCE, b"service-a")]);
     assert_eq!(host.request_header_value(HOPS).as_deref(), Some("1"));
 }
 
 #[test]
-fn outbound_past_max_hops_answers_508_and_counts_it() {
+fn inbound_past_max_hops_answers_508_and_counts_it() {
     // No `response.code` property and no response headers through this filter: the stream
     // knows the status of the reply it sent itself.
-    let host = host(r#"{"service":"service-a","direction":"outbound","max_hops":3}"#);
+    let host = host(r#"{"service":"service-b","direction":"inbound","max_hops":3}"#);
     let plugin = plugin(&host);
-    let flow = run(
-        &plugin,
-        &host,
-        &[(":authority", b"service-b:8001"), (HOPS, b"3")],
-    );
+    // At the limit the call goes on, and the app's calls will carry one more.
+    run(&plugin, &host, &[(SOURCE, b"service-a"), (HOPS, b"3")]);
+    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("4"));
+    assert!(host.local_response.borrow().is_none());
+    // Past it, the call is refused before it reaches the app.
+    let flow = run(&plugin, &host, &[(SOURCE, b"service-a"), (HOPS, b"4")]);
     assert_eq!(flow, Flow::Pause);
     let reply = host.local_response.borrow().clone().unwrap();
     assert_eq!(reply.status, 508);
     assert_eq!(reply.body, LOOP_BODY);
     assert!(reply
         .headers
-        .contains(&(SOURCE.to_owned(), "service-a".to_owned())));
+        .contains(&(SERVED_BY.to_owned(), "service-b".to_owned())));
     assert!(reply.headers.contains(&(HOPS.to_owned(), "4".to_owned())));
-    // The request was not tagged for forwarding: it goes nowhere.
-    assert_eq!(host.request_header_value(SOURCE), None);
+    // The request was not tagged for the app: it goes nowhere.
+    assert_eq!(host.request_header_value(DESTINATION), None);
     let name = requests(
         "service-a",
         "service-b",
-        Direction::Outbound,
+        Direction::Inbound,
         CodeClass::C5xx,
     );
     assert_eq!(host.counter(&name), 1);
@@ -226,7 +243,8 @@ fn inbound_plain_trusts_only_a_well_formed_claim_and_never_verifies_it() {
         host.request_header_value(PEER_VERIFIED).as_deref(),
         Some("false")
     );
-    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("4"));
+    // The hop count parsed, plus this call: what the app's own calls carry.
+    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("5"));
     assert_eq!(
         host.response_header_value(SERVED_BY).as_deref(),
         Some("service-b")
@@ -244,8 +262,8 @@ fn inbound_plain_trusts_only_a_well_formed_claim_and_never_verifies_it() {
         host.request_header_value(SOURCE).as_deref(),
         Some("unknown")
     );
-    // No incoming hops: none invented inbound.
-    assert_eq!(host.request_header_value(HOPS), None);
+    // No incoming hops: a call from outside the mesh, the app's calls are the first hop.
+    assert_eq!(host.request_header_value(HOPS).as_deref(), Some("1"));
 }
 
 #[test]
@@ -310,41 +328,32 @@ fn a_certificate_that_names_no_workload_is_not_mutual_tls() {
 }
 
 #[test]
-fn direction_comes_from_the_listener_when_not_configured() {
-    // One root context serves both listeners: each stream reads its own listener's direction.
-    for (path, value, want) in [
-        ("xds.listener_direction", 1, Direction::Inbound),
-        ("xds.listener_direction", 2, Direction::Outbound),
-        // Envoy before 1.28 serves it without the `xds.` prefix.
-        ("listener_direction", 1, Direction::Inbound),
+fn direction_is_configured_never_read_per_stream() {
+    // Each side of a sidecar has its own plugin: a config without a direction is refused at
+    // configure time, and a configured stream never asks the proxy for its listener's.
+    let bare = host(r#"{"service":"service-b"}"#).with_i64_property("xds.listener_direction", 1);
+    assert_eq!(
+        Plugin::configure(&bare).map(|_| ()),
+        Err(ConfigError::NoDirection)
+    );
+    for config in [
+        r#"{"service":"service-b","direction":"inbound"}"#,
+        r#"{"service":"service-b","direction":"outbound"}"#,
     ] {
-        let host = host(r#"{"service":"service-b"}"#).with_i64_property(path, value);
+        let host = host(config);
         let plugin = plugin(&host);
+        host.calls.borrow_mut().clear();
         run(
             &plugin,
             &host,
             &[(":authority", b"service-c"), (SOURCE, b"service-a")],
         );
-        let name = match want {
-            Direction::Inbound => requests("service-a", "service-b", want, CodeClass::C2xx),
-            Direction::Outbound => requests("service-b", "service-c", want, CodeClass::C2xx),
-        };
-        assert_eq!(host.counter(&name), 1, "{path}={value}");
+        let calls = host.calls();
+        assert!(
+            !calls.iter().any(|c| c.what.contains("listener_direction")),
+            "{config}: {calls:?}"
+        );
     }
-}
-
-#[test]
-fn unknown_direction_is_logged_and_passes_untouched() {
-    let host = host(r#"{"service":"service-b"}"#).with_i64_property("xds.listener_direction", 0);
-    let plugin = plugin(&host);
-    let flow = run(&plugin, &host, &[(SOURCE, b"forged")]);
-    assert_eq!(flow, Flow::Continue);
-    assert_eq!(host.request_header_value(SOURCE).as_deref(), Some("forged"));
-    assert!(host.metrics.borrow().is_empty());
-    let logs = host.logs.borrow();
-    assert_eq!(logs.len(), 1);
-    assert_eq!(logs[0].0, LogLevel::Warn);
-    assert!(logs[0].1.contains("`direction`"));
 }
 
 #[test]
@@ -465,12 +474,14 @@ fn configure_refuses_bad_config_and_reads_node_metadata() {
     assert!(matches!(err, ConfigError::BadDirection(_)));
     assert!(err.to_string().contains("`direction`"));
 
-    let istio = host("").with_property("xds.node.metadata.WORKLOAD_NAME", b"reviews-v1");
+    let istio = host(r#"{"direction":"inbound"}"#)
+        .with_property("xds.node.metadata.WORKLOAD_NAME", b"reviews-v1");
     assert_eq!(
         Plugin::configure(&istio).unwrap().config.service,
         "reviews-v1"
     );
-    let old = host("{}").with_property("node.metadata.LABELS.app", b"reviews");
+    let old =
+        host(r#"{"direction":"outbound"}"#).with_property("node.metadata.LABELS.app", b"reviews");
     assert_eq!(Plugin::configure(&old).unwrap().config.service, "reviews");
 }
 
@@ -485,21 +496,24 @@ fn host_calls_per_request() {
         panic!("three scenarios")
     };
     // Reads (headers and properties) are the dear calls: Envoy calls back into the module to
-    // allocate each answer. Outbound: :authority, x-mesh-hops, :status and
-    // x-mesh-served-version.
+    // allocate each answer. Outbound: :authority and :status (the callee's version is the
+    // callee's to count, the hop count the callee's to check and raise).
     let reads = |s: &ledger::Scenario| {
         count(CallKind::Property, s)
             + count(CallKind::RequestHeaderRead, s)
             + count(CallKind::ResponseHeaderRead, s)
     };
-    assert_eq!(outbound.calls.len(), 10, "{:#?}", outbound.calls);
-    assert_eq!(reads(outbound), 4);
+    assert_eq!(outbound.calls.len(), 7, "{:#?}", outbound.calls);
+    assert_eq!(reads(outbound), 2);
+    assert_eq!(count(CallKind::RequestHeaderWrite, outbound), 1);
     assert_eq!(count(CallKind::Property, outbound), 0);
     assert_eq!(count(CallKind::DefineMetric, outbound), 0);
-    // Inbound: the peer certificate, x-mesh-source, x-mesh-hops and :status.
-    // The response gets x-mesh-served-by and x-mesh-served-version.
-    assert_eq!(inbound.calls.len(), 14, "{:#?}", inbound.calls);
+    // Inbound: the peer certificate, x-mesh-source, x-mesh-hops and :status; the response
+    // gets x-mesh-served-by. Over mTLS the certificate names the caller: no x-mesh-source read.
+    assert_eq!(inbound.calls.len(), 13, "{:#?}", inbound.calls);
     assert_eq!(reads(inbound), 4);
-    assert_eq!(mtls.calls.len(), inbound.calls.len());
+    assert_eq!(count(CallKind::ResponseHeaderWrite, inbound), 1);
+    assert_eq!(mtls.calls.len(), inbound.calls.len() - 1);
+    assert_eq!(reads(mtls), 3);
     assert!(mtls.bytes_out() > inbound.bytes_out());
 }

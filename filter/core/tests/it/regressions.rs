@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use meshtally_core::metrics::{parse_metric_name, CodeClass, MetricCache, MetricKind, MAX_PAIRS};
 use meshtally_core::tagging::{
-    destination_from_authority, format_u32, outbound_hops, parse_hops, resolve_caller, UNKNOWN,
+    destination_from_authority, format_u32, inbound_hops, parse_hops, resolve_caller, UNKNOWN,
 };
 use meshtally_core::{Caller, Config, Direction, HopDecision, NodeMetadata};
 
@@ -32,9 +32,9 @@ const HOPS_WANT: &str = "plugin config field `max_hops`: expected an integer fro
 fn the_issue_hop_counts_count_as_zero() {
     for raw in ["-1", "999999999999999999999", "1e3", "0x10"] {
         assert_eq!(parse_hops(Some(raw.as_bytes())), 0, "{raw}");
-        // A fresh request: the next hop is the first.
+        // A fresh request: the app's own calls are the first hop.
         assert_eq!(
-            outbound_hops(parse_hops(Some(raw.as_bytes())), 10),
+            inbound_hops(parse_hops(Some(raw.as_bytes())), 10),
             HopDecision::Forward(1)
         );
         // Inbound re-writes the header as the number parsed.
@@ -63,7 +63,9 @@ fn the_issue_hop_counts_are_refused_as_max_hops() {
     ];
     for (number, want) in cases {
         assert_eq!(
-            refused(&format!(r#"{{"service":"a","max_hops":{number}}}"#)),
+            refused(&format!(
+                r#"{{"service":"a","max_hops":{number},"direction":"inbound"}}"#
+            )),
             want
         );
     }
@@ -140,11 +142,17 @@ fn configs_of_every_wrong_type() {
         );
         // 1 is a valid max_hops; every other value here is not.
         if json != "1" {
-            let hops = refused(&format!(r#"{{"service":"a","max_hops":{json}}}"#));
+            let hops = refused(&format!(
+                r#"{{"service":"a","direction":"inbound","max_hops":{json}}}"#
+            ));
             assert_eq!(hops, format!("{HOPS_WANT}, got {got}"), "{json}");
         }
     }
-    assert!(Config::parse(br#"{"service":"a","max_hops":1}"#, &NodeMetadata::default()).is_ok());
+    assert!(Config::parse(
+        br#"{"service":"a","direction":"inbound","max_hops":1}"#,
+        &NodeMetadata::default()
+    )
+    .is_ok());
     assert_eq!(
         refused(r#"{"service":"a","max_hops":"10"}"#),
         format!("{HOPS_WANT}, got the string \"10\"")

@@ -38,7 +38,7 @@ fn blamed(err: &ConfigError) -> &'static str {
         ConfigError::NotAnObject(_) => "object",
         ConfigError::UnknownField(_) => "unknown",
         ConfigError::WrongType { field, .. } => field,
-        ConfigError::BadDirection(_) => "direction",
+        ConfigError::BadDirection(_) | ConfigError::NoDirection => "direction",
         ConfigError::BadService(_) | ConfigError::NoService => "service",
         ConfigError::BadVersion(_) => "version",
     }
@@ -90,14 +90,15 @@ fn model(fields: &Map<String, Value>, node: &NodeMetadata) -> Expected {
             .find(|v| !v.is_empty())?;
         is_label(named).then(|| String::from_utf8_lossy(named).into_owned())
     });
-    match service {
-        Some(service) => Expected::Valid(Config {
+    match (service, direction) {
+        (Some(service), Some(direction)) => Expected::Valid(Config {
             service,
             version: version.unwrap_or_else(|| meshtally_core::config::UNKNOWN_VERSION.to_owned()),
             direction,
             max_hops,
         }),
-        None => Expected::Refused(vec!["service"]),
+        (None, _) => Expected::Refused(vec!["service"]),
+        (Some(_), None) => Expected::Refused(vec!["direction"]),
     }
 }
 
@@ -255,7 +256,7 @@ proptest! {
             "-?[0-9]{1,25}(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,3})?",
         ],
     ) {
-        let raw = format!(r#"{{"service":"a","max_hops":{number}}}"#);
+        let raw = format!(r#"{{"service":"a","direction":"inbound","max_hops":{number}}}"#);
         let got = Config::parse(raw.as_bytes(), &NodeMetadata::default());
         let trimmed = number.trim_matches([' ', '\t', '\r', '\n']);
         let plain = !trimmed.is_empty()

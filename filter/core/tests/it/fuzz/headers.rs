@@ -3,7 +3,7 @@
 //! short and well-formed, and a list of names must never be taken for a name.
 
 use meshtally_core::tagging::{
-    destination_from_authority, format_u32, outbound_hops, parse_hops, resolve_caller, UNKNOWN,
+    destination_from_authority, format_u32, inbound_hops, parse_hops, resolve_caller, UNKNOWN,
 };
 use meshtally_core::HopDecision;
 use proptest::prelude::*;
@@ -60,8 +60,10 @@ proptest! {
         let mut buf = [0; 10];
         let inbound = format_u32(parse_hops(Some(&hops)), &mut buf);
         prop_assert!(!inbound.is_empty() && inbound.bytes().all(|b| b.is_ascii_digit()));
-        match outbound_hops(parse_hops(Some(&hops)), max_hops) {
-            HopDecision::Forward(n) => prop_assert!((1..=max_hops).contains(&n)),
+        match inbound_hops(parse_hops(Some(&hops)), max_hops) {
+            HopDecision::Forward(n) => {
+                prop_assert!(n >= 1 && u64::from(n) <= u64::from(max_hops) + 1)
+            }
             HopDecision::Loop(n) => prop_assert!(n > max_hops),
         }
     }

@@ -12,6 +12,7 @@
 
 mod config;
 mod headers;
+mod json;
 mod metrics;
 mod strategies;
 mod tagging;

@@ -3,7 +3,7 @@
 //! DNS-1123 label or `unknown`.
 
 use meshtally_core::tagging::{
-    destination_from_authority, format_u32, is_dns1123_label, outbound_hops, parse_hops,
+    destination_from_authority, format_u32, inbound_hops, is_dns1123_label, parse_hops,
     resolve_caller, spiffe_identity, UNKNOWN,
 };
 use meshtally_core::HopDecision;
@@ -91,14 +91,13 @@ proptest! {
     }
 
     #[test]
-    fn hop_guard_saturates(incoming in any::<u32>(), max_hops in any::<u32>()) {
-        let next = incoming.saturating_add(1);
-        let want = if u64::from(incoming) + 1 > u64::from(max_hops) {
-            HopDecision::Loop(next)
+    fn hop_guard_saturates(arrived in any::<u32>(), max_hops in any::<u32>()) {
+        let want = if arrived > max_hops {
+            HopDecision::Loop(arrived)
         } else {
-            HopDecision::Forward(next)
+            HopDecision::Forward(arrived.saturating_add(1))
         };
-        prop_assert_eq!(outbound_hops(incoming, max_hops), want);
+        prop_assert_eq!(inbound_hops(arrived, max_hops), want);
     }
 
     #[test]
