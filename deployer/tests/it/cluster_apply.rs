@@ -117,7 +117,7 @@ fn applies_namespace_first_then_the_rest_then_waits_for_each_rollout() {
 
     let stdout = String::from_utf8_lossy(&out.stdout);
     for want in [
-        "applied 24 objects to namespace istio-demo; 3 deployments rolled out",
+        "applied 25 objects to namespace istio-demo; 3 deployments rolled out",
         "kubectl --context kind-standin -n istio-system port-forward svc/istio-ingressgateway 8080:80",
         "deployer verify --gateway http://127.0.0.1:8080 --services 3",
         "deployer verify --cluster --context kind-standin --services 3",
