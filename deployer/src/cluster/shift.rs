@@ -124,15 +124,8 @@ pub fn shift(
             None,
         );
         if let Err(e) = result {
-            let names = |items: &[(String, String)]| -> String {
-                if items.is_empty() {
-                    return "none".to_owned();
-                }
-                items
-                    .iter()
-                    .map(|(n, _)| format!("virtualservice/{n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            let names = |items: &[(String, String)]| {
+                object_list("virtualservice", items.iter().map(|(n, _)| n.as_str()))
             };
             bail!(
                 "shift stopped after {i} of {} VirtualServices ({e}); patched: {}; not patched: {}; \
@@ -177,6 +170,17 @@ fn get(kubectl: &Kubectl, namespace: &str, kind: &str) -> Result<Value> {
         None,
     )?;
     serde_json::from_slice(&out).with_context(|| format!("kubectl get {kind} did not print JSON"))
+}
+
+/// `kind/name, …` of the objects a stopped shift did or did not reach, or `none`: how both
+/// dialects' shifts say where they stopped.
+pub(super) fn object_list<'a>(kind: &str, names: impl Iterator<Item = &'a str>) -> String {
+    let listed: Vec<String> = names.map(|n| format!("{kind}/{n}")).collect();
+    if listed.is_empty() {
+        "none".to_owned()
+    } else {
+        listed.join(", ")
+    }
 }
 
 #[cfg(test)]

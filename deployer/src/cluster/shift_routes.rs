@@ -152,15 +152,8 @@ pub fn shift(
             Some(doc),
         );
         if let Err(e) = result {
-            let names = |items: &[(String, Vec<u8>)]| -> String {
-                if items.is_empty() {
-                    return "none".to_owned();
-                }
-                items
-                    .iter()
-                    .map(|(n, _)| format!("httproute/{n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            let names = |items: &[(String, Vec<u8>)]| {
+                super::shift::object_list("httproute", items.iter().map(|(n, _)| n.as_str()))
             };
             bail!(
                 "shift stopped after {i} of {} HTTPRoutes ({e}); applied: {}; not applied: {}; \
