@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use meshtally_core::fake::CallKind;
-use meshtally_core::ledger::Scenario;
+use meshtally_core::fake::{Call, CallKind};
+use meshtally_core::ledger::{Scenario, BENCH_REQUEST};
 
 use crate::callgrind::Counted;
 use crate::paired::{difference, Difference};
 use crate::table::Table;
-use crate::variants::{PROBES, PROBE_TIMES};
+use crate::variants::{probes, PROBE_TIMES};
 
 /// One row per scenario: calls by kind, in total, and bytes into and out of the module.
 pub fn summary(scenarios: &[Scenario]) -> Table {
@@ -69,19 +69,35 @@ pub fn detail(scenarios: &[Scenario]) -> Table {
     t
 }
 
-/// The probe whose price stands for a kind of call: a response-header write costs as a
-/// request-header write.
-fn probe_for(kind: CallKind) -> Option<&'static str> {
-    Some(match kind {
+/// The probe whose price stands for a call. A header write that replaces a header the bench's
+/// request carries is a `set_header`; one that adds a header is an `add_header` (request) or
+/// `add_response_header` (the upstream's response carries none of meshtally's): an added header
+/// also travels, upstream or to the client. The peer identity's read costs what it costs on the
+/// transport the call was made on (an absent SAN over plain HTTP, a SPIFFE id over mTLS: the
+/// bytes it returned say which).
+fn probe_for(call: &Call) -> Option<&'static str> {
+    Some(match call.kind {
         CallKind::RequestHeaderRead | CallKind::ResponseHeaderRead => "get_header",
         CallKind::Clock => "clock",
-        CallKind::RequestHeaderWrite | CallKind::ResponseHeaderWrite => "set_header",
-        CallKind::Property => "property",
+        CallKind::RequestHeaderWrite
+            if BENCH_REQUEST.iter().any(|(name, _)| *name == call.what) =>
+        {
+            "set_header"
+        }
+        CallKind::RequestHeaderWrite => "add_header",
+        CallKind::ResponseHeaderWrite => "add_response_header",
+        CallKind::Property if call.what == PEER_IDENTITY && call.bytes_out > 0 => {
+            "peer_identity-mtls"
+        }
+        CallKind::Property if call.what == PEER_IDENTITY => "peer_identity",
         CallKind::IncrementMetric => "increment",
         CallKind::RecordMetric => "record",
         _ => return None,
     })
 }
+
+/// The property the probe's `peer_identity` reads, as the fake host's ledger names it.
+const PEER_IDENTITY: &str = "connection.uri_san_peer_certificate";
 
 fn series(counted: &[Counted], id: &str) -> Vec<f64> {
     counted
@@ -91,16 +107,19 @@ fn series(counted: &[Counted], id: &str) -> Vec<f64> {
 }
 
 /// Instructions one call of each probed kind costs Envoy's worker: (probe − empty) ÷ times,
-/// paired by round.
-pub fn prices(counted: &[Counted]) -> Vec<(&'static str, Difference)> {
-    let empty = series(counted, "empty");
-    PROBES
-        .iter()
-        .filter_map(|call| {
-            let d = difference(&series(counted, &format!("probe-{call}")), &empty)?;
+/// paired by round, each probe against the empty filter over its own transport. Keyed by the
+/// probe's id without `probe-`.
+pub fn prices(counted: &[Counted]) -> Vec<(String, Difference)> {
+    probes()
+        .into_iter()
+        .filter_map(|probe| {
+            let d = difference(
+                &series(counted, &probe.id),
+                &series(counted, probe.empty_baseline()),
+            )?;
             let k = f64::from(PROBE_TIMES);
             Some((
-                *call,
+                probe.id.trim_start_matches("probe-").to_owned(),
                 Difference {
                     mean: d.mean / k,
                     half_width: d.half_width / k,
@@ -114,7 +133,7 @@ pub fn prices(counted: &[Counted]) -> Vec<(&'static str, Difference)> {
 pub fn price_table(counted: &[Counted]) -> Table {
     let mut t = Table::new(&["host call", "instructions per call (95 % CI)"]);
     for (call, d) in prices(counted) {
-        t.row(vec![call.to_owned(), d.show(0)]);
+        t.row(vec![call, d.show(0)]);
     }
     t
 }
@@ -125,8 +144,8 @@ pub fn price_table(counted: &[Counted]) -> Table {
 /// filter's.
 pub fn attribution(scenarios: &[Scenario], counted: &[Counted]) -> Table {
     let prices = prices(counted);
-    let price = |kind: CallKind| {
-        let probe = probe_for(kind)?;
+    let price = |call: &Call| {
+        let probe = probe_for(call)?;
         prices
             .iter()
             .find(|(c, _)| *c == probe)
@@ -151,7 +170,7 @@ pub fn attribution(scenarios: &[Scenario], counted: &[Counted]) -> Table {
         for c in &s.calls {
             let e = parts.entry(c.kind).or_default();
             e.0 += 1;
-            e.1 += price(c.kind).unwrap_or(f64::NAN);
+            e.1 += price(c).unwrap_or(f64::NAN);
         }
         let priced: f64 = parts.values().map(|(_, p)| p).sum();
         let detail: Vec<String> = parts
@@ -186,7 +205,9 @@ mod tests {
         for scenario in meshtally_core::ledger::per_request() {
             for call in &scenario.calls {
                 assert!(
-                    probe_for(call.kind).is_some_and(|p| PROBES.contains(&p)),
+                    probe_for(call).is_some_and(|p| probes()
+                        .iter()
+                        .any(|v| v.id.trim_start_matches("probe-") == p)),
                     "{}: no probe prices {:?}",
                     scenario.name,
                     call.kind

@@ -109,9 +109,9 @@ pub fn render(report: &Report) -> String {
         if !prices.rows.is_empty() {
             out.push_str(&format!(
                 "\n### What each host call costs\n\n`bench/probe-filter` is the empty filter plus \
-                 one kind of host call made {} times per request (property reads at `on_log`, the \
-                 rest on the request headers); (probe − empty) ÷ {} is the price of one call, in \
-                 the worker's instructions.\n\n",
+                 one kind of host call made {} times on each request's headers; (probe − empty) ÷ {} \
+                 is the price of one call, in the worker's instructions. The peer identity's read \
+                 is priced on both transports: over mTLS against the empty filter over mTLS.\n\n",
                 crate::variants::PROBE_TIMES,
                 crate::variants::PROBE_TIMES
             ));

@@ -98,28 +98,41 @@ pub fn all() -> Vec<Variant> {
 pub const PROBE_TIMES: u32 = 10;
 
 /// The host calls `bench/probe-filter` prices (its config names), in report order.
-pub const PROBES: [&str; 7] = [
+pub const PROBES: [&str; 9] = [
     "get_header",
     "set_header",
-    "property",
+    "add_header",
+    "add_response_header",
+    "peer_identity",
     "get_headers",
     "increment",
     "record",
     "clock",
 ];
 
-/// One probe variant per host call meshtally makes (or could make instead).
+/// The calls whose price depends on the transport, also probed over mTLS (against the empty
+/// filter over mTLS): the peer identity is absent over plain HTTP and a certificate's SAN over
+/// mTLS.
+pub const PROBES_MTLS: [&str; 1] = ["peer_identity"];
+
+/// One probe variant per host call meshtally makes (or could make instead), then the mTLS ones.
+/// A probe's price key is its id without `probe-` (`peer_identity-mtls`).
 pub fn probes() -> Vec<Variant> {
-    PROBES
-        .iter()
-        .map(|call| Variant {
-            id: format!("probe-{call}"),
-            label: format!("probe: {PROBE_TIMES} × {call}"),
-            filter: Filter::Probe(call),
-            mtls: false,
-            module: None,
-        })
-        .collect()
+    let plain = PROBES.iter().map(|call| Variant {
+        id: format!("probe-{call}"),
+        label: format!("probe: {PROBE_TIMES} × {call}"),
+        filter: Filter::Probe(call),
+        mtls: false,
+        module: None,
+    });
+    let mtls = PROBES_MTLS.iter().map(|call| Variant {
+        id: format!("probe-{call}-mtls"),
+        label: format!("probe: {PROBE_TIMES} × {call}, mTLS"),
+        filter: Filter::Probe(call),
+        mtls: true,
+        module: None,
+    });
+    plain.chain(mtls).collect()
 }
 
 pub fn by_id(id: &str) -> Option<Variant> {

@@ -32,9 +32,17 @@ enum Call {
     GetHeader,
     /// Overwrite a request header (`x-mesh-source`).
     SetHeader,
-    /// Read an integer property (`request.duration`), at `on_log` as meshtally does (it only
-    /// exists once the stream is over).
-    Property,
+    /// Read the peer certificate's URI SAN (`connection.uri_san_peer_certificate`), as
+    /// meshtally's inbound side does: absent over plain HTTP, a SPIFFE id over mTLS (the probe
+    /// runs on both listeners, and the two cost differently).
+    PeerIdentity,
+    /// Add a request header the request does not carry (`x-probe-<i>`, a new one each time):
+    /// what meshtally's inbound `x-mesh-destination` and `x-mesh-peer-verified` cost, the
+    /// header's trip upstream included.
+    AddHeader,
+    /// Add a response header the response does not carry, on the response headers: what
+    /// `x-mesh-served-by` costs, its trip to the client included.
+    AddResponseHeader,
     /// Read all request headers at once.
     GetHeaders,
     /// Increment a counter.
@@ -51,7 +59,9 @@ impl Call {
         Some(match name {
             "get_header" => Call::GetHeader,
             "set_header" => Call::SetHeader,
-            "property" => Call::Property,
+            "peer_identity" => Call::PeerIdentity,
+            "add_header" => Call::AddHeader,
+            "add_response_header" => Call::AddResponseHeader,
             "get_headers" => Call::GetHeaders,
             "increment" => Call::Increment,
             "record" => Call::Record,
@@ -122,7 +132,7 @@ impl Context for Stream {}
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let plan = *self.0;
-        for _ in 0..plan.times {
+        for i in 0..plan.times {
             match plan.call {
                 Call::GetHeader => {
                     let _ =
@@ -135,7 +145,17 @@ impl HttpContext for Stream {
                         Some("bench-proxy"),
                     );
                 }
-                Call::Property => {}
+                Call::PeerIdentity => {
+                    let _ = hostcalls::get_property(vec!["connection", "uri_san_peer_certificate"]);
+                }
+                Call::AddHeader => {
+                    let _ = hostcalls::set_map_value(
+                        MapType::HttpRequestHeaders,
+                        new_header(i),
+                        Some("bench-proxy"),
+                    );
+                }
+                Call::AddResponseHeader => {}
                 Call::GetHeaders => {
                     let _ = hostcalls::get_map_bytes(MapType::HttpRequestHeaders);
                 }
@@ -153,11 +173,36 @@ impl HttpContext for Stream {
         Action::Continue
     }
 
-    fn on_log(&mut self) {
-        if self.0.call == Call::Property {
-            for _ in 0..self.0.times {
-                let _ = hostcalls::get_property(vec!["request", "duration"]);
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.0.call == Call::AddResponseHeader {
+            for i in 0..self.0.times {
+                let _ = hostcalls::set_map_value(
+                    MapType::HttpResponseHeaders,
+                    new_header(i),
+                    Some("bench-proxy"),
+                );
             }
         }
+        Action::Continue
     }
+}
+
+/// A header name no request or response of the bench carries, one per repetition.
+fn new_header(i: u32) -> &'static str {
+    const NAMES: [&str; 10] = [
+        "x-probe-0",
+        "x-probe-1",
+        "x-probe-2",
+        "x-probe-3",
+        "x-probe-4",
+        "x-probe-5",
+        "x-probe-6",
+        "x-probe-7",
+        "x-probe-8",
+        "x-probe-9",
+    ];
+    NAMES
+        .get(usize::try_from(i).unwrap_or(usize::MAX))
+        .copied()
+        .unwrap_or("x-probe")
 }

@@ -2,6 +2,7 @@
 //! processes, over mTLS with SPIFFE certificates, behind a gateway — what `deployer up` runs.
 
 pub(crate) mod follow;
+pub(crate) mod inotify;
 pub mod layout;
 pub(crate) mod live;
 pub(crate) mod observed;

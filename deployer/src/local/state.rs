@@ -255,6 +255,8 @@ impl StateDir {
             layout.module_sha256 = Some(installed.sha256);
         }
         layout.write_configs(tmp.path(), &self.root)?;
+        // Before the old state is replaced: a mesh this user cannot start leaves nothing behind.
+        super::inotify::check(&tmp.path().join("xds"))?;
         write_atomic(&fresh.layout_path(), &serde_json::to_vec_pretty(&layout)?)?;
         if self.root.exists() {
             std::fs::remove_dir_all(&self.root)

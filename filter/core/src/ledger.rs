@@ -28,7 +28,7 @@ impl Scenario {
 }
 
 /// The headers the bench's load generator sends (oha to `127.0.0.1:<port>`).
-const BENCH_REQUEST: &[(&str, &[u8])] = &[
+pub const BENCH_REQUEST: &[(&str, &[u8])] = &[
     (":authority", b"127.0.0.1:28410"),
     (":path", b"/"),
     (":method", b"GET"),
