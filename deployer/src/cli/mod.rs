@@ -76,7 +76,8 @@ pub enum Command {
     /// Print the dashboard's graph once, measured over a window, as dot, mermaid or JSON.
     Graph(GraphArgs),
     /// Render the mesh and apply it to the cluster kubectl points at (server-side apply, field
-    /// manager `meshtally`), wait for every rollout and say how to reach the ingress gateway.
+    /// manager `meshtally`), wait for every rollout, prune what an earlier apply made that this
+    /// render has not (by meshtally's label), and say how to reach the ingress gateway.
     Apply(ApplyArgs),
     /// Delete from the cluster what `apply` created: objects labelled
     /// app.kubernetes.io/managed-by=meshtally in the mesh's namespace, and the namespace itself

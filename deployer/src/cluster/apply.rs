@@ -1,7 +1,8 @@
 //! `deployer apply`: the checks, then the render sent to `kubectl apply --server-side` in two
 //! steps — the Namespace first (waited for until Active, since a namespace left Terminating by
 //! an earlier `delete` refuses new objects), then everything else — then one rollout wait per
-//! service, and how to reach the result.
+//! service, the prune of what an earlier apply made and this render has not (`prune.rs`), and
+//! how to reach the result.
 
 use std::time::{Duration, Instant};
 
@@ -103,12 +104,32 @@ impl ApplyPlan {
                 started.elapsed().as_secs_f64()
             );
         }
+        // Make before break: the new objects are live, so what the render no longer has goes.
+        let rendered = super::prune::rendered(&[namespace_doc, rest].concat(), ns)?;
+        let pruned = super::prune::run(
+            &self.kubectl,
+            ns,
+            &rendered,
+            deadline.saturating_duration_since(Instant::now()),
+        )?;
+        let pruned = match pruned.len() {
+            0 => String::new(),
+            n => format!(
+                "; pruned {n} object{} an earlier apply made that this render has not: {}",
+                if n == 1 { "" } else { "s" },
+                pruned
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let elsewhere = match self.mesh.api {
             Api::Istio => String::new(),
             Api::GatewayApi => format!(" (its Gateway to {})", checks::INGRESS_NAMESPACE),
         };
         Ok(format!(
-            "applied {} objects to namespace {ns}{elsewhere}; {} deployments rolled out in {:.1}s\n{}",
+            "applied {} objects to namespace {ns}{elsewhere}; {} deployments rolled out in {:.1}s{pruned}\n{}",
             objects + 1,
             workloads.len(),
             begin.elapsed().as_secs_f64(),

@@ -94,14 +94,20 @@ pub fn steps(missing_crds: &[&str]) -> Vec<Step> {
 }
 
 impl Step {
-    pub fn args(&self, namespace: &str, timeout: Duration) -> Vec<String> {
-        let (ns, selector) = match self.elsewhere {
+    /// Where this step's objects of the mesh in `namespace` live, and the label selector that
+    /// finds them (`apply`'s prune looks in the same places).
+    pub fn scope(&self, namespace: &str) -> (String, String) {
+        match self.elsewhere {
             None => (namespace.to_owned(), selector()),
             Some(elsewhere) => (
                 elsewhere.to_owned(),
                 format!("{},{}={namespace}", selector(), httproute::MESH_LABEL),
             ),
-        };
+        }
+    }
+
+    pub fn args(&self, namespace: &str, timeout: Duration) -> Vec<String> {
+        let (ns, selector) = self.scope(namespace);
         let mut args = vec![
             "delete".to_owned(),
             self.kinds.join(","),

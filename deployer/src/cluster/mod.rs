@@ -12,6 +12,7 @@ pub mod kubectl;
 pub(crate) mod logs;
 pub mod oci;
 pub mod portforward;
+pub mod prune;
 pub mod push;
 pub mod service_push;
 pub mod shift;

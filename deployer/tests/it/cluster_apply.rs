@@ -62,7 +62,7 @@ fn applies_namespace_first_then_the_rest_then_waits_for_each_rollout() {
         "-f",
         "-",
     ];
-    assert_eq!(args.len(), 10, "{args:#?}");
+    assert_eq!(args.len(), 16, "{args:#?}");
     assert_eq!(args[0], ["get", "--raw=/readyz", "--request-timeout=10s"]);
     assert_eq!(args[1], crd_check);
     assert_eq!(
@@ -104,7 +104,46 @@ fn applies_namespace_first_then_the_rest_then_waits_for_each_rollout() {
             "{stderr}"
         );
     }
-    assert_eq!(args[9][..4], ["get", "svc", "istio-ingressgateway", "-n"]);
+    // After the rollouts, the prune: which kinds the cluster serves, then meshtally's objects
+    // of each of `delete`'s kind groups, where `delete` looks (none here: nothing to prune).
+    let mut all_crds = vec!["get", "crd"];
+    all_crds.extend(CRDS);
+    all_crds.extend([
+        "gateways.gateway.networking.k8s.io",
+        "httproutes.gateway.networking.k8s.io",
+        "--ignore-not-found",
+        "-o",
+        "name",
+        "--request-timeout=10s",
+    ]);
+    assert_eq!(args[9], all_crds);
+    let listed: Vec<(&str, &str)> = args[10..15]
+        .iter()
+        .map(|call| {
+            assert_eq!(call[0], "get", "{call:?}");
+            assert_eq!(call[2], "-n", "{call:?}");
+            assert!(
+                call[4..] == ["-l", "app.kubernetes.io/managed-by=meshtally", "--ignore-not-found", "-o", "json"]
+                    || call[4..]
+                        == [
+                            "-l",
+                            "app.kubernetes.io/managed-by=meshtally,app.kubernetes.io/instance=istio-demo",
+                            "--ignore-not-found",
+                            "-o",
+                            "json"
+                        ],
+                "{call:?}"
+            );
+            (call[1], call[3])
+        })
+        .collect();
+    assert_eq!(
+        listed[0],
+        ("gateways.gateway.networking.k8s.io", "istio-system")
+    );
+    assert!(listed[2..].iter().all(|(_, ns)| *ns == "istio-demo"));
+    assert_eq!(args[15][..4], ["get", "svc", "istio-ingressgateway", "-n"]);
+    assert!(!stderr.contains("pruning"), "{stderr}");
 
     // The two applies together are the render, cut after its first document, the Namespace.
     let namespace = standin.stdin_of(4);

@@ -286,6 +286,81 @@ fn istio_crd_validation_on_the_server() {
 /// Delete removes what apply made and nothing else: a ConfigMap without our labels stays, and
 /// so does a namespace someone else created, or one meshtally made that holds a user's object;
 /// a namespace meshtally alone made and alone fills goes.
+/// A second apply prunes what the first made and the new render has not (a service dropped
+/// from the mesh, the single `meshtally` WasmPlugin of an older release), after the rollouts,
+/// and leaves alone what meshtally's label does not mark (a user's WasmPlugin) and what lives
+/// in another namespace.
+#[test]
+fn apply_prunes_what_the_render_no_longer_has() {
+    let _state = shared_state();
+    let cp = ControlPlane::shared();
+    let work = work();
+    let ns = "live-prune";
+    let three = ["--services", "3", "--replicas", "1", "--namespace", ns];
+    ok(&apply(&cp, work.path(), &three, &[]));
+    // What an older release applied: one WasmPlugin for both sides, with meshtally's label.
+    let plugin = |name: &str, labelled: bool| {
+        let labels = if labelled {
+            "\n  labels:\n    app.kubernetes.io/managed-by: meshtally"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata:\n  name: {name}\n  \
+             namespace: {ns}{labels}\nspec:\n  url: file:///var/local/meshtally/meshtally_filter.wasm\n"
+        )
+    };
+    let old = format!(
+        "{}---\n{}",
+        plugin("meshtally", true),
+        plugin("theirs", false)
+    );
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&old));
+
+    let two = ["--services", "2", "--replicas", "1", "--namespace", ns];
+    let stdout = ok(&apply(&cp, work.path(), &two, &[]));
+    assert!(stdout.contains("2 deployments rolled out"), "{stdout}");
+    assert!(stdout.contains("; pruned "), "{stdout}");
+    for gone in [
+        "WasmPlugin live-prune/meshtally",
+        "Deployment live-prune/service-c",
+        "Service live-prune/service-c",
+        "ServiceAccount live-prune/service-c",
+    ] {
+        assert!(stdout.contains(gone), "{stdout} does not name {gone}");
+    }
+    let left = cp.kubectl_ok(
+        &[
+            "get",
+            "deployments,services,serviceaccounts,wasmplugins.extensions.istio.io",
+            "-n",
+            ns,
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    let left: Vec<&str> = left.lines().collect();
+    assert!(!left.iter().any(|l| l.ends_with("/service-c")), "{left:?}");
+    assert!(
+        !left.contains(&"wasmplugin.extensions.istio.io/meshtally"),
+        "{left:?}"
+    );
+    for kept in [
+        "wasmplugin.extensions.istio.io/theirs",
+        "wasmplugin.extensions.istio.io/meshtally-outbound",
+        "wasmplugin.extensions.istio.io/meshtally-inbound",
+        "deployment.apps/service-b",
+    ] {
+        assert!(left.contains(&kept), "{kept} is gone: {left:?}");
+    }
+    // What is left is the render, exactly: a third apply has nothing to prune.
+    let stdout = ok(&apply(&cp, work.path(), &two, &[]));
+    assert!(!stdout.contains("pruned"), "{stdout}");
+    // Every rendered object is there (live_objects checks the count).
+    live_objects(&cp, work.path(), &two);
+}
+
 #[test]
 fn delete_removes_exactly_what_apply_created() {
     let _state = shared_state();
