@@ -141,15 +141,20 @@ pub(crate) fn set_header(map: u32, name: &str, value: &str) -> Result<(), Refuse
     })
 }
 
-/// A property by path; the ABI wants the segments joined by NUL.
+/// A property by path; the ABI wants the segments joined by NUL. The paths the filter reads
+/// are short, so they are joined on the stack: no allocation on the request path.
 pub(crate) fn property(path: &[&str]) -> Option<Vec<u8>> {
-    let mut joined = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
+    let mut buf = [0u8; 128];
+    let mut len = 0;
     for (i, part) in path.iter().enumerate() {
-        if i > 0 {
-            joined.push(0);
+        let sep: &[u8] = if i > 0 { b"\0" } else { b"" };
+        for chunk in [sep, part.as_bytes()] {
+            let end = len + chunk.len();
+            buf.get_mut(len..end)?.copy_from_slice(chunk);
+            len = end;
         }
-        joined.extend_from_slice(part.as_bytes());
     }
+    let joined = buf.get(..len)?;
     // SAFETY: `joined` is live for the call; the out-pointers are live locals.
     bytes_out(|d, s| unsafe { proxy_get_property(joined.as_ptr(), joined.len(), d, s) })
 }
