@@ -143,6 +143,43 @@ pub fn shift(
     Ok(patched)
 }
 
+/// `service`'s versions on the cluster (its DestinationRule's subsets) with the weight each has
+/// in the VirtualService that splits the in-mesh calls to it (0 for one left out).
+pub fn weights(kubectl: &Kubectl, namespace: &str, service: &str) -> Result<Vec<(String, u32)>> {
+    let host = format!("{service}.{namespace}.svc.cluster.local");
+    let rules = get(kubectl, namespace, DESTINATION_RULES)?;
+    let subsets: Vec<String> = rules["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["spec"]["host"] == host.as_str())
+        .flat_map(|r| r["spec"]["subsets"].as_array().into_iter().flatten())
+        .filter_map(|s| s["name"].as_str().map(str::to_owned))
+        .collect();
+    let list = get(kubectl, namespace, VIRTUAL_SERVICES)?;
+    let split: Vec<(String, u32)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|vs| vs["spec"]["hosts"].as_array().is_some_and(|h| h.iter().any(|h| *h == host.as_str())))
+        .flat_map(|vs| vs["spec"]["http"].as_array().into_iter().flatten())
+        .filter(|r| !r["match"].as_array().into_iter().flatten().any(|m| m.get("headers").is_some()))
+        .flat_map(|r| r["route"].as_array().into_iter().flatten())
+        .filter(|d| d["destination"]["host"] == host.as_str())
+        .filter_map(|d| {
+            let subset = d["destination"]["subset"].as_str()?.to_owned();
+            Some((subset, d["weight"].as_u64().unwrap_or(100) as u32))
+        })
+        .collect();
+    Ok(subsets
+        .into_iter()
+        .map(|s| {
+            let w = split.iter().find(|(n, _)| *n == s).map_or(0, |(_, w)| *w);
+            (s, w)
+        })
+        .collect())
+}
+
 /// True when some VirtualService routes to `host` and none needed a change.
 fn already_split(list: &Value, host: &str, weights: &[(String, u32)]) -> bool {
     list["items"].as_array().into_iter().flatten().any(|vs| {

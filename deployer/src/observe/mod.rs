@@ -6,7 +6,9 @@
 
 pub(crate) mod edges;
 pub(crate) mod exposition;
+pub(crate) mod judge;
 pub(crate) mod quantile;
+pub(crate) mod significance;
 pub(crate) mod signals;
 pub(crate) mod stats;
 pub(crate) mod tap;

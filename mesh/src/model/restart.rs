@@ -69,9 +69,13 @@ pub fn needs_restart(running: &Mesh, wanted: &Mesh) -> Option<String> {
 fn service(old: &Service, new: &Service) -> Option<String> {
     let versions = |s: &Service| list(s.traffic.versions.iter().map(|v| v.name.as_str()));
     let statuses = |s: &Service| {
-        list(s.traffic.versions.iter().map(|v| match v.fail_status {
-            Some(status) => status.to_string(),
-            None => "none".to_owned(),
+        list(s.traffic.versions.iter().map(|v| {
+            let env = v.app_env();
+            if env.is_empty() {
+                return "none".to_owned();
+            }
+            let parts: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            parts.join(" ")
         }))
     };
     let name = &new.name;

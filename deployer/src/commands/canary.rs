@@ -1,0 +1,722 @@
+//! `canary`: progressive delivery judged on the filter's own counts. The flags become a checked
+//! [`Plan`] (steps, thresholds, the service's versions on the mesh, no canary already running);
+//! [`Plan::run`] moves the weights step by step through `shift`'s one engine (confirmed in every
+//! proxy locally, accepted by the API server on a cluster), counts only the calls made after
+//! each confirmation, and has `observe::judge` decide; a fail rolls every call back to the
+//! baseline. The [`Report`] holds every step's evidence and prints as text or JSON.
+
+mod mesh;
+
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+
+use crate::cli::CanaryArgs;
+use crate::observe::judge::{self, Calls, Evidence, Thresholds, Verdict};
+use crate::output::print;
+use crate::table::Table;
+use mesh::CanaryMesh;
+
+/// How a command ends when its exit code says more than success or failure: `canary` exits 1
+/// when it rolled back and 2 on anything else that is not a promotion. `main` prints the
+/// message (when there is one) and exits with the code.
+#[derive(Debug)]
+pub struct Finished {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Finished {}
+
+/// Exit codes.
+const ROLLED_BACK: u8 = 1;
+const NOT_DECIDED: u8 = 2;
+
+pub fn canary(args: CanaryArgs) -> Result<()> {
+    let json = args.json;
+    let result = (|| {
+        let plan = Plan::new(args)?;
+        plan.run()
+    })();
+    match result {
+        Ok(report) => {
+            if json {
+                print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+            } else {
+                print(&report.ending())?;
+            }
+            match report.outcome {
+                Outcome::Promoted | Outcome::Aborted => Ok(()),
+                Outcome::RolledBack => Err(Finished {
+                    code: ROLLED_BACK,
+                    message: format!("canary rolled back: {}", report.message),
+                }
+                .into()),
+                Outcome::Inconclusive | Outcome::Stopped => Err(Finished {
+                    code: NOT_DECIDED,
+                    message: format!("canary {}: {}", report.outcome.word(), report.message),
+                }
+                .into()),
+            }
+        }
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string().replace('\n', " ")).collect();
+            Err(Finished {
+                code: NOT_DECIDED,
+                message: format!("error: {}", chain.join(": ")),
+            }
+            .into())
+        }
+    }
+}
+
+/// The canary's share at each step, in percent: increasing, each from 1 to 100; a last step
+/// below 100 is followed by the promotion to 100.
+fn parse_steps(text: &str) -> Result<Vec<u32>> {
+    let mut steps: Vec<u32> = Vec::new();
+    for part in text.split(',') {
+        let step: u32 = match part.trim().trim_end_matches('%').parse() {
+            Ok(s) if (1..=100).contains(&s) => s,
+            _ => bail!("--steps {text:?}: {part:?} is not a percent from 1 to 100"),
+        };
+        if let Some(last) = steps.last() {
+            if step <= *last {
+                bail!("--steps {text:?}: the steps must increase ({step} follows {last})");
+            }
+        }
+        steps.push(step);
+    }
+    if steps.last() != Some(&100) {
+        steps.push(100);
+    }
+    Ok(steps)
+}
+
+/// A percent as typed (`1%`, `0.5`, `99%`) as a fraction; `what` names the flag at fault.
+fn parse_percent(what: &str, text: &str, range: std::ops::RangeInclusive<f64>) -> Result<f64> {
+    let value: f64 = match text.trim().trim_end_matches('%').trim().parse() {
+        Ok(v) if range.contains(&v) => v,
+        _ => bail!(
+            "{what} {text:?} is not a percent from {} to {}",
+            range.start(),
+            range.end()
+        ),
+    };
+    Ok(value / 100.0)
+}
+
+/// Everything checked before the first weight moves.
+pub(crate) struct Plan {
+    service: String,
+    baseline: String,
+    canary: String,
+    steps: Vec<u32>,
+    interval: Duration,
+    max_wait: Duration,
+    thresholds: Thresholds,
+    load: Option<u32>,
+    abort: bool,
+    json: bool,
+    mesh: Box<dyn CanaryMesh>,
+}
+
+impl Plan {
+    fn new(args: CanaryArgs) -> Result<Plan> {
+        let steps = parse_steps(&args.steps)?;
+        let thresholds = Thresholds {
+            confidence: parse_percent("--confidence", &args.confidence, 50.0..=99.999)?,
+            max_error_increase: parse_percent(
+                "--max-error-increase",
+                &args.max_error_increase,
+                0.0..=100.0,
+            )?,
+            max_p99_increase_ms: args.max_p99_increase.as_secs_f64() * 1000.0,
+            min_requests: args.min_requests,
+            min_caller_requests: args.min_caller_requests,
+        };
+        if args.min_requests == 0 {
+            bail!("--min-requests 0: a step needs at least one call to the canary to be judged");
+        }
+        if let Some(rps) = args.load {
+            if !(1..=1000).contains(&rps) {
+                bail!("--load {rps}: the load must be from 1 to 1000 calls per second");
+            }
+        }
+        let mesh = mesh::open(args.target, args.api)?;
+        let versions = mesh.versions(&args.service)?;
+        let known = |v: &str| versions.iter().any(|(name, _)| name == v);
+        let names = || {
+            versions
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (flag, version) in [("--to", &args.to), ("--from", &args.from)] {
+            if let Some(v) = version {
+                if !known(v) {
+                    bail!(
+                        "{flag} {v}: {} has no version {v} (its versions: {})",
+                        args.service,
+                        names()
+                    );
+                }
+            }
+        }
+        let baseline = match &args.from {
+            Some(v) => v.clone(),
+            None => {
+                let others: Vec<&String> = versions
+                    .iter()
+                    .map(|(n, _)| n)
+                    .filter(|n| Some(*n) != args.to.as_ref())
+                    .collect();
+                match others.as_slice() {
+                    [one] => (*one).clone(),
+                    [] => bail!(
+                        "{} has only the version {} : a canary needs a baseline to compare with (add one to the mesh file)",
+                        args.service,
+                        names()
+                    ),
+                    _ => bail!(
+                        "{} has several other versions ({}): name the baseline with --from",
+                        args.service,
+                        others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                }
+            }
+        };
+        let canary = match args.to {
+            Some(v) if v == baseline => {
+                bail!("--to {v} is the baseline too: the canary must be another version")
+            }
+            Some(v) => v,
+            // --abort without --to: the one other version.
+            None => versions
+                .iter()
+                .map(|(n, _)| n.clone())
+                .find(|n| *n != baseline)
+                .unwrap_or_default(),
+        };
+        Ok(Plan {
+            max_wait: args.max_wait.unwrap_or(args.interval * 10),
+            service: args.service,
+            baseline,
+            canary,
+            steps,
+            interval: args.interval,
+            thresholds,
+            load: args.load,
+            abort: args.abort,
+            json: args.json,
+            mesh,
+        })
+    }
+
+    /// Every call back on the baseline: the rollback's weights.
+    fn rollback_weights(&self) -> Vec<(String, u32)> {
+        vec![(self.baseline.clone(), 100), (self.canary.clone(), 0)]
+    }
+
+    fn weights(&self, percent: u32) -> Vec<(String, u32)> {
+        vec![
+            (self.baseline.clone(), 100 - percent),
+            (self.canary.clone(), percent),
+        ]
+    }
+
+    fn run(self) -> Result<Report> {
+        if self.abort {
+            return self.abort_running();
+        }
+        let lock = self.mesh.lock(&self.service, &self.baseline, &self.canary)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, stop.clone())
+                .context("installing signal handlers")?;
+        }
+        let load = match self.load {
+            Some(rps) => Some(mesh::Load::start(&*self.mesh, &self.service, rps)?),
+            None => None,
+        };
+        let mut report = Report::new(&self);
+        let result = self.steps(&mut report, &stop);
+        let sent = load.map(mesh::Load::stop);
+        report.load_sent = sent;
+        drop(lock);
+        result.map(|()| report)
+    }
+
+    /// The steps, each shifted, counted and judged, until a promotion, a rollback or a stop.
+    fn steps(&self, report: &mut Report, stop: &AtomicBool) -> Result<()> {
+        let progress = Progress::new(!self.json && std::io::stderr().is_terminal());
+        // Traffic first: without calls into the service no step could ever be judged, so
+        // nothing moves.
+        let before = self.mesh.read()?;
+        let begun = Instant::now();
+        while begun.elapsed() < self.interval && !stop.load(Ordering::SeqCst) {
+            progress.say(&format!(
+                "looking for calls into {} ({:.1} s)…",
+                self.service,
+                begun.elapsed().as_secs_f64()
+            ));
+            std::thread::sleep(Duration::from_millis(100).min(self.interval));
+        }
+        let seen = Calls::between(&before, &self.mesh.read()?, &self.service).total();
+        report.calls_before_start = seen;
+        if seen == 0 {
+            progress.clear();
+            report.outcome = Outcome::Inconclusive;
+            report.message = format!(
+                "no calls into {} in {:.1} s: nothing moved ({} stays at {}); send traffic, or add --load RPS",
+                self.service,
+                self.interval.as_secs_f64(),
+                self.service,
+                split(&report.started_weights)
+            );
+            return Ok(());
+        }
+        for (i, &percent) in self.steps.iter().enumerate() {
+            let weights = self.weights(percent);
+            let published = match self.mesh.shift(&self.service, &weights) {
+                Ok(line) => line,
+                Err(e) => return self.stopped(report, e, &progress),
+            };
+            let mut step = StepReport {
+                percent,
+                weights: split(&weights),
+                published,
+                judged: percent < 100,
+                reads: 0,
+                seconds: 0.0,
+                verdict: None,
+                evidence: None,
+            };
+            if percent == 100 {
+                if !self.json {
+                    print(&step.text(i, self.steps.len(), &self.canary))?;
+                }
+                report.steps.push(step);
+                report.outcome = Outcome::Promoted;
+                report.final_weights = split(&weights);
+                report.message = format!(
+                    "{} promoted: {} takes every call of {}",
+                    self.canary, self.canary, self.service
+                );
+                report.retire = Some(self.mesh.retire_hint(&self.service, &self.baseline));
+                return Ok(());
+            }
+            // Only calls made after every proxy runs the new weights count: one stats flush
+            // after the confirmation, then the step's first read.
+            std::thread::sleep(self.mesh.settle());
+            let start = match self.mesh.read() {
+                Ok(s) => s,
+                Err(e) => return self.stopped(report, e, &progress),
+            };
+            let begun = Instant::now();
+            let evidence = loop {
+                std::thread::sleep(self.interval);
+                if stop.load(Ordering::SeqCst) {
+                    progress.clear();
+                    report.steps.push(step);
+                    return self.roll_back(report, Outcome::Aborted, "stopped by a signal".into());
+                }
+                let now = match self.mesh.read() {
+                    Ok(s) => s,
+                    Err(e) => return self.stopped(report, e, &progress),
+                };
+                step.reads += 1;
+                let calls = Calls::between(&start, &now, &self.service);
+                let evidence = judge::judge(&calls, &self.baseline, &self.canary, &self.thresholds);
+                if evidence.verdict != Verdict::Inconclusive {
+                    break evidence;
+                }
+                progress.say(&format!(
+                    "step {percent} %: {} of {} calls to {} after {:.1} s…",
+                    evidence.canary.requests,
+                    self.thresholds.min_requests,
+                    self.canary,
+                    begun.elapsed().as_secs_f64()
+                ));
+                if begun.elapsed() >= self.max_wait {
+                    break evidence;
+                }
+            };
+            progress.clear();
+            step.seconds = begun.elapsed().as_secs_f64();
+            step.verdict = Some(evidence.verdict);
+            if !self.json {
+                print(&step.text(i, self.steps.len(), &self.canary))?;
+                print(&evidence_text(&evidence, &self.thresholds))?;
+            }
+            let verdict = evidence.verdict;
+            let reasons = evidence.reasons.join("; ");
+            let failing = evidence.failing_callers.clone();
+            step.evidence = Some(evidence);
+            report.steps.push(step);
+            match verdict {
+                Verdict::Pass => continue,
+                Verdict::Fail => {
+                    report.failing_callers = failing;
+                    return self.roll_back(report, Outcome::RolledBack, reasons);
+                }
+                Verdict::Inconclusive => {
+                    report.outcome = Outcome::Inconclusive;
+                    report.final_weights = split(&weights);
+                    report.message = format!(
+                        "step {percent} % had too few calls after {:.1} s ({reasons}): left at the last confirmed step {} (never rolled back for lack of data); `deployer canary {} --abort` returns every call to {}",
+                        self.max_wait.as_secs_f64(),
+                        split(&weights),
+                        self.service,
+                        self.baseline
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every call back to the baseline, confirmed; `why` is what the report says.
+    fn roll_back(&self, report: &mut Report, outcome: Outcome, why: String) -> Result<()> {
+        let weights = self.rollback_weights();
+        let line = self.mesh.shift(&self.service, &weights)?;
+        report.outcome = outcome;
+        report.final_weights = split(&weights);
+        report.rollback = Some(line);
+        report.message = why;
+        Ok(())
+    }
+
+    /// The mesh could not be read or shifted mid-canary: roll back if it still can be,
+    /// else say where it was left.
+    fn stopped(&self, report: &mut Report, e: anyhow::Error, progress: &Progress) -> Result<()> {
+        progress.clear();
+        let last = report
+            .steps
+            .last()
+            .map_or_else(|| split(&report.started_weights), |s| s.weights.clone());
+        let why = format!("{e:#}").replace('\n', " ");
+        match self.mesh.shift(&self.service, &self.rollback_weights()) {
+            Ok(line) => {
+                report.outcome = Outcome::RolledBack;
+                report.final_weights = split(&self.rollback_weights());
+                report.rollback = Some(line);
+                report.message = format!("the mesh failed mid-canary ({why}): rolled back");
+            }
+            Err(_) => {
+                report.outcome = Outcome::Stopped;
+                report.final_weights = last.clone();
+                report.message = format!(
+                    "the mesh stopped mid-canary ({why}): left at the last confirmed step {last}, not rolled back (no proxy to confirm it in); started again, the mesh runs {last}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `--abort`: stops the canary running on the service (it rolls back as it ends), and
+    /// returns every call to the baseline whatever it left.
+    fn abort_running(&self) -> Result<Report> {
+        let stopped = self.mesh.stop_running(&self.service)?;
+        let mut report = Report::new(self);
+        let line = self.mesh.shift(&self.service, &self.rollback_weights())?;
+        report.outcome = Outcome::Aborted;
+        report.final_weights = split(&self.rollback_weights());
+        report.rollback = Some(line);
+        report.message = match stopped {
+            Some(pid) => format!("the canary of {} (pid {pid}) was stopped", self.service),
+            None => format!("no canary of {} was running", self.service),
+        };
+        Ok(report)
+    }
+}
+
+fn split(weights: &[(String, u32)]) -> String {
+    weights
+        .iter()
+        .map(|(v, w)| format!("{v}={w}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// How a canary ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Outcome {
+    Promoted,
+    RolledBack,
+    Inconclusive,
+    /// Ended by `--abort` or a signal, rolled back.
+    Aborted,
+    /// The mesh stopped under it.
+    Stopped,
+}
+
+impl Outcome {
+    fn word(self) -> &'static str {
+        match self {
+            Outcome::Promoted => "promoted",
+            Outcome::RolledBack => "rolled back",
+            Outcome::Inconclusive => "inconclusive",
+            Outcome::Aborted => "aborted",
+            Outcome::Stopped => "stopped",
+        }
+    }
+}
+
+/// One step: the weights published, how long it was counted and what was found.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StepReport {
+    pub percent: u32,
+    pub weights: String,
+    /// What the publication said: the proxies that confirmed it and how fast.
+    pub published: String,
+    /// False for the promotion to 100 %, which has no baseline left to judge against.
+    pub judged: bool,
+    /// Reads of the sidecars after the first one.
+    pub reads: u32,
+    pub seconds: f64,
+    pub verdict: Option<Verdict>,
+    pub evidence: Option<Evidence>,
+}
+
+impl StepReport {
+    fn text(&self, i: usize, of: usize, canary: &str) -> String {
+        format!(
+            "step {}/{of}: {canary} at {} % ({})\n  {}\n",
+            i + 1,
+            self.percent,
+            self.weights,
+            self.published
+        ) + &if self.judged {
+            format!(
+                "  counted {:.1} s of calls made after the confirmation ({} reads)\n",
+                self.seconds, self.reads
+            )
+        } else {
+            "  not judged: no baseline left to compare with at 100 %\n".to_owned()
+        }
+    }
+}
+
+/// The whole canary, as `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    pub service: String,
+    pub baseline: String,
+    pub canary: String,
+    pub target: String,
+    pub thresholds: Thresholds,
+    /// How exact the latency quantiles are.
+    pub latency_resolution: String,
+    pub started_weights: Vec<(String, u32)>,
+    /// Calls into the service seen before the first step (none: nothing moves).
+    pub calls_before_start: u64,
+    pub steps: Vec<StepReport>,
+    pub outcome: Outcome,
+    pub final_weights: String,
+    /// The rollback's publication, confirmed.
+    pub rollback: Option<String>,
+    pub failing_callers: Vec<String>,
+    /// After a promotion: how to retire the baseline.
+    pub retire: Option<String>,
+    /// Calls `--load` sent.
+    pub load_sent: Option<u64>,
+    pub message: String,
+}
+
+impl Report {
+    fn new(plan: &Plan) -> Report {
+        let started = plan.mesh.versions(&plan.service).unwrap_or_default();
+        Report {
+            service: plan.service.clone(),
+            baseline: plan.baseline.clone(),
+            canary: plan.canary.clone(),
+            target: plan.mesh.name(),
+            thresholds: plan.thresholds.clone(),
+            latency_resolution: RESOLUTION.to_owned(),
+            started_weights: started,
+            calls_before_start: 0,
+            steps: Vec::new(),
+            outcome: Outcome::Inconclusive,
+            final_weights: String::new(),
+            rollback: None,
+            failing_callers: Vec::new(),
+            retire: None,
+            load_sent: None,
+            message: String::new(),
+        }
+    }
+
+    /// The lines after the steps: the outcome and what it left.
+    fn ending(&self) -> String {
+        let mut out = format!("{}: {}\n", self.outcome.word(), self.message);
+        if let Some(line) = &self.rollback {
+            out += &format!("rollback to {}: {line}\n", self.final_weights);
+        }
+        if !self.failing_callers.is_empty() {
+            out += &format!(
+                "failing for: {} (calls from other callers to {} passed or were too few to judge)\n",
+                self.failing_callers.join(", "),
+                self.canary
+            );
+        }
+        if let Some(retire) = &self.retire {
+            out += &format!("to retire {}: {retire}\n", self.baseline);
+        }
+        if let Some(n) = self.load_sent {
+            out += &format!("--load sent {n} calls through the gateway\n");
+        }
+        out
+    }
+}
+
+/// What the histogram lets a quantile be: Envoy's default bucket bounds, interpolated inside.
+const RESOLUTION: &str = "p50/p99 from the callee sidecars' meshtally_request_duration_milliseconds histogram (Envoy's default buckets: 0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000 ms and on), interpolated linearly inside the bucket as Prometheus's histogram_quantile does: exact only to the bucket shown";
+
+/// A step's evidence as text: each version's counts, the tests, each caller.
+fn evidence_text(e: &Evidence, t: &Thresholds) -> String {
+    let mut versions = Table::new(
+        ["VERSION", "CALLS", "ERRORS", "ERROR RATE", "P50", "P99", "P99 BUCKET"]
+            .map(String::from)
+            .to_vec(),
+    );
+    for v in [&e.baseline, &e.canary] {
+        versions.row(vec![
+            v.version.clone(),
+            v.requests.to_string(),
+            v.errors.to_string(),
+            judge::percent(v.error_rate),
+            judge::ms(v.p50_ms),
+            judge::ms(v.p99_ms),
+            v.p99_bucket_ms
+                .map_or("-".into(), |(lo, hi)| format!("{lo}-{hi} ms")),
+        ]);
+    }
+    let indent = |text: String| -> String {
+        text.lines().map(|l| format!("  {l}\n")).collect()
+    };
+    let mut out = indent(versions.render());
+    let errors = &e.errors;
+    out += &format!(
+        "  errors: {}, one-sided, p = {} against α = {} ({:.1}% confidence over {} comparisons, Bonferroni); rise {} (threshold {}): {}\n",
+        errors.comparison.map_or("no test", |c| c.test.name()),
+        judge::sci(errors.comparison.map(|c| c.p_value)),
+        judge::sci(Some(errors.alpha)),
+        t.confidence * 100.0,
+        ((1.0 - t.confidence) / errors.alpha).round(),
+        judge::percent(errors.increase),
+        judge::percent(Some(t.max_error_increase)),
+        errors.verdict.word()
+    );
+    out += &format!(
+        "  latency: p99 {} (threshold +{:.0} ms), p50 {}: {}\n",
+        signed_ms(e.latency.p99_increase_ms),
+        t.max_p99_increase_ms,
+        signed_ms(e.latency.p50_increase_ms),
+        e.latency.verdict.word()
+    );
+    if !e.callers.is_empty() {
+        let mut callers = Table::new(
+            ["CALLER", "BASE CALLS", "BASE ERRORS", "CANARY CALLS", "CANARY ERRORS", "TEST", "P", "VERDICT"]
+                .map(String::from)
+                .to_vec(),
+        );
+        for c in &e.callers {
+            callers.row(vec![
+                c.caller.clone(),
+                c.baseline.requests.to_string(),
+                c.baseline.errors.to_string(),
+                c.canary.requests.to_string(),
+                c.canary.errors.to_string(),
+                c.errors
+                    .comparison
+                    .map_or("-".into(), |c| match c.test {
+                        crate::observe::significance::Test::FisherExact => "fisher".to_owned(),
+                        crate::observe::significance::Test::TwoProportionZ => "z".to_owned(),
+                    }),
+                judge::sci(c.errors.comparison.map(|c| c.p_value)),
+                match c.errors.verdict {
+                    Verdict::Inconclusive => format!("not judged (< {} calls)", t.min_caller_requests),
+                    v => v.word().to_owned(),
+                },
+            ]);
+        }
+        out += &indent(callers.render());
+    }
+    out += &format!("  verdict: {}", e.verdict.word());
+    if !e.reasons.is_empty() {
+        out += &format!(" ({})", e.reasons.join("; "));
+    }
+    out.push('\n');
+    out
+}
+
+fn signed_ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:+.1} ms"))
+}
+
+/// The live line on a terminal (stderr), redrawn in place; silent otherwise.
+struct Progress {
+    on: bool,
+}
+
+impl Progress {
+    fn new(on: bool) -> Progress {
+        Progress { on }
+    }
+    fn say(&self, text: &str) {
+        if self.on {
+            eprint!("\r\x1b[2K{text}");
+        }
+    }
+    fn clear(&self) {
+        if self.on {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_increase_up_to_100_and_bad_ones_name_the_fault() {
+        assert_eq!(parse_steps("5,25,50,100").unwrap(), [5, 25, 50, 100]);
+        assert_eq!(parse_steps("10%,50").unwrap(), [10, 50, 100]);
+        for (bad, says) in [
+            ("5,25,20", "must increase (20 follows 25)"),
+            ("5,5", "must increase"),
+            ("50,150", "\"150\" is not a percent from 1 to 100"),
+            ("0,50", "\"0\" is not a percent"),
+            ("five", "is not a percent"),
+        ] {
+            let err = parse_steps(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+            assert!(err.starts_with("--steps"), "{err}");
+            assert!(!err.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn percents_parse_with_or_without_the_sign() {
+        assert_eq!(parse_percent("--x", "1%", 0.0..=100.0).unwrap(), 0.01);
+        assert_eq!(parse_percent("--x", "99", 50.0..=99.999).unwrap(), 0.99);
+        let err = parse_percent("--confidence", "120%", 50.0..=99.999)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--confidence \"120%\""), "{err}");
+    }
+}
