@@ -173,9 +173,18 @@ impl Plan {
                 }
             }
         }
-        let baseline = match &args.from {
-            Some(v) => v.clone(),
-            None => {
+        // --abort alone: the versions the canary in progress recorded.
+        let held = (args.abort && args.from.is_none() && args.to.is_none())
+            .then(|| mesh.held(&args.service))
+            .flatten();
+        let baseline = match (&args.from, &held) {
+            (Some(v), _) => v.clone(),
+            (None, Some((baseline, _))) => baseline.clone(),
+            (None, None) if args.abort && args.to.is_none() => bail!(
+                "--abort: no canary of {} in progress records its baseline: name it with --from VERSION (every call goes back to it)",
+                args.service
+            ),
+            (None, None) => {
                 let others: Vec<&String> = versions
                     .iter()
                     .map(|(n, _)| n)
@@ -201,6 +210,7 @@ impl Plan {
                 bail!("--to {v} is the baseline too: the canary must be another version")
             }
             Some(v) => v,
+            None if held.is_some() => held.map(|(_, c)| c).unwrap_or_default(),
             // --abort without --to: the one other version.
             None => versions
                 .iter()

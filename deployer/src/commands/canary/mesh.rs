@@ -37,6 +37,8 @@ pub(crate) trait CanaryMesh {
     fn settle(&self) -> Duration;
     /// Refuses when a canary already runs on the service; held while this one runs.
     fn lock(&self, service: &str, baseline: &str, canary: &str) -> Result<Lock>;
+    /// The baseline and canary the canary in progress on the service runs, if any.
+    fn held(&self, service: &str) -> Option<(String, String)>;
     /// `--abort`: stops the canary running on the service, if one does; its pid.
     fn stop_running(&self, service: &str) -> Result<Option<u32>>;
     /// The gateway to send `--load` through, and the mesh's services.
@@ -181,6 +183,12 @@ impl CanaryMesh for Local {
         })
     }
 
+    fn held(&self, service: &str) -> Option<(String, String)> {
+        let text = std::fs::read_to_string(self.lock_path(service)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some((v["baseline"].as_str()?.to_owned(), v["canary"].as_str()?.to_owned()))
+    }
+
     fn stop_running(&self, service: &str) -> Result<Option<u32>> {
         let path = self.lock_path(service);
         let Ok(held) = std::fs::read_to_string(&path) else {
@@ -205,6 +213,9 @@ impl CanaryMesh for Local {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // Killed before it could roll back, its lock is left: the rollback that follows is
+        // this command's.
+        let _ = std::fs::remove_file(&path);
         Ok(Some(pid as u32))
     }
 
@@ -326,6 +337,21 @@ impl CanaryMesh for Cluster {
                 );
             })),
         })
+    }
+
+    fn held(&self, service: &str) -> Option<(String, String)> {
+        let out = self
+            .kubectl
+            .run(
+                &["get", "configmap", &Self::lock_name(service), "-n", &self.namespace, "-o", "json"],
+                None,
+            )
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out).ok()?;
+        Some((
+            v["data"]["baseline"].as_str()?.to_owned(),
+            v["data"]["canary"].as_str()?.to_owned(),
+        ))
     }
 
     fn stop_running(&self, service: &str) -> Result<Option<u32>> {
