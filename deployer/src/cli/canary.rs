@@ -62,6 +62,12 @@ pub struct CanaryArgs {
     #[arg(long, value_name = "RPS")]
     pub load: Option<u32>,
 
+    /// Judge on the meshtally series of this Prometheus server (`http://HOST:PORT`, its HTTP
+    /// API) instead of reading every sidecar: a cluster's Prometheus that scrapes the sidecars
+    /// (`render`'s monitoring objects), or `up --prometheus`'s.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+
     /// End the canary in progress on SERVICE (the running `deployer canary` is stopped) and
     /// return every call to the baseline.
     #[arg(long)]

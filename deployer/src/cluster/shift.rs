@@ -1,7 +1,9 @@
-//! `deployer shift --cluster`: a service's version weights set on a cluster by patching, in
-//! place, every VirtualService route that splits traffic to it (the in-mesh one and the ingress
-//! gateway's); routes chosen by a header match keep their version. Each patch carries the
-//! object's resourceVersion, so a concurrent edit makes it fail instead of being overwritten.
+//! `deployer shift --cluster`: a service's version weights set on a cluster in every
+//! VirtualService route that splits traffic to it (the in-mesh one and the ingress gateway's);
+//! routes chosen by a header match keep their version. Each VirtualService is sent by
+//! server-side apply under the field manager `meshtally-shift` with its resourceVersion and its
+//! `http` routes alone, so a concurrent edit makes it fail instead of being overwritten and
+//! nothing else in the object changes (`canary` moves its weights the same way).
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -101,34 +103,40 @@ pub fn shift(
         let name = vs["metadata"]["name"]
             .as_str()
             .context("a VirtualService without a name")?;
-        let patch = json!({
-            "metadata": {"resourceVersion": vs["metadata"]["resourceVersion"]},
+        let doc = json!({
+            "apiVersion": vs["apiVersion"],
+            "kind": "VirtualService",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "resourceVersion": vs["metadata"]["resourceVersion"],
+            },
             "spec": {"http": http},
         });
-        todo.push((name.to_owned(), serde_json::to_string(&patch)?));
+        todo.push((name.to_owned(), serde_json::to_vec(&doc)?));
     }
     let mut patched = Vec::new();
-    for (i, (name, patch)) in todo.iter().enumerate() {
+    let manager = format!("--field-manager={}", super::shift_routes::FIELD_MANAGER);
+    for (i, (name, doc)) in todo.iter().enumerate() {
         let result = kubectl.run(
             &[
-                "patch",
-                VIRTUAL_SERVICES,
-                name,
-                "-n",
-                namespace,
-                "--type=merge",
-                "-p",
-                patch,
+                "apply",
+                "--server-side",
+                &manager,
+                // The routes list is atomic and `meshtally` owns it since `apply`: take it over.
+                "--force-conflicts",
+                "-f",
+                "-",
                 "--request-timeout=30s",
             ],
-            None,
+            Some(doc),
         );
         if let Err(e) = result {
-            let names = |items: &[(String, String)]| {
+            let names = |items: &[(String, Vec<u8>)]| {
                 object_list("virtualservice", items.iter().map(|(n, _)| n.as_str()))
             };
             bail!(
-                "shift stopped after {i} of {} VirtualServices ({e}); patched: {}; not patched: {}; \
+                "shift stopped after {i} of {} VirtualServices ({e}); applied: {}; not applied: {}; \
                  each keeps a whole split; the same `deployer shift` again converges",
                 todo.len(),
                 names(&todo[..i]),

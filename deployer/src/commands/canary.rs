@@ -152,7 +152,7 @@ impl Plan {
                 bail!("--load {rps}: the load must be from 1 to 1000 calls per second");
             }
         }
-        let mesh = mesh::open(args.target, args.api)?;
+        let mesh = mesh::open(args.target, args.api, args.prometheus)?;
         let versions = mesh.versions(&args.service)?;
         let known = |v: &str| versions.iter().any(|(name, _)| name == v);
         let names = || {
@@ -274,7 +274,8 @@ impl Plan {
         // nothing moves.
         let before = self.mesh.read()?;
         let begun = Instant::now();
-        while begun.elapsed() < self.interval && !stop.load(Ordering::SeqCst) {
+        let window = self.interval + self.mesh.settle();
+        while begun.elapsed() < window && !stop.load(Ordering::SeqCst) {
             progress.say(&format!(
                 "looking for calls into {} ({:.1} s)…",
                 self.service,
@@ -290,7 +291,7 @@ impl Plan {
             report.message = format!(
                 "no calls into {} in {:.1} s: nothing moved ({} stays at {}); send traffic, or add --load RPS",
                 self.service,
-                self.interval.as_secs_f64(),
+                window.as_secs_f64(),
                 self.service,
                 split(&report.started_weights)
             );

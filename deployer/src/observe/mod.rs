@@ -7,6 +7,7 @@
 pub(crate) mod edges;
 pub(crate) mod exposition;
 pub(crate) mod judge;
+pub(crate) mod promql;
 pub(crate) mod quantile;
 pub(crate) mod significance;
 pub(crate) mod signals;

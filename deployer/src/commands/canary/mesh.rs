@@ -47,8 +47,26 @@ pub(crate) trait CanaryMesh {
     fn retire_hint(&self, service: &str, baseline: &str) -> String;
 }
 
-/// Opens the mesh the flags name.
-pub(crate) fn open(target: TargetArgs, api: Option<Api>) -> Result<Box<dyn CanaryMesh>> {
+/// Opens the mesh the flags name; with a Prometheus URL, its counts are read there.
+pub(crate) fn open(
+    target: TargetArgs,
+    api: Option<Api>,
+    prometheus: Option<String>,
+) -> Result<Box<dyn CanaryMesh>> {
+    let mesh = open_target(target, api)?;
+    Ok(match prometheus {
+        Some(url) => {
+            if !url.starts_with("http://") {
+                bail!("--prometheus {url:?}: give its http:// URL, e.g. http://127.0.0.1:9090");
+            }
+            crate::observe::promql::read(&url)?;
+            Box::new(Prometheus { mesh, url })
+        }
+        None => mesh,
+    })
+}
+
+fn open_target(target: TargetArgs, api: Option<Api>) -> Result<Box<dyn CanaryMesh>> {
     match Target::resolve(target)? {
         Target::Local(state) => {
             if api.is_some() {
@@ -76,6 +94,46 @@ pub(crate) fn open(target: TargetArgs, api: Option<Api>) -> Result<Box<dyn Canar
                 services,
             }))
         }
+    }
+}
+
+/// A mesh whose counts are read from a Prometheus server; everything else is the mesh's.
+struct Prometheus {
+    mesh: Box<dyn CanaryMesh>,
+    url: String,
+}
+
+impl CanaryMesh for Prometheus {
+    fn name(&self) -> String {
+        format!("{}, counted by Prometheus at {}", self.mesh.name(), self.url)
+    }
+    fn versions(&self, service: &str) -> Result<Vec<(String, u32)>> {
+        self.mesh.versions(service)
+    }
+    fn shift(&self, service: &str, weights: &[(String, u32)]) -> Result<String> {
+        self.mesh.shift(service, weights)
+    }
+    fn read(&self) -> Result<Snapshot> {
+        crate::observe::promql::read(&self.url)
+    }
+    fn settle(&self) -> Duration {
+        // A scrape after the sidecars' flush: `up --prometheus` scrapes every second.
+        self.mesh.settle() + Duration::from_secs(2)
+    }
+    fn lock(&self, service: &str, baseline: &str, canary: &str) -> Result<Lock> {
+        self.mesh.lock(service, baseline, canary)
+    }
+    fn held(&self, service: &str) -> Option<(String, String)> {
+        self.mesh.held(service)
+    }
+    fn stop_running(&self, service: &str) -> Result<Option<u32>> {
+        self.mesh.stop_running(service)
+    }
+    fn gateway(&self) -> Result<(Gateway, Vec<String>, Option<Box<dyn Reachable>>)> {
+        self.mesh.gateway()
+    }
+    fn retire_hint(&self, service: &str, baseline: &str) -> String {
+        self.mesh.retire_hint(service, baseline)
     }
 }
 
