@@ -41,8 +41,9 @@ fn mesh(v2: &str) -> Result<LocalMesh> {
     LocalMesh::up_file(&file, p[3], &[])
 }
 
-/// The common flags: steps 25 and 50 (then 100), reads every 500 ms.
-const FAST: [&str; 4] = ["--steps", "25,50", "--interval", "500ms"];
+/// The common flags: steps 25 and 50 (then 100), reads every 500 ms, a minute at most for a
+/// step's calls.
+const FAST: [&str; 6] = ["--steps", "25,50", "--interval", "500ms", "--max-wait", "60s"];
 
 fn canary(m: &LocalMesh, extra: &[&str]) -> Output {
     let mut args = vec!["service-a", "--to", "v2"];
@@ -128,9 +129,11 @@ fn no_traffic_is_inconclusive_then_load_promotes_a_healthy_v2() -> Result<()> {
         "no new config was published"
     );
 
+    // A wider latency margin than the default 50 ms: on a loaded 2-core CI machine the p99 of
+    // either version alone swings by tens of ms (the slower-v2 test keeps the default).
     let out = canary(
         &m,
-        &["--json", "--load", "200", "--min-requests", "150", "--max-p99-increase", "80ms"],
+        &["--json", "--load", "200", "--min-requests", "150", "--max-p99-increase", "100ms"],
     );
     let r = report(&out)?;
     ensure!(out.status.code() == Some(0), "exit {:?}: {r}", out.status);
@@ -267,5 +270,42 @@ fn bad_inputs_are_refused_in_one_line_and_abort_rolls_back() -> Result<()> {
     ensure!(holder.wait()?.code().is_none(), "the running canary was signalled");
     ensure!(!lock.exists(), "the lock is gone");
     ensure!(saved_weights(&m)? == weights(&[("v1", 100), ("v2", 0)]));
+    Ok(())
+}
+
+/// The mesh stopped mid-canary: the canary cannot confirm a rollback in proxies that are gone,
+/// so it says it was left at its last confirmed step (exit 2, one line), which is what the
+/// saved plan holds for the next `up`.
+#[test]
+fn a_mesh_stopped_mid_canary_is_left_at_the_last_confirmed_step_and_said_so() -> Result<()> {
+    let m = mesh("")?;
+    let state = m.state_dir();
+    let child = std::process::Command::new(meshtally_tests::mesh::binary("deployer"))
+        .args(["canary", "service-a", "--to", "v2", "--steps", "25,50", "--interval", "500ms"])
+        .args(["--min-requests", "1000000", "--max-wait", "60s", "--load", "50"])
+        .arg("--state-dir")
+        .arg(&state)
+        .env("ENVOY_BIN", meshtally_tests::envoy::envoy_bin()?)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while saved_weights(&m)? != weights(&[("v1", 75), ("v2", 25)]) {
+        ensure!(std::time::Instant::now() < deadline, "the first step was never published");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let down = m.run("down", &[]);
+    ensure!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    let out = child.wait_with_output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(2), "exit {:?}: {said}", out.status);
+    ensure!(
+        said.trim().lines().count() == 1
+            && said.contains("the mesh stopped mid-canary")
+            && said.contains("left at the last confirmed step v1=75,v2=25"),
+        "{said}"
+    );
+    ensure!(saved_weights(&m)? == weights(&[("v1", 75), ("v2", 25)]));
+    ensure!(!state.join("canary-service-a.lock").exists(), "its lock is gone");
     Ok(())
 }

@@ -52,7 +52,8 @@ pub struct CanaryArgs {
     pub confidence: String,
 
     /// How long a step may stay inconclusive for want of calls before the canary stops, left
-    /// at its last confirmed step (never rolled back for lack of data) [default: 10 intervals]
+    /// at its last confirmed step (never rolled back for lack of data) [default: 10 intervals, at
+    /// least 1m]
     #[arg(long, value_name = "DURATION", value_parser = parse_window)]
     pub max_wait: Option<std::time::Duration>,
 

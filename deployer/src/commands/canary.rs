@@ -219,7 +219,9 @@ impl Plan {
                 .unwrap_or_default(),
         };
         Ok(Plan {
-            max_wait: args.max_wait.unwrap_or(args.interval * 10),
+            max_wait: args
+                .max_wait
+                .unwrap_or((args.interval * 10).max(Duration::from_secs(60))),
             service: args.service,
             baseline,
             canary,
@@ -303,6 +305,8 @@ impl Plan {
                 Ok(line) => line,
                 Err(e) => return self.stopped(report, e, &progress),
             };
+            // The last step every proxy was confirmed to run, should the mesh stop.
+            report.final_weights = split(&weights);
             let mut step = StepReport {
                 percent,
                 weights: split(&weights),
@@ -413,10 +417,11 @@ impl Plan {
     /// else say where it was left.
     fn stopped(&self, report: &mut Report, e: anyhow::Error, progress: &Progress) -> Result<()> {
         progress.clear();
-        let last = report
-            .steps
-            .last()
-            .map_or_else(|| split(&report.started_weights), |s| s.weights.clone());
+        let last = if report.final_weights.is_empty() {
+            split(&report.started_weights)
+        } else {
+            report.final_weights.clone()
+        };
         let why = format!("{e:#}").replace('\n', " ");
         match self.mesh.shift(&self.service, &self.rollback_weights()) {
             Ok(line) => {
