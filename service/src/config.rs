@@ -116,7 +116,9 @@ impl Config {
         };
         let fail_from = get(env::FAIL_FROM).map(|v| v.trim().to_string());
         if fail_status.is_none() && (fail_percent.is_some() || fail_from.is_some()) {
-            bail!("FAIL_PERCENT and FAIL_FROM need FAIL_STATUS (the status the failing requests get)");
+            bail!(
+                "FAIL_PERCENT and FAIL_FROM need FAIL_STATUS (the status the failing requests get)"
+            );
         }
         let delay = match get(env::DELAY_MS) {
             None => None,
@@ -326,8 +328,14 @@ mod tests {
         for (pairs, says) in [
             (&[("FAIL_PERCENT", "5")][..], "need FAIL_STATUS"),
             (&[("FAIL_FROM", "b")][..], "need FAIL_STATUS"),
-            (&[("FAIL_STATUS", "500"), ("FAIL_PERCENT", "0")][..], "FAIL_PERCENT"),
-            (&[("FAIL_STATUS", "500"), ("FAIL_PERCENT", "101")][..], "FAIL_PERCENT"),
+            (
+                &[("FAIL_STATUS", "500"), ("FAIL_PERCENT", "0")][..],
+                "FAIL_PERCENT",
+            ),
+            (
+                &[("FAIL_STATUS", "500"), ("FAIL_PERCENT", "101")][..],
+                "FAIL_PERCENT",
+            ),
             (&[("DELAY_MS", "soon")][..], "DELAY_MS"),
         ] {
             let mut env = vec![("SERVICE_NAME", "s")];

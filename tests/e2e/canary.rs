@@ -43,7 +43,14 @@ fn mesh(v2: &str) -> Result<LocalMesh> {
 
 /// The common flags: steps 25 and 50 (then 100), reads every 500 ms, a minute at most for a
 /// step's calls.
-const FAST: [&str; 6] = ["--steps", "25,50", "--interval", "500ms", "--max-wait", "60s"];
+const FAST: [&str; 6] = [
+    "--steps",
+    "25,50",
+    "--interval",
+    "500ms",
+    "--max-wait",
+    "60s",
+];
 
 fn canary(m: &LocalMesh, extra: &[&str]) -> Output {
     let mut args = vec!["service-a", "--to", "v2"];
@@ -120,7 +127,9 @@ fn no_traffic_is_inconclusive_then_load_promotes_a_healthy_v2() -> Result<()> {
     ensure!(r["steps"].as_array().is_some_and(Vec::is_empty), "{r}");
     let said = String::from_utf8_lossy(&out.stderr);
     ensure!(
-        said.trim().lines().count() == 1 && said.contains("nothing moved") && said.contains("--load"),
+        said.trim().lines().count() == 1
+            && said.contains("nothing moved")
+            && said.contains("--load"),
         "{said}"
     );
     ensure!(saved_weights(&m)? == weights(&[("v1", 100), ("v2", 0)]));
@@ -133,7 +142,15 @@ fn no_traffic_is_inconclusive_then_load_promotes_a_healthy_v2() -> Result<()> {
     // either version alone swings by tens of ms (the slower-v2 test keeps the default).
     let out = canary(
         &m,
-        &["--json", "--load", "200", "--min-requests", "150", "--max-p99-increase", "100ms"],
+        &[
+            "--json",
+            "--load",
+            "200",
+            "--min-requests",
+            "150",
+            "--max-p99-increase",
+            "100ms",
+        ],
     );
     let r = report(&out)?;
     ensure!(out.status.code() == Some(0), "exit {:?}: {r}", out.status);
@@ -143,16 +160,30 @@ fn no_traffic_is_inconclusive_then_load_promotes_a_healthy_v2() -> Result<()> {
     for (i, percent) in [25, 50].into_iter().enumerate() {
         let s = step(&r, i);
         ensure!(s["percent"] == percent && s["verdict"] == "pass", "{s}");
-        ensure!(s["published"].as_str().is_some_and(|p| p.contains("running in 5 proxies")), "{s}");
+        ensure!(
+            s["published"]
+                .as_str()
+                .is_some_and(|p| p.contains("running in 5 proxies")),
+            "{s}"
+        );
         let e = &s["evidence"];
         ensure!(e["canary"]["requests"].as_u64() >= Some(150), "{e}");
         ensure!(e["baseline"]["requests"].as_u64() > Some(0), "{e}");
         ensure!(e["errors"]["comparison"]["test"].is_string(), "{e}");
-        ensure!(e["canary"]["p99_ms"].is_number() && e["canary"]["p99_bucket_ms"].is_array(), "{e}");
-        ensure!(e["latency"]["verdict"] == "pass" && e["errors"]["verdict"] == "pass", "{e}");
+        ensure!(
+            e["canary"]["p99_ms"].is_number() && e["canary"]["p99_bucket_ms"].is_array(),
+            "{e}"
+        );
+        ensure!(
+            e["latency"]["verdict"] == "pass" && e["errors"]["verdict"] == "pass",
+            "{e}"
+        );
     }
     ensure!(step(&r, 2)["percent"] == 100 && step(&r, 2)["judged"] == false);
-    ensure!(r["retire"].as_str().is_some_and(|h| h.contains("v1")), "{r}");
+    ensure!(
+        r["retire"].as_str().is_some_and(|h| h.contains("v1")),
+        "{r}"
+    );
     ensure!(saved_weights(&m)? == weights(&[("v1", 0), ("v2", 100)]));
     every_proxy_routes_to(&m, "v2")
 }
@@ -163,9 +194,17 @@ fn rolled_back_at_the_first_step(m: &LocalMesh, out: &Output) -> Result<Value> {
     let r = report(out)?;
     ensure!(out.status.code() == Some(1), "exit {:?}: {r}", out.status);
     ensure!(r["outcome"] == "rolled_back", "{r}");
-    ensure!(r["steps"].as_array().map(Vec::len) == Some(1), "rolled back at the first step: {r}");
+    ensure!(
+        r["steps"].as_array().map(Vec::len) == Some(1),
+        "rolled back at the first step: {r}"
+    );
     ensure!(step(&r, 0)["verdict"] == "fail", "{r}");
-    ensure!(r["rollback"].as_str().is_some_and(|l| l.contains("running in 5 proxies")), "{r}");
+    ensure!(
+        r["rollback"]
+            .as_str()
+            .is_some_and(|l| l.contains("running in 5 proxies")),
+        "{r}"
+    );
     ensure!(saved_weights(m)? == weights(&[("v1", 100), ("v2", 0)]));
     every_proxy_routes_to(m, "v1")?;
     Ok(r)
@@ -181,14 +220,20 @@ fn five_percent_errors_roll_back_at_the_first_step() -> Result<()> {
     let e = &step(&r, 0)["evidence"];
     ensure!(e["errors"]["verdict"] == "fail", "{e}");
     ensure!(e["canary"]["requests"].as_u64() >= Some(300), "{e}");
-    ensure!(e["errors"]["comparison"]["p_value"].as_f64() < e["errors"]["alpha"].as_f64(), "{e}");
+    ensure!(
+        e["errors"]["comparison"]["p_value"].as_f64() < e["errors"]["alpha"].as_f64(),
+        "{e}"
+    );
     // The rate seen is 5 %, within the binomial 99.9 % interval of the calls counted.
     let (n, errors) = (
         e["canary"]["requests"].as_u64().unwrap_or(0) as usize,
         e["canary"]["errors"].as_u64().unwrap_or(0) as f64,
     );
     let (low, high) = meshtally_tests::binomial_bounds(n, 0.05);
-    ensure!((low..=high).contains(&errors), "{errors} of {n}: outside [{low:.1}, {high:.1}]");
+    ensure!(
+        (low..=high).contains(&errors),
+        "{errors} of {n}: outside [{low:.1}, {high:.1}]"
+    );
     Ok(())
 }
 
@@ -201,7 +246,10 @@ fn a_slower_v2_rolls_back_on_latency() -> Result<()> {
     let e = &step(&r, 0)["evidence"];
     ensure!(e["latency"]["verdict"] == "fail", "{e}");
     ensure!(e["errors"]["verdict"] == "pass", "{e}");
-    ensure!(e["canary"]["p99_bucket_ms"][0].as_f64() >= Some(100.0), "{e}");
+    ensure!(
+        e["canary"]["p99_bucket_ms"][0].as_f64() >= Some(100.0),
+        "{e}"
+    );
     ensure!(e["latency"]["p99_increase_ms"].as_f64() > Some(50.0), "{e}");
     Ok(())
 }
@@ -211,14 +259,31 @@ fn a_slower_v2_rolls_back_on_latency() -> Result<()> {
 #[test]
 fn a_v2_failing_one_caller_is_rolled_back_naming_it() -> Result<()> {
     let m = mesh(", fail_status: 500, fail_from: service-b")?;
-    let out = canary(&m, &["--load", "200", "--min-requests", "150", "--min-caller-requests", "30"]);
+    let out = canary(
+        &m,
+        &[
+            "--load",
+            "200",
+            "--min-requests",
+            "150",
+            "--min-caller-requests",
+            "30",
+        ],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    ensure!(out.status.code() == Some(1), "exit {:?}: {text}", out.status);
+    ensure!(
+        out.status.code() == Some(1),
+        "exit {:?}: {text}",
+        out.status
+    );
     ensure!(text.contains("failing for: service-b ("), "{text}");
     ensure!(text.contains("calls from service-b fail on v2"), "{text}");
     ensure!(!text.contains("calls from service-c fail"), "{text}");
     let said = String::from_utf8_lossy(&out.stderr);
-    ensure!(said.trim().lines().count() == 1 && said.starts_with("canary rolled back: "), "{said}");
+    ensure!(
+        said.trim().lines().count() == 1 && said.starts_with("canary rolled back: "),
+        "{said}"
+    );
     ensure!(saved_weights(&m)? == weights(&[("v1", 100), ("v2", 0)]));
     every_proxy_routes_to(&m, "v1")
 }
@@ -230,32 +295,66 @@ fn bad_inputs_are_refused_in_one_line_and_abort_rolls_back() -> Result<()> {
     let m = mesh("")?;
     let version_before = std::fs::read_to_string(m.state().xds_version_path()).unwrap_or_default();
     for (args, says) in [
-        (&["service-z", "--to", "v2"][..], "no service service-z in this mesh"),
-        (&["service-a", "--to", "v3"][..], "--to v3: service-a has no version v3 (its versions: v1, v2)"),
-        (&["service-b", "--to", "v2"][..], "--to v2: service-b has no version v2"),
-        (&["service-a", "--to", "v2", "--from", "v2"][..], "--to v2 is the baseline too"),
-        (&["service-a", "--to", "v2", "--steps", "50,25"][..], "--steps \"50,25\": the steps must increase"),
-        (&["service-a", "--to", "v2", "--steps", "50,150"][..], "\"150\" is not a percent from 1 to 100"),
-        (&["service-a", "--to", "v2", "--max-error-increase", "lots"][..], "--max-error-increase \"lots\""),
+        (
+            &["service-z", "--to", "v2"][..],
+            "no service service-z in this mesh",
+        ),
+        (
+            &["service-a", "--to", "v3"][..],
+            "--to v3: service-a has no version v3 (its versions: v1, v2)",
+        ),
+        (
+            &["service-b", "--to", "v2"][..],
+            "--to v2: service-b has no version v2",
+        ),
+        (
+            &["service-a", "--to", "v2", "--from", "v2"][..],
+            "--to v2 is the baseline too",
+        ),
+        (
+            &["service-a", "--to", "v2", "--steps", "50,25"][..],
+            "--steps \"50,25\": the steps must increase",
+        ),
+        (
+            &["service-a", "--to", "v2", "--steps", "50,150"][..],
+            "\"150\" is not a percent from 1 to 100",
+        ),
+        (
+            &["service-a", "--to", "v2", "--max-error-increase", "lots"][..],
+            "--max-error-increase \"lots\"",
+        ),
     ] {
         let out = m.run("canary", args);
         let err = String::from_utf8_lossy(&out.stderr);
-        ensure!(out.status.code() == Some(2), "{args:?}: exit {:?}", out.status);
-        ensure!(err.trim().lines().count() == 1 && err.contains(says), "{args:?}: {err}");
+        ensure!(
+            out.status.code() == Some(2),
+            "{args:?}: exit {:?}",
+            out.status
+        );
+        ensure!(
+            err.trim().lines().count() == 1 && err.contains(says),
+            "{args:?}: {err}"
+        );
     }
     // A canary in progress: its lock names a live process.
     let mut holder = std::process::Command::new("sleep").arg("60").spawn()?;
     let lock = m.state_dir().join("canary-service-a.lock");
     std::fs::write(
         &lock,
-        format!("{{\"pid\": {}, \"baseline\": \"v1\", \"canary\": \"v2\"}}", holder.id()),
+        format!(
+            "{{\"pid\": {}, \"baseline\": \"v1\", \"canary\": \"v2\"}}",
+            holder.id()
+        ),
     )?;
     let out = canary(&m, &["--load", "50"]);
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(out.status.code() == Some(2), "exit {:?}", out.status);
     ensure!(
         err.trim().lines().count() == 1
-            && err.contains(&format!("a canary of service-a is already in progress (pid {})", holder.id()))
+            && err.contains(&format!(
+                "a canary of service-a is already in progress (pid {})",
+                holder.id()
+            ))
             && err.contains("--abort"),
         "{err}"
     );
@@ -266,8 +365,14 @@ fn bad_inputs_are_refused_in_one_line_and_abort_rolls_back() -> Result<()> {
     let out = m.run("canary", &["service-a", "--abort", "--json"]);
     let r = report(&out)?;
     ensure!(out.status.code() == Some(0), "exit {:?}: {r}", out.status);
-    ensure!(r["outcome"] == "aborted" && r["final_weights"] == "v1=100,v2=0", "{r}");
-    ensure!(holder.wait()?.code().is_none(), "the running canary was signalled");
+    ensure!(
+        r["outcome"] == "aborted" && r["final_weights"] == "v1=100,v2=0",
+        "{r}"
+    );
+    ensure!(
+        holder.wait()?.code().is_none(),
+        "the running canary was signalled"
+    );
     ensure!(!lock.exists(), "the lock is gone");
     ensure!(saved_weights(&m)? == weights(&[("v1", 100), ("v2", 0)]));
     Ok(())
@@ -281,8 +386,24 @@ fn a_mesh_stopped_mid_canary_is_left_at_the_last_confirmed_step_and_said_so() ->
     let m = mesh("")?;
     let state = m.state_dir();
     let child = std::process::Command::new(meshtally_tests::mesh::binary("deployer"))
-        .args(["canary", "service-a", "--to", "v2", "--steps", "25,50", "--interval", "500ms"])
-        .args(["--min-requests", "1000000", "--max-wait", "60s", "--load", "50"])
+        .args([
+            "canary",
+            "service-a",
+            "--to",
+            "v2",
+            "--steps",
+            "25,50",
+            "--interval",
+            "500ms",
+        ])
+        .args([
+            "--min-requests",
+            "1000000",
+            "--max-wait",
+            "60s",
+            "--load",
+            "50",
+        ])
         .arg("--state-dir")
         .arg(&state)
         .env("ENVOY_BIN", meshtally_tests::envoy::envoy_bin()?)
@@ -291,14 +412,25 @@ fn a_mesh_stopped_mid_canary_is_left_at_the_last_confirmed_step_and_said_so() ->
         .spawn()?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while saved_weights(&m)? != weights(&[("v1", 75), ("v2", 25)]) {
-        ensure!(std::time::Instant::now() < deadline, "the first step was never published");
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the first step was never published"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let down = m.run("down", &[]);
-    ensure!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    ensure!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     let out = child.wait_with_output()?;
     let said = String::from_utf8_lossy(&out.stderr);
-    ensure!(out.status.code() == Some(2), "exit {:?}: {said}", out.status);
+    ensure!(
+        out.status.code() == Some(2),
+        "exit {:?}: {said}",
+        out.status
+    );
     ensure!(
         said.trim().lines().count() == 1
             && said.contains("the mesh stopped mid-canary")
@@ -306,6 +438,9 @@ fn a_mesh_stopped_mid_canary_is_left_at_the_last_confirmed_step_and_said_so() ->
         "{said}"
     );
     ensure!(saved_weights(&m)? == weights(&[("v1", 75), ("v2", 25)]));
-    ensure!(!state.join("canary-service-a.lock").exists(), "its lock is gone");
+    ensure!(
+        !state.join("canary-service-a.lock").exists(),
+        "its lock is gone"
+    );
     Ok(())
 }

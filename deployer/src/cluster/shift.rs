@@ -169,9 +169,19 @@ pub fn weights(kubectl: &Kubectl, namespace: &str, service: &str) -> Result<Vec<
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|vs| vs["spec"]["hosts"].as_array().is_some_and(|h| h.iter().any(|h| *h == host.as_str())))
+        .filter(|vs| {
+            vs["spec"]["hosts"]
+                .as_array()
+                .is_some_and(|h| h.iter().any(|h| *h == host.as_str()))
+        })
         .flat_map(|vs| vs["spec"]["http"].as_array().into_iter().flatten())
-        .filter(|r| !r["match"].as_array().into_iter().flatten().any(|m| m.get("headers").is_some()))
+        .filter(|r| {
+            !r["match"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m.get("headers").is_some())
+        })
         .flat_map(|r| r["route"].as_array().into_iter().flatten())
         .filter(|d| d["destination"]["host"] == host.as_str())
         .filter_map(|d| {

@@ -70,7 +70,10 @@ pub fn canary(args: CanaryArgs) -> Result<()> {
             }
         }
         Err(e) => {
-            let chain: Vec<String> = e.chain().map(|c| c.to_string().replace('\n', " ")).collect();
+            let chain: Vec<String> = e
+                .chain()
+                .map(|c| c.to_string().replace('\n', " "))
+                .collect();
             Err(Finished {
                 code: NOT_DECIDED,
                 message: format!("error: {}", chain.join(": ")),
@@ -251,7 +254,9 @@ impl Plan {
         if self.abort {
             return self.abort_running();
         }
-        let lock = self.mesh.lock(&self.service, &self.baseline, &self.canary)?;
+        let lock = self
+            .mesh
+            .lock(&self.service, &self.baseline, &self.canary)?;
         let stop = Arc::new(AtomicBool::new(false));
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(signal, stop.clone())
@@ -604,9 +609,17 @@ const RESOLUTION: &str = "p50/p99 from the callee sidecars' meshtally_request_du
 /// A step's evidence as text: each version's counts, the tests, each caller.
 fn evidence_text(e: &Evidence, t: &Thresholds) -> String {
     let mut versions = Table::new(
-        ["VERSION", "CALLS", "ERRORS", "ERROR RATE", "P50", "P99", "P99 BUCKET"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "VERSION",
+            "CALLS",
+            "ERRORS",
+            "ERROR RATE",
+            "P50",
+            "P99",
+            "P99 BUCKET",
+        ]
+        .map(String::from)
+        .to_vec(),
     );
     for v in [&e.baseline, &e.canary] {
         versions.row(vec![
@@ -620,9 +633,7 @@ fn evidence_text(e: &Evidence, t: &Thresholds) -> String {
                 .map_or("-".into(), |(lo, hi)| format!("{lo}-{hi} ms")),
         ]);
     }
-    let indent = |text: String| -> String {
-        text.lines().map(|l| format!("  {l}\n")).collect()
-    };
+    let indent = |text: String| -> String { text.lines().map(|l| format!("  {l}\n")).collect() };
     let mut out = indent(versions.render());
     let errors = &e.errors;
     out += &format!(
@@ -645,9 +656,18 @@ fn evidence_text(e: &Evidence, t: &Thresholds) -> String {
     );
     if !e.callers.is_empty() {
         let mut callers = Table::new(
-            ["CALLER", "BASE CALLS", "BASE ERRORS", "CANARY CALLS", "CANARY ERRORS", "TEST", "P", "VERDICT"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "CALLER",
+                "BASE CALLS",
+                "BASE ERRORS",
+                "CANARY CALLS",
+                "CANARY ERRORS",
+                "TEST",
+                "P",
+                "VERDICT",
+            ]
+            .map(String::from)
+            .to_vec(),
         );
         for c in &e.callers {
             callers.row(vec![
@@ -656,15 +676,15 @@ fn evidence_text(e: &Evidence, t: &Thresholds) -> String {
                 c.baseline.errors.to_string(),
                 c.canary.requests.to_string(),
                 c.canary.errors.to_string(),
-                c.errors
-                    .comparison
-                    .map_or("-".into(), |c| match c.test {
-                        crate::observe::significance::Test::FisherExact => "fisher".to_owned(),
-                        crate::observe::significance::Test::TwoProportionZ => "z".to_owned(),
-                    }),
+                c.errors.comparison.map_or("-".into(), |c| match c.test {
+                    crate::observe::significance::Test::FisherExact => "fisher".to_owned(),
+                    crate::observe::significance::Test::TwoProportionZ => "z".to_owned(),
+                }),
                 judge::sci(c.errors.comparison.map(|c| c.p_value)),
                 match c.errors.verdict {
-                    Verdict::Inconclusive => format!("not judged (< {} calls)", t.min_caller_requests),
+                    Verdict::Inconclusive => {
+                        format!("not judged (< {} calls)", t.min_caller_requests)
+                    }
                     v => v.word().to_owned(),
                 },
             ]);

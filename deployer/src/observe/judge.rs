@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use super::exposition;
 use super::quantile::histogram_quantile;
-use super::significance::{self, Comparison};
 use super::signals::{Snapshot, VERSION_LABEL};
+use super::significance::{self, Comparison};
 
 /// What a step's verdict is held against.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -122,7 +122,8 @@ impl Calls {
             if sample.label("destination") != Some(service) {
                 continue;
             }
-            let (Some(version), Some(source)) = (sample.label(VERSION_LABEL), sample.label("source"))
+            let (Some(version), Some(source)) =
+                (sample.label(VERSION_LABEL), sample.label("source"))
             else {
                 continue;
             };
@@ -304,14 +305,16 @@ pub(crate) fn judge(calls: &Calls, baseline: &str, canary: &str, t: &Thresholds)
     let verdict = if !reasons.is_empty() {
         Verdict::Fail
     } else if !enough {
-        reasons.push(if base_counts.requests == 0 && can_counts.requests >= t.min_requests {
-            format!("no calls to {baseline} to compare with")
-        } else {
-            format!(
-                "{} of {} calls to {canary} needed",
-                can_counts.requests, t.min_requests
-            )
-        });
+        reasons.push(
+            if base_counts.requests == 0 && can_counts.requests >= t.min_requests {
+                format!("no calls to {baseline} to compare with")
+            } else {
+                format!(
+                    "{} of {} calls to {canary} needed",
+                    can_counts.requests, t.min_requests
+                )
+            },
+        );
         Verdict::Inconclusive
     } else {
         Verdict::Pass
@@ -407,8 +410,8 @@ mod tests {
             );
             out += &format!("meshtally_requests_total{{{labels}}} {n}\n");
             for bound in ["1", "5", "10", "25", "50", "100", "250", "500", "+Inf"] {
-                let within = bound == "+Inf"
-                    || bound.parse::<f64>().unwrap() >= le.parse::<f64>().unwrap();
+                let within =
+                    bound == "+Inf" || bound.parse::<f64>().unwrap() >= le.parse::<f64>().unwrap();
                 let c = if within { *n } else { 0 };
                 out += &format!(
                     "meshtally_request_duration_milliseconds_bucket{{{labels},le=\"{bound}\"}} {c}\n"
@@ -458,11 +461,17 @@ mod tests {
 
     #[test]
     fn too_few_calls_is_inconclusive_never_a_fail() {
-        let c = calls(&[("service-b", "v1", "2xx", 400, "5"), ("service-b", "v2", "5xx", 20, "5")]);
+        let c = calls(&[
+            ("service-b", "v1", "2xx", 400, "5"),
+            ("service-b", "v2", "5xx", 20, "5"),
+        ]);
         let e = judge(&c, "v1", "v2", &thresholds());
         assert_eq!(e.verdict, Verdict::Inconclusive, "{e:?}");
         assert_eq!(e.reasons, ["20 of 200 calls to v2 needed"]);
-        assert_eq!(judge(&Calls::default(), "v1", "v2", &thresholds()).verdict, Verdict::Inconclusive);
+        assert_eq!(
+            judge(&Calls::default(), "v1", "v2", &thresholds()).verdict,
+            Verdict::Inconclusive
+        );
     }
 
     #[test]
@@ -478,7 +487,11 @@ mod tests {
         // 10 of 200 against 0 of 600: expected errors on the canary's row 2.5 < 5, so Fisher.
         assert_eq!(cmp.test, significance::Test::FisherExact);
         assert!(cmp.p_value < 1e-4, "{cmp:?}");
-        assert!(e.reasons[0].contains("v2 errors 5.00% against 0.00% on v1"), "{:?}", e.reasons);
+        assert!(
+            e.reasons[0].contains("v2 errors 5.00% against 0.00% on v1"),
+            "{:?}",
+            e.reasons
+        );
     }
 
     #[test]
@@ -494,12 +507,18 @@ mod tests {
         assert_eq!(e.failing_callers, ["service-b"]);
         let c_check = e.callers.iter().find(|c| c.caller == "service-c").unwrap();
         assert_eq!(c_check.errors.verdict, Verdict::Pass);
-        assert!(e.reasons.iter().any(|r| r.starts_with("calls from service-b fail on v2")));
+        assert!(e
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("calls from service-b fail on v2")));
     }
 
     #[test]
     fn a_slower_canary_fails_on_p99_with_its_bucket() {
-        let c = calls(&[("service-b", "v1", "2xx", 400, "5"), ("service-b", "v2", "2xx", 400, "250")]);
+        let c = calls(&[
+            ("service-b", "v1", "2xx", 400, "5"),
+            ("service-b", "v2", "2xx", 400, "250"),
+        ]);
         let e = judge(&c, "v1", "v2", &thresholds());
         assert_eq!(e.verdict, Verdict::Fail);
         assert_eq!(e.latency.verdict, Verdict::Fail);

@@ -14,9 +14,7 @@ use super::signals::Snapshot;
 
 /// The query: every inbound meshtally counter and duration bucket.
 fn query() -> String {
-    format!(
-        "{{__name__=~\"{REQUESTS_TOTAL}|{REQUEST_DURATION}_bucket\",direction=\"inbound\"}}"
-    )
+    format!("{{__name__=~\"{REQUESTS_TOTAL}|{REQUEST_DURATION}_bucket\",direction=\"inbound\"}}")
 }
 
 /// Percent-encodes a query parameter (everything but unreserved characters).

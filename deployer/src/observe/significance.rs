@@ -100,7 +100,12 @@ pub(crate) fn two_proportion_z(
 /// probability, with every margin of the 2×2 table fixed, of the canary holding at least
 /// `canary_errors` of all the errors (scipy's `fisher_exact(…, alternative="greater")` on
 /// `[[canary_errors, canary_ok], [base_errors, base_ok]]`).
-pub(crate) fn fisher_greater(canary_errors: u64, canary_n: u64, base_errors: u64, base_n: u64) -> f64 {
+pub(crate) fn fisher_greater(
+    canary_errors: u64,
+    canary_n: u64,
+    base_errors: u64,
+    base_n: u64,
+) -> f64 {
     let total = canary_n + base_n;
     let errors = canary_errors + base_errors;
     let ln_fact = ln_factorials(total);
@@ -213,8 +218,14 @@ mod tests {
     fn z_test_matches_scipy() {
         for &(a, n1, c, n2, z, p) in Z_TEST {
             let ours = two_proportion_z(a, n1, c, n2);
-            assert!(close(ours, z, 1e-9), "z({a}/{n1} vs {c}/{n2}) = {ours}, reference {z}");
-            assert!(close(normal_sf(ours), p, 1e-8), "p of z {ours}: reference {p}");
+            assert!(
+                close(ours, z, 1e-9),
+                "z({a}/{n1} vs {c}/{n2}) = {ours}, reference {z}"
+            );
+            assert!(
+                close(normal_sf(ours), p, 1e-8),
+                "p of z {ours}: reference {p}"
+            );
         }
     }
 

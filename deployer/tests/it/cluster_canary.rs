@@ -24,7 +24,9 @@ fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
-    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 /// A local mesh started with `up --detach`, stopped on drop.
@@ -73,14 +75,26 @@ impl Drop for Local {
 
 fn virtual_service(cp: &ControlPlane, name: &str) -> Value {
     let json = cp.kubectl_ok(
-        &["get", "virtualservice", name, "-n", NS, "--show-managed-fields", "-o", "json"],
+        &[
+            "get",
+            "virtualservice",
+            name,
+            "-n",
+            NS,
+            "--show-managed-fields",
+            "-o",
+            "json",
+        ],
         None,
     );
     serde_json::from_str(&json).unwrap()
 }
 
+/// (subset, weight) of each version with calls.
+type Split = Vec<(String, u64)>;
+
 /// (subset, weight) of service-a's weighted route in a VirtualService, versions at 0 left out.
-fn split(vs: &Value) -> Vec<(String, u64)> {
+fn split(vs: &Value) -> Split {
     let route = vs["spec"]["http"]
         .as_array()
         .unwrap()
@@ -139,9 +153,23 @@ fn canary_moves_the_weights_by_server_side_apply_and_rolls_back() {
     .unwrap();
     let out = cp.deployer(
         work.path(),
-        &["apply", "--wasm-file", "meshtally_filter.wasm", "--timeout", "180", "-f", "canary.yaml", "--namespace", NS],
+        &[
+            "apply",
+            "--wasm-file",
+            "meshtally_filter.wasm",
+            "--timeout",
+            "180",
+            "-f",
+            "canary.yaml",
+            "--namespace",
+            NS,
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let start: Vec<Value> = ["service-a", "meshtally-ingress"]
         .iter()
         .map(|n| virtual_service(&cp, n))
@@ -160,14 +188,18 @@ fn canary_moves_the_weights_by_server_side_apply_and_rolls_back() {
     // in-mesh VirtualService shows, in order.
     let stop = Arc::new(AtomicBool::new(false));
     let failing = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<Vec<Vec<(String, u64)>>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Split>>> = Arc::default();
     let traffic = {
         let (stop, failing, gateway) = (stop.clone(), failing.clone(), p[3]);
         std::thread::spawn(move || {
             let mut i = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 i += 1;
-                let caller = if failing.load(Ordering::SeqCst) && i % 2 == 0 { "service-c" } else { "service-b" };
+                let caller = if failing.load(Ordering::SeqCst) && i.is_multiple_of(2) {
+                    "service-c"
+                } else {
+                    "service-b"
+                };
                 let _ = meshtally_envoy::http::get(
                     &format!("http://127.0.0.1:{gateway}/{caller}/call/service-a"),
                     Duration::from_secs(5),
@@ -197,14 +229,34 @@ fn canary_moves_the_weights_by_server_side_apply_and_rolls_back() {
         meshtally_envoy::http::get(&query, Duration::from_secs(5))
             .ok()
             .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
-            .is_some_and(|v| v["data"]["result"].as_array().is_some_and(|r| !r.is_empty()))
+            .is_some_and(|v| {
+                v["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            })
     });
-    assert!(scraped, "Prometheus at {prometheus} scraped no meshtally counter in 30 s");
+    assert!(
+        scraped,
+        "Prometheus at {prometheus} scraped no meshtally counter in 30 s"
+    );
     let canary = |extra: &[&str]| {
         let mut args = vec![
-            "canary", "service-a", "--cluster", "--namespace", NS, "-f", "canary.yaml",
-            "--prometheus", &prometheus, "--interval", "1s", "--min-requests", "40",
-            "--min-caller-requests", "15", "--json",
+            "canary",
+            "service-a",
+            "--cluster",
+            "--namespace",
+            NS,
+            "-f",
+            "canary.yaml",
+            "--prometheus",
+            &prometheus,
+            "--interval",
+            "1s",
+            "--min-requests",
+            "40",
+            "--min-caller-requests",
+            "15",
+            "--json",
         ];
         args.extend_from_slice(extra);
         cp.deployer(work.path(), &args)
@@ -227,19 +279,31 @@ fn canary_moves_the_weights_by_server_side_apply_and_rolls_back() {
     let steps = seen.lock().unwrap().clone();
     assert_eq!(
         steps,
-        [w(&[("v1", 100)]), w(&[("v1", 75), ("v2", 25)]), w(&[("v1", 50), ("v2", 50)]), w(&[("v2", 100)])],
+        [
+            w(&[("v1", 100)]),
+            w(&[("v1", 75), ("v2", 25)]),
+            w(&[("v1", 50), ("v2", 50)]),
+            w(&[("v2", 100)])
+        ],
         "the weights, step by step"
     );
     for (before, name) in start.iter().zip(["service-a", "meshtally-ingress"]) {
         let after = virtual_service(&cp, name);
-        assert_eq!(all_but_routes(before), all_but_routes(&after), "{name}: only its routes changed");
+        assert_eq!(
+            all_but_routes(before),
+            all_but_routes(&after),
+            "{name}: only its routes changed"
+        );
         let managers = after["metadata"]["managedFields"].as_array().unwrap();
         let shift = managers
             .iter()
             .find(|m| m["manager"] == "meshtally-shift")
             .unwrap_or_else(|| panic!("{name}: no meshtally-shift manager in {managers:?}"));
         assert_eq!(shift["operation"], "Apply");
-        assert!(shift["fieldsV1"]["f:spec"].get("f:http").is_some(), "{shift}");
+        assert!(
+            shift["fieldsV1"]["f:spec"].get("f:http").is_some(),
+            "{shift}"
+        );
         assert_eq!(split(&after), w(&[("v2", 100)]));
     }
 
@@ -253,7 +317,11 @@ fn canary_moves_the_weights_by_server_side_apply_and_rolls_back() {
     let r = report(&rolled_back);
     assert_eq!(rolled_back.status.code(), Some(1), "{r}");
     assert_eq!(r["outcome"], "rolled_back", "{r}");
-    assert_eq!(r["failing_callers"], serde_json::json!(["service-c"]), "{r}");
+    assert_eq!(
+        r["failing_callers"],
+        serde_json::json!(["service-c"]),
+        "{r}"
+    );
     stop.store(true, Ordering::SeqCst);
     traffic.join().unwrap();
     watcher.join().unwrap();

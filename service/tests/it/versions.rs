@@ -36,7 +36,11 @@ fn fail_status_fails_all_but_healthz() {
 fn fail_percent_fails_a_share_of_requests() {
     let svc = Service::start(
         "service-a",
-        &[("VERSION", "v2"), ("FAIL_STATUS", "503"), ("FAIL_PERCENT", "30")],
+        &[
+            ("VERSION", "v2"),
+            ("FAIL_STATUS", "503"),
+            ("FAIL_PERCENT", "30"),
+        ],
     );
     let n = 400;
     let failed = (0..n).filter(|_| svc.get("/info").status == 503).count();
@@ -75,5 +79,8 @@ fn fail_from_one_caller_and_a_delay() {
     assert_eq!(svc.get("/info").status, 200, "no caller: not service-b");
     let start = Instant::now();
     assert_eq!(svc.get("/healthz").status, 200);
-    assert!(start.elapsed() < Duration::from_millis(150), "healthz is never held");
+    assert!(
+        start.elapsed() < Duration::from_millis(150),
+        "healthz is never held"
+    );
 }

@@ -42,9 +42,17 @@ pub(crate) trait CanaryMesh {
     /// `--abort`: stops the canary running on the service, if one does; its pid.
     fn stop_running(&self, service: &str) -> Result<Option<u32>>;
     /// The gateway to send `--load` through, and the mesh's services.
-    fn gateway(&self) -> Result<(Gateway, Vec<String>, Option<Box<dyn Reachable>>)>;
+    fn gateway(&self) -> Result<LoadTarget>;
     /// How to retire the baseline after a promotion.
     fn retire_hint(&self, service: &str, baseline: &str) -> String;
+}
+
+/// Where `--load` sends its calls: the gateway, the mesh's services, and what keeps the
+/// gateway reachable while the load runs (a cluster's port-forward).
+pub(crate) struct LoadTarget {
+    gateway: Gateway,
+    services: Vec<String>,
+    keep: Option<Box<dyn Reachable>>,
 }
 
 /// Opens the mesh the flags name; with a Prometheus URL, its counts are read there.
@@ -105,7 +113,11 @@ struct Prometheus {
 
 impl CanaryMesh for Prometheus {
     fn name(&self) -> String {
-        format!("{}, counted by Prometheus at {}", self.mesh.name(), self.url)
+        format!(
+            "{}, counted by Prometheus at {}",
+            self.mesh.name(),
+            self.url
+        )
     }
     fn versions(&self, service: &str) -> Result<Vec<(String, u32)>> {
         self.mesh.versions(service)
@@ -129,7 +141,7 @@ impl CanaryMesh for Prometheus {
     fn stop_running(&self, service: &str) -> Result<Option<u32>> {
         self.mesh.stop_running(service)
     }
-    fn gateway(&self) -> Result<(Gateway, Vec<String>, Option<Box<dyn Reachable>>)> {
+    fn gateway(&self) -> Result<LoadTarget> {
         self.mesh.gateway()
     }
     fn retire_hint(&self, service: &str, baseline: &str) -> String {
@@ -205,7 +217,8 @@ impl CanaryMesh for Local {
 
     fn lock(&self, service: &str, baseline: &str, canary: &str) -> Result<Lock> {
         let path = self.lock_path(service);
-        let record = serde_json::json!({"pid": std::process::id(), "baseline": baseline, "canary": canary});
+        let record =
+            serde_json::json!({"pid": std::process::id(), "baseline": baseline, "canary": canary});
         let mut file = match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -244,7 +257,10 @@ impl CanaryMesh for Local {
     fn held(&self, service: &str) -> Option<(String, String)> {
         let text = std::fs::read_to_string(self.lock_path(service)).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        Some((v["baseline"].as_str()?.to_owned(), v["canary"].as_str()?.to_owned()))
+        Some((
+            v["baseline"].as_str()?.to_owned(),
+            v["canary"].as_str()?.to_owned(),
+        ))
     }
 
     fn stop_running(&self, service: &str) -> Result<Option<u32>> {
@@ -277,9 +293,13 @@ impl CanaryMesh for Local {
         Ok(Some(pid as u32))
     }
 
-    fn gateway(&self) -> Result<(Gateway, Vec<String>, Option<Box<dyn Reachable>>)> {
+    fn gateway(&self) -> Result<LoadTarget> {
         let reader = LocalReader::open(&self.state)?;
-        Ok((reader.gateway()?, reader.services()?, None))
+        Ok(LoadTarget {
+            gateway: reader.gateway()?,
+            services: reader.services()?,
+            keep: None,
+        })
     }
 
     fn retire_hint(&self, service: &str, baseline: &str) -> String {
@@ -337,7 +357,10 @@ impl CanaryMesh for Cluster {
                 "httproute",
             ),
         };
-        let names: Vec<String> = patched.iter().map(|p| format!("{kind}/{}", p.name)).collect();
+        let names: Vec<String> = patched
+            .iter()
+            .map(|p| format!("{kind}/{}", p.name))
+            .collect();
         Ok(if names.is_empty() {
             "the cluster already has these weights".to_owned()
         } else {
@@ -390,7 +413,14 @@ impl CanaryMesh for Cluster {
         Ok(Lock {
             release: Some(Box::new(move || {
                 let _ = kubectl.run(
-                    &["delete", "configmap", &name, "-n", &namespace, "--ignore-not-found"],
+                    &[
+                        "delete",
+                        "configmap",
+                        &name,
+                        "-n",
+                        &namespace,
+                        "--ignore-not-found",
+                    ],
                     None,
                 );
             })),
@@ -401,7 +431,15 @@ impl CanaryMesh for Cluster {
         let out = self
             .kubectl
             .run(
-                &["get", "configmap", &Self::lock_name(service), "-n", &self.namespace, "-o", "json"],
+                &[
+                    "get",
+                    "configmap",
+                    &Self::lock_name(service),
+                    "-n",
+                    &self.namespace,
+                    "-o",
+                    "json",
+                ],
                 None,
             )
             .ok()?;
@@ -429,10 +467,14 @@ impl CanaryMesh for Cluster {
         Ok(None)
     }
 
-    fn gateway(&self) -> Result<(Gateway, Vec<String>, Option<Box<dyn Reachable>>)> {
+    fn gateway(&self) -> Result<LoadTarget> {
         let forward = ClusterGateway::open(&self.kubectl, self.services.clone())?;
         let gateway = forward.gateway()?;
-        Ok((gateway, self.services.clone(), Some(Box::new(forward))))
+        Ok(LoadTarget {
+            gateway,
+            services: self.services.clone(),
+            keep: Some(Box::new(forward)),
+        })
     }
 
     fn retire_hint(&self, service: &str, baseline: &str) -> String {
@@ -457,7 +499,11 @@ const LOAD_WORKERS: u32 = 32;
 
 impl Load {
     pub(crate) fn start(mesh: &dyn CanaryMesh, service: &str, rps: u32) -> Result<Load> {
-        let (gateway, services, forward) = mesh.gateway()?;
+        let LoadTarget {
+            gateway,
+            services,
+            keep: forward,
+        } = mesh.gateway()?;
         let mut paths: Vec<String> = services
             .iter()
             .filter(|s| *s != service)
