@@ -138,20 +138,7 @@ fn no_traffic_is_inconclusive_then_load_promotes_a_healthy_v2() -> Result<()> {
         "no new config was published"
     );
 
-    // A wider latency margin than the default 50 ms: on a loaded 2-core CI machine the p99 of
-    // either version alone swings by tens of ms (the slower-v2 test keeps the default).
-    let out = canary(
-        &m,
-        &[
-            "--json",
-            "--load",
-            "200",
-            "--min-requests",
-            "150",
-            "--max-p99-increase",
-            "100ms",
-        ],
-    );
+    let out = canary(&m, &["--json", "--load", "200", "--min-requests", "150"]);
     let r = report(&out)?;
     ensure!(out.status.code() == Some(0), "exit {:?}: {r}", out.status);
     ensure!(r["outcome"] == "promoted", "{r}");
@@ -251,6 +238,14 @@ fn a_slower_v2_rolls_back_on_latency() -> Result<()> {
         "{e}"
     );
     ensure!(e["latency"]["p99_increase_ms"].as_f64() > Some(50.0), "{e}");
+    // Most of its calls are slower than the bound, and hardly any of v1's.
+    let slow = e["latency"]["canary_slow"]
+        .as_array()
+        .context("canary_slow")?;
+    ensure!(
+        slow[0].as_u64() > Some(slow[1].as_u64().unwrap_or(0) / 2),
+        "{e}"
+    );
     Ok(())
 }
 
@@ -379,8 +374,8 @@ fn bad_inputs_are_refused_in_one_line_and_abort_rolls_back() -> Result<()> {
 }
 
 /// The mesh stopped mid-canary: the canary cannot confirm a rollback in proxies that are gone,
-/// so it says it was left at its last confirmed step (exit 2, one line), which is what the
-/// saved plan holds for the next `up`.
+/// so it names its last confirmed step and what the saved plan holds for the next `up` (exit
+/// 2, one line).
 #[test]
 fn a_mesh_stopped_mid_canary_is_left_at_the_last_confirmed_step_and_said_so() -> Result<()> {
     let m = mesh("")?;
@@ -431,13 +426,27 @@ fn a_mesh_stopped_mid_canary_is_left_at_the_last_confirmed_step_and_said_so() ->
         "exit {:?}: {said}",
         out.status
     );
+    // Its last confirmed step is named; whether the rollback reached the saved plan before
+    // the proxies went depends on when `down` struck, and the line says which: the weights a
+    // restart runs are the saved ones.
     ensure!(
         said.trim().lines().count() == 1
             && said.contains("the mesh stopped mid-canary")
-            && said.contains("left at the last confirmed step v1=75,v2=25"),
+            && (said.contains("left at the last confirmed step v1=75,v2=25")
+                || said.contains("its last confirmed step was v1=75,v2=25; the rollback to v1=100,v2=0 was saved but not confirmed")),
         "{said}"
     );
-    ensure!(saved_weights(&m)? == weights(&[("v1", 75), ("v2", 25)]));
+    let runs = said
+        .rsplit("started again, the mesh runs ")
+        .next()
+        .unwrap_or_default()
+        .trim();
+    let saved = saved_weights(&m)?
+        .iter()
+        .map(|(v, w)| format!("{v}={w}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    ensure!(runs == saved, "said {runs:?}, saved {saved}");
     ensure!(
         !state.join("canary-service-a.lock").exists(),
         "its lock is gone"

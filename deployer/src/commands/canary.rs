@@ -337,8 +337,10 @@ impl Plan {
                 return Ok(());
             }
             // Only calls made after every proxy runs the new weights count: one stats flush
-            // after the confirmation, then the step's first read.
-            std::thread::sleep(self.mesh.settle());
+            // after the confirmation. And not the first interval's: a version that just began
+            // to take calls opens its connections (mTLS handshakes from every caller) then, and
+            // would be judged on its start, not on how it serves.
+            std::thread::sleep(self.mesh.settle() + self.interval);
             let start = match self.mesh.read() {
                 Ok(s) => s,
                 Err(e) => return self.stopped(report, e, &progress),
@@ -436,11 +438,25 @@ impl Plan {
                 report.message = format!("the mesh failed mid-canary ({why}): rolled back");
             }
             Err(_) => {
+                // The rollback may have been saved without any proxy left to confirm it: what
+                // the saved plan holds is what a restart runs.
+                let saved = self
+                    .mesh
+                    .versions(&self.service)
+                    .map(|v| split(&v))
+                    .unwrap_or_else(|_| last.clone());
+                let rollback = split(&self.rollback_weights());
                 report.outcome = Outcome::Stopped;
-                report.final_weights = last.clone();
-                report.message = format!(
-                    "the mesh stopped mid-canary ({why}): left at the last confirmed step {last}, not rolled back (no proxy to confirm it in); started again, the mesh runs {last}"
-                );
+                report.final_weights = saved.clone();
+                report.message = if saved == rollback && saved != last {
+                    format!(
+                        "the mesh stopped mid-canary ({why}): its last confirmed step was {last}; the rollback to {rollback} was saved but not confirmed (no proxy answered); started again, the mesh runs {saved}"
+                    )
+                } else {
+                    format!(
+                        "the mesh stopped mid-canary ({why}): left at the last confirmed step {last}, not rolled back (no proxy to confirm it in); started again, the mesh runs {saved}"
+                    )
+                };
             }
         }
         Ok(())
@@ -522,7 +538,7 @@ impl StepReport {
             self.published
         ) + &if self.judged {
             format!(
-                "  counted {:.1} s of calls made after the confirmation ({} reads)\n",
+                "  counted {:.1} s of calls made after the confirmation and a first interval of warm-up ({} reads)\n",
                 self.seconds, self.reads
             )
         } else {
@@ -647,12 +663,29 @@ fn evidence_text(e: &Evidence, t: &Thresholds) -> String {
         judge::percent(Some(t.max_error_increase)),
         errors.verdict.word()
     );
+    let l = &e.latency;
+    let share = |s: Option<(u64, u64)>| {
+        s.map_or("-".to_owned(), |(slow, n)| {
+            format!(
+                "{slow} of {n} ({})",
+                judge::percent(Some(slow as f64 / n.max(1) as f64))
+            )
+        })
+    };
     out += &format!(
-        "  latency: p99 {} (threshold +{:.0} ms), p50 {}: {}\n",
-        signed_ms(e.latency.p99_increase_ms),
+        "  latency: p99 {} (threshold +{:.0} ms), p50 {}; calls slower than {} (the first bucket bound ≥ {}'s p99): {} {} against {} {}, {} p = {}: {}\n",
+        signed_ms(l.p99_increase_ms),
         t.max_p99_increase_ms,
-        signed_ms(e.latency.p50_increase_ms),
-        e.latency.verdict.word()
+        signed_ms(l.p50_increase_ms),
+        judge::ms(l.slow_above_ms),
+        e.baseline.version,
+        e.canary.version,
+        share(l.canary_slow),
+        e.baseline.version,
+        share(l.baseline_slow),
+        l.comparison.map_or("no test", |c| c.test.name()),
+        judge::sci(l.comparison.map(|c| c.p_value)),
+        l.verdict.word()
     );
     if !e.callers.is_empty() {
         let mut callers = Table::new(

@@ -194,12 +194,25 @@ pub(crate) struct ErrorCheck {
     pub verdict: Verdict,
 }
 
-/// The latency comparison.
+/// The latency comparison. Quantiles from a histogram are exact only to their bucket, and a
+/// p99 of a few hundred calls is the second or third slowest of them: compared as numbers
+/// alone, a couple of slow calls in a wide bucket (100-250 ms) would swing it by a hundred ms.
+/// So a fail needs both: the canary's p99 above the baseline's by more than the threshold, and
+/// a test like the errors' finding that significantly more of the canary's calls than of the
+/// baseline's are slower than the first bucket bound at or above the baseline's p99 (and more
+/// than 1 % of them: the canary's p99 is above it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct LatencyCheck {
     pub p99_increase_ms: Option<f64>,
     pub p50_increase_ms: Option<f64>,
     pub threshold_ms: f64,
+    /// The bound calls are counted above: the first bucket bound ≥ the baseline's p99.
+    pub slow_above_ms: Option<f64>,
+    /// Calls slower than the bound, and calls with a duration, per version.
+    pub baseline_slow: Option<(u64, u64)>,
+    pub canary_slow: Option<(u64, u64)>,
+    pub comparison: Option<Comparison>,
+    pub alpha: f64,
     pub verdict: Verdict,
 }
 
@@ -248,9 +261,10 @@ pub(crate) fn judge(calls: &Calls, baseline: &str, canary: &str, t: &Thresholds)
                 && calls.version(baseline, Some(c)).requests > 0.0
         })
         .collect();
-    let alpha = (1.0 - t.confidence) / (1 + judged.len()) as f64;
+    // Errors overall, latency, and each judged caller: one level shared among them.
+    let alpha = (1.0 - t.confidence) / (2 + judged.len()) as f64;
     let errors = error_check(&base_counts, &can_counts, t, alpha, enough);
-    let latency = latency_check(&base_counts, &can_counts, t, enough);
+    let latency = latency_check(&base, &can, (&base_counts, &can_counts), t, alpha, enough);
     let mut reasons = Vec::new();
     let mut failing_callers = Vec::new();
     let mut callers = Vec::new();
@@ -294,12 +308,24 @@ pub(crate) fn judge(calls: &Calls, baseline: &str, canary: &str, t: &Thresholds)
         );
     }
     if latency.verdict == Verdict::Fail {
+        let share = |s: Option<(u64, u64)>| {
+            s.map_or("-".to_owned(), |(slow, n)| {
+                format!(
+                    "{slow} of {n} ({})",
+                    percent(Some(slow as f64 / n.max(1) as f64))
+                )
+            })
+        };
         reasons.push(format!(
-            "{canary} p99 {} against {} on {baseline}: up {} (threshold {:.0} ms)",
+            "{canary} p99 {} against {} on {baseline} (threshold +{:.0} ms): {} of its calls slower than {} against {}, p = {} < {}",
             ms(can_counts.p99_ms),
             ms(base_counts.p99_ms),
-            ms(latency.p99_increase_ms),
-            t.max_p99_increase_ms
+            t.max_p99_increase_ms,
+            share(latency.canary_slow),
+            ms(latency.slow_above_ms),
+            share(latency.baseline_slow),
+            sci(latency.comparison.map(|c| c.p_value)),
+            sci(Some(alpha))
         ));
     }
     let verdict = if !reasons.is_empty() {
@@ -360,22 +386,61 @@ fn error_check(
 }
 
 fn latency_check(
-    base: &VersionCounts,
-    can: &VersionCounts,
+    base: &Tally,
+    can: &Tally,
+    (base_counts, can_counts): (&VersionCounts, &VersionCounts),
     t: &Thresholds,
+    alpha: f64,
     enough: bool,
 ) -> LatencyCheck {
     let diff = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
-    let p99 = diff(can.p99_ms, base.p99_ms);
-    let verdict = match p99 {
-        Some(up) if enough && up > t.max_p99_increase_ms => Verdict::Fail,
-        Some(_) if enough => Verdict::Pass,
-        _ => Verdict::Inconclusive,
+    let bound = base_counts.p99_ms.and_then(|p99| {
+        let mut bounds: Vec<f64> = base
+            .buckets
+            .keys()
+            .chain(can.buckets.keys())
+            .map(|b| f64::from_bits(*b))
+            .filter(|b| b.is_finite())
+            .collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.into_iter().find(|b| *b >= p99)
+    });
+    let slow = |tally: &Tally| -> Option<(u64, u64)> {
+        let total = *tally.buckets.get(&f64::INFINITY.to_bits())?;
+        let within = tally.buckets.get(&bound?.to_bits()).copied().unwrap_or(0.0);
+        Some((
+            (total - within).max(0.0).round() as u64,
+            total.round() as u64,
+        ))
+    };
+    let (baseline_slow, canary_slow) = (slow(base), slow(can));
+    let comparison = match (baseline_slow, canary_slow) {
+        (Some((b, bn)), Some((c, cn))) => significance::compare(c, cn, b, bn),
+        _ => None,
+    };
+    let p99_increase = diff(can_counts.p99_ms, base_counts.p99_ms);
+    let verdict = match (enough, p99_increase, canary_slow, comparison) {
+        (false, _, _, _) | (_, None, _, _) => Verdict::Inconclusive,
+        (true, Some(up), Some((c, cn)), Some(cmp)) if cn > 0 => {
+            let slower = c as f64 / cn as f64 > 0.01 && cmp.p_value < alpha;
+            if up > t.max_p99_increase_ms && slower {
+                Verdict::Fail
+            } else {
+                Verdict::Pass
+            }
+        }
+        // The baseline's p99 is past the last finite bucket: nothing to count above.
+        (true, Some(_), _, _) => Verdict::Pass,
     };
     LatencyCheck {
-        p99_increase_ms: p99,
-        p50_increase_ms: diff(can.p50_ms, base.p50_ms),
+        p99_increase_ms: p99_increase,
+        p50_increase_ms: diff(can_counts.p50_ms, base_counts.p50_ms),
         threshold_ms: t.max_p99_increase_ms,
+        slow_above_ms: bound,
+        baseline_slow,
+        canary_slow,
+        comparison,
+        alpha,
         verdict,
     }
 }
@@ -455,8 +520,8 @@ mod tests {
         assert_eq!(e.errors.verdict, Verdict::Pass);
         assert_eq!(e.latency.verdict, Verdict::Pass);
         assert!(e.failing_callers.is_empty());
-        // 1 caller judged: the level 1 % is split between 2 comparisons.
-        assert!((e.errors.alpha - 0.005).abs() < 1e-12);
+        // 1 caller judged: the level 1 % is split among 3 comparisons (errors, latency, it).
+        assert!((e.errors.alpha - 0.01 / 3.0).abs() < 1e-12);
     }
 
     #[test]
@@ -524,5 +589,35 @@ mod tests {
         assert_eq!(e.latency.verdict, Verdict::Fail);
         assert_eq!(e.canary.p99_bucket_ms, Some((100.0, 250.0)));
         assert!(e.latency.p99_increase_ms.unwrap() > 50.0);
+        // p99 of v1 is 4.95 ms: calls are counted above the first bound ≥ 4.95 ms.
+        assert_eq!(e.latency.slow_above_ms, Some(5.0));
+        assert_eq!(e.latency.canary_slow, Some((400, 400)));
+        assert_eq!(e.latency.baseline_slow, Some((0, 400)));
+        assert!(
+            e.reasons[0].contains("400 of 400 (100.00%) of its calls slower than 5.0 ms"),
+            "{:?}",
+            e.reasons
+        );
+    }
+
+    #[test]
+    fn a_few_slow_calls_in_a_wide_bucket_are_no_latency_fail() {
+        // v1's p99 falls in (5, 100] (52.5 ms interpolated); 6 of v2's 300 calls landed in
+        // (100, 250], which puts its interpolated p99 at 175 ms: up more than 50 ms, yet 6 of
+        // 300 slower than the bound (100 ms, the first ≥ v1's p99) against 0 of 300 is not
+        // significant (Fisher's p = 0.015 > α = 0.0033).
+        let c = calls(&[
+            ("service-b", "v1", "2xx", 294, "5"),
+            ("service-b", "v1", "2xx", 6, "100"),
+            ("service-b", "v2", "2xx", 294, "5"),
+            ("service-b", "v2", "2xx", 6, "250"),
+        ]);
+        let e = judge(&c, "v1", "v2", &thresholds());
+        assert!(e.latency.p99_increase_ms.unwrap() > 50.0, "{:?}", e.latency);
+        assert_eq!(e.latency.slow_above_ms, Some(100.0));
+        assert_eq!(e.latency.canary_slow, Some((6, 300)));
+        assert_eq!(e.latency.baseline_slow, Some((0, 300)));
+        assert_eq!(e.latency.verdict, Verdict::Pass, "{:?}", e.latency);
+        assert_eq!(e.verdict, Verdict::Pass);
     }
 }
