@@ -138,10 +138,24 @@ fn no_traffic_is_inconclusive_then_load_promotes_a_healthy_v2() -> Result<()> {
         "no new config was published"
     );
 
-    let out = canary(&m, &["--json", "--load", "200", "--min-requests", "150"]);
+    // With a smoke test first (`--pre`), which sees the canary's names and the gateway.
+    let pre = r#"test "$CANARY_VERSION" = v2 && test "$CANARY_BASELINE" = v1 && test -n "$CANARY_GATEWAY""#;
+    let out = canary(
+        &m,
+        &[
+            "--json",
+            "--load",
+            "200",
+            "--min-requests",
+            "150",
+            "--pre",
+            pre,
+        ],
+    );
     let r = report(&out)?;
     ensure!(out.status.code() == Some(0), "exit {:?}: {r}", out.status);
     ensure!(r["outcome"] == "promoted", "{r}");
+    ensure!(r["pre"]["exit"] == 0, "{r}");
     let steps = r["steps"].as_array().context("steps")?;
     ensure!(steps.len() == 3, "{r}");
     for (i, percent) in [25, 50].into_iter().enumerate() {
@@ -237,15 +251,32 @@ fn a_slower_v2_rolls_back_on_latency() -> Result<()> {
         e["canary"]["p99_bucket_ms"][0].as_f64() >= Some(100.0),
         "{e}"
     );
-    ensure!(e["latency"]["p99_increase_ms"].as_f64() > Some(50.0), "{e}");
-    // Most of its calls are slower than the bound, and hardly any of v1's.
-    let slow = e["latency"]["canary_slow"]
-        .as_array()
-        .context("canary_slow")?;
-    ensure!(
-        slow[0].as_u64() > Some(slow[1].as_u64().unwrap_or(0) / 2),
-        "{e}"
-    );
+    // p99 or p50 up by more than 50 ms, with significantly more of v2's calls slower than
+    // v1's bucket bound; on a loaded machine v1's own tail can hide a 100 ms rise at p99, never
+    // at p50.
+    let failed: Vec<&Value> = ["p99", "p50"]
+        .iter()
+        .map(|q| &e["latency"][q])
+        .filter(|q| q["verdict"] == "fail")
+        .collect();
+    ensure!(!failed.is_empty(), "{e}");
+    for q in failed {
+        ensure!(q["increase_ms"].as_f64() > Some(50.0), "{q}");
+        let share = |key: &str| {
+            let pair = q[key].as_array().cloned().unwrap_or_default();
+            let (slow, n) = (
+                pair[0].as_f64().unwrap_or(0.0),
+                pair[1].as_f64().unwrap_or(0.0),
+            );
+            slow / n.max(1.0)
+        };
+        // Envoy's histogram records 100.x ms as 100, so not every call of v2 counts as
+        // slower than a 100 ms bound; a fifth at least does, far more than of v1's.
+        ensure!(
+            share("canary_slower") > 0.2 && share("canary_slower") > 2.0 * share("baseline_slower"),
+            "{q}"
+        );
+    }
     Ok(())
 }
 
@@ -313,6 +344,14 @@ fn bad_inputs_are_refused_in_one_line_and_abort_rolls_back() -> Result<()> {
         (
             &["service-a", "--to", "v2", "--steps", "50,150"][..],
             "\"150\" is not a percent from 1 to 100",
+        ),
+        (
+            &["service-a", "--to", "v2", "--confirm"][..],
+            "--confirm waits for Enter on a terminal, and stdin is not one",
+        ),
+        (
+            &["service-a", "--to", "v2", "--pre", "echo broken >&2; exit 3"][..],
+            "the smoke test `echo broken >&2; exit 3` failed (exit 3: broken): nothing moved (service-a stays at v1=100,v2=0)",
         ),
         (
             &["service-a", "--to", "v2", "--max-error-increase", "lots"][..],

@@ -69,6 +69,16 @@ pub struct CanaryArgs {
     #[arg(long, value_name = "URL")]
     pub prometheus: Option<String>,
 
+    /// A smoke test before the first step: `sh -c CMD`, with CANARY_SERVICE, CANARY_BASELINE,
+    /// CANARY_VERSION and (on the local mesh) CANARY_GATEWAY (`http://127.0.0.1:PORT`) set. If
+    /// it fails, nothing moves (exit 2).
+    #[arg(long, value_name = "CMD")]
+    pub pre: Option<String>,
+
+    /// Wait for Enter on the terminal before the last step to 100 % (Ctrl-C rolls back).
+    #[arg(long)]
+    pub confirm: bool,
+
     /// End the canary in progress on SERVICE (the running `deployer canary` is stopped) and
     /// return every call to the baseline.
     #[arg(long)]

@@ -128,6 +128,8 @@ pub(crate) struct Plan {
     max_wait: Duration,
     thresholds: Thresholds,
     load: Option<u32>,
+    pre: Option<String>,
+    confirm: bool,
     abort: bool,
     json: bool,
     mesh: Box<dyn CanaryMesh>,
@@ -149,6 +151,9 @@ impl Plan {
         };
         if args.min_requests == 0 {
             bail!("--min-requests 0: a step needs at least one call to the canary to be judged");
+        }
+        if args.confirm && !std::io::stdin().is_terminal() {
+            bail!("--confirm waits for Enter on a terminal, and stdin is not one: leave it out to promote without asking");
         }
         if let Some(rps) = args.load {
             if !(1..=1000).contains(&rps) {
@@ -232,6 +237,8 @@ impl Plan {
             interval: args.interval,
             thresholds,
             load: args.load,
+            pre: args.pre,
+            confirm: args.confirm,
             abort: args.abort,
             json: args.json,
             mesh,
@@ -267,7 +274,11 @@ impl Plan {
             None => None,
         };
         let mut report = Report::new(&self);
-        let result = self.steps(&mut report, &stop);
+        let result = match self.smoke_test(&mut report) {
+            Ok(true) => self.steps(&mut report, &stop),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
         let sent = load.map(mesh::Load::stop);
         report.load_sent = sent;
         drop(lock);
@@ -306,6 +317,13 @@ impl Plan {
         }
         for (i, &percent) in self.steps.iter().enumerate() {
             let weights = self.weights(percent);
+            if percent == 100 && self.confirm && !self.confirmed(stop) {
+                return self.roll_back(
+                    report,
+                    Outcome::Aborted,
+                    "not confirmed before 100 %".into(),
+                );
+            }
             let published = match self.mesh.shift(&self.service, &weights) {
                 Ok(line) => line,
                 Err(e) => return self.stopped(report, e, &progress),
@@ -407,6 +425,77 @@ impl Plan {
             }
         }
         Ok(())
+    }
+
+    /// `--pre`: the smoke test, before any weight moves; false (and the report says why) when
+    /// it failed.
+    fn smoke_test(&self, report: &mut Report) -> Result<bool> {
+        let Some(cmd) = &self.pre else {
+            return Ok(true);
+        };
+        let mut command = std::process::Command::new("sh");
+        command
+            .args(["-c", cmd])
+            .env("CANARY_SERVICE", &self.service)
+            .env("CANARY_BASELINE", &self.baseline)
+            .env("CANARY_VERSION", &self.canary)
+            .stdin(std::process::Stdio::null());
+        if let Some(url) = self.mesh.local_gateway() {
+            command.env("CANARY_GATEWAY", url);
+        }
+        let out = command
+            .output()
+            .with_context(|| format!("running --pre {cmd:?}"))?;
+        let said = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        let last = said.trim().lines().last().unwrap_or_default().to_owned();
+        report.pre = Some(PreReport {
+            command: cmd.clone(),
+            exit: out.status.code(),
+            output: said.chars().take(2000).collect(),
+        });
+        if out.status.success() {
+            return Ok(true);
+        }
+        report.outcome = Outcome::Inconclusive;
+        report.message = format!(
+            "the smoke test `{cmd}` failed ({}{}): nothing moved ({} stays at {})",
+            out.status
+                .code()
+                .map_or("killed by a signal".to_owned(), |c| format!("exit {c}")),
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {last}")
+            },
+            self.service,
+            split(&report.started_weights)
+        );
+        Ok(false)
+    }
+
+    /// `--confirm`: waits for Enter before the promotion; false when a signal came first.
+    fn confirmed(&self, stop: &AtomicBool) -> bool {
+        eprint!(
+            "every step passed: press Enter to send every call of {} to {} (Ctrl-C rolls back) ",
+            self.service, self.canary
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = tx.send(std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0));
+        });
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                eprintln!();
+                return false;
+            }
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(pressed) => return pressed,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Every call back to the baseline, confirmed; `why` is what the report says.
@@ -547,6 +636,15 @@ impl StepReport {
     }
 }
 
+/// `--pre`'s smoke test: the command, its exit code and what it printed (the first 2000
+/// characters).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PreReport {
+    pub command: String,
+    pub exit: Option<i32>,
+    pub output: String,
+}
+
 /// The whole canary, as `--json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Report {
@@ -570,6 +668,8 @@ pub(crate) struct Report {
     pub retire: Option<String>,
     /// Calls `--load` sent.
     pub load_sent: Option<u64>,
+    /// `--pre`'s smoke test.
+    pub pre: Option<PreReport>,
     pub message: String,
 }
 
@@ -592,6 +692,7 @@ impl Report {
             failing_callers: Vec::new(),
             retire: None,
             load_sent: None,
+            pre: None,
             message: String::new(),
         }
     }
@@ -663,7 +764,6 @@ fn evidence_text(e: &Evidence, t: &Thresholds) -> String {
         judge::percent(Some(t.max_error_increase)),
         errors.verdict.word()
     );
-    let l = &e.latency;
     let share = |s: Option<(u64, u64)>| {
         s.map_or("-".to_owned(), |(slow, n)| {
             format!(
@@ -672,21 +772,22 @@ fn evidence_text(e: &Evidence, t: &Thresholds) -> String {
             )
         })
     };
-    out += &format!(
-        "  latency: p99 {} (threshold +{:.0} ms), p50 {}; calls slower than {} (the first bucket bound ≥ {}'s p99): {} {} against {} {}, {} p = {}: {}\n",
-        signed_ms(l.p99_increase_ms),
-        t.max_p99_increase_ms,
-        signed_ms(l.p50_increase_ms),
-        judge::ms(l.slow_above_ms),
-        e.baseline.version,
-        e.canary.version,
-        share(l.canary_slow),
-        e.baseline.version,
-        share(l.baseline_slow),
-        l.comparison.map_or("no test", |c| c.test.name()),
-        judge::sci(l.comparison.map(|c| c.p_value)),
-        l.verdict.word()
-    );
+    for (name, q) in [("p99", &e.latency.p99), ("p50", &e.latency.p50)] {
+        out += &format!(
+            "  latency {name}: {} (threshold +{:.0} ms); calls slower than {} (the first bucket bound ≥ {}'s {name}): {} {} against {} {}, {} p = {}: {}\n",
+            signed_ms(q.increase_ms),
+            t.max_p99_increase_ms,
+            judge::ms(q.slower_than_ms),
+            e.baseline.version,
+            e.canary.version,
+            share(q.canary_slower),
+            e.baseline.version,
+            share(q.baseline_slower),
+            q.comparison.map_or("no test", |c| c.test.name()),
+            judge::sci(q.comparison.map(|c| c.p_value)),
+            q.verdict.word()
+        );
+    }
     if !e.callers.is_empty() {
         let mut callers = Table::new(
             [

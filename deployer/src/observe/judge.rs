@@ -194,23 +194,32 @@ pub(crate) struct ErrorCheck {
     pub verdict: Verdict,
 }
 
-/// The latency comparison. Quantiles from a histogram are exact only to their bucket, and a
-/// p99 of a few hundred calls is the second or third slowest of them: compared as numbers
-/// alone, a couple of slow calls in a wide bucket (100-250 ms) would swing it by a hundred ms.
-/// So a fail needs both: the canary's p99 above the baseline's by more than the threshold, and
-/// a test like the errors' finding that significantly more of the canary's calls than of the
-/// baseline's are slower than the first bucket bound at or above the baseline's p99 (and more
-/// than 1 % of them: the canary's p99 is above it).
+/// The latency comparison, at p99 and at p50. Quantiles from a histogram are exact only to
+/// their bucket, and a p99 of a few hundred calls is the second or third slowest of them:
+/// compared as numbers alone, a couple of slow calls in a wide bucket (100-250 ms) would swing
+/// it by a hundred ms. So a quantile fails only on both: the canary's above the baseline's by
+/// more than the threshold, and a test like the errors' finding that significantly more of the
+/// canary's calls than of the baseline's are slower than the first bucket bound at or above
+/// the baseline's quantile (and more of them than the quantile leaves above it). The p50 is
+/// held to the same threshold: a median that rose by more than the tail may rise is a slower
+/// version even when a loaded baseline's tail hides it at p99.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct LatencyCheck {
-    pub p99_increase_ms: Option<f64>,
-    pub p50_increase_ms: Option<f64>,
     pub threshold_ms: f64,
-    /// The bound calls are counted above: the first bucket bound ≥ the baseline's p99.
-    pub slow_above_ms: Option<f64>,
+    pub p99: QuantileCheck,
+    pub p50: QuantileCheck,
+    pub verdict: Verdict,
+}
+
+/// One quantile's comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct QuantileCheck {
+    pub increase_ms: Option<f64>,
+    /// The bound calls are counted above: the first bucket bound ≥ the baseline's quantile.
+    pub slower_than_ms: Option<f64>,
     /// Calls slower than the bound, and calls with a duration, per version.
-    pub baseline_slow: Option<(u64, u64)>,
-    pub canary_slow: Option<(u64, u64)>,
+    pub baseline_slower: Option<(u64, u64)>,
+    pub canary_slower: Option<(u64, u64)>,
     pub comparison: Option<Comparison>,
     pub alpha: f64,
     pub verdict: Verdict,
@@ -261,8 +270,8 @@ pub(crate) fn judge(calls: &Calls, baseline: &str, canary: &str, t: &Thresholds)
                 && calls.version(baseline, Some(c)).requests > 0.0
         })
         .collect();
-    // Errors overall, latency, and each judged caller: one level shared among them.
-    let alpha = (1.0 - t.confidence) / (2 + judged.len()) as f64;
+    // Errors overall, latency at p99 and p50, and each judged caller: one level shared.
+    let alpha = (1.0 - t.confidence) / (3 + judged.len()) as f64;
     let errors = error_check(&base_counts, &can_counts, t, alpha, enough);
     let latency = latency_check(&base, &can, (&base_counts, &can_counts), t, alpha, enough);
     let mut reasons = Vec::new();
@@ -307,7 +316,13 @@ pub(crate) fn judge(calls: &Calls, baseline: &str, canary: &str, t: &Thresholds)
             ),
         );
     }
-    if latency.verdict == Verdict::Fail {
+    for (name, q, base_q, can_q) in [
+        ("p99", &latency.p99, base_counts.p99_ms, can_counts.p99_ms),
+        ("p50", &latency.p50, base_counts.p50_ms, can_counts.p50_ms),
+    ] {
+        if q.verdict != Verdict::Fail {
+            continue;
+        }
         let share = |s: Option<(u64, u64)>| {
             s.map_or("-".to_owned(), |(slow, n)| {
                 format!(
@@ -317,14 +332,14 @@ pub(crate) fn judge(calls: &Calls, baseline: &str, canary: &str, t: &Thresholds)
             })
         };
         reasons.push(format!(
-            "{canary} p99 {} against {} on {baseline} (threshold +{:.0} ms): {} of its calls slower than {} against {}, p = {} < {}",
-            ms(can_counts.p99_ms),
-            ms(base_counts.p99_ms),
+            "{canary} {name} {} against {} on {baseline} (threshold +{:.0} ms): {} of its calls slower than {} against {}, p = {} < {}",
+            ms(can_q),
+            ms(base_q),
             t.max_p99_increase_ms,
-            share(latency.canary_slow),
-            ms(latency.slow_above_ms),
-            share(latency.baseline_slow),
-            sci(latency.comparison.map(|c| c.p_value)),
+            share(q.canary_slower),
+            ms(q.slower_than_ms),
+            share(q.baseline_slower),
+            sci(q.comparison.map(|c| c.p_value)),
             sci(Some(alpha))
         ));
     }
@@ -393,8 +408,45 @@ fn latency_check(
     alpha: f64,
     enough: bool,
 ) -> LatencyCheck {
-    let diff = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
-    let bound = base_counts.p99_ms.and_then(|p99| {
+    let p99 = quantile_check(
+        base,
+        can,
+        (base_counts.p99_ms, can_counts.p99_ms, 0.01),
+        t,
+        alpha,
+        enough,
+    );
+    let p50 = quantile_check(
+        base,
+        can,
+        (base_counts.p50_ms, can_counts.p50_ms, 0.5),
+        t,
+        alpha,
+        enough,
+    );
+    let verdict = match (p99.verdict, p50.verdict) {
+        (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
+        (Verdict::Pass, Verdict::Pass) => Verdict::Pass,
+        _ => Verdict::Inconclusive,
+    };
+    LatencyCheck {
+        threshold_ms: t.max_p99_increase_ms,
+        p99,
+        p50,
+        verdict,
+    }
+}
+
+/// One quantile: `above` is the share of calls the quantile leaves above it (0.01 for p99).
+fn quantile_check(
+    base: &Tally,
+    can: &Tally,
+    (base_q, can_q, above): (Option<f64>, Option<f64>, f64),
+    t: &Thresholds,
+    alpha: f64,
+    enough: bool,
+) -> QuantileCheck {
+    let bound = base_q.and_then(|q| {
         let mut bounds: Vec<f64> = base
             .buckets
             .keys()
@@ -403,9 +455,9 @@ fn latency_check(
             .filter(|b| b.is_finite())
             .collect();
         bounds.sort_by(f64::total_cmp);
-        bounds.into_iter().find(|b| *b >= p99)
+        bounds.into_iter().find(|b| *b >= q)
     });
-    let slow = |tally: &Tally| -> Option<(u64, u64)> {
+    let slower = |tally: &Tally| -> Option<(u64, u64)> {
         let total = *tally.buckets.get(&f64::INFINITY.to_bits())?;
         let within = tally.buckets.get(&bound?.to_bits()).copied().unwrap_or(0.0);
         Some((
@@ -413,32 +465,33 @@ fn latency_check(
             total.round() as u64,
         ))
     };
-    let (baseline_slow, canary_slow) = (slow(base), slow(can));
-    let comparison = match (baseline_slow, canary_slow) {
+    let (baseline_slower, canary_slower) = (slower(base), slower(can));
+    let comparison = match (baseline_slower, canary_slower) {
         (Some((b, bn)), Some((c, cn))) => significance::compare(c, cn, b, bn),
         _ => None,
     };
-    let p99_increase = diff(can_counts.p99_ms, base_counts.p99_ms);
-    let verdict = match (enough, p99_increase, canary_slow, comparison) {
+    let increase = match (can_q, base_q) {
+        (Some(c), Some(b)) => Some(c - b),
+        _ => None,
+    };
+    let verdict = match (enough, increase, canary_slower, comparison) {
         (false, _, _, _) | (_, None, _, _) => Verdict::Inconclusive,
         (true, Some(up), Some((c, cn)), Some(cmp)) if cn > 0 => {
-            let slower = c as f64 / cn as f64 > 0.01 && cmp.p_value < alpha;
+            let slower = c as f64 / cn as f64 > above && cmp.p_value < alpha;
             if up > t.max_p99_increase_ms && slower {
                 Verdict::Fail
             } else {
                 Verdict::Pass
             }
         }
-        // The baseline's p99 is past the last finite bucket: nothing to count above.
+        // The baseline's quantile is past the last finite bucket: nothing to count above.
         (true, Some(_), _, _) => Verdict::Pass,
     };
-    LatencyCheck {
-        p99_increase_ms: p99_increase,
-        p50_increase_ms: diff(can_counts.p50_ms, base_counts.p50_ms),
-        threshold_ms: t.max_p99_increase_ms,
-        slow_above_ms: bound,
-        baseline_slow,
-        canary_slow,
+    QuantileCheck {
+        increase_ms: increase,
+        slower_than_ms: bound,
+        baseline_slower,
+        canary_slower,
         comparison,
         alpha,
         verdict,
@@ -520,8 +573,8 @@ mod tests {
         assert_eq!(e.errors.verdict, Verdict::Pass);
         assert_eq!(e.latency.verdict, Verdict::Pass);
         assert!(e.failing_callers.is_empty());
-        // 1 caller judged: the level 1 % is split among 3 comparisons (errors, latency, it).
-        assert!((e.errors.alpha - 0.01 / 3.0).abs() < 1e-12);
+        // 1 caller judged: the level 1 % is split among 4 comparisons (errors, p99, p50, it).
+        assert!((e.errors.alpha - 0.01 / 4.0).abs() < 1e-12);
     }
 
     #[test]
@@ -588,11 +641,13 @@ mod tests {
         assert_eq!(e.verdict, Verdict::Fail);
         assert_eq!(e.latency.verdict, Verdict::Fail);
         assert_eq!(e.canary.p99_bucket_ms, Some((100.0, 250.0)));
-        assert!(e.latency.p99_increase_ms.unwrap() > 50.0);
+        let p99 = &e.latency.p99;
+        assert!(p99.increase_ms.unwrap() > 50.0);
         // p99 of v1 is 4.95 ms: calls are counted above the first bound ≥ 4.95 ms.
-        assert_eq!(e.latency.slow_above_ms, Some(5.0));
-        assert_eq!(e.latency.canary_slow, Some((400, 400)));
-        assert_eq!(e.latency.baseline_slow, Some((0, 400)));
+        assert_eq!(p99.slower_than_ms, Some(5.0));
+        assert_eq!(p99.canary_slower, Some((400, 400)));
+        assert_eq!(p99.baseline_slower, Some((0, 400)));
+        assert_eq!(e.latency.p50.verdict, Verdict::Fail);
         assert!(
             e.reasons[0].contains("400 of 400 (100.00%) of its calls slower than 5.0 ms"),
             "{:?}",
@@ -605,7 +660,7 @@ mod tests {
         // v1's p99 falls in (5, 100] (52.5 ms interpolated); 6 of v2's 300 calls landed in
         // (100, 250], which puts its interpolated p99 at 175 ms: up more than 50 ms, yet 6 of
         // 300 slower than the bound (100 ms, the first ≥ v1's p99) against 0 of 300 is not
-        // significant (Fisher's p = 0.015 > α = 0.0033).
+        // significant (Fisher's p = 0.015 > α = 0.0025).
         let c = calls(&[
             ("service-b", "v1", "2xx", 294, "5"),
             ("service-b", "v1", "2xx", 6, "100"),
@@ -613,10 +668,11 @@ mod tests {
             ("service-b", "v2", "2xx", 6, "250"),
         ]);
         let e = judge(&c, "v1", "v2", &thresholds());
-        assert!(e.latency.p99_increase_ms.unwrap() > 50.0, "{:?}", e.latency);
-        assert_eq!(e.latency.slow_above_ms, Some(100.0));
-        assert_eq!(e.latency.canary_slow, Some((6, 300)));
-        assert_eq!(e.latency.baseline_slow, Some((0, 300)));
+        let p99 = &e.latency.p99;
+        assert!(p99.increase_ms.unwrap() > 50.0, "{:?}", e.latency);
+        assert_eq!(p99.slower_than_ms, Some(100.0));
+        assert_eq!(p99.canary_slower, Some((6, 300)));
+        assert_eq!(p99.baseline_slower, Some((0, 300)));
         assert_eq!(e.latency.verdict, Verdict::Pass, "{:?}", e.latency);
         assert_eq!(e.verdict, Verdict::Pass);
     }

@@ -43,6 +43,10 @@ pub(crate) trait CanaryMesh {
     fn stop_running(&self, service: &str) -> Result<Option<u32>>;
     /// The gateway to send `--load` through, and the mesh's services.
     fn gateway(&self) -> Result<LoadTarget>;
+    /// The local mesh's gateway URL, for `--pre`'s smoke test; `None` on a cluster.
+    fn local_gateway(&self) -> Option<String> {
+        None
+    }
     /// How to retire the baseline after a promotion.
     fn retire_hint(&self, service: &str, baseline: &str) -> String;
 }
@@ -143,6 +147,9 @@ impl CanaryMesh for Prometheus {
     }
     fn gateway(&self) -> Result<LoadTarget> {
         self.mesh.gateway()
+    }
+    fn local_gateway(&self) -> Option<String> {
+        self.mesh.local_gateway()
     }
     fn retire_hint(&self, service: &str, baseline: &str) -> String {
         self.mesh.retire_hint(service, baseline)
@@ -300,6 +307,11 @@ impl CanaryMesh for Local {
             services: reader.services()?,
             keep: None,
         })
+    }
+
+    fn local_gateway(&self) -> Option<String> {
+        let layout = self.state.read_layout().ok()?;
+        Some(format!("http://127.0.0.1:{}", layout.gateway.port))
     }
 
     fn retire_hint(&self, service: &str, baseline: &str) -> String {
