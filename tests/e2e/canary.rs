@@ -492,3 +492,79 @@ fn a_mesh_stopped_mid_canary_is_left_at_the_last_confirmed_step_and_said_so() ->
     );
     Ok(())
 }
+
+/// `--abort` on a canary really in progress: the running one is stopped, rolls back (exit 1,
+/// confirmed in every proxy) and lets go of its lock; `--abort` itself succeeds.
+#[test]
+fn abort_ends_a_running_canary_which_rolls_back() -> Result<()> {
+    let m = mesh("")?;
+    let state = m.state_dir();
+    let child = std::process::Command::new(meshtally_tests::mesh::binary("deployer"))
+        .args([
+            "canary",
+            "service-a",
+            "--to",
+            "v2",
+            "--steps",
+            "25,50",
+            "--interval",
+            "500ms",
+        ])
+        .args([
+            "--min-requests",
+            "1000000",
+            "--max-wait",
+            "60s",
+            "--load",
+            "50",
+            "--json",
+        ])
+        .arg("--state-dir")
+        .arg(&state)
+        .env("ENVOY_BIN", meshtally_tests::envoy::envoy_bin()?)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while saved_weights(&m)? != weights(&[("v1", 75), ("v2", 25)]) {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the first step was never published"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let aborted = m.run("canary", &["service-a", "--abort", "--json"]);
+    let r = report(&aborted)?;
+    ensure!(
+        aborted.status.code() == Some(0),
+        "exit {:?}: {r}",
+        aborted.status
+    );
+    ensure!(r["outcome"] == "aborted", "{r}");
+    ensure!(
+        r["message"].as_str().is_some_and(
+            |m| m.contains("the canary of service-a (pid") && m.contains("was stopped")
+        ),
+        "{r}"
+    );
+    let out = child.wait_with_output()?;
+    let running = report(&out)?;
+    ensure!(
+        out.status.code() == Some(1),
+        "exit {:?}: {running}",
+        out.status
+    );
+    ensure!(running["outcome"] == "rolled_back", "{running}");
+    ensure!(
+        running["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("stopped by a signal")),
+        "{running}"
+    );
+    ensure!(
+        !state.join("canary-service-a.lock").exists(),
+        "its lock is gone"
+    );
+    ensure!(saved_weights(&m)? == weights(&[("v1", 100), ("v2", 0)]));
+    every_proxy_routes_to(&m, "v1")
+}

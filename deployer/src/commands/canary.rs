@@ -301,6 +301,16 @@ impl Plan {
             ));
             std::thread::sleep(Duration::from_millis(100).min(self.interval));
         }
+        if stop.load(Ordering::SeqCst) {
+            progress.clear();
+            report.outcome = Outcome::Inconclusive;
+            report.message = format!(
+                "stopped by a signal before the first step: nothing moved ({} stays at {})",
+                self.service,
+                split(&report.started_weights)
+            );
+            return Ok(());
+        }
         let seen = Calls::between(&before, &self.mesh.read()?, &self.service).total();
         report.calls_before_start = seen;
         if seen == 0 {
@@ -320,8 +330,8 @@ impl Plan {
             if percent == 100 && self.confirm && !self.confirmed(stop) {
                 return self.roll_back(
                     report,
-                    Outcome::Aborted,
-                    "not confirmed before 100 %".into(),
+                    Outcome::RolledBack,
+                    "not confirmed before 100 % (a signal came first)".into(),
                 );
             }
             let published = match self.mesh.shift(&self.service, &weights) {
@@ -369,7 +379,11 @@ impl Plan {
                 if stop.load(Ordering::SeqCst) {
                     progress.clear();
                     report.steps.push(step);
-                    return self.roll_back(report, Outcome::Aborted, "stopped by a signal".into());
+                    return self.roll_back(
+                        report,
+                        Outcome::RolledBack,
+                        "stopped by a signal (--abort, Ctrl-C or SIGTERM)".into(),
+                    );
                 }
                 let now = match self.mesh.read() {
                     Ok(s) => s,
@@ -583,7 +597,7 @@ pub(crate) enum Outcome {
     Promoted,
     RolledBack,
     Inconclusive,
-    /// Ended by `--abort` or a signal, rolled back.
+    /// What `--abort` reports: it ended the canary in progress and rolled back.
     Aborted,
     /// The mesh stopped under it.
     Stopped,
