@@ -73,6 +73,15 @@ impl Drop for Local {
     }
 }
 
+/// Sets the flag when dropped, a failing assertion included.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 fn virtual_service(cp: &ControlPlane, name: &str) -> Value {
     let json = cp.kubectl_ok(
         &[
@@ -187,6 +196,8 @@ fn canary_moves_the_weights_by_server_side_apply_and_rolls_back() {
     // Calls from service-b (and, once `failing` is set, from service-c), and every split the
     // in-mesh VirtualService shows, in order.
     let stop = Arc::new(AtomicBool::new(false));
+    // Stops the threads below however the test ends.
+    let _stop_on_drop = StopOnDrop(stop.clone());
     let failing = Arc::new(AtomicBool::new(false));
     let seen: Arc<Mutex<Vec<Split>>> = Arc::default();
     let traffic = {
@@ -209,16 +220,30 @@ fn canary_moves_the_weights_by_server_side_apply_and_rolls_back() {
         })
     };
     let watcher = {
-        let (stop, seen, cp) = (stop.clone(), seen.clone(), cp.clone());
+        // Not the control plane itself: a thread still holding it when a failed test ends
+        // would keep it from being stopped.
+        let (stop, seen) = (stop.clone(), seen.clone());
+        let kubeconfig = cp.kubeconfig.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                let now = split(&virtual_service(&cp, "service-a"));
+                std::thread::sleep(Duration::from_millis(100));
+                let out = Command::new(crate::controlplane::kubectl_bin())
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["get", "virtualservice", "service-a", "-n", NS, "-o", "json"])
+                    .output();
+                let Some(vs) = out
+                    .ok()
+                    .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+                else {
+                    continue;
+                };
+                let now = split(&vs);
                 let mut seen = seen.lock().unwrap();
                 if seen.last() != Some(&now) {
                     seen.push(now);
                 }
                 drop(seen);
-                std::thread::sleep(Duration::from_millis(100));
             }
         })
     };
