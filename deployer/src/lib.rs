@@ -23,6 +23,7 @@ mod output;
 mod table;
 
 pub use cli::Cli;
+pub use commands::canary::Finished;
 pub use commands::run;
 
 /// Running kubectl: one binary, one context, stdin fed without deadlocking.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser as _;
-use meshtally_deployer::Cli;
+use meshtally_deployer::{Cli, Finished};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -38,6 +38,15 @@ fn main() -> ExitCode {
         // A reader that stopped reading (`deployer stats --json | head -c 100`) is a normal
         // end, as for any Unix tool: nothing more to say, and no error.
         Err(e) if closed_stdout(&e) => ExitCode::SUCCESS,
+        // A command whose exit code says more (`canary`: 1 rolled back, 2 undecided).
+        Err(e) if e.downcast_ref::<Finished>().is_some() => {
+            let finished = e.downcast_ref::<Finished>();
+            let (code, message) = finished.map_or((1, ""), |f| (f.code, f.message.as_str()));
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            ExitCode::from(code)
+        }
         Err(e) => {
             let chain: Vec<String> = e
                 .chain()

@@ -34,6 +34,13 @@ pub struct Config {
     pub log: bool,
     /// Every request but `/healthz` gets this status (`FAIL_STATUS`): a broken release.
     pub fail_status: Option<u16>,
+    /// With `fail_status`: the percent of requests that fail (`FAIL_PERCENT`, 1-100); `None`,
+    /// all of them.
+    pub fail_percent: Option<u32>,
+    /// With `fail_status`: only requests from this caller (`x-mesh-source`) fail (`FAIL_FROM`).
+    pub fail_from: Option<String>,
+    /// Every request but `/healthz` is answered this much later (`DELAY_MS`): a slower release.
+    pub delay: Option<Duration>,
 }
 
 impl Config {
@@ -100,6 +107,27 @@ impl Config {
             },
         };
 
+        let fail_percent = match get(env::FAIL_PERCENT) {
+            None => None,
+            Some(raw) => match raw.trim().parse::<u32>() {
+                Ok(p) if (1..=100).contains(&p) => Some(p),
+                _ => bail!("FAIL_PERCENT {raw:?} must be a percent from 1 to 100"),
+            },
+        };
+        let fail_from = get(env::FAIL_FROM).map(|v| v.trim().to_string());
+        if fail_status.is_none() && (fail_percent.is_some() || fail_from.is_some()) {
+            bail!(
+                "FAIL_PERCENT and FAIL_FROM need FAIL_STATUS (the status the failing requests get)"
+            );
+        }
+        let delay = match get(env::DELAY_MS) {
+            None => None,
+            Some(raw) => match raw.trim().parse::<u64>() {
+                Ok(ms) if ms <= 60_000 => Some(Duration::from_millis(ms)),
+                _ => bail!("DELAY_MS {raw:?} must be a number of milliseconds up to 60000"),
+            },
+        };
+
         let log = matches!(
             get(env::LOG).as_deref().map(str::trim),
             Some("1" | "true" | "yes" | "on")
@@ -115,6 +143,9 @@ impl Config {
             mesh_proxy,
             log,
             fail_status,
+            fail_percent,
+            fail_from,
+            delay,
         })
     }
 
@@ -278,6 +309,39 @@ mod tests {
         for bad in ["200", "600", "x"] {
             let e = with(bad).unwrap_err().to_string();
             assert!(e.contains("FAIL_STATUS"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_failing_share_one_failing_caller_and_a_delay() {
+        let c = cfg(&[
+            ("SERVICE_NAME", "s"),
+            ("FAIL_STATUS", "503"),
+            ("FAIL_PERCENT", "5"),
+            ("FAIL_FROM", "service-b"),
+            ("DELAY_MS", "100"),
+        ])
+        .unwrap();
+        assert_eq!(c.fail_percent, Some(5));
+        assert_eq!(c.fail_from.as_deref(), Some("service-b"));
+        assert_eq!(c.delay, Some(Duration::from_millis(100)));
+        for (pairs, says) in [
+            (&[("FAIL_PERCENT", "5")][..], "need FAIL_STATUS"),
+            (&[("FAIL_FROM", "b")][..], "need FAIL_STATUS"),
+            (
+                &[("FAIL_STATUS", "500"), ("FAIL_PERCENT", "0")][..],
+                "FAIL_PERCENT",
+            ),
+            (
+                &[("FAIL_STATUS", "500"), ("FAIL_PERCENT", "101")][..],
+                "FAIL_PERCENT",
+            ),
+            (&[("DELAY_MS", "soon")][..], "DELAY_MS"),
+        ] {
+            let mut env = vec![("SERVICE_NAME", "s")];
+            env.extend_from_slice(pairs);
+            let e = cfg(&env).unwrap_err().to_string();
+            assert!(e.contains(says), "{pairs:?}: {e}");
         }
     }
 }

@@ -59,6 +59,12 @@ async fn serve(config: Config) -> Result<()> {
         port: addr.port(),
         hostname: hostname(),
         stats: Stats::default(),
+        // Seeded from the clock: each process draws its own sequence.
+        draws: std::sync::atomic::AtomicU64::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        ),
         config,
     });
     let service = app.config.service.clone();

@@ -1,5 +1,6 @@
 //! The HTTP surface: `/info`, `/delay/{ms}`, `/call/{peer}[/{path…}]`, `/mesh`, `/healthz`,
-//! `/stats`. With `FAIL_STATUS` set, everything but `/healthz` answers with that status.
+//! `/stats`. With `FAIL_STATUS` set, everything but `/healthz` answers with that status (all
+//! requests, `FAIL_PERCENT` of them, or only those from `FAIL_FROM`); with `DELAY_MS`, later.
 //! Every response body is JSON except `/healthz`, so tests and `curl | jq` read them alike.
 
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use crate::stats::{Served, Stats};
 
 pub struct App {
     pub config: Config,
+    /// The state of the draws deciding which requests fail under `FAIL_PERCENT`.
+    pub draws: std::sync::atomic::AtomicU64,
     /// The port actually bound, which differs from `config.port` when that was 0.
     pub port: u16,
     pub hostname: String,
@@ -29,9 +32,25 @@ pub struct App {
 
 type Shared = State<Arc<App>>;
 
+impl App {
+    /// A number in 0..100, uniform, different for each request: splitmix64 over a counter
+    /// seeded at start (no random-number crate for one draw per request).
+    fn draw_percent(&self) -> u32 {
+        use std::sync::atomic::Ordering;
+        let mut z = self
+            .draws
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z % 100) as u32
+    }
+}
+
 pub fn router(app: Arc<App>) -> Router {
     let log = app.config.log;
-    let fail = app.config.fail_status;
+    let misbehaves = app.config.fail_status.is_some() || app.config.delay.is_some();
     let router = Router::new()
         .route("/info", get(info))
         .route("/delay/{ms}", get(delay))
@@ -43,7 +62,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/stats", get(stats))
         .fallback(not_found)
         .with_state(app.clone());
-    let router = if fail.is_some() {
+    let router = if misbehaves {
         router.layer(middleware::from_fn_with_state(app.clone(), fail_request))
     } else {
         router
@@ -84,10 +103,27 @@ async fn delay(state: Shared, Path(ms): Path<String>, headers: HeaderMap) -> Res
 }
 
 /// With `FAIL_STATUS`: every request but `/healthz` (which the supervisor and kubelet probe) gets
-/// that status, naming the version, as a broken release would answer.
+/// that status, naming the version, as a broken release would answer; with `FAIL_PERCENT`, a
+/// random share of them; with `FAIL_FROM`, only those from that caller. With `DELAY_MS`, every
+/// request but `/healthz` is answered that much later, failing or not.
 async fn fail_request(State(app): Shared, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    if let Some(delay) = app.config.delay {
+        tokio::time::sleep(delay).await;
+    }
+    let from_caller = app.config.fail_from.as_deref().is_none_or(|caller| {
+        req.headers()
+            .get(meshtally_wire::headers::SOURCE)
+            .is_some_and(|s| s.as_bytes() == caller.as_bytes())
+    });
+    let in_share = app
+        .config
+        .fail_percent
+        .is_none_or(|percent| app.draw_percent() < percent);
     match app.config.fail_status {
-        Some(code) if req.uri().path() != "/healthz" => {
+        Some(code) if from_caller && in_share => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let body = json!({
                 "error": format!("this version fails every request (FAIL_STATUS={code})"),

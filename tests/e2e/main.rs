@@ -3,6 +3,7 @@
 //! drop. `make e2e` builds the module, `deployer` and demo-service first.
 //! `cargo test -p meshtally-tests --test e2e AREA::` runs one area.
 
+mod canary;
 mod dashboard;
 mod filter_envoy;
 mod live;

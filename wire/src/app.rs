@@ -24,6 +24,14 @@ pub mod env {
     /// When set (an error status, 400-599), every request but `/healthz` is answered with it:
     /// a broken release, for outlier detection to eject.
     pub const FAIL_STATUS: &str = "FAIL_STATUS";
+    /// With `FAIL_STATUS`: the percent of requests (1-100) that fail, chosen at random per
+    /// request; unset, all of them.
+    pub const FAIL_PERCENT: &str = "FAIL_PERCENT";
+    /// With `FAIL_STATUS`: only requests whose `x-mesh-source` (the caller, as the sidecar
+    /// tagged it) is this name fail.
+    pub const FAIL_FROM: &str = "FAIL_FROM";
+    /// Every request but `/healthz` is answered this many milliseconds later.
+    pub const DELAY_MS: &str = "DELAY_MS";
 }
 
 /// One `PEERS` entry: `name=url`.

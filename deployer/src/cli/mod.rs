@@ -2,6 +2,7 @@
 //! flags into a checked plan (see `commands`) before anything runs. [`MeshArgs`] is shared, so later subcommands that
 //! need the mesh (`up`, `apply`, …) flatten the same flags and read the same mesh file.
 
+mod canary;
 mod cluster;
 mod local;
 mod mesh;
@@ -10,6 +11,7 @@ mod target;
 
 use clap::{Parser, Subcommand};
 
+pub use canary::CanaryArgs;
 pub use cluster::{ApplyArgs, DeleteArgs, PushArgs, RenderArgs};
 pub use local::{ReloadArgs, ShiftArgs, StateArgs, StatusArgs, UpArgs};
 pub use mesh::{MeshArgs, MeshShapeArgs};
@@ -51,6 +53,12 @@ pub enum Command {
     /// anything: in every sidecar and the gateway of the local mesh (a new xDS config version,
     /// confirmed in each), or with --cluster in the cluster's VirtualServices (patched in place).
     Shift(ShiftArgs),
+    /// Move traffic to a new version step by step (`canary service-a --to v2`), judging each
+    /// step on the sidecars' own counts: errors of the new version against the old by a
+    /// significance test, overall and per caller, and p99 from the duration histogram. Passes
+    /// go on to 100 %; a fail returns every call to the old version, confirmed in every proxy.
+    /// Exit 0 promoted, 1 rolled back, 2 anything else (an error, or no verdict).
+    Canary(CanaryArgs),
     /// Call every ordered pair through the gateway and check the tags; prints an N×N matrix
     /// and exits non-zero on any failure.
     Verify(VerifyArgs),

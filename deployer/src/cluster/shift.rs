@@ -1,7 +1,9 @@
-//! `deployer shift --cluster`: a service's version weights set on a cluster by patching, in
-//! place, every VirtualService route that splits traffic to it (the in-mesh one and the ingress
-//! gateway's); routes chosen by a header match keep their version. Each patch carries the
-//! object's resourceVersion, so a concurrent edit makes it fail instead of being overwritten.
+//! `deployer shift --cluster`: a service's version weights set on a cluster in every
+//! VirtualService route that splits traffic to it (the in-mesh one and the ingress gateway's);
+//! routes chosen by a header match keep their version. Each VirtualService is sent by
+//! server-side apply under the field manager `meshtally-shift` with its resourceVersion and its
+//! `http` routes alone, so a concurrent edit makes it fail instead of being overwritten and
+//! nothing else in the object changes (`canary` moves its weights the same way).
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -101,34 +103,40 @@ pub fn shift(
         let name = vs["metadata"]["name"]
             .as_str()
             .context("a VirtualService without a name")?;
-        let patch = json!({
-            "metadata": {"resourceVersion": vs["metadata"]["resourceVersion"]},
+        let doc = json!({
+            "apiVersion": vs["apiVersion"],
+            "kind": "VirtualService",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "resourceVersion": vs["metadata"]["resourceVersion"],
+            },
             "spec": {"http": http},
         });
-        todo.push((name.to_owned(), serde_json::to_string(&patch)?));
+        todo.push((name.to_owned(), serde_json::to_vec(&doc)?));
     }
     let mut patched = Vec::new();
-    for (i, (name, patch)) in todo.iter().enumerate() {
+    let manager = format!("--field-manager={}", super::shift_routes::FIELD_MANAGER);
+    for (i, (name, doc)) in todo.iter().enumerate() {
         let result = kubectl.run(
             &[
-                "patch",
-                VIRTUAL_SERVICES,
-                name,
-                "-n",
-                namespace,
-                "--type=merge",
-                "-p",
-                patch,
+                "apply",
+                "--server-side",
+                &manager,
+                // The routes list is atomic and `meshtally` owns it since `apply`: take it over.
+                "--force-conflicts",
+                "-f",
+                "-",
                 "--request-timeout=30s",
             ],
-            None,
+            Some(doc),
         );
         if let Err(e) = result {
-            let names = |items: &[(String, String)]| {
+            let names = |items: &[(String, Vec<u8>)]| {
                 object_list("virtualservice", items.iter().map(|(n, _)| n.as_str()))
             };
             bail!(
-                "shift stopped after {i} of {} VirtualServices ({e}); patched: {}; not patched: {}; \
+                "shift stopped after {i} of {} VirtualServices ({e}); applied: {}; not applied: {}; \
                  each keeps a whole split; the same `deployer shift` again converges",
                 todo.len(),
                 names(&todo[..i]),
@@ -141,6 +149,53 @@ pub fn shift(
         bail!("no VirtualService in namespace {namespace} routes to {host}: apply the mesh first (`deployer apply`)");
     }
     Ok(patched)
+}
+
+/// `service`'s versions on the cluster (its DestinationRule's subsets) with the weight each has
+/// in the VirtualService that splits the in-mesh calls to it (0 for one left out).
+pub fn weights(kubectl: &Kubectl, namespace: &str, service: &str) -> Result<Vec<(String, u32)>> {
+    let host = format!("{service}.{namespace}.svc.cluster.local");
+    let rules = get(kubectl, namespace, DESTINATION_RULES)?;
+    let subsets: Vec<String> = rules["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["spec"]["host"] == host.as_str())
+        .flat_map(|r| r["spec"]["subsets"].as_array().into_iter().flatten())
+        .filter_map(|s| s["name"].as_str().map(str::to_owned))
+        .collect();
+    let list = get(kubectl, namespace, VIRTUAL_SERVICES)?;
+    let split: Vec<(String, u32)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|vs| {
+            vs["spec"]["hosts"]
+                .as_array()
+                .is_some_and(|h| h.iter().any(|h| *h == host.as_str()))
+        })
+        .flat_map(|vs| vs["spec"]["http"].as_array().into_iter().flatten())
+        .filter(|r| {
+            !r["match"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m.get("headers").is_some())
+        })
+        .flat_map(|r| r["route"].as_array().into_iter().flatten())
+        .filter(|d| d["destination"]["host"] == host.as_str())
+        .filter_map(|d| {
+            let subset = d["destination"]["subset"].as_str()?.to_owned();
+            Some((subset, d["weight"].as_u64().unwrap_or(100) as u32))
+        })
+        .collect();
+    Ok(subsets
+        .into_iter()
+        .map(|s| {
+            let w = split.iter().find(|(n, _)| *n == s).map_or(0, |(_, w)| *w);
+            (s, w)
+        })
+        .collect())
 }
 
 /// True when some VirtualService routes to `host` and none needed a change.

@@ -77,7 +77,7 @@ fn splits_to(rule: &Value, service: &str, versions: &[String]) -> bool {
 }
 
 /// The versions of `service` on the cluster: its per-version Services' `version` labels.
-fn versions(kubectl: &Kubectl, namespace: &str, service: &str) -> Result<Vec<String>> {
+pub(crate) fn versions(kubectl: &Kubectl, namespace: &str, service: &str) -> Result<Vec<String>> {
     let selector = format!("{APP}={service},{VERSION_LABEL}");
     let list = get(kubectl, namespace, "services", Some(&selector))?;
     let mut out: Vec<String> = list["items"]

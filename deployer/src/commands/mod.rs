@@ -1,6 +1,7 @@
 //! One module per subcommand. Each builds a plan from its flags (reading and checking
 //! everything it needs) and only then runs it, so a bad input fails before any output.
 
+pub mod canary;
 pub(crate) mod cluster;
 pub(crate) mod dashboard;
 pub(crate) mod local;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reload(args) => local::reload(args),
         Command::Status(args) => local::status(args),
         Command::Shift(args) => shift::shift(args),
+        Command::Canary(args) => canary::canary(args),
         Command::Verify(args) => observe::verify(args),
         Command::Stats(args) => observe::stats(args),
         Command::Top(args) => observe::top(args),

@@ -443,11 +443,11 @@ pub fn reload_rules(state: &StateDir, file: &Path) -> Result<Published> {
         }
         let mut changed = false;
         for (local, model) in layout.services.iter_mut().zip(&mesh.services) {
-            let versions = |t: &meshtally_mesh::model::Traffic| -> Vec<(String, Option<u16>)> {
+            let versions = |t: &meshtally_mesh::model::Traffic| {
                 t.versions
                     .iter()
-                    .map(|v| (v.name.clone(), v.fail_status))
-                    .collect()
+                    .map(|v| (v.name.clone(), v.app_env()))
+                    .collect::<Vec<_>>()
             };
             if versions(&local.traffic) != versions(&model.traffic) {
                 let names = |t: &meshtally_mesh::model::Traffic| -> String {

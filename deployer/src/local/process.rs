@@ -124,8 +124,15 @@ pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
                     format!("http://127.0.0.1:{}", i.outbound_port),
                 ),
             ];
-            if let Some(status) = i.fail_status {
-                env.push((env::FAIL_STATUS.into(), status.to_string()));
+            // The version's misbehaviour (a failing share, one failing caller, a delay) as
+            // the mesh file gave it; a layout saved before these knew only `fail_status`.
+            match s.traffic.versions.iter().find(|v| v.name == i.version) {
+                Some(v) => env.extend(v.app_env().into_iter().map(|(k, v)| (k.into(), v))),
+                None => {
+                    if let Some(status) = i.fail_status {
+                        env.push((env::FAIL_STATUS.into(), status.to_string()));
+                    }
+                }
             }
             specs.push(ProcessSpec {
                 name: i.name.clone(),

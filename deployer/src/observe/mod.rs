@@ -6,8 +6,11 @@
 
 pub(crate) mod edges;
 pub(crate) mod exposition;
+pub(crate) mod judge;
+pub(crate) mod promql;
 pub(crate) mod quantile;
 pub(crate) mod signals;
+pub(crate) mod significance;
 pub(crate) mod stats;
 pub(crate) mod tap;
 pub(crate) mod top;

@@ -52,7 +52,7 @@ impl Snapshot {
 
     /// What each series gained from `before` to `self`. A series lower than before was reset
     /// (its sidecar restarted): all of it is new, as Prometheus's `increase` counts it.
-    fn since(&self, before: &Snapshot) -> Vec<Sample> {
+    pub(crate) fn since(&self, before: &Snapshot) -> Vec<Sample> {
         self.series
             .iter()
             .map(|(key, &now)| {

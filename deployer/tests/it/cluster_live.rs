@@ -932,7 +932,7 @@ fn api_server_killed_mid_apply_and_mid_shift() {
         String::from_utf8_lossy(&diff.stderr)
     );
 
-    // Mid-shift: one VirtualService patched, then the apiserver dies.
+    // Mid-shift: one VirtualService applied, then the apiserver dies.
     let shift_args = [
         "shift",
         "service-a",
@@ -941,13 +941,13 @@ fn api_server_killed_mid_apply_and_mid_shift() {
         "--namespace",
         ns,
     ];
-    let out = killing("patch:1", &shift_args);
+    let out = killing("apply:1", &shift_args);
     one_line_error(
         &out,
         &[
             "shift stopped after 1 of 2 VirtualServices",
-            "patched: virtualservice/",
-            "not patched: virtualservice/",
+            "applied: virtualservice/",
+            "not applied: virtualservice/",
         ],
     );
     cp.restart("kube-apiserver");

@@ -10,6 +10,7 @@ mod standin;
 
 mod bad_inputs;
 mod cluster_apply;
+mod cluster_canary;
 mod cluster_delete;
 mod cluster_gateway_api;
 mod cluster_live;

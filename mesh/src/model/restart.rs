@@ -69,9 +69,13 @@ pub fn needs_restart(running: &Mesh, wanted: &Mesh) -> Option<String> {
 fn service(old: &Service, new: &Service) -> Option<String> {
     let versions = |s: &Service| list(s.traffic.versions.iter().map(|v| v.name.as_str()));
     let statuses = |s: &Service| {
-        list(s.traffic.versions.iter().map(|v| match v.fail_status {
-            Some(status) => status.to_string(),
-            None => "none".to_owned(),
+        // The status, then what else the version's app does differently.
+        list(s.traffic.versions.iter().map(|v| {
+            let mut parts = vec![v.fail_status.map_or("none".to_owned(), |s| s.to_string())];
+            parts.extend(v.fail_percent.map(|p| format!("{p}%")));
+            parts.extend(v.fail_from.as_ref().map(|f| format!("from {f}")));
+            parts.extend(v.delay.map(|d| format!("delay {}ms", d.0)));
+            parts.join(" ")
         }))
     };
     let name = &new.name;
@@ -169,6 +173,12 @@ mod tests {
         assert_eq!(
             needs_restart(&running, &failing).as_deref(),
             Some("b's failing statuses changed (none -> 503)")
+        );
+        let mut slower = running.clone();
+        slower.services[1].traffic.versions[0].delay = Some(crate::model::traffic::Millis(100));
+        assert_eq!(
+            needs_restart(&running, &slower).as_deref(),
+            Some("b's failing statuses changed (none -> none delay 100ms)")
         );
         let mut module = running.clone();
         module.wasm = crate::model::WasmSource::ConfigMap {

@@ -68,6 +68,39 @@ pub struct Version {
     /// The demo app of this version answers every request but `/healthz` with this status: a
     /// broken release, for outlier detection to eject.
     pub fail_status: Option<u16>,
+    /// With `fail_status`: the percent of requests that fail (default all of them), a release
+    /// that is only partly broken, as a canary analysis has to catch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_percent: Option<u32>,
+    /// With `fail_status`: only calls from this caller fail (the `x-mesh-source` the callee's
+    /// sidecar sets), a release broken for one client alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_from: Option<String>,
+    /// Every request but `/healthz` is answered this much later: a slower release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Millis>,
+}
+
+impl Version {
+    /// The demo app's environment for this version's misbehaviour (`FAIL_STATUS`,
+    /// `FAIL_PERCENT`, `FAIL_FROM`, `DELAY_MS`), for `render` and `up` alike.
+    pub fn app_env(&self) -> Vec<(&'static str, String)> {
+        use meshtally_wire::app::env;
+        let mut out = Vec::new();
+        if let Some(status) = self.fail_status {
+            out.push((env::FAIL_STATUS, status.to_string()));
+        }
+        if let Some(percent) = self.fail_percent {
+            out.push((env::FAIL_PERCENT, percent.to_string()));
+        }
+        if let Some(from) = &self.fail_from {
+            out.push((env::FAIL_FROM, from.clone()));
+        }
+        if let Some(delay) = self.delay {
+            out.push((env::DELAY_MS, delay.0.to_string()));
+        }
+        out
+    }
 }
 
 /// Requests whose `header` equals `value` go to `version`.
@@ -130,6 +163,9 @@ impl Default for Traffic {
                 name: DEFAULT_VERSION.to_owned(),
                 weight: Some(100),
                 fail_status: None,
+                fail_percent: None,
+                fail_from: None,
+                delay: None,
             }],
             matches: Vec::new(),
             timeout: DEFAULT_TIMEOUT,

@@ -149,9 +149,7 @@ fn pod_spec(mesh: &Mesh, directory: &Directory, service: &Service, version: &Ver
 /// The demo service's settings. PEERS is every other service as `name=url`, comma-separated,
 /// in mesh order: whom `/call/<name>` may reach.
 fn env(directory: &Directory, service: &Service, version: &Version) -> Vec<EnvVar> {
-    let fail = version
-        .fail_status
-        .map(|code| (env::FAIL_STATUS, code.to_string()));
+    let fail = version.app_env();
     [
         (env::SERVICE_NAME, service.name.clone()),
         (env::PORT, service.port.to_string()),

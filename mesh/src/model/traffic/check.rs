@@ -45,6 +45,12 @@ pub struct VersionInput {
     pub weight: Option<u32>,
     #[serde(default)]
     pub fail_status: Option<u16>,
+    #[serde(default)]
+    pub fail_percent: Option<u32>,
+    #[serde(default)]
+    pub fail_from: Option<String>,
+    #[serde(default)]
+    pub delay: Option<Millis>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -172,6 +178,31 @@ fn versions(list: Vec<VersionInput>) -> Result<Vec<Version>, TrafficError> {
                 ));
             }
         }
+        if v.fail_status.is_none() && (v.fail_percent.is_some() || v.fail_from.is_some()) {
+            return Err(TrafficError::new(
+                "versions",
+                format!(
+                    "version `{}`: fail_percent and fail_from need fail_status (the status the failing calls get)",
+                    v.name
+                ),
+            ));
+        }
+        if let Some(percent) = v.fail_percent {
+            if !(1..=100).contains(&percent) {
+                return Err(TrafficError::new(
+                    "versions.fail_percent",
+                    format!("{percent} is not a percent from 1 to 100"),
+                ));
+            }
+        }
+        if let Some(from) = &v.fail_from {
+            if !names::is_dns1123_label(from) {
+                return Err(TrafficError::new(
+                    "versions.fail_from",
+                    format!("`{from}` is not a service name (a DNS-1123 label)"),
+                ));
+            }
+        }
         out.push(Version {
             // A lone version takes every request, weight given or not.
             weight: if single {
@@ -181,6 +212,9 @@ fn versions(list: Vec<VersionInput>) -> Result<Vec<Version>, TrafficError> {
             },
             name: v.name,
             fail_status: v.fail_status,
+            fail_percent: v.fail_percent,
+            fail_from: v.fail_from,
+            delay: v.delay,
         });
     }
     check_weights(&out)?;

@@ -111,6 +111,20 @@ fn defaults_and_unweighted_versions() {
     let t = &spread.services[0].traffic;
     assert!(!t.weighted());
     assert_eq!(t.versions[1].fail_status, Some(500));
+    let misbehaving = mesh(
+        "services:\n  - name: a\n    versions: [{name: v1}, {name: v2, fail_status: 503, fail_percent: 5, fail_from: b, delay: 100ms}]\n",
+    )
+    .unwrap();
+    let v2 = &misbehaving.services[0].traffic.versions[1];
+    assert_eq!(
+        v2.app_env(),
+        [
+            ("FAIL_STATUS", "503".to_owned()),
+            ("FAIL_PERCENT", "5".to_owned()),
+            ("FAIL_FROM", "b".to_owned()),
+            ("DELAY_MS", "100".to_owned()),
+        ]
+    );
     let no_retries = mesh("services:\n  - {name: a, retries: {attempts: 0}}\n").unwrap();
     assert_eq!(no_retries.services[0].traffic.retries, None);
     let outlier_defaults =
@@ -146,6 +160,18 @@ fn each_refusal_names_the_service_and_field() {
         (
             "versions: [{name: v1, fail_status: 200}]",
             "service `a`: versions.fail_status: 200 is not an error status",
+        ),
+        (
+            "versions: [{name: v1, fail_percent: 5}]",
+            "service `a`: versions: version `v1`: fail_percent and fail_from need fail_status",
+        ),
+        (
+            "versions: [{name: v1, fail_status: 500, fail_percent: 0}]",
+            "service `a`: versions.fail_percent: 0 is not a percent from 1 to 100",
+        ),
+        (
+            "versions: [{name: v1, fail_status: 500, fail_from: B}]",
+            "service `a`: versions.fail_from: `B` is not a service name",
         ),
         (
             "match: [{header: x-group, value: beta, version: v2}]",
