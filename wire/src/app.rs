@@ -24,6 +24,19 @@ pub mod env {
     /// When set (an error status, 400-599), every request but `/healthz` is answered with it:
     /// a broken release, for outlier detection to eject.
     pub const FAIL_STATUS: &str = "FAIL_STATUS";
+    /// The services outside the mesh it may call (`/call-external/<name>`), in the `PEERS`
+    /// format, each by its declared host (see [`super::external_url`]).
+    pub const EXTERNAL: &str = "EXTERNAL";
+}
+
+/// The URL an app calls an external entry by: its declared host, on the port it speaks plain
+/// HTTP to (80, the default, left out, as a user would write it).
+pub fn external_url(host: &str, port: u16) -> String {
+    if port == 80 {
+        format!("http://{host}")
+    } else {
+        format!("http://{host}:{port}")
+    }
 }
 
 /// One `PEERS` entry: `name=url`.

@@ -423,6 +423,22 @@ pub enum PluginType {
 pub struct PluginConfig {
     pub direction: PluginDirection,
     pub max_hops: u32,
+    /// The hosts outside the mesh, by host: what their calls are counted as.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external: BTreeMap<String, ExternalPluginEntry>,
+    /// Left out for Istio's default (`allow_any`), which is the filter's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_policy: Option<crate::model::OutboundPolicy>,
+}
+
+/// One external host in the filter's config (objects and strings only: the filter's JSON reader
+/// keeps no arrays, so `callers` is comma-separated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalPluginEntry {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callers: Option<String>,
 }
 
 /// The filter's `direction` field.
