@@ -141,6 +141,68 @@ pub fn passthrough_cluster() -> Value {
     })
 }
 
+/// The request header the outside TLS server adds: the SNI its client sent, so the server's
+/// `/info` shows which name the sidecar asked for.
+pub const SNI_HEADER: &str = "x-outside-sni";
+/// And the TLS version the connection uses.
+pub const TLS_VERSION_HEADER: &str = "x-outside-tls-version";
+
+/// The TLS front of an outside server (not part of the mesh: no filter, no mesh identity): a
+/// static Envoy that accepts TLS for `host` only (a client that sends another SNI finds no
+/// filter chain and is closed), with `host`'s certificate from the outside CA, and passes the
+/// requests to the plain server on `app_port`, telling it the SNI and TLS version it saw.
+pub fn outside_tls_server(
+    host: &str,
+    port: u16,
+    admin_port: u16,
+    app_port: u16,
+    tls: &crate::tls::Tls,
+) -> Value {
+    let hcm = json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "outside",
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+            "route_config": {"name": "outside", "virtual_hosts": [{
+                "name": "outside",
+                "domains": ["*"],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "server", "timeout": "0s"}}],
+                "request_headers_to_add": [
+                    {"header": {"key": SNI_HEADER, "value": "%REQUESTED_SERVER_NAME%"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+                    {"header": {"key": TLS_VERSION_HEADER, "value": "%DOWNSTREAM_TLS_VERSION%"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+                ],
+            }]},
+        },
+    });
+    json!({
+        "node": {"id": "meshtally-outside", "cluster": "outside"},
+        "admin": {"address": socket(admin_port)},
+        "static_resources": {
+            "listeners": [{
+                "name": "outside-tls",
+                "address": socket(port),
+                "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}],
+                "filter_chains": [{
+                    "filter_chain_match": {"server_names": [host]},
+                    "filters": [hcm],
+                    "transport_socket": {
+                        "name": "envoy.transport_sockets.tls",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                            "common_tls_context": {"tls_certificates": [{
+                                "certificate_chain": {"filename": tls.cert.display().to_string()},
+                                "private_key": {"filename": tls.key.display().to_string()},
+                            }]},
+                        },
+                    },
+                }],
+            }],
+            "clusters": [crate::cluster::static_cluster("server", &[app_port], None)],
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

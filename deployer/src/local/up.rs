@@ -51,10 +51,22 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
     let places = Places::here();
     let envoy = places.envoy(req.envoy.as_deref())?;
     let service_bin = places.demo_service(req.service_bin.as_deref())?;
-    let plugin_config = match &req.plugin_config {
+    let mut plugin_config: serde_json::Value = match &req.plugin_config {
         Some(text) => serde_json::from_str(text).context("--plugin-config is not valid JSON")?,
         None => serde_json::json!({}),
     };
+    // The hosts outside the mesh and the outbound policy, as the rendered WasmPlugins carry
+    // them: the mesh file's, over any the flag gave.
+    if let Some(fields) = plugin_config.as_object_mut() {
+        use meshtally_mesh::render::filter::{external_config, outbound_policy_config};
+        let external = external_config(mesh);
+        if !external.is_empty() {
+            fields.insert("external".to_owned(), serde_json::to_value(external)?);
+        }
+        if let Some(policy) = outbound_policy_config(mesh) {
+            fields.insert("outbound_policy".to_owned(), serde_json::to_value(policy)?);
+        }
+    }
     // Module and config problems are found here, with the filter's own config rules, so a
     // fail-open or fail-close mesh behaves as Istio would instead of Envoy refusing to start.
     let module = places.module(req.wasm.as_deref());
