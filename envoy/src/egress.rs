@@ -19,9 +19,9 @@ use meshtally_mesh::model::traffic::{Millis, Traffic};
 use meshtally_mesh::model::OutboundPolicy;
 
 /// istiod's names for the catch-all virtual hosts and the passthrough cluster.
-pub const BLOCK_ALL: &str = "block_all";
-pub const ALLOW_ANY: &str = "allow_any";
-pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
+pub use meshtally_wire::metrics::{
+    ALLOW_ANY_ROUTE as ALLOW_ANY, BLOCK_ALL_ROUTE as BLOCK_ALL, PASSTHROUGH as PASSTHROUGH_CLUSTER,
+};
 const DFP_FILTER: &str = "envoy.filters.http.dynamic_forward_proxy";
 /// The DNS cache the passthrough filter and cluster share (by name).
 const DNS_CACHE: &str = "passthrough";
@@ -60,7 +60,10 @@ pub fn virtual_host(e: &ExternalUpstream) -> Value {
         ..Traffic::default()
     };
     let target = json!({"cluster": cluster_name(&e.host, e.app_port)});
-    let route = routes::route(&rules, json!({"prefix": "/"}), target);
+    let mut route = routes::route(&rules, json!({"prefix": "/"}), target);
+    // The VirtualService's route name, as istiod names it: the access log's `route`, which
+    // tells `tap` and `edges` where the call went.
+    route["name"] = json!(e.name);
     let domains = [e.host.clone(), format!("{}:{}", e.host, e.app_port)];
     json!({"name": format!("{}:{}", e.host, e.app_port), "domains": domains, "routes": [route]})
 }

@@ -38,7 +38,11 @@ impl Snapshot {
         let mut series = BTreeMap::new();
         for (proxy, text) in texts {
             for s in exposition::parse(text, "meshtally_") {
-                if s.label("direction") != Some("inbound") {
+                // A call that left the mesh has no callee in it: its caller's count is the
+                // only one (`destination_version="external"`).
+                let external =
+                    s.label(VERSION_LABEL) == Some(meshtally_wire::metrics::EXTERNAL_VERSION);
+                if s.label("direction") != Some("inbound") && !external {
                     continue;
                 }
                 let labels = s.labels.into_iter().collect();

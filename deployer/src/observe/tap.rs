@@ -83,15 +83,22 @@ impl Filter {
     /// The request a log line records, if it is a callee's record this filter lets through.
     pub(crate) fn tap(&self, line: &str) -> Option<Tap> {
         let r = Record::parse(line)?;
-        if r.direction != "inbound" {
-            return None;
-        }
+        // A call inside the mesh is its callee's record; one that left it, its caller's (no
+        // callee in the mesh saw it), with the `external` version the metrics give it.
+        let (destination, version) = match (r.direction.as_str(), r.left_mesh()) {
+            ("inbound", _) => (r.destination.clone(), r.version.clone()),
+            (_, Some(to)) => (
+                Some(to.to_owned()),
+                Some(meshtally_wire::metrics::EXTERNAL_VERSION.to_owned()),
+            ),
+            _ => return None,
+        };
         let verified = r.is_verified();
         let tap = Tap {
             time: r.time,
             source: r.source.unwrap_or_else(|| "unknown".into()),
-            destination: r.destination.unwrap_or_else(|| "unknown".into()),
-            version: r.version,
+            destination: destination.unwrap_or_else(|| "unknown".into()),
+            version,
             method: r.method.unwrap_or_default(),
             path: r.path.unwrap_or_default(),
             status: r.status.filter(|s| *s != 0),
@@ -191,6 +198,24 @@ mod tests {
         );
         let outbound = LINE.replace("\"inbound\"", "\"outbound\"");
         assert_eq!(Filter::default().tap(&outbound), None);
+        // A call that left the mesh is tapped from its caller's record.
+        let external = outbound.replace(
+            "\"request_id\":\"x\"",
+            "\"request_id\":\"x\",\"route\":\"payments\",\"upstream_cluster\":\"outbound|80||api.payments.example\"",
+        ).replace("\"status\":200", "\"status\":503");
+        let tap = Filter::default().tap(&external).unwrap();
+        assert_eq!(
+            (tap.destination.as_str(), tap.version.as_deref(), tap.status),
+            ("payments", Some("external"), Some(503))
+        );
+        let blocked = outbound.replace(
+            "\"request_id\":\"x\"",
+            "\"request_id\":\"x\",\"route\":\"block_all\"",
+        );
+        assert_eq!(
+            Filter::default().tap(&blocked).unwrap().destination,
+            "BlackHoleCluster"
+        );
         assert_eq!(Filter::default().tap("garbage"), None);
     }
 

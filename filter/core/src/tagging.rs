@@ -82,14 +82,9 @@ pub fn destination_from_authority(authority: Option<&[u8]>) -> &str {
     }
 }
 
-/// The `destination_version` of a call that leaves the mesh (to a declared host, or to one the
-/// mesh does not know): the label set stays fixed, as Istio's `destination_service_name` reuses
-/// its cluster names.
-pub const EXTERNAL: &str = "external";
-/// The destination of a call to a host the mesh does not know, refused by the sidecar
-/// (`outbound_policy: registry_only`), and passed through (`allow_any`): Istio's cluster names.
-pub const BLACKHOLE: &str = "BlackHoleCluster";
-pub const PASSTHROUGH: &str = "PassthroughCluster";
+/// The `destination_version` of a call that leaves the mesh, and the destinations of calls to
+/// hosts the mesh does not know (see `meshtally_wire::metrics`).
+pub use meshtally_wire::metrics::{BLACKHOLE, EXTERNAL_VERSION as EXTERNAL, PASSTHROUGH};
 
 /// What an outbound call's destination is decided from besides its authority.
 pub struct Registry<'a> {
