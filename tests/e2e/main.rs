@@ -4,6 +4,7 @@
 //! `cargo test -p meshtally-tests --test e2e AREA::` runs one area.
 
 mod dashboard;
+mod egress;
 mod filter_envoy;
 mod live;
 mod local_mesh;

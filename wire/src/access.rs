@@ -48,6 +48,7 @@ const FIELDS: &[(&str, &str)] = &[
     ("request_id", "%REQ(X-REQUEST-ID)%"),
     ("route", "%ROUTE_NAME%"),
     ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+    ("upstream_failure", "%UPSTREAM_TRANSPORT_FAILURE_REASON%"),
 ];
 
 /// One access-log line as written by [`envoy_access_log`].
@@ -76,6 +77,9 @@ pub struct Record {
     pub route: Option<String>,
     #[serde(default)]
     pub upstream_cluster: Option<String>,
+    /// Why the connection to the upstream failed (a TLS handshake's error, say).
+    #[serde(default)]
+    pub upstream_failure: Option<String>,
 }
 
 impl Record {

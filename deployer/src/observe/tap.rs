@@ -77,6 +77,10 @@ pub(crate) struct Tap {
     pub status: Option<u16>,
     pub latency_ms: Option<u64>,
     pub verified: bool,
+    /// Why the sidecar could not connect upstream, when it could not (a TLS handshake's
+    /// error: a server certificate the trusted roots did not sign).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 impl Filter {
@@ -94,6 +98,10 @@ impl Filter {
             _ => return None,
         };
         let verified = r.is_verified();
+        let failure = r
+            .upstream_failure
+            .clone()
+            .filter(|f| !f.is_empty() && f != "-");
         let tap = Tap {
             time: r.time,
             source: r.source.unwrap_or_else(|| "unknown".into()),
@@ -104,6 +112,7 @@ impl Filter {
             status: r.status.filter(|s| *s != 0),
             latency_ms: r.duration_ms,
             verified,
+            failure,
         };
         let wanted = self.from.as_ref().is_none_or(|f| *f == tap.source)
             && self.to.as_ref().is_none_or(|t| *t == tap.destination)
@@ -117,7 +126,7 @@ impl Tap {
     pub(crate) fn line(&self) -> String {
         let status = self.status.map_or("-".into(), |s| s.to_string());
         let latency = self.latency_ms.map_or("-".into(), |l| format!("{l}ms"));
-        format!(
+        let line = format!(
             "{:<24} {:<20} -> {:<20} {:<4} {:<6} {:<3} {:>7} {:<8} {}",
             self.time,
             self.source,
@@ -128,7 +137,11 @@ impl Tap {
             latency,
             if self.verified { "mtls" } else { "plain" },
             self.path,
-        )
+        );
+        match &self.failure {
+            Some(why) => format!("{line}  ({why})"),
+            None => line,
+        }
     }
 }
 
