@@ -1,7 +1,8 @@
 //! Calls that leave the mesh, as Istio's egress tasks render them: per external entry a
 //! `ServiceEntry` (MESH_EXTERNAL, resolved by DNS), for TLS origination a `DestinationRule`
 //! whose port 80 opens TLS to the server with its SNI and checks it with `caCertificates`
-//! (without them, analyze says IST0129), and a `VirtualService` carrying the entry's timeout
+//! (without them, analyze says IST0129) and for its name (`subjectAltNames`: with an explicit
+//! `sni`, istiod checks no name otherwise), and a `VirtualService` carrying the entry's timeout
 //! and retries; when an entry names its callers, a `Sidecar` per service that imports only the
 //! hosts that service may call (under REGISTRY_ONLY, a host a sidecar does not import is the
 //! BlackHoleCluster's). The same objects under either dialect: the Gateway API has no kind for
@@ -65,6 +66,7 @@ pub fn destination_rule(mesh: &Mesh, e: &External) -> Option<ExternalRule> {
                         tls: OriginationTls {
                             mode: OriginationMode::Simple,
                             sni: e.host.clone(),
+                            subject_alt_names: vec![e.host.clone()],
                             ca_certificates: e.ca_certificates.clone(),
                         },
                     }],
@@ -177,6 +179,7 @@ mod tests {
         let tls = &dr["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"];
         assert_eq!(tls["mode"], "SIMPLE");
         assert_eq!(tls["sni"], "api.payments.example");
+        assert_eq!(tls["subjectAltNames"][0], "api.payments.example");
         assert_eq!(
             tls["caCertificates"],
             crate::model::external::SYSTEM_CA_BUNDLE

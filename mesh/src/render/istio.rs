@@ -501,12 +501,15 @@ pub struct PortTrafficPolicy {
 }
 
 /// `ClientTLSSettings` with `mode: SIMPLE`: the sidecar opens TLS to the server and checks its
-/// certificate against `caCertificates` (without them, IST0129).
+/// certificate against `caCertificates` (without them, IST0129) and its name against
+/// `subjectAltNames` (with `sni` given and no `subjectAltNames`, istiod checks no name at all:
+/// its automatic SAN validation is only for a derived SNI).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OriginationTls {
     pub mode: OriginationMode,
     pub sni: String,
+    pub subject_alt_names: Vec<String>,
     pub ca_certificates: String,
 }
 
