@@ -47,8 +47,11 @@ external:
     )
 }
 
-/// Outbound calls per (source, destination, destination_version, class) from `stats --json`.
-fn outbound(m: &LocalMesh) -> Result<BTreeMap<(String, String, String, String), u64>> {
+/// An outbound series: (source, destination, destination_version, response class).
+type Series = (String, String, String, String);
+
+/// Outbound calls per series from `stats --json`.
+fn outbound(m: &LocalMesh) -> Result<BTreeMap<Series, u64>> {
     let out = m.run("stats", &["--json"]);
     ensure!(
         out.status.success(),
@@ -73,7 +76,7 @@ fn outbound(m: &LocalMesh) -> Result<BTreeMap<(String, String, String, String), 
     Ok(map)
 }
 
-fn key(source: &str, destination: &str, class: &str) -> (String, String, String, String) {
+fn key(source: &str, destination: &str, class: &str) -> Series {
     (
         source.into(),
         destination.into(),
@@ -83,7 +86,7 @@ fn key(source: &str, destination: &str, class: &str) -> (String, String, String,
 }
 
 /// Waits until the counters say `want` for every key given (a stats flush is 0.2 s).
-fn counted(m: &LocalMesh, want: &[((String, String, String, String), u64)]) -> Result<()> {
+fn counted(m: &LocalMesh, want: &[(Series, u64)]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let got = outbound(m)?;
