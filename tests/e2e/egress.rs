@@ -373,7 +373,9 @@ fn a_bad_entry_starts_nothing() -> Result<()> {
         Err(e) => e.to_string(),
     };
     ensure!(
-        err.contains("external `payments`: callers: under outbound_policy: allow_any"),
+        err.contains(
+            "external[0].callers: external `payments`: under outbound_policy: allow_any a caller left out passes through anyway"
+        ),
         "{err}"
     );
     let missing = mesh_file(
