@@ -59,12 +59,33 @@ type egressRender struct {
 
 func renderEgress(t *testing.T, api string) egressRender {
 	t.Helper()
+	return renderEgressFile(t, egressMeshFile(t)+"api: "+api+"\n")
+}
+
+// allowAnyMeshFile is the egress mesh file under Istio's default policy (and so with no callers
+// list, which only REGISTRY_ONLY can enforce).
+func allowAnyMeshFile(t testing.TB) string {
+	var lines []string
+	for _, l := range strings.Split(egressMeshFile(t), "\n") {
+		switch {
+		case strings.HasPrefix(l, "outbound_policy:"):
+			lines = append(lines, "outbound_policy: allow_any")
+		case strings.Contains(l, "callers:"):
+		default:
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func renderEgressFile(t *testing.T, text string) egressRender {
+	t.Helper()
 	dir := t.TempDir()
 	module := filepath.Join(dir, "meshtally_filter.wasm")
 	if err := os.WriteFile(module, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	file := writeTemp(t, "egress.yaml", []byte(egressMeshFile(t)+"api: "+api+"\n"))
+	file := writeTemp(t, "egress.yaml", []byte(text))
 	out := filepath.Join(dir, "render")
 	run(t, deployerBin(t), "render", "--file", file, "--wasm-file", module, "--output", out)
 	m, err := parseMesh(run(t, deployerBin(t), "render", "--file", file, "--wasm-file", module))
@@ -320,7 +341,7 @@ func TestIstiodEgressAsUpDoes(t *testing.T) {
 	}
 
 	// `up` for the same mesh file.
-	l := startEgressMesh(t)
+	l := startEgressMesh(t, egressMeshFile(t))
 	for svc, want := range istiod {
 		got := l.egress(t, svc+"-sidecar")
 		if !reflect.DeepEqual(got, want) {
@@ -329,8 +350,30 @@ func TestIstiodEgressAsUpDoes(t *testing.T) {
 	}
 }
 
-// startEgressMesh runs `up` for testdata/egress-mesh.yaml on free ports.
-func startEgressMesh(t *testing.T) *localMesh {
+// TestIstiodPassesThroughAsUpDoes: under ALLOW_ANY (Istio's default) every sidecar's catch-all
+// is istiod's `allow_any` to the PassthroughCluster, locally as on a cluster, and the declared
+// hosts keep their routes.
+func TestIstiodPassesThroughAsUpDoes(t *testing.T) {
+	text := allowAnyMeshFile(t)
+	r := renderEgressFile(t, text)
+	mc, _ := installedMesh(t, r.install)
+	if mc.GetOutboundTrafficPolicy().GetMode() != meshconfig.MeshConfig_OutboundTrafficPolicy_ALLOW_ANY {
+		t.Fatalf("the install's policy: %v", mc.GetOutboundTrafficPolicy())
+	}
+	istiod := istiodEgress(t, r, mc)
+	l := startEgressMesh(t, text)
+	for svc, want := range istiod {
+		if want.CatchAll != "allow_any PassthroughCluster" || len(want.Hosts) != 2 {
+			t.Errorf("istiod: %s: %+v", svc, want)
+		}
+		if got := l.egress(t, svc+"-sidecar"); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n up     %+v\n istiod %+v", svc, got, want)
+		}
+	}
+}
+
+// startEgressMesh runs `up` for a mesh file (the egress one, or a variant) on free ports.
+func startEgressMesh(t *testing.T, text string) *localMesh {
 	t.Helper()
 	root := repoRoot(t)
 	wasm := tool(t, "MESHTALLY_WASM", filepath.Join(root, "target/wasm32-wasip1/release/meshtally_filter.wasm"), "make wasm")
@@ -339,7 +382,7 @@ func startEgressMesh(t *testing.T) *localMesh {
 	envoy := tool(t, "ENVOY_BIN", filepath.Join(root, ".venv/bin/envoy-bin"), "make setup")
 	base := freeRun(t, 3)
 	l := &localMesh{state: filepath.Join(t.TempDir(), "state"), gateway: freeRun(t, 1), ports: map[string]int{}}
-	file := writeTemp(t, "egress-up.yaml", []byte(egressMeshFile(t)+fmt.Sprintf("base_port: %d\n", base)))
+	file := writeTemp(t, "egress-up.yaml", []byte(text+fmt.Sprintf("\nbase_port: %d\n", base)))
 	t.Cleanup(func() {
 		if out, errOut, err := runErr(deployerBin(t), "down", "--state-dir", l.state); err != nil {
 			t.Errorf("deployer down: %v\n%s%s", err, out, errOut)
