@@ -402,3 +402,55 @@ fn a_bad_entry_starts_nothing() -> Result<()> {
     }
     Ok(())
 }
+
+/// The dashboard, in Chromium, draws an external host and the BlackHoleCluster as nodes of
+/// their own (diamonds, where a service is a circle), with the edges into them, the blocked one
+/// failing (`tests/dashboard/external.test.mjs`).
+#[test]
+fn the_dashboard_draws_external_hosts_apart() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = crate::dashboard::tools()?;
+    let out = meshtally_tests::workspace_root().join("target/test-output/dashboard");
+    std::fs::create_dir_all(&out)?;
+    let ports = free_ports(3);
+    let m = LocalMesh::up_file(&mesh_file(&ports, "registry_only", true, ""), ports[2], &[])?;
+    let (_dashboard, url) = crate::dashboard::dashboard(&m.state_dir(), &out)?;
+    let log = out.join("node-external.log");
+    let log_file = std::fs::File::create(&log)?;
+    let mut command = std::process::Command::new("node");
+    command
+        .arg("external.test.mjs")
+        .current_dir(&dir)
+        .env("DASHBOARD_URL", &url)
+        .env("OUT_DIR", &out)
+        .env("EXTERNAL", "payments")
+        .env("CALLER", "buyer")
+        .env("BLOCKED", "clerk")
+        .env("CHROMIUM", crate::dashboard::CHROMIUM)
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
+    let mut node =
+        meshtally_testkit::process::Guarded::spawn_group(command, "node external.test.mjs")?;
+    let stop = AtomicBool::new(false);
+    let gw = m.gateway();
+    let status = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                let _ = call(gw, "buyer", "payments", "");
+                let _ = call(gw, "clerk", "payments", "");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let status = node.wait_bounded(Duration::from_secs(90));
+        stop.store(true, Ordering::SeqCst);
+        status
+    })?;
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    ensure!(
+        status.success(),
+        "the browser test failed ({status}):\n{said}"
+    );
+    eprintln!("{said}");
+    Ok(())
+}
