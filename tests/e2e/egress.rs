@@ -309,13 +309,16 @@ fn an_unsigned_server_certificate_is_a_prompt_503() -> Result<()> {
         ports[2],
         &[],
     )?;
-    let mut tap = std::process::Command::new(meshtally_tests::mesh::binary("deployer"))
+    // Guarded: stopped when the test ends, also on failure.
+    let mut command = std::process::Command::new(meshtally_tests::mesh::binary("deployer"));
+    command
         .args(["tap", "--json", "--to", "payments", "--state-dir"])
         .arg(m.state_dir())
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let stdout = tap.stdout.take().context("tap's stdout")?;
+        .stderr(std::process::Stdio::null());
+    let mut tap = meshtally_testkit::process::Guarded::spawn(command, "deployer tap")?;
+    let stdout = tap.take_stdout().context("tap's stdout")?;
     let lines = std::thread::spawn(move || {
         use std::io::BufRead as _;
         std::io::BufReader::new(stdout)
@@ -342,8 +345,7 @@ fn an_unsigned_server_certificate_is_a_prompt_503() -> Result<()> {
     while !lines.is_finished() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = tap.kill();
-    let _ = tap.wait();
+    drop(tap);
     let lines = lines.join().unwrap_or_default();
     ensure!(lines.len() == 3, "tap showed {lines:?}");
     for line in &lines {
