@@ -95,10 +95,16 @@ func renderEgressFile(t *testing.T, text string) egressRender {
 	return egressRender{m: m, install: filepath.Join(out, "monitoring/istio-install.yaml")}
 }
 
+// passThroughEntries are entries whose TLS the sidecar does not open (render only: `up`'s
+// sidecars are the apps' HTTP proxies): a ServiceEntry each, no route, no origination.
+const passThroughEntries = `  - {name: ledger, host: db.ledger.example, port: 5432, protocol: tls}
+  - {name: files, host: files.example.com, port: 443, protocol: https}
+`
+
 func TestEgressRenderIsValidForIstio(t *testing.T) {
 	for _, api := range []string{"istio", "gateway-api"} {
 		t.Run(api, func(t *testing.T) {
-			r := renderEgress(t, api)
+			r := renderEgressFile(t, egressMeshFile(t)+passThroughEntries+"api: "+api+"\n")
 			kinds := map[string]int{}
 			var egress []*unstructured.Unstructured
 			for _, o := range r.m.objects {
@@ -117,9 +123,10 @@ func TestEgressRenderIsValidForIstio(t *testing.T) {
 				}
 				kinds[o.GetKind()]++
 			}
-			// Two ServiceEntries, one DestinationRule (origination), two VirtualServices, a Sidecar
-			// per service (payments names its callers).
-			want := map[string]int{"ServiceEntry": 2, "DestinationRule": 1, "VirtualService": 2, "Sidecar": 3}
+			// Four ServiceEntries, one DestinationRule (origination), two VirtualServices (the
+			// entries the sidecar speaks HTTP to), a Sidecar per service (payments names its
+			// callers).
+			want := map[string]int{"ServiceEntry": 4, "DestinationRule": 1, "VirtualService": 2, "Sidecar": 3}
 			got := map[string]int{}
 			for _, o := range egress {
 				got[o.GetKind()]++
