@@ -40,6 +40,9 @@ pub(crate) fn checked(
                 (Some(at), meshtally_mesh::model::ModelError::Traffic { service, error }) => {
                     format!("{at}service `{service}`: {}", error.reason)
                 }
+                (Some(at), meshtally_mesh::model::ModelError::External { entry, reason, .. }) => {
+                    format!("{at}external `{entry}`: {reason}")
+                }
                 (at, error) => format!("{}{error}", at.unwrap_or_default()),
             }
         })
@@ -65,6 +68,8 @@ fn flag_sets(flags: &MeshInput, root: Option<&str>) -> bool {
         Some("image") => flags.image.is_some(),
         Some("api") => flags.api.is_some(),
         Some("gateway_api_channel") => flags.gateway_api_channel.is_some(),
+        Some("outbound_policy") => flags.outbound_policy.is_some(),
+        Some("external") => flags.external.is_some(),
         Some("wasm_url" | "wasm_sha256") => flags.wasm_url.is_some() || flags.wasm_sha256.is_some(),
         _ => true,
     }

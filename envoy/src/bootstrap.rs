@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::cluster::{socket, static_cluster};
+use crate::egress::{self, ExternalUpstream};
 use crate::routes::{self, Upstream};
 use crate::tls::{common_tls, Tls};
 use crate::tracing::{collector_cluster, hcm_tracing, Tracing};
@@ -21,7 +22,7 @@ use crate::xds::{self, Resources, XdsConfig};
 use meshtally_mesh::model::traffic::Millis;
 use meshtally_wire::access::envoy_access_log;
 
-pub use meshtally_mesh::model::MtlsMode;
+pub use meshtally_mesh::model::{MtlsMode, OutboundPolicy};
 
 #[derive(Debug, Clone)]
 pub struct Inbound {
@@ -40,6 +41,11 @@ pub struct Outbound {
     pub port: u16,
     pub plugin_config: Value,
     pub peers: Vec<Upstream>,
+    /// The hosts outside the mesh this sidecar may call.
+    pub external: Vec<ExternalUpstream>,
+    /// What it does with a host it does not know; `None`: no catch-all (Envoy's 404), for the
+    /// gateway's stand-in listener and the filter's own tests.
+    pub catch_all: Option<OutboundPolicy>,
 }
 
 /// The gateway's front listener: `/<service>/…` → that service, prefix stripped, through the
@@ -157,6 +163,10 @@ pub fn build(proxy: &Proxy, delivery: Delivery<'_>) -> anyhow::Result<XdsConfig>
         listeners.push(outbound_listener(&mut b, proxy, outbound, traced));
         for peer in &outbound.peers {
             clusters.extend(routes::clusters(peer));
+        }
+        clusters.extend(outbound.external.iter().map(egress::cluster));
+        if outbound.catch_all == Some(OutboundPolicy::AllowAny) {
+            clusters.push(egress::passthrough_cluster());
         }
     }
     if let Some(ingress) = &proxy.ingress {
@@ -431,11 +441,22 @@ fn outbound_listener(
     traced: bool,
 ) -> Value {
     let traced = if traced { Traced::Yes } else { Traced::No };
-    let vhosts: Vec<Value> = outbound.peers.iter().map(routes::virtual_host).collect();
+    let vhosts: Vec<Value> = outbound
+        .peers
+        .iter()
+        .map(routes::virtual_host)
+        .chain(outbound.external.iter().map(egress::virtual_host))
+        .chain(outbound.catch_all.map(egress::catch_all))
+        .collect();
     // Faults are injected before anything else sees the request, as in istiod's outbound
     // chain (the fault filter precedes the STATS-phase plugins).
     let mut filters = http_filters(b, proxy, "outbound", &outbound.plugin_config);
     filters.insert(0, routes::fault_filter());
+    if outbound.catch_all == Some(OutboundPolicy::AllowAny) {
+        // Just before the router, which it hands the resolved host.
+        let router = filters.len() - 1;
+        filters.insert(router, egress::passthrough_filter());
+    }
     json!({
         "name": "outbound",
         "traffic_direction": "OUTBOUND",
@@ -517,6 +538,8 @@ mod tests {
                 port: 15002,
                 plugin_config: json!({"max_hops": 5, "direction": "outbound"}),
                 peers: vec![peer],
+                external: Vec::new(),
+                catch_all: Some(OutboundPolicy::AllowAny),
             }),
             ingress: None,
             tracing: None,

@@ -6,6 +6,7 @@
 //! build on this one copy.
 //! - [`bootstrap`], [`routes`], [`cluster`], [`tls`]: one proxy's config, static or as xDS
 //!   resources the bootstrap references.
+//! - [`egress`]: the routes and clusters of calls that leave the mesh, and the outbound policy.
 //! - [`tracing`]: the Zipkin tracer of each connection manager, as istiod writes it.
 //! - [`xds`]: that config cut into the files Envoy watches, and put back for validation.
 //! - [`module`]: the content-addressed filter modules Envoy loads.
@@ -18,6 +19,7 @@
 pub mod admin;
 pub mod bootstrap;
 pub mod cluster;
+pub mod egress;
 pub mod http;
 pub mod locate;
 pub mod logs;

@@ -68,6 +68,40 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// A server certificate for the DNS name `host` (an outside server's, as a public CA would
+    /// issue it): `dir/<host>.pem` and its key.
+    pub fn issue_server(&self, dir: &Path, host: &str) -> Result<Tls> {
+        let mut params = CertificateParams::new(vec![host.to_owned()])?;
+        params.distinguished_name.push(DnType::CommonName, host);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let tls = server_files(dir, host, &self.cert_path);
+        std::fs::write(&tls.cert, cert.pem())?;
+        write_private(&tls.key, key.serialize_pem().as_bytes())?;
+        Ok(tls)
+    }
+}
+
+/// Where [`Ca::issue_server`] writes `host`'s files, the CA's beside them.
+pub fn server_files(dir: &Path, host: &str, ca: &Path) -> Tls {
+    Tls {
+        cert: dir.join(format!("{host}.pem")),
+        key: dir.join(format!("{host}{KEY_SUFFIX}")),
+        ca: ca.to_path_buf(),
+    }
+}
+
+/// Where a CA named `name` keeps its certificate in `dir`.
+pub fn ca_path(dir: &Path, name: &str) -> PathBuf {
+    ca_file(dir, name)
+}
+
 fn ca_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}-ca.pem"))
 }

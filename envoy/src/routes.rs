@@ -98,7 +98,7 @@ fn split(upstream: &Upstream) -> Value {
 }
 
 /// A route with the service's timeout, retries and fault.
-fn route(t: &Traffic, matcher: Value, target: Value) -> Value {
+pub(crate) fn route(t: &Traffic, matcher: Value, target: Value) -> Value {
     let mut action = target;
     action["timeout"] = json!(t.timeout.envoy());
     if let Some(r) = &t.retries {

@@ -29,6 +29,8 @@ pub struct Config {
     pub port: u16,
     /// In `PEERS` order, which is also the row order of `/mesh`.
     pub peers: Vec<Peer>,
+    /// The services outside the mesh, by entry name and declared host (`EXTERNAL`).
+    pub external: Vec<Peer>,
     pub peer_timeout: Duration,
     pub mesh_proxy: Option<Url>,
     pub log: bool,
@@ -91,6 +93,11 @@ impl Config {
             Some(raw) => parse_peers(&raw).context("invalid PEERS")?,
         };
 
+        let external = match get(env::EXTERNAL) {
+            None => Vec::new(),
+            Some(raw) => parse_peers(&raw).context("invalid EXTERNAL")?,
+        };
+
         let mesh_proxy = match get(env::MESH_PROXY) {
             None => None,
             Some(raw) => Some(
@@ -139,6 +146,7 @@ impl Config {
             bind,
             port,
             peers,
+            external,
             peer_timeout: Duration::from_millis(timeout_ms),
             mesh_proxy,
             log,
@@ -151,6 +159,10 @@ impl Config {
 
     pub fn peer(&self, name: &str) -> Option<&Peer> {
         self.peers.iter().find(|p| p.name == name)
+    }
+
+    pub fn external(&self, name: &str) -> Option<&Peer> {
+        self.external.iter().find(|p| p.name == name)
     }
 }
 
@@ -237,6 +249,26 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn external_entries_are_read_like_peers() {
+        let c = cfg(&[
+            ("SERVICE_NAME", "s"),
+            (
+                "EXTERNAL",
+                "payments=http://api.payments.example,w=http://w.example.org:8080",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.external("payments").unwrap().base,
+            "http://api.payments.example"
+        );
+        assert_eq!(c.external("w").unwrap().base, "http://w.example.org:8080");
+        assert!(c.peers.is_empty());
+        let err = cfg(&[("SERVICE_NAME", "s"), ("EXTERNAL", "p=https://a.example")]).unwrap_err();
+        assert!(format!("{err:#}").contains("invalid EXTERNAL"), "{err:#}");
     }
 
     #[test]

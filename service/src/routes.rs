@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::{Config, Peer};
 use crate::headers;
 use crate::peers::{Failure, PeerClient};
 use crate::stats::{Served, Stats};
@@ -57,6 +57,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/call/{name}", get(call))
         .route("/call/{name}/", get(call))
         .route("/call/{name}/{*rest}", get(call))
+        .route("/call-external/{name}", get(call_external))
+        .route("/call-external/{name}/", get(call_external))
+        .route("/call-external/{name}/{*rest}", get(call_external))
         .route("/mesh", get(mesh))
         .route("/healthz", get(|| async { "ok" }))
         .route("/stats", get(stats))
@@ -141,7 +144,7 @@ async fn fail_request(State(app): Shared, req: Request, next: Next) -> Response 
 /// captures so percent-escapes in `rest` reach the peer exactly as the caller sent them.
 async fn call(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
     app.stats.served(Served::Call);
-    let (name, rest) = split_call_path(uri.path());
+    let (name, rest) = split_call_path(uri.path(), "/call/");
     let path = if rest.is_empty() || rest == "/" {
         "/info"
     } else {
@@ -155,9 +158,46 @@ async fn call(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
     let Some(peer) = app.config.peer(name) else {
         return unknown_peer(&app, name);
     };
+    forward(&app, peer, &path_and_query, &headers).await
+}
+
+/// `/call-external/{name}[/{rest…}]`: the external entry `name` (`EXTERNAL`), by its declared
+/// host, through the sidecar like any call (its `/info` when no path is given).
+async fn call_external(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
+    app.stats.served(Served::Call);
+    let (name, rest) = split_call_path(uri.path(), "/call-external/");
+    let path = if rest.is_empty() || rest == "/" {
+        "/info"
+    } else {
+        rest
+    };
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let Some(peer) = app.config.external(name) else {
+        let known: Vec<&str> = app
+            .config
+            .external
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        let body = json!({
+            "error": format!("unknown external service {name:?}"),
+            "from": app.config.service,
+            "external": name,
+            "known": known,
+        });
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    };
+    forward(&app, peer, &path_and_query, &headers).await
+}
+
+/// One call to `peer` (in the mesh or outside it), its answer passed on as ours.
+async fn forward(app: &App, peer: &Peer, path_and_query: &str, headers: &HeaderMap) -> Response {
     match app
         .peers
-        .get(peer, &path_and_query, &headers, &app.stats)
+        .get(peer, path_and_query, headers, &app.stats)
         .await
     {
         // The peer's status is passed through as ours so that, e.g., a loop guard's
@@ -176,12 +216,12 @@ async fn call(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
             });
             (status, Json(body)).into_response()
         }
-        Err(failure) => failure_response(&app, &peer.name, failure),
+        Err(failure) => failure_response(app, &peer.name, failure),
     }
 }
 
-fn split_call_path(path: &str) -> (&str, &str) {
-    let after = path.strip_prefix("/call/").unwrap_or_default();
+fn split_call_path<'a>(path: &'a str, prefix: &str) -> (&'a str, &'a str) {
+    let after = path.strip_prefix(prefix).unwrap_or_default();
     match after.find('/') {
         Some(i) => (&after[..i], &after[i..]),
         None => (after, ""),
@@ -312,10 +352,10 @@ mod tests {
 
     #[test]
     fn call_paths_split_into_peer_and_rest() {
-        assert_eq!(split_call_path("/call/b"), ("b", ""));
-        assert_eq!(split_call_path("/call/b/"), ("b", "/"));
+        assert_eq!(split_call_path("/call/b", "/call/"), ("b", ""));
+        assert_eq!(split_call_path("/call/b/", "/call/"), ("b", "/"));
         assert_eq!(
-            split_call_path("/call/b/call/a/x%2Fy"),
+            split_call_path("/call/b/call/a/x%2Fy", "/call/"),
             ("b", "/call/a/x%2Fy")
         );
     }

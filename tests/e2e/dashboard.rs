@@ -30,9 +30,9 @@ use meshtally_tests::workspace_root;
 const BASE_PORT: u16 = 29410;
 const GATEWAY_PORT: u16 = 29480;
 const GATEWAY_CALLER: &str = "istio-ingressgateway-service-account";
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 
-fn tools() -> Result<PathBuf> {
+pub(crate) fn tools() -> Result<PathBuf> {
     let dir = workspace_root().join("tests/dashboard");
     if !dir
         .join("node_modules/playwright-core/package.json")
@@ -64,7 +64,7 @@ fn traffic(mesh: &LocalMesh, stop: &AtomicBool) {
 }
 
 /// Starts `deployer dashboard` on `state` and reads the url it prints.
-fn dashboard(state: &Path, out: &Path) -> Result<(Guarded, String)> {
+pub(crate) fn dashboard(state: &Path, out: &Path) -> Result<(Guarded, String)> {
     let mut command = Command::new(binary("deployer"));
     command
         .args(["dashboard", "--port", "0", "--state-dir"])

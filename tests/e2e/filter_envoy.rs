@@ -97,6 +97,8 @@ fn mesh(opts: Options) -> Result<Mesh> {
                     // Nothing listens on port 1: calls to service-d fail upstream.
                     Peer::single("service-d", 1, None),
                 ],
+                external: Vec::new(),
+                catch_all: None,
             }),
             ingress: None,
             access_log: None,
@@ -572,6 +574,8 @@ fn one_sidecar_with_both_listeners_keeps_directions_apart() -> Result<()> {
                 port: 0,
                 plugin_config: json!({"direction": "outbound"}),
                 peers: vec![Peer::single("service-b", peer.port, None)],
+                external: Vec::new(),
+                catch_all: None,
             }),
             ingress: None,
             access_log: None,

@@ -5,6 +5,7 @@
 
 mod canary;
 mod dashboard;
+mod egress;
 mod filter_envoy;
 mod live;
 mod local_mesh;

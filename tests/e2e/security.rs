@@ -64,6 +64,8 @@ fn call_with(
                     callee.listener_port("inbound")?,
                     Some((a, spiffe_id("istio-demo", "service-b"))),
                 )],
+                external: Vec::new(),
+                catch_all: None,
             }),
             ingress: None,
             access_log: None,

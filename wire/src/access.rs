@@ -46,6 +46,9 @@ const FIELDS: &[(&str, &str)] = &[
     ("served_by", "%RESP(X-MESH-SERVED-BY)%"),
     ("response_flags", "%RESPONSE_FLAGS%"),
     ("request_id", "%REQ(X-REQUEST-ID)%"),
+    ("route", "%ROUTE_NAME%"),
+    ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+    ("upstream_failure", "%UPSTREAM_TRANSPORT_FAILURE_REASON%"),
 ];
 
 /// One access-log line as written by [`envoy_access_log`].
@@ -69,12 +72,44 @@ pub struct Record {
     pub served_by: Option<String>,
     pub response_flags: Option<String>,
     pub request_id: Option<String>,
+    /// The route's name (a VirtualService route's; istiod's `block_all` / `allow_any`).
+    #[serde(default)]
+    pub route: Option<String>,
+    #[serde(default)]
+    pub upstream_cluster: Option<String>,
+    /// Why the connection to the upstream failed (a TLS handshake's error, say).
+    #[serde(default)]
+    pub upstream_failure: Option<String>,
 }
 
 impl Record {
     /// Parses one line; `None` for anything else a log may hold.
     pub fn parse(line: &str) -> Option<Record> {
         serde_json::from_str(line).ok()
+    }
+
+    /// Where a caller's (outbound) record went when it left the mesh: the external entry (its
+    /// route's name, on a cluster `outbound|<port>||<host>` outside the cluster's domain), or
+    /// the BlackHoleCluster / PassthroughCluster of a host the mesh does not know. `None` for a
+    /// call inside the mesh, which its callee records.
+    pub fn left_mesh(&self) -> Option<&str> {
+        if self.direction != "outbound" {
+            return None;
+        }
+        let route = self.route.as_deref().filter(|r| !r.is_empty() && *r != "-");
+        match route {
+            Some(r) if r == crate::metrics::BLOCK_ALL_ROUTE => Some(crate::metrics::BLACKHOLE),
+            Some(r) if r == crate::metrics::ALLOW_ANY_ROUTE => Some(crate::metrics::PASSTHROUGH),
+            Some(r) => {
+                let cluster = self.upstream_cluster.as_deref().unwrap_or_default();
+                let host = cluster.rsplit("||").next().unwrap_or_default();
+                let external = cluster.starts_with("outbound|")
+                    && !host.ends_with(".cluster.local")
+                    && !host.is_empty();
+                external.then_some(r)
+            }
+            None => None,
+        }
     }
 
     /// A verified certificate named the caller (the filter's `x-mesh-peer-verified`).
@@ -117,5 +152,40 @@ mod tests {
         assert_eq!(format["version"], "v1");
         assert_eq!(format["direction"], "inbound");
         assert!(Record::parse("not json").is_none());
+    }
+
+    #[test]
+    fn calls_that_left_the_mesh() {
+        let record = |direction: &str, route: Option<&str>, cluster: Option<&str>| {
+            Record {
+            direction: direction.into(),
+            route: route.map(Into::into),
+            upstream_cluster: cluster.map(Into::into),
+            ..Record::parse(r#"{"time":"t","proxy":"p","direction":"outbound","version":null,"source":null,"destination":null,"authority":null,"method":null,"path":null,"status":null,"duration_ms":null,"verified":null,"peer_identity":null,"tls_version":null,"hops":null,"served_by":null,"response_flags":null,"request_id":null}"#).unwrap()
+        }
+        };
+        let external = Some("outbound|80||api.payments.example");
+        assert_eq!(
+            record("outbound", Some("payments"), external).left_mesh(),
+            Some("payments")
+        );
+        assert_eq!(
+            record("outbound", Some("block_all"), None).left_mesh(),
+            Some("BlackHoleCluster")
+        );
+        assert_eq!(
+            record("outbound", Some("allow_any"), Some("PassthroughCluster")).left_mesh(),
+            Some("PassthroughCluster")
+        );
+        let inside = Some("outbound|8001||service-b.demo.svc.cluster.local");
+        assert_eq!(
+            record("outbound", Some("service-b"), inside).left_mesh(),
+            None
+        );
+        assert_eq!(
+            record("outbound", None, Some("service-b|v1")).left_mesh(),
+            None
+        );
+        assert_eq!(record("inbound", Some("block_all"), None).left_mesh(), None);
     }
 }

@@ -32,6 +32,19 @@ pub mod env {
     pub const FAIL_FROM: &str = "FAIL_FROM";
     /// Every request but `/healthz` is answered this many milliseconds later.
     pub const DELAY_MS: &str = "DELAY_MS";
+    /// The services outside the mesh it may call (`/call-external/<name>`), in the `PEERS`
+    /// format, each by its declared host (see [`super::external_url`]).
+    pub const EXTERNAL: &str = "EXTERNAL";
+}
+
+/// The URL an app calls an external entry by: its declared host, on the port it speaks plain
+/// HTTP to (80, the default, left out, as a user would write it).
+pub fn external_url(host: &str, port: u16) -> String {
+    if port == 80 {
+        format!("http://{host}")
+    } else {
+        format!("http://{host}:{port}")
+    }
 }
 
 /// One `PEERS` entry: `name=url`.

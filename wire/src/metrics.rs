@@ -6,6 +6,18 @@
 pub const REQUESTS_TOTAL: &str = "meshtally_requests_total";
 pub const REQUEST_DURATION: &str = "meshtally_request_duration_milliseconds";
 
+/// The `destination_version` of an outbound call that left the mesh: the caller alone counted
+/// it (no callee in the mesh did). The label set stays fixed, as Istio's
+/// `destination_service_name` reuses its cluster names for such calls.
+pub const EXTERNAL_VERSION: &str = "external";
+/// The destination of a call to a host the mesh does not know, refused by the sidecar
+/// (`outbound_policy: registry_only`) or passed through (`allow_any`): Istio's cluster names.
+pub const BLACKHOLE: &str = "BlackHoleCluster";
+pub const PASSTHROUGH: &str = "PassthroughCluster";
+/// istiod's names of the catch-all routes that send calls there.
+pub const BLOCK_ALL_ROUTE: &str = "block_all";
+pub const ALLOW_ANY_ROUTE: &str = "allow_any";
+
 /// Tag names, in the order they appear in a metric name.
 pub const TAG_NAMES: [&str; 6] = [
     "source",

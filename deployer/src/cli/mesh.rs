@@ -16,7 +16,8 @@ use meshtally_mesh::model::{
 pub struct MeshShapeArgs {
     /// Mesh file (YAML) with any of: services (a count, or a list of names or {name, port}),
     /// names, namespace, base_port, replicas, image, wasm_url, wasm_sha256, wasm_file (relative
-    /// to the file), api, gateway_api_channel. Unknown fields are refused. Flags override its
+    /// to the file), api, gateway_api_channel, outbound_policy (allow_any or registry_only),
+    /// external (the services outside the mesh). Unknown fields are refused. Flags override its
     /// fields.
     #[arg(short, long, value_name = "PATH")]
     pub file: Option<PathBuf>,

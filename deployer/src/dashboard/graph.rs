@@ -133,7 +133,8 @@ pub(crate) struct Node {
     pub id: String,
     pub service: String,
     pub version: Option<String>,
-    /// `service` or `gateway`.
+    /// `service`, `gateway`, `client` (a caller outside the model), `external` (a service
+    /// outside the mesh, or the PassthroughCluster) or `blocked` (the BlackHoleCluster).
     pub kind: &'static str,
     pub reachable: bool,
     pub health: NodeHealth,
@@ -259,6 +260,36 @@ impl Graph {
                     health_detail: None,
                 });
             }
+        }
+        // The calls that left the mesh end at nodes of their own: Kiali draws ServiceEntry
+        // hosts apart, and the calls a sidecar refused at the BlackHoleCluster.
+        let outside: BTreeSet<&str> = observed
+            .total
+            .iter()
+            .filter(|r| {
+                r.edge.destination_version.as_deref()
+                    == Some(meshtally_wire::metrics::EXTERNAL_VERSION)
+            })
+            .map(|r| r.edge.destination.as_str())
+            .collect();
+        for to in outside {
+            if nodes.iter().any(|n| n.id == to) {
+                continue;
+            }
+            let kind = if to == meshtally_wire::metrics::BLACKHOLE {
+                "blocked"
+            } else {
+                "external"
+            };
+            nodes.push(Node {
+                id: to.to_owned(),
+                service: to.to_owned(),
+                version: None,
+                kind,
+                reachable: true,
+                health: NodeHealth::Up,
+                health_detail: None,
+            });
         }
         let window: BTreeMap<(&str, &str, Option<&str>), &EdgeRow> =
             observed.window.iter().map(|r| (key(r), r)).collect();

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use meshtally_mesh::model::{Mesh, MtlsMode, Traffic};
+use meshtally_mesh::model::external::SYSTEM_CA_BUNDLE;
+use meshtally_mesh::model::{External, Mesh, MtlsMode, OutboundPolicy, Traffic};
 use meshtally_wire::app::{format_peers, peer_entry};
 
 /// The gateway's process and config name.
@@ -124,6 +125,49 @@ pub struct Layout {
     /// The `up` command that started the mesh, as typed: restart hints repeat it exactly.
     #[serde(default)]
     pub up_command: Option<UpCommand>,
+    /// What a sidecar does with a host the mesh does not know.
+    #[serde(default)]
+    pub outbound_policy: OutboundPolicy,
+    /// The services outside the mesh, each served by an outside server `up` runs on loopback.
+    #[serde(default)]
+    pub external: Vec<LocalExternal>,
+}
+
+/// An external entry and the outside server that stands in for it: demo-service on
+/// `server_port`, behind a TLS front (an Envoy with the host's certificate from the outside
+/// CA) when the entry speaks TLS. The declared host reaches it through each admitted sidecar's
+/// cluster, where a cluster's sidecar would resolve the name by DNS: nothing leaves the machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalExternal {
+    pub entry: External,
+    pub server_port: u16,
+    pub tls: Option<OutsideTls>,
+    /// The roots the sidecars check the server with: the entry's `ca_certificates` when it
+    /// names a file here, else (`None`) the outside CA `up` made.
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutsideTls {
+    pub port: u16,
+    pub admin_port: u16,
+}
+
+impl LocalExternal {
+    /// The outside server's process name.
+    pub fn server_name(&self) -> String {
+        format!("outside-{}", self.entry.name)
+    }
+
+    /// Its TLS front's process name.
+    pub fn tls_name(&self) -> String {
+        format!("outside-{}-tls", self.entry.name)
+    }
+
+    /// The loopback port the declared host reaches.
+    pub fn port(&self) -> u16 {
+        self.tls.as_ref().map_or(self.server_port, |t| t.port)
+    }
 }
 
 /// A command line as the user typed it, and the folder it was typed in.
@@ -213,10 +257,40 @@ impl Layout {
                 },
             }
         }
+        for e in &mesh.external {
+            if !e.is_http() {
+                bail!(
+                    "external `{}`: protocol {}: the local mesh runs only what its sidecars speak HTTP to (protocol http, or https with tls_origination: true); render it for a cluster",
+                    e.name,
+                    e.protocol.istio().to_lowercase()
+                );
+            }
+            if e.ca_certificates != SYSTEM_CA_BUNDLE && !Path::new(&e.ca_certificates).is_file() {
+                bail!(
+                    "external `{}`: ca_certificates: {} is not a file here (the local mesh trusts its outside CA unless given a PEM file)",
+                    e.name,
+                    e.ca_certificates
+                );
+            }
+            let taken = format!("outside-{}", e.name);
+            if let Some(s) = mesh.services.iter().find(|s| s.name.starts_with(&taken)) {
+                bail!(
+                    "external `{}`: its outside server would be named like service `{}`: rename one",
+                    e.name,
+                    s.name
+                );
+            }
+        }
         // Three private ports per service (app, outbound, admin), four per further version
-        // (its inbound too), two for the gateway.
+        // (its inbound too), two for the gateway; per external entry one for its server and
+        // two for a TLS front.
         let versions: usize = mesh.services.iter().map(|s| s.traffic.versions.len()).sum();
-        let needed = versions * 4 - mesh.services.len() + 2;
+        let outside: usize = mesh
+            .external
+            .iter()
+            .map(|e| if e.tls_origination { 3 } else { 1 })
+            .sum();
+        let needed = versions * 4 - mesh.services.len() + 2 + outside;
         let mut private = free_ports(needed)?.into_iter();
         drop(held);
         let mut next = || private.next().context("ran out of private ports");
@@ -256,6 +330,25 @@ impl Layout {
             outbound_port: next()?,
             admin_port: next()?,
         };
+        let mut external = Vec::with_capacity(mesh.external.len());
+        for e in &mesh.external {
+            let tls = match e.tls_origination {
+                true => Some(OutsideTls {
+                    port: next()?,
+                    admin_port: next()?,
+                }),
+                false => None,
+            };
+            external.push(LocalExternal {
+                entry: e.clone(),
+                server_port: next()?,
+                tls,
+                ca: (e.ca_certificates != SYSTEM_CA_BUNDLE).then(|| {
+                    std::path::absolute(&e.ca_certificates)
+                        .unwrap_or_else(|_| PathBuf::from(&e.ca_certificates))
+                }),
+            });
+        }
         Ok(Layout {
             mesh_file: None,
             file_mesh: None,
@@ -273,6 +366,8 @@ impl Layout {
             prometheus: None,
             tracing: None,
             up_command: None,
+            outbound_policy: mesh.outbound_policy,
+            external,
         })
     }
 
@@ -288,6 +383,17 @@ impl Layout {
             .map(|i| (sidecar_name(&i.name), i.admin_port))
             .chain([(GATEWAY.to_owned(), self.gateway.admin_port)])
             .collect()
+    }
+
+    /// `EXTERNAL` for an app: every entry by its declared host (a caller left out is refused by
+    /// its sidecar, as on a cluster).
+    pub fn external_env(&self) -> String {
+        format_peers(self.external.iter().map(|e| {
+            peer_entry(
+                &e.entry.name,
+                &meshtally_wire::app::external_url(&e.entry.host, e.entry.app_port()),
+            )
+        }))
     }
 
     /// `PEERS` for a service's app: every other service by its in-cluster name, reached through

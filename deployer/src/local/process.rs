@@ -119,6 +119,7 @@ pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
                 (env::PORT.into(), i.app_port.to_string()),
                 (env::VERSION.into(), i.version.clone()),
                 (env::PEERS.into(), layout.peers_env(s)),
+                (env::EXTERNAL.into(), layout.external_env()),
                 (
                     env::MESH_PROXY.into(),
                     format!("http://127.0.0.1:{}", i.outbound_port),
@@ -142,6 +143,26 @@ pub fn processes(layout: &Layout, state: &StateDir) -> Vec<ProcessSpec> {
                 ready: Ready::Healthz(i.app_port),
                 log: state.log(&i.name),
             });
+        }
+    }
+    // The outside world: not in the mesh (no sidecar, no PEERS), started with the apps.
+    for e in &layout.external {
+        let name = e.server_name();
+        specs.push(ProcessSpec {
+            name: name.clone(),
+            program: layout.service_bin.clone(),
+            args: Vec::new(),
+            env: vec![
+                (env::SERVICE_NAME.into(), e.entry.name.clone()),
+                (env::BIND.into(), "127.0.0.1".into()),
+                (env::PORT.into(), e.server_port.to_string()),
+                (env::VERSION.into(), "outside".into()),
+            ],
+            ready: Ready::Healthz(e.server_port),
+            log: state.log(&name),
+        });
+        if let Some(t) = &e.tls {
+            specs.push(envoy(&e.tls_name(), t.admin_port));
         }
     }
     for s in &layout.services {

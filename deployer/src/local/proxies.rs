@@ -15,6 +15,7 @@ use super::state::access_log_in;
 use meshtally_envoy::bootstrap::{
     self, AccessLog, Delivery, Filter, Inbound, Ingress, Outbound, Proxy,
 };
+use meshtally_envoy::egress::{self, ExternalUpstream, Origination};
 use meshtally_envoy::pki::{self, Ca};
 use meshtally_envoy::routes::Upstream;
 use meshtally_envoy::tls::Tls;
@@ -38,6 +39,7 @@ impl Layout {
         for s in &self.services {
             ca.issue(&certs, &self.namespace, &s.name)?;
         }
+        self.write_outside(dir, final_dir, &envoy)?;
         let mut written = Vec::new();
         for (name, proxy) in self.proxy_specs(final_dir) {
             let config = bootstrap::build(&proxy, Delivery::Files(&xds_dir(final_dir, &name)))?;
@@ -72,6 +74,53 @@ impl Layout {
             logged(self.gateway_proxy(&own), GATEWAY, root),
         ));
         out
+    }
+
+    /// The outside world's PKI and TLS fronts: a CA of its own (the one the mesh trusts for
+    /// origination), a certificate per TLS host, and each front's static Envoy config.
+    fn write_outside(&self, dir: &Path, final_dir: &Path, envoy: &Path) -> Result<()> {
+        if !self.external.iter().any(|e| e.tls.is_some()) {
+            return Ok(());
+        }
+        let certs = dir.join(CERTS);
+        let ca = Ca::new(&certs, OUTSIDE_CA)?;
+        for e in &self.external {
+            if let Some(t) = &e.tls {
+                // Named as found once the new state is moved into place.
+                let tls = ca
+                    .issue_server(&certs, &e.entry.host)?
+                    .relocated(dir, final_dir);
+                let config = egress::outside_tls_server(
+                    &e.entry.host,
+                    t.port,
+                    t.admin_port,
+                    e.server_port,
+                    &tls,
+                );
+                write_json(envoy, &e.tls_name(), &config)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The hosts outside the mesh that `service`'s sidecar may call, as it reaches them.
+    fn external_upstreams(&self, service: &str, root: &Path) -> Vec<ExternalUpstream> {
+        let outside_ca = pki::ca_path(&root.join(CERTS), OUTSIDE_CA);
+        self.external
+            .iter()
+            .filter(|e| e.entry.admits(service))
+            .map(|e| ExternalUpstream {
+                name: e.entry.name.clone(),
+                host: e.entry.host.clone(),
+                app_port: e.entry.app_port(),
+                server_port: e.port(),
+                origination: e.tls.as_ref().map(|_| Origination {
+                    sni: e.entry.host.clone(),
+                    ca: e.ca.clone().unwrap_or_else(|| outside_ca.clone()),
+                }),
+                timeout: e.entry.timeout,
+            })
+            .collect()
     }
 
     fn proxy_filter(&self, root: &Path) -> Filter {
@@ -149,6 +198,8 @@ impl Layout {
                 port: instance.outbound_port,
                 plugin_config: self.plugin_config_for(&instance.version, "outbound"),
                 peers: self.peers(own, Some(&s.name)),
+                external: self.external_upstreams(&s.name, root),
+                catch_all: Some(self.outbound_policy),
             }),
             ingress: None,
             access_log: None,
@@ -171,6 +222,10 @@ impl Layout {
                 port: self.gateway.outbound_port,
                 plugin_config: self.plugin_config.clone(),
                 peers: self.peers(own, None),
+                // The gateway's outbound listener stands in for its router: it routes only to
+                // the mesh's services.
+                external: Vec::new(),
+                catch_all: None,
             }),
             ingress: Some(Ingress {
                 port: self.gateway.port,
@@ -191,6 +246,9 @@ impl Layout {
 /// Where a state dir keeps certificates, and the name of the mesh CA's files.
 const CERTS: &str = "certs";
 const CA_NAME: &str = "mesh";
+/// The CA that signs the outside servers' certificates: the local stand-in for the public CAs a
+/// cluster's sidecar trusts through `caCertificates`.
+pub const OUTSIDE_CA: &str = "outside";
 
 /// A proxy with its JSON access log in `root`'s logs/ (`tap`, `edges`).
 fn logged(mut proxy: Proxy, name: &str, root: &Path) -> Proxy {

@@ -19,7 +19,8 @@ use meshtally_envoy::http;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Process {
     pub name: String,
-    /// `app`, `sidecar`, `gateway`, `prometheus` or `zipkin`.
+    /// `app`, `sidecar`, `gateway`, `outside` (the server an external entry reaches, and its
+    /// TLS front), `prometheus` or `zipkin`.
     pub kind: &'static str,
     pub pid: Option<u32>,
     pub running: bool,
@@ -90,6 +91,22 @@ fn planned(layout: &Layout) -> Vec<Planned> {
         ]),
         Health::Envoy(g.admin_port),
     ));
+    for e in &layout.external {
+        out.push((
+            e.server_name(),
+            "outside",
+            BTreeMap::from([("http", e.server_port)]),
+            Health::Url(url(e.server_port, "/healthz")),
+        ));
+        if let Some(t) = &e.tls {
+            out.push((
+                e.tls_name(),
+                "outside",
+                BTreeMap::from([("tls", t.port), ("admin", t.admin_port)]),
+                Health::Envoy(t.admin_port),
+            ));
+        }
+    }
     if let Some(p) = &layout.prometheus {
         out.push((
             PROMETHEUS.to_owned(),

@@ -51,10 +51,22 @@ pub fn plan(mesh: &Mesh, req: UpRequest) -> Result<UpPlan> {
     let places = Places::here();
     let envoy = places.envoy(req.envoy.as_deref())?;
     let service_bin = places.demo_service(req.service_bin.as_deref())?;
-    let plugin_config = match &req.plugin_config {
+    let mut plugin_config: serde_json::Value = match &req.plugin_config {
         Some(text) => serde_json::from_str(text).context("--plugin-config is not valid JSON")?,
         None => serde_json::json!({}),
     };
+    // The hosts outside the mesh and the outbound policy, as the rendered WasmPlugins carry
+    // them: the mesh file's, over any the flag gave.
+    if let Some(fields) = plugin_config.as_object_mut() {
+        use meshtally_mesh::render::filter::{external_config, outbound_policy_config};
+        let external = external_config(mesh);
+        if !external.is_empty() {
+            fields.insert("external".to_owned(), serde_json::to_value(external)?);
+        }
+        if let Some(policy) = outbound_policy_config(mesh) {
+            fields.insert("outbound_policy".to_owned(), serde_json::to_value(policy)?);
+        }
+    }
     // Module and config problems are found here, with the filter's own config rules, so a
     // fail-open or fail-close mesh behaves as Istio would instead of Envoy refusing to start.
     let module = places.module(req.wasm.as_deref());
@@ -382,14 +394,53 @@ fn print_table(layout: &Layout, state: &StateDir, elapsed: Duration) -> Result<(
         ]);
     }
     out!("{}", t.render())?;
+    if !layout.external.is_empty() {
+        // The services outside the mesh: the host an app calls, and the outside server `up`
+        // runs for it (on loopback; the declared name reaches it only through a sidecar).
+        let mut x = crate::table::Table::new(
+            ["EXTERNAL", "APPS CALL", "OUTSIDE SERVER", "CALLERS"]
+                .map(String::from)
+                .to_vec(),
+        );
+        for e in &layout.external {
+            x.row(vec![
+                e.entry.name.clone(),
+                meshtally_wire::app::external_url(&e.entry.host, e.entry.app_port()),
+                match &e.tls {
+                    Some(tls) => format!("127.0.0.1:{} (TLS, SNI {})", tls.port, e.entry.host),
+                    None => format!("127.0.0.1:{}", e.server_port),
+                },
+                e.entry
+                    .callers
+                    .as_ref()
+                    .map_or_else(|| "every service".to_owned(), |c| c.join(", ")),
+            ]);
+        }
+        out!(
+            "\noutbound policy: {}\n{}",
+            layout.outbound_policy.istio().to_lowercase(),
+            x.render()
+        )?;
+    }
     let (first, last) = (
         &layout.services[0].name,
         &layout.services[layout.services.len() - 1].name,
     );
     // The hints name this deployer and this state dir, so pasting them anywhere reaches this
     // mesh and no other.
+    let external = layout
+        .external
+        .iter()
+        .find(|e| e.entry.admits(last))
+        .map(|e| {
+            format!(
+                "\n  curl -s localhost:{}/{last}/call-external/{}",
+                g.port, e.entry.name
+            )
+        })
+        .unwrap_or_default();
     outln!(
-        "\ntry:\n  curl -sv localhost:{}/{last}/call/{first}\n  {}\n  {}{}\n",
+        "\ntry:\n  curl -sv localhost:{}/{last}/call/{first}{external}\n  {}\n  {}{}\n",
         g.port,
         state.cmd("verify"),
         state.cmd("stats"),

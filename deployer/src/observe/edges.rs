@@ -14,6 +14,11 @@ use meshtally_wire::access::Record;
 pub(crate) const PLAIN_TEXT: &str = "plain text: no TLS, so no certificate";
 pub(crate) const NO_WORKLOAD: &str = "TLS, but the certificate names no workload";
 pub(crate) const UNKNOWN_CALLER: &str = "unknown caller: no certificate and no x-mesh-source";
+/// A call that left the mesh: only its caller's sidecar saw it.
+pub(crate) const LEFT_MESH: &str = "outside the mesh: no callee sidecar to see a certificate";
+/// A call to a host the mesh does not know, refused by the caller's sidecar.
+pub(crate) const BLOCKED: &str =
+    "blocked by the caller's sidecar: a host the mesh does not know (outbound_policy: registry_only)";
 
 /// One edge and one way its calls were identified.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -38,6 +43,19 @@ impl Edges {
         let Some(r) = Record::parse(line) else {
             return;
         };
+        if let Some(to) = r.left_mesh() {
+            let source = r.source.clone().unwrap_or_else(|| "unknown".into());
+            let reason = if to == meshtally_wire::metrics::BLACKHOLE {
+                BLOCKED
+            } else {
+                LEFT_MESH
+            };
+            *self
+                .seen
+                .entry((source, to.to_owned(), None, Some(reason.to_owned())))
+                .or_default() += 1;
+            return;
+        }
         if r.direction != "inbound" {
             return;
         }

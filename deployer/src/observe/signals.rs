@@ -38,7 +38,11 @@ impl Snapshot {
         let mut series = BTreeMap::new();
         for (proxy, text) in texts {
             for s in exposition::parse(text, "meshtally_") {
-                if s.label("direction") != Some("inbound") {
+                // A call that left the mesh has no callee in it: its caller's count is the
+                // only one (`destination_version="external"`).
+                let external =
+                    s.label(VERSION_LABEL) == Some(meshtally_wire::metrics::EXTERNAL_VERSION);
+                if s.label("direction") != Some("inbound") && !external {
                     continue;
                 }
                 let labels = s.labels.into_iter().collect();
@@ -319,6 +323,40 @@ mod tests {
         assert_eq!(rows[0].signals.requests, 5);
         assert!(edges(&after, &after, TEN).is_empty());
         assert!(services(&after, &after, TEN).is_empty());
+    }
+
+    /// A call that left the mesh has only its caller's count: `top` takes that one (and no
+    /// other outbound series).
+    #[test]
+    fn calls_that_left_the_mesh_are_counted_from_their_caller() {
+        let out = |destination: &str, version: &str, class: &str, n: u64| {
+            format!(
+                "meshtally_requests_total{{source=\"service-a\",destination=\"{destination}\",destination_version=\"{version}\",direction=\"outbound\",response_code_class=\"{class}\",connection_security_policy=\"unknown\"}} {n}\n"
+            )
+        };
+        let text = out("payments", "external", "2xx", 9)
+            + &out("BlackHoleCluster", "external", "5xx", 2)
+            + &out("service-b", "unknown", "2xx", 50);
+        let after = Snapshot::from_expositions([("a", text.as_str())]);
+        let rows = edges(&Snapshot::default(), &after, TEN);
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.edge.destination.as_str(),
+                    r.edge.destination_version.as_deref(),
+                    r.signals.requests,
+                    r.signals.success_rate,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("BlackHoleCluster", Some("external"), 2, Some(0.0)),
+                ("payments", Some("external"), 9, Some(1.0)),
+            ]
+        );
     }
 
     #[test]

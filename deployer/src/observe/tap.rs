@@ -77,26 +77,42 @@ pub(crate) struct Tap {
     pub status: Option<u16>,
     pub latency_ms: Option<u64>,
     pub verified: bool,
+    /// Why the sidecar could not connect upstream, when it could not (a TLS handshake's
+    /// error: a server certificate the trusted roots did not sign).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 impl Filter {
     /// The request a log line records, if it is a callee's record this filter lets through.
     pub(crate) fn tap(&self, line: &str) -> Option<Tap> {
         let r = Record::parse(line)?;
-        if r.direction != "inbound" {
-            return None;
-        }
+        // A call inside the mesh is its callee's record; one that left it, its caller's (no
+        // callee in the mesh saw it), with the `external` version the metrics give it.
+        let (destination, version) = match (r.direction.as_str(), r.left_mesh()) {
+            ("inbound", _) => (r.destination.clone(), r.version.clone()),
+            (_, Some(to)) => (
+                Some(to.to_owned()),
+                Some(meshtally_wire::metrics::EXTERNAL_VERSION.to_owned()),
+            ),
+            _ => return None,
+        };
         let verified = r.is_verified();
+        let failure = r
+            .upstream_failure
+            .clone()
+            .filter(|f| !f.is_empty() && f != "-");
         let tap = Tap {
             time: r.time,
             source: r.source.unwrap_or_else(|| "unknown".into()),
-            destination: r.destination.unwrap_or_else(|| "unknown".into()),
-            version: r.version,
+            destination: destination.unwrap_or_else(|| "unknown".into()),
+            version,
             method: r.method.unwrap_or_default(),
             path: r.path.unwrap_or_default(),
             status: r.status.filter(|s| *s != 0),
             latency_ms: r.duration_ms,
             verified,
+            failure,
         };
         let wanted = self.from.as_ref().is_none_or(|f| *f == tap.source)
             && self.to.as_ref().is_none_or(|t| *t == tap.destination)
@@ -110,7 +126,7 @@ impl Tap {
     pub(crate) fn line(&self) -> String {
         let status = self.status.map_or("-".into(), |s| s.to_string());
         let latency = self.latency_ms.map_or("-".into(), |l| format!("{l}ms"));
-        format!(
+        let line = format!(
             "{:<24} {:<20} -> {:<20} {:<4} {:<6} {:<3} {:>7} {:<8} {}",
             self.time,
             self.source,
@@ -121,7 +137,11 @@ impl Tap {
             latency,
             if self.verified { "mtls" } else { "plain" },
             self.path,
-        )
+        );
+        match &self.failure {
+            Some(why) => format!("{line}  ({why})"),
+            None => line,
+        }
     }
 }
 
@@ -191,6 +211,24 @@ mod tests {
         );
         let outbound = LINE.replace("\"inbound\"", "\"outbound\"");
         assert_eq!(Filter::default().tap(&outbound), None);
+        // A call that left the mesh is tapped from its caller's record.
+        let external = outbound.replace(
+            "\"request_id\":\"x\"",
+            "\"request_id\":\"x\",\"route\":\"payments\",\"upstream_cluster\":\"outbound|80||api.payments.example\"",
+        ).replace("\"status\":200", "\"status\":503");
+        let tap = Filter::default().tap(&external).unwrap();
+        assert_eq!(
+            (tap.destination.as_str(), tap.version.as_deref(), tap.status),
+            ("payments", Some("external"), Some(503))
+        );
+        let blocked = outbound.replace(
+            "\"request_id\":\"x\"",
+            "\"request_id\":\"x\",\"route\":\"block_all\"",
+        );
+        assert_eq!(
+            Filter::default().tap(&blocked).unwrap().destination,
+            "BlackHoleCluster"
+        );
         assert_eq!(Filter::default().tap("garbage"), None);
     }
 

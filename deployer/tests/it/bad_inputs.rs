@@ -351,6 +351,18 @@ const MESH_FILES: &[(&str, &str)] = &[
     ("services-three.yaml", "services: \"three\"\n"),
     ("unknown.yaml", "namespace: demo\nreplica: 2\n"),
     ("empty-names.yaml", "names: []\n"),
+    (
+        "external-host.yaml",
+        "services: 2\nexternal:\n  - name: pay\n    host: api_payments\n    port: 443\n    protocol: https\n",
+    ),
+    (
+        "external-callers.yaml",
+        "services: 2\noutbound_policy: registry_only\nexternal:\n  - {name: pay, host: pay.example, port: 443, protocol: https, tls_origination: true, callers: [service-z]}\n",
+    ),
+    (
+        "external-protocol.yaml",
+        "external:\n  - {name: pay, host: pay.example, port: 80, protocol: ftp}\n",
+    ),
     ("negative.yaml", "services: -1\n"),
     ("too-many.yaml", "services: 1001\n"),
     ("bad-namespace.yaml", "namespace: -demo\n"),
@@ -456,7 +468,7 @@ fn bad_input_table() -> Vec<Case> {
         m(
             &["--file", "unknown.yaml"],
             1,
-            "error: mesh file unknown.yaml: unknown field `replica`, expected one of `services`, `names`, `namespace`, `base_port`, `replicas`, `image`, `wasm_url`, `wasm_sha256`, `wasm_file`, `api`, `gateway_api_channel` at line 2 column 1; did you mean `replicas`?",
+            "error: mesh file unknown.yaml: unknown field `replica`, expected one of `services`, `names`, `namespace`, `base_port`, `replicas`, `image`, `wasm_url`, `wasm_sha256`, `wasm_file`, `api`, `gateway_api_channel`, `outbound_policy`, `external` at line 2 column 1; did you mean `replicas`?",
         ),
         m(
             &["--file", "both.yaml"],
@@ -467,6 +479,22 @@ fn bad_input_table() -> Vec<Case> {
         // Service counts: none, negative, too many.
         m(&["--services", "0"], 1, "error: invalid mesh: the mesh needs at least one service, got 0"),
         m(&["--file", "empty-names.yaml"], 1, "error: invalid mesh: empty-names.yaml:1: names: the mesh needs at least one service, got 0"),
+        // External entries: one line naming the entry, the field and the file's line.
+        m(
+            &["--file", "external-host.yaml"],
+            1,
+            "error: invalid mesh: external-host.yaml:4: external[0].host: external `pay`: `api_payments` is not a DNS name (lowercase labels joined by dots, no wildcard, not an address)",
+        ),
+        m(
+            &["--file", "external-callers.yaml"],
+            1,
+            "error: invalid mesh: external-callers.yaml:4: external[0].callers[0]: external `pay`: no service `service-z` in the mesh",
+        ),
+        m(
+            &["--file", "external-protocol.yaml"],
+            1,
+            "error: mesh file external-protocol.yaml: external[0].protocol: unknown variant `ftp`, expected one of `http`, `https`, `tls` at line 2 column 56",
+        ),
         m(
             &["--file", "negative.yaml"],
             1,

@@ -135,6 +135,25 @@ fn gateway_api_rules() {
     );
 }
 
+/// Calls that leave the mesh: the mesh file tests/istio judges with Istio's code and holds `up`
+/// equal to istiod for (egress_test.go): ServiceEntries, the TLS-origination DestinationRule,
+/// the VirtualServices with the entries' timeouts, the Sidecars of a callers list, and the
+/// external hosts in the WasmPlugins and the apps' EXTERNAL.
+#[test]
+fn egress() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_module(dir.path());
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        format!(
+            "wasm_file: meshtally_filter.wasm\n{}",
+            include_str!("../../../tests/istio/testdata/egress-mesh.yaml")
+        ),
+    )
+    .unwrap();
+    check("egress", dir.path(), &["render", "--file", "mesh.yaml"]);
+}
+
 #[test]
 fn same_input_same_bytes() {
     let dir = tempfile::tempdir().unwrap();

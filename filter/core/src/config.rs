@@ -37,7 +37,7 @@ pub enum ConfigError {
     #[error("plugin config must be a JSON object, got {0}")]
     NotAnObject(&'static str),
     #[error(
-        "plugin config field `{0}` is unknown (expected service, version, direction, max_hops)"
+        "plugin config field `{0}` is unknown (expected service, version, direction, max_hops, external, outbound_policy)"
     )]
     UnknownField(String),
     #[error("plugin config field `{field}`: expected {expected}, got {got}")]
@@ -56,6 +56,10 @@ pub enum ConfigError {
         "plugin config field `version`: \"{0}\" is not a DNS-1123 label of at most 63 characters"
     )]
     BadVersion(String),
+    #[error("plugin config field `external`: {0}")]
+    BadExternal(String),
+    #[error("plugin config field `outbound_policy`: expected \"allow_any\" or \"registry_only\", got \"{0}\"")]
+    BadOutboundPolicy(String),
     #[error("plugin config field `service` is absent and node metadata has neither WORKLOAD_NAME nor LABELS.app")]
     NoService,
     #[error("plugin config field `direction` is absent: expected \"inbound\" or \"outbound\" (one plugin per side of the sidecar)")]
@@ -69,6 +73,19 @@ pub struct NodeMetadata {
     pub app_label: Option<Vec<u8>>,
     /// `LABELS.version`: the workload's version on Istio.
     pub version_label: Option<Vec<u8>>,
+    /// `NAMESPACE`: `<service>.<namespace>` is a name inside the mesh.
+    pub namespace: Option<Vec<u8>>,
+}
+
+/// A host outside the mesh that the mesh declares (a ServiceEntry): calls to it are counted
+/// with the entry's name as their destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalHost {
+    pub host: String,
+    pub name: String,
+    /// The services that may call it; `None`: every one. A caller left out is refused by its
+    /// sidecar, so its calls are counted as the BlackHoleCluster's.
+    pub callers: Option<Vec<String>>,
 }
 
 /// The validated plugin configuration.
@@ -85,6 +102,13 @@ pub struct Config {
     /// so each side gets its own plugin (Istio: a WasmPlugin per `match.mode`).
     pub direction: Direction,
     pub max_hops: u32,
+    /// The hosts outside the mesh that it declares (`external`: host → {name, callers}).
+    pub external: Vec<ExternalHost>,
+    /// `outbound_policy: registry_only`: a sidecar refuses a host the mesh does not know
+    /// (Istio's BlackHoleCluster) rather than passing it through (PassthroughCluster).
+    pub registry_only: bool,
+    /// The workload's namespace, from node metadata (empty when unknown).
+    pub namespace: String,
 }
 
 impl Config {
@@ -105,6 +129,8 @@ impl Config {
         let mut version = None;
         let mut direction = None;
         let mut max_hops = DEFAULT_MAX_HOPS;
+        let mut external = Vec::new();
+        let mut registry_only = false;
         for (key, value) in &fields {
             match key.as_str() {
                 "service" => service = Some(string_field("service", value)?.to_owned()),
@@ -117,6 +143,14 @@ impl Config {
                     })
                 }
                 "max_hops" => max_hops = max_hops_field(value)?,
+                "external" => external = external_field(value)?,
+                "outbound_policy" => {
+                    registry_only = match string_field("outbound_policy", value)? {
+                        "allow_any" => false,
+                        "registry_only" => true,
+                        other => return Err(ConfigError::BadOutboundPolicy(printable(other))),
+                    }
+                }
                 // The key is as untrusted as any value: cut and cleaned for the one-line log.
                 other => return Err(ConfigError::UnknownField(printable(other))),
             }
@@ -144,6 +178,15 @@ impl Config {
             version,
             direction: direction.ok_or(ConfigError::NoDirection)?,
             max_hops,
+            external,
+            registry_only,
+            namespace: node
+                .namespace
+                .as_deref()
+                .filter(|n| is_dns1123_label(n))
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .unwrap_or_default()
+                .to_owned(),
         })
     }
 }
@@ -171,6 +214,59 @@ fn string_field<'a>(field: &'static str, value: &'a Value) -> Result<&'a str, Co
         expected: "a string",
         got: describe(value),
     })
+}
+
+/// `{"<host>": {"name": "<entry>", "callers": "a,b"}}`: objects only, as the filter's JSON
+/// reader keeps no array elements. Hosts and names are checked, so a metric name can only carry
+/// labels.
+fn external_field(value: &Value) -> Result<Vec<ExternalHost>, ConfigError> {
+    let Value::Object(hosts) = value else {
+        return Err(ConfigError::WrongType {
+            field: "external",
+            expected: "an object of host to {name, callers}",
+            got: describe(value),
+        });
+    };
+    let bad = |what: String| Err(ConfigError::BadExternal(what));
+    let mut out = Vec::with_capacity(hosts.len());
+    for (host, entry) in hosts {
+        if host.is_empty() || !host.split('.').all(|l| is_dns1123_label(l.as_bytes())) {
+            return bad(format!("host \"{}\" is not a DNS name", printable(host)));
+        }
+        let Value::Object(fields) = entry else {
+            return bad(format!("host \"{}\": expected an object", printable(host)));
+        };
+        let mut name = None;
+        let mut callers = None;
+        for (key, v) in fields {
+            match (key.as_str(), v.as_str()) {
+                ("name", Some(n)) if is_dns1123_label(n.as_bytes()) => name = Some(n.to_owned()),
+                ("callers", Some(c)) => {
+                    let list: Vec<String> = c.split(',').map(str::to_owned).collect();
+                    if !list.iter().all(|c| is_dns1123_label(c.as_bytes())) {
+                        return bad(format!("host \"{}\": callers \"{}\" is not a comma-separated list of labels", printable(host), printable(c)));
+                    }
+                    callers = Some(list);
+                }
+                (other, _) => {
+                    return bad(format!(
+                        "host \"{}\": field `{}` is unknown or not a valid string (expected name, callers)",
+                        printable(host),
+                        printable(other)
+                    ))
+                }
+            }
+        }
+        let Some(name) = name else {
+            return bad(format!("host \"{}\" has no name", printable(host)));
+        };
+        out.push(ExternalHost {
+            host: host.clone(),
+            name,
+            callers,
+        });
+    }
+    Ok(out)
 }
 
 fn max_hops_field(value: &Value) -> Result<u32, ConfigError> {
@@ -244,9 +340,57 @@ mod tests {
                 service: "service-a".into(),
                 version: UNKNOWN_VERSION.into(),
                 direction: Direction::Outbound,
-                max_hops: 3
+                max_hops: 3,
+                external: Vec::new(),
+                registry_only: false,
+                namespace: String::new(),
             }
         );
+    }
+
+    #[test]
+    fn external_hosts_and_the_outbound_policy() {
+        let c = parse(
+            r#"{"direction":"outbound","service":"a","outbound_policy":"registry_only","external":{"api.payments.example":{"name":"payments","callers":"b,c"},"w.example.org":{"name":"weather"}}}"#,
+        )
+        .unwrap();
+        assert!(c.registry_only);
+        assert_eq!(
+            c.external,
+            [
+                ExternalHost {
+                    host: "api.payments.example".into(),
+                    name: "payments".into(),
+                    callers: Some(vec!["b".into(), "c".into()]),
+                },
+                ExternalHost {
+                    host: "w.example.org".into(),
+                    name: "weather".into(),
+                    callers: None,
+                },
+            ]
+        );
+        for (bad, want) in [
+            (
+                r#"{"external":{"a b":{"name":"x"}}}"#,
+                "host \"a b\" is not a DNS name",
+            ),
+            (r#"{"external":{"a.b":{}}}"#, "has no name"),
+            (
+                r#"{"external":{"a.b":{"name":"X"}}}"#,
+                "field `name` is unknown or not a valid string",
+            ),
+            (
+                r#"{"external":{"a.b":{"name":"x","callers":"a,,b"}}}"#,
+                "callers",
+            ),
+            (r#"{"external":{"a.b":"x"}}"#, "expected an object"),
+            (r#"{"external":[]}"#, "expected an object of host"),
+            (r#"{"outbound_policy":"deny"}"#, "got \"deny\""),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(want), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -262,6 +406,7 @@ mod tests {
             workload_name: Some(b"reviews-v2".to_vec()),
             app_label: Some(b"reviews".to_vec()),
             version_label: Some(b"v2".to_vec()),
+            namespace: None,
         };
         let c = Config::parse(IN, &node).unwrap();
         assert_eq!((c.service.as_str(), c.version.as_str()), ("reviews", "v2"));
@@ -271,6 +416,7 @@ mod tests {
             workload_name: Some(b"reviews-v1".to_vec()),
             app_label: None,
             version_label: Some(b"Not A Label".to_vec()),
+            namespace: None,
         };
         let c = Config::parse(IN, &node).unwrap();
         assert_eq!(
@@ -281,6 +427,7 @@ mod tests {
             workload_name: Some(b"reviews-v1".to_vec()),
             app_label: Some(Vec::new()),
             version_label: None,
+            namespace: None,
         };
         assert_eq!(Config::parse(IN, &node).unwrap().service, "reviews-v1");
         assert_eq!(Config::parse(b"  ", &node), Err(ConfigError::NoDirection));

@@ -45,6 +45,7 @@ impl Plugin {
             workload_name: host.node_metadata(&["WORKLOAD_NAME"]),
             app_label: host.node_metadata(&["LABELS", "app"]),
             version_label: host.node_metadata(&["LABELS", "version"]),
+            namespace: host.node_metadata(&["NAMESPACE"]),
         };
         let config = Config::parse(&raw, &node)?;
         Ok(Plugin {
@@ -68,6 +69,9 @@ pub struct Stream<H> {
     started: Option<u64>,
     /// Inbound: a verified peer certificate named the caller (`connection_security_policy`).
     verified: bool,
+    /// Outbound: the call leaves the mesh (its `destination_version` is then
+    /// [`tagging::EXTERNAL`]).
+    external: bool,
 }
 
 impl<H: Host> Stream<H> {
@@ -79,6 +83,7 @@ impl<H: Host> Stream<H> {
             status: None,
             started: None,
             verified: false,
+            external: false,
         }
     }
 
@@ -125,7 +130,18 @@ impl<H: Host> Stream<H> {
     fn outbound(&mut self) -> Flow {
         let host = &self.host;
         let authority = host.request_header(":authority");
-        self.peer = Some(tagging::destination_from_authority(authority.as_deref()).to_owned());
+        let config = &self.plugin.config;
+        let (peer, external) = tagging::outbound_destination(
+            authority.as_deref(),
+            &tagging::Registry {
+                external: &config.external,
+                registry_only: config.registry_only,
+                namespace: &config.namespace,
+                service: &config.service,
+            },
+        );
+        self.peer = Some(peer.to_owned());
+        self.external = external;
         // Set, not add: whatever the app sent as x-mesh-source is replaced.
         host.set_request_header(SOURCE, &self.plugin.config.service);
         Flow::Continue
@@ -188,6 +204,7 @@ impl<H: Host> Stream<H> {
         let service = self.plugin.config.service.as_str();
         let (source, destination, version) = match self.plugin.config.direction {
             // The caller does not know which version answered; the callee counts it.
+            Direction::Outbound if self.external => (service, peer, tagging::EXTERNAL),
             Direction::Outbound => (service, peer, UNKNOWN_VERSION),
             Direction::Inbound => (peer, service, self.plugin.config.version.as_str()),
         };

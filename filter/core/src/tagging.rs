@@ -82,6 +82,78 @@ pub fn destination_from_authority(authority: Option<&[u8]>) -> &str {
     }
 }
 
+/// The `destination_version` of a call that leaves the mesh, and the destinations of calls to
+/// hosts the mesh does not know (see `meshtally_wire::metrics`).
+pub use meshtally_wire::metrics::{BLACKHOLE, EXTERNAL_VERSION as EXTERNAL, PASSTHROUGH};
+
+/// What an outbound call's destination is decided from besides its authority.
+pub struct Registry<'a> {
+    pub external: &'a [crate::config::ExternalHost],
+    pub registry_only: bool,
+    /// The caller's namespace (`<service>.<namespace>` is in the mesh); empty when unknown.
+    pub namespace: &'a str,
+    /// The caller: an entry that names its callers refuses the others.
+    pub service: &'a str,
+}
+
+/// An outbound call's destination and whether it leaves the mesh: a declared external host is
+/// its entry's name; a host inside the mesh its service's first label
+/// ([`destination_from_authority`]); any other host (an address, or a name outside the mesh's
+/// domain) [`BLACKHOLE`] or [`PASSTHROUGH`] as the sidecar treats it.
+pub fn outbound_destination<'a>(
+    authority: Option<&'a [u8]>,
+    registry: &Registry<'a>,
+) -> (&'a str, bool) {
+    let Some(raw) = authority.filter(|a| a.len() <= MAX_HEADER_VALUE) else {
+        return (UNKNOWN, false);
+    };
+    // The host without its port (an IPv6 literal keeps its brackets).
+    let host = match raw.iter().rposition(|b| *b == b':') {
+        Some(i) if !raw.ends_with(b"]") => raw.get(..i).unwrap_or_default(),
+        _ => raw,
+    };
+    let unknown_host = if registry.registry_only {
+        BLACKHOLE
+    } else {
+        PASSTHROUGH
+    };
+    if let Some(e) = registry.external.iter().find(|e| e.host.as_bytes() == host) {
+        let admitted = e
+            .callers
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|c| c == registry.service));
+        return if admitted {
+            (e.name.as_str(), true)
+        } else {
+            (unknown_host, true)
+        };
+    }
+    if in_mesh(host, registry.namespace.as_bytes()) {
+        (destination_from_authority(Some(raw)), false)
+    } else {
+        (unknown_host, true)
+    }
+}
+
+/// A name the mesh resolves: one label (`service-b`), `<service>.<namespace>[.svc…]`, or any
+/// `….svc.cluster.local` / `….svc`. With no namespace known, any two labels are taken for
+/// `<service>.<namespace>`.
+fn in_mesh(host: &[u8], namespace: &[u8]) -> bool {
+    let mut labels = host.split(|b| *b == b'.');
+    let first = labels.next().unwrap_or_default();
+    let Some(second) = labels.next() else {
+        return is_dns1123_label(first);
+    };
+    if host.ends_with(b".svc.cluster.local") || host.ends_with(b".svc") {
+        return true;
+    }
+    let two_labels = labels.next().is_none();
+    if namespace.is_empty() {
+        return two_labels && is_dns1123_label(second) && !second.iter().all(u8::is_ascii_digit);
+    }
+    second == namespace && two_labels
+}
+
 /// The service account named by an Istio SPIFFE identity (see [`crate::identity`]).
 pub use crate::identity::parse_spiffe_id as spiffe_identity;
 
@@ -206,6 +278,95 @@ mod tests {
         assert_eq!(inbound_hops(0, 1), HopDecision::Forward(1));
         assert_eq!(inbound_hops(1, 1), HopDecision::Forward(2));
         assert_eq!(inbound_hops(2, 1), HopDecision::Loop(2));
+    }
+
+    #[test]
+    fn outbound_destinations_inside_and_outside_the_mesh() {
+        use crate::config::ExternalHost;
+        let external = [
+            ExternalHost {
+                host: "api.payments.example".into(),
+                name: "payments".into(),
+                callers: Some(vec!["service-b".into()]),
+            },
+            ExternalHost {
+                host: "weather.example.org".into(),
+                name: "weather".into(),
+                callers: None,
+            },
+        ];
+        let registry = |service, registry_only| Registry {
+            external: &external,
+            registry_only,
+            namespace: "istio-demo",
+            service,
+        };
+        let at = |authority: &'static str, service, registry_only| {
+            outbound_destination(
+                Some(authority.as_bytes()),
+                &registry(service, registry_only),
+            )
+        };
+        assert_eq!(
+            at("api.payments.example", "service-b", true),
+            ("payments", true)
+        );
+        assert_eq!(
+            at("api.payments.example:80", "service-b", true),
+            ("payments", true)
+        );
+        assert_eq!(
+            at("api.payments.example", "service-a", true),
+            (BLACKHOLE, true)
+        );
+        assert_eq!(
+            at("weather.example.org:8080", "service-a", false),
+            ("weather", true)
+        );
+        assert_eq!(at("127.0.0.1:9000", "service-a", true), (BLACKHOLE, true));
+        assert_eq!(
+            at("127.0.0.1:9000", "service-a", false),
+            (PASSTHROUGH, true)
+        );
+        assert_eq!(at("[::1]:9000", "service-a", false), (PASSTHROUGH, true));
+        assert_eq!(at("example.com", "service-a", true), (BLACKHOLE, true));
+        assert_eq!(at("service-b", "service-a", true), ("service-b", false));
+        assert_eq!(
+            at("service-b:8001", "service-a", true),
+            ("service-b", false)
+        );
+        assert_eq!(
+            at("service-b.istio-demo", "service-a", true),
+            ("service-b", false)
+        );
+        assert_eq!(
+            at(
+                "service-b.istio-demo.svc.cluster.local:8001",
+                "service-a",
+                true
+            ),
+            ("service-b", false)
+        );
+        assert_eq!(
+            at("service-b.other.svc.cluster.local", "service-a", true),
+            ("service-b", false)
+        );
+        assert_eq!(
+            outbound_destination(None, &registry("a", true)),
+            (UNKNOWN, false)
+        );
+        let no_namespace = Registry {
+            namespace: "",
+            ..registry("a", true)
+        };
+        assert_eq!(
+            outbound_destination(Some(b"b.ns"), &no_namespace),
+            ("b", false)
+        );
+        assert_eq!(
+            outbound_destination(Some(b"10.0.0.1"), &no_namespace),
+            (BLACKHOLE, true)
+        );
     }
 
     #[test]

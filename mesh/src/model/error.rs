@@ -71,6 +71,12 @@ pub enum ModelError {
         service: String,
         error: super::traffic::TrafficError,
     },
+    #[error("external `{entry}`: {field}: {reason}")]
+    External {
+        entry: String,
+        field: String,
+        reason: String,
+    },
     #[error("replicas {0} is more than Kubernetes allows (2147483647)")]
     TooManyReplicas(u64),
     #[error("image `{0}` is empty or contains whitespace")]

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use super::traffic::{
     CircuitBreakerInput, FaultInput, MatchInput, Millis, RetriesInput, TrafficInput, VersionInput,
 };
-use super::{Api, Channel, FailStrategy, ModelError, MtlsMode, Sampling};
+use super::{
+    Api, Channel, ExternalInput, FailStrategy, ModelError, MtlsMode, OutboundPolicy, Sampling,
+};
 
 /// How the services are chosen. One field, so a flag of either kind overrides the file's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +113,8 @@ pub struct MeshInput {
     pub api: Option<Api>,
     pub gateway_api_channel: Option<Channel>,
     pub sampling: Option<Sampling>,
+    pub outbound_policy: Option<OutboundPolicy>,
+    pub external: Option<Vec<ExternalInput>>,
 }
 
 /// The mesh file as written. `services` is a count or a list whose entries are a name or a
@@ -140,6 +144,10 @@ struct MeshFile {
     api: Option<Api>,
     #[serde(default)]
     gateway_api_channel: Option<Channel>,
+    #[serde(default)]
+    outbound_policy: Option<OutboundPolicy>,
+    #[serde(default)]
+    external: Option<Vec<ExternalInput>>,
 }
 
 #[derive(Debug)]
@@ -195,6 +203,8 @@ impl MeshInput {
             wasm_file: file.wasm_file,
             api: file.api,
             gateway_api_channel: file.gateway_api_channel,
+            outbound_policy: file.outbound_policy,
+            external: file.external,
             // Flags only: how the mesh treats traffic is chosen where it runs.
             mtls: None,
             fail_strategy: None,
@@ -228,6 +238,8 @@ impl MeshInput {
             api: self.api.or(file.api),
             gateway_api_channel: self.gateway_api_channel.or(file.gateway_api_channel),
             sampling: self.sampling.or(file.sampling),
+            outbound_policy: self.outbound_policy.or(file.outbound_policy),
+            external: self.external.or(file.external),
         }
     }
 }

@@ -26,7 +26,17 @@ impl FieldPath {
     /// `services[i]`, then `rest` as a traffic rule spells its field (`fault.abort.percent`,
     /// `match[0].version`).
     pub fn service(i: usize, rest: &str) -> FieldPath {
-        let mut path = vec![Seg::Key("services".to_owned()), Seg::Index(i)];
+        FieldPath::entry("services", i, rest)
+    }
+
+    /// `external[i]`, then `rest` (`callers[0]`).
+    pub fn external(i: usize, rest: &str) -> FieldPath {
+        FieldPath::entry("external", i, rest)
+    }
+
+    /// `<list>[i]`, then `rest` as a dotted field path with indices.
+    fn entry(list: &str, i: usize, rest: &str) -> FieldPath {
+        let mut path = vec![Seg::Key(list.to_owned()), Seg::Index(i)];
         for part in rest.split('.').filter(|p| !p.is_empty()) {
             let (key, indices) = part.split_once('[').unwrap_or((part, ""));
             path.push(Seg::Key(key.to_owned()));

@@ -5,6 +5,7 @@
 pub mod dialect;
 mod duration;
 pub mod error;
+pub mod external;
 mod input;
 pub mod locate;
 pub mod names;
@@ -19,6 +20,7 @@ use std::path::PathBuf;
 
 pub use dialect::{Api, Channel};
 pub use error::ModelError;
+pub use external::{External, ExternalInput, OutboundPolicy, Protocol};
 pub use input::{MeshInput, ServiceChoice, ServiceEntry};
 pub use locate::FieldPath;
 pub use policy::{FailStrategy, MtlsMode, Sampling};
@@ -67,6 +69,12 @@ pub struct Mesh {
     /// runs.
     #[serde(default)]
     pub sampling: Sampling,
+    /// What a sidecar does with a call to a host the mesh does not know.
+    #[serde(default)]
+    pub outbound_policy: OutboundPolicy,
+    /// The services outside the mesh that its services call, in the order given.
+    #[serde(default)]
+    pub external: Vec<External>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -166,6 +174,13 @@ impl Mesh {
         if api == Api::GatewayApi {
             gateway_api(&services, gateway_api_channel, &mut refuse);
         }
+        let outbound_policy = input.outbound_policy.unwrap_or_default();
+        let external = external::check(
+            input.external.unwrap_or_default(),
+            outbound_policy,
+            &services,
+            &mut refuse,
+        );
         let replicas = input.replicas.unwrap_or(DEFAULT_REPLICAS);
         let replicas = i32::try_from(replicas).unwrap_or_else(|_| {
             refuse(
@@ -212,6 +227,8 @@ impl Mesh {
                 api,
                 gateway_api_channel,
                 sampling: input.sampling.unwrap_or_default(),
+                outbound_policy,
+                external,
             }),
             _ => Err(problems),
         }
@@ -231,6 +248,11 @@ impl Mesh {
                 .enumerate()
                 .map(move |(i, v)| s.workload_name(i, &v.name))
         })
+    }
+
+    /// The external entry whose host is `host`, if any.
+    pub fn external_host(&self, host: &str) -> Option<&External> {
+        self.external.iter().find(|e| e.host == host)
     }
 
     /// The SPIFFE identity Istio gives pods running as `service`'s ServiceAccount.

@@ -57,6 +57,17 @@ pub fn needs_restart(running: &Mesh, wanted: &Mesh) -> Option<String> {
     })
     .or_else(|| changed("the image", running.image.clone(), wanted.image.clone()))
     .or_else(|| {
+        // The outside servers, their certificates and every sidecar's filter config.
+        changed(
+            "the outbound policy",
+            format!("{:?}", running.outbound_policy),
+            format!("{:?}", wanted.outbound_policy),
+        )
+    })
+    .or_else(|| {
+        (running.external != wanted.external).then(|| "the external services changed".to_owned())
+    })
+    .or_else(|| {
         (running.wasm != wanted.wasm).then(|| {
             "the filter module's source changed (`deployer reload --wasm FILE` loads a new module)"
                 .to_owned()

@@ -11,8 +11,8 @@ use meshtally_wire::metrics::TAG_NAMES;
 use serde::Serialize;
 
 use super::istio::{
-    FailStrategy, Object, PluginConfig, PluginDirection, PluginPhase, PluginType, TrafficSelector,
-    WasmPlugin, WasmPluginSpec, WorkloadMode, WorkloadSelector,
+    ExternalPluginEntry, FailStrategy, Object, PluginConfig, PluginDirection, PluginPhase,
+    PluginType, TrafficSelector, WasmPlugin, WasmPluginSpec, WorkloadMode, WorkloadSelector,
 };
 use super::meta;
 use crate::model::{Delivery, Mesh, Module};
@@ -149,9 +149,31 @@ fn wasm_plugin(mesh: &Mesh, delivery: &Delivery, direction: PluginDirection) -> 
             plugin_config: PluginConfig {
                 direction,
                 max_hops: DEFAULT_MAX_HOPS,
+                external: external_config(mesh),
+                outbound_policy: outbound_policy_config(mesh),
             },
         },
     )
+}
+
+/// The external hosts as the filter's config names them (both back-ends give it the same).
+pub fn external_config(mesh: &Mesh) -> BTreeMap<String, ExternalPluginEntry> {
+    mesh.external
+        .iter()
+        .map(|e| {
+            let entry = ExternalPluginEntry {
+                name: e.name.clone(),
+                callers: e.callers.as_ref().map(|c| c.join(",")),
+            };
+            (e.host.clone(), entry)
+        })
+        .collect()
+}
+
+/// The outbound policy as the filter's config names it: only when it is not the default.
+pub fn outbound_policy_config(mesh: &Mesh) -> Option<crate::model::OutboundPolicy> {
+    (mesh.outbound_policy != crate::model::OutboundPolicy::default())
+        .then_some(mesh.outbound_policy)
 }
 
 /// The ConfigMap holding the module. Generated and git-ignored: the bytes are build output.

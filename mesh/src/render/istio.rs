@@ -37,6 +37,9 @@ kinds! {
     PeerAuthenticationSpec => "PeerAuthentication" in SECURITY_V1,
     AuthorizationPolicySpec => "AuthorizationPolicy" in SECURITY_V1,
     WasmPluginSpec => "WasmPlugin" in EXTENSIONS_V1ALPHA1,
+    ServiceEntrySpec => "ServiceEntry" in NETWORKING_V1,
+    ExternalRuleSpec => "DestinationRule" in NETWORKING_V1,
+    SidecarSpec => "Sidecar" in NETWORKING_V1,
 }
 
 /// Any Istio object: type meta, metadata and a kind-specific spec.
@@ -55,6 +58,10 @@ pub type DestinationRule = Object<DestinationRuleSpec>;
 pub type PeerAuthentication = Object<PeerAuthenticationSpec>;
 pub type AuthorizationPolicy = Object<AuthorizationPolicySpec>;
 pub type WasmPlugin = Object<WasmPluginSpec>;
+pub type ServiceEntry = Object<ServiceEntrySpec>;
+/// A DestinationRule for a host outside the mesh: TLS origination, port by port.
+pub type ExternalRule = Object<ExternalRuleSpec>;
+pub type Sidecar = Object<SidecarSpec>;
 
 impl<S: Kind> Object<S> {
     pub fn new(metadata: ObjectMeta, spec: S) -> Object<S> {
@@ -416,6 +423,22 @@ pub enum PluginType {
 pub struct PluginConfig {
     pub direction: PluginDirection,
     pub max_hops: u32,
+    /// The hosts outside the mesh, by host: what their calls are counted as.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external: BTreeMap<String, ExternalPluginEntry>,
+    /// Left out for Istio's default (`allow_any`), which is the filter's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_policy: Option<crate::model::OutboundPolicy>,
+}
+
+/// One external host in the filter's config (objects and strings only: the filter's JSON reader
+/// keeps no arrays, so `callers` is comma-separated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalPluginEntry {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callers: Option<String>,
 }
 
 /// The filter's `direction` field.
@@ -424,4 +447,93 @@ pub struct PluginConfig {
 pub enum PluginDirection {
     Inbound,
     Outbound,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceEntrySpec {
+    pub hosts: Vec<String>,
+    pub location: EntryLocation,
+    pub resolution: EntryResolution,
+    pub ports: Vec<EntryPort>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EntryLocation {
+    MeshExternal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EntryResolution {
+    Dns,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EntryPort {
+    pub number: u32,
+    pub name: String,
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalRuleSpec {
+    pub host: String,
+    pub traffic_policy: PortLevelPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortLevelPolicy {
+    pub port_level_settings: Vec<PortTrafficPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortTrafficPolicy {
+    pub port: PortSelector,
+    pub tls: OriginationTls,
+}
+
+/// `ClientTLSSettings` with `mode: SIMPLE`: the sidecar opens TLS to the server and checks its
+/// certificate against `caCertificates` (without them, IST0129) and its name against
+/// `subjectAltNames` (with `sni` given and no `subjectAltNames`, istiod checks no name at all:
+/// its automatic SAN validation is only for a derived SNI).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OriginationTls {
+    pub mode: OriginationMode,
+    pub sni: String,
+    pub subject_alt_names: Vec<String>,
+    pub ca_certificates: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OriginationMode {
+    Simple,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SidecarSpec {
+    pub workload_selector: SidecarSelector,
+    pub egress: Vec<EgressListener>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SidecarSelector {
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EgressListener {
+    pub hosts: Vec<String>,
 }

@@ -4,10 +4,12 @@
 
 pub mod access_log;
 mod directory;
+pub mod egress;
 pub mod filter;
 pub mod gateway_api;
 pub mod grafana;
 pub mod httproute;
+pub mod install;
 pub mod istio;
 pub mod kustomize;
 pub mod meta;
@@ -246,6 +248,26 @@ fn render_services(
     .collect()
 }
 
+/// The objects of the calls that leave the mesh (see [`egress`]), in one file.
+fn egress(mesh: &Mesh) -> Result<File, RenderError> {
+    let mut docs = Docs::default();
+    for e in &mesh.external {
+        docs = docs.push(&egress::service_entry(mesh, e))?;
+        if let Some(rule) = egress::destination_rule(mesh, e) {
+            docs = docs.push(&rule)?;
+        }
+        if let Some(route) = egress::virtual_service(mesh, e) {
+            docs = docs.push(&route)?;
+        }
+    }
+    if egress::restricts_callers(mesh) {
+        for service in &mesh.services {
+            docs = docs.push(&egress::sidecar(mesh, service))?;
+        }
+    }
+    Ok(docs.file(egress::FILE, FileKind::Manifest))
+}
+
 pub fn render(mesh: &Mesh, delivery: &Delivery) -> Result<Bundle, RenderError> {
     let annotations = filter::pod_annotations(delivery)?;
     let directory = Directory::new(mesh);
@@ -288,6 +310,9 @@ pub fn render(mesh: &Mesh, delivery: &Delivery) -> Result<Bundle, RenderError> {
             .push(&httproute::gateway(mesh))?
             .file(GATEWAY_API_FILE, FileKind::Manifest),
     });
+    if !mesh.external.is_empty() {
+        files.push(egress(mesh)?);
+    }
     files.extend(service_files);
 
     let resources = files.iter().map(|f| f.path.clone()).collect();
@@ -338,12 +363,12 @@ pub fn render(mesh: &Mesh, delivery: &Delivery) -> Result<Bundle, RenderError> {
         )),
     });
     files.push(File {
-        path: tracing::INSTALL_FILE.to_owned(),
+        path: install::FILE.to_owned(),
         kind: FileKind::Support,
         body: Body::Text(format!(
             "{HEADER}# Istio's install-time settings: `istioctl install -f {}`\n{}",
-            tracing::INSTALL_FILE,
-            yaml::to_string(&tracing::istio_operator())?
+            install::FILE,
+            yaml::to_string(&install::istio_operator(mesh))?
         )),
     });
     files.push(File {

@@ -1,5 +1,5 @@
-//! Traces on a cluster, in Istio's two halves: the install-time half (an `IstioOperator` whose
-//! `meshConfig` declares the `zipkin` extension provider at `zipkin.istio-system:9411`, which
+//! Traces on a cluster, in Istio's two halves: the install-time half (the `IstioOperator` of
+//! [`super::install`], whose `meshConfig` declares the `zipkin` extension provider at `zipkin.istio-system:9411`, which
 //! Zipkin and Istio's Jaeger addon both serve), passed to `istioctl install -f`, and the
 //! runtime half (the mesh-wide `Telemetry` that turns tracing on with the mesh's sampling and
 //! meshtally's span tags, `meshtally_wire::trace::TAGS`). Written to `monitoring/` beside the
@@ -18,27 +18,19 @@ use meshtally_wire::trace;
 
 /// The Telemetry's file, and the install-time file.
 pub const TELEMETRY_FILE: &str = "monitoring/telemetry.yaml";
-pub const INSTALL_FILE: &str = "monitoring/istio-install.yaml";
+pub use super::install::FILE as INSTALL_FILE;
 /// The extension provider's name, as Istio's samples and addons name it.
 pub const PROVIDER: &str = "zipkin";
 /// Where a cluster's collector is: Istio's Zipkin and Jaeger addons both serve it.
 pub const COLLECTOR_SERVICE: &str = "zipkin.istio-system.svc.cluster.local";
 /// The mesh-wide Telemetry's conventional name (in the root namespace).
 pub const TELEMETRY_NAME: &str = "mesh-default";
-/// The profile the install file builds on: the one the README's cluster quick start installs.
-pub const PROFILE: &str = "demo";
 
 pub type Telemetry = Object<TelemetrySpec>;
-pub type IstioOperator = Object<IstioOperatorSpec>;
 
 impl Kind for TelemetrySpec {
     const KIND: &'static str = "Telemetry";
     const API_VERSION: &'static str = "telemetry.istio.io/v1";
-}
-
-impl Kind for IstioOperatorSpec {
-    const KIND: &'static str = "IstioOperator";
-    const API_VERSION: &'static str = "install.istio.io/v1alpha1";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,20 +66,6 @@ pub struct CustomTag {
 pub struct HeaderTag {
     pub name: String,
     pub default_value: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct IstioOperatorSpec {
-    pub profile: String,
-    pub mesh_config: MeshConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MeshConfig {
-    pub enable_tracing: bool,
-    pub extension_providers: Vec<ExtensionProvider>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,24 +114,15 @@ pub fn telemetry(mesh: &Mesh) -> Telemetry {
     )
 }
 
-/// The install-time half: the demo profile with the `zipkin` extension provider.
-pub fn istio_operator() -> IstioOperator {
-    IstioOperator::new(
-        meta("meshtally", Some(INGRESS_NAMESPACE), &[]),
-        IstioOperatorSpec {
-            profile: PROFILE.to_owned(),
-            mesh_config: MeshConfig {
-                enable_tracing: true,
-                extension_providers: vec![ExtensionProvider {
-                    name: PROVIDER.to_owned(),
-                    zipkin: ZipkinProvider {
-                        service: COLLECTOR_SERVICE.to_owned(),
-                        port: trace::ZIPKIN_PORT,
-                    },
-                }],
-            },
+/// The install-time half: the `zipkin` extension provider (in [`super::install`]'s file).
+pub fn extension_provider() -> ExtensionProvider {
+    ExtensionProvider {
+        name: PROVIDER.to_owned(),
+        zipkin: ZipkinProvider {
+            service: COLLECTOR_SERVICE.to_owned(),
+            port: trace::ZIPKIN_PORT,
         },
-    )
+    }
 }
 
 #[cfg(test)]

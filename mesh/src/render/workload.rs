@@ -118,7 +118,7 @@ fn pod_spec(mesh: &Mesh, directory: &Directory, service: &Service, version: &Ver
                 protocol: Some("TCP".to_owned()),
                 ..ContainerPort::default()
             }]),
-            env: Some(env(directory, service, version)),
+            env: Some(env(mesh, directory, service, version)),
             // With a sidecar, the injector rewrites these to go through istio-agent on 15020,
             // so kubelet's plaintext probes still reach the app under STRICT mTLS and ALLOW
             // policies that name no kubelet identity.
@@ -147,9 +147,12 @@ fn pod_spec(mesh: &Mesh, directory: &Directory, service: &Service, version: &Ver
 }
 
 /// The demo service's settings. PEERS is every other service as `name=url`, comma-separated,
-/// in mesh order: whom `/call/<name>` may reach.
-fn env(directory: &Directory, service: &Service, version: &Version) -> Vec<EnvVar> {
+/// in mesh order: whom `/call/<name>` may reach; EXTERNAL (when the mesh declares any) the
+/// hosts outside it that `/call-external/<name>` calls, every one, so a caller left out is
+/// refused by its sidecar, not by the app.
+fn env(mesh: &Mesh, directory: &Directory, service: &Service, version: &Version) -> Vec<EnvVar> {
     let fail = version.app_env();
+    let external = (!mesh.external.is_empty()).then(|| (env::EXTERNAL, external_env(mesh)));
     [
         (env::SERVICE_NAME, service.name.clone()),
         (env::PORT, service.port.to_string()),
@@ -158,12 +161,23 @@ fn env(directory: &Directory, service: &Service, version: &Version) -> Vec<EnvVa
     ]
     .into_iter()
     .chain(fail)
+    .chain(external)
     .map(|(name, value)| EnvVar {
         name: name.to_owned(),
         value: Some(value),
         ..EnvVar::default()
     })
     .collect()
+}
+
+/// `EXTERNAL`: every entry an app speaks plain HTTP to, by its declared host.
+pub fn external_env(mesh: &Mesh) -> String {
+    meshtally_wire::app::format_peers(mesh.external.iter().filter(|e| e.is_http()).map(|e| {
+        meshtally_wire::app::peer_entry(
+            &e.name,
+            &meshtally_wire::app::external_url(&e.host, e.app_port()),
+        )
+    }))
 }
 
 fn probe(initial_delay: i32, period: i32) -> Probe {

@@ -72,8 +72,10 @@ function layout(nodes) {
 }
 
 // How far a node's outline is from its centre in the direction (ux, uy): the gateway is a
-// 3.2r × 2r box, every other node a circle of radius r.
+// 3.2r × 2r box, a service outside the mesh a diamond of half-diagonal r (as Kiali draws
+// ServiceEntry nodes apart), every other node a circle of radius r.
 function extent(p, r, ux, uy) {
+  if (p.kind === "external" || p.kind === "blocked") return r / (Math.abs(ux) + Math.abs(uy) || 1);
   if (p.kind !== "gateway") return r;
   return Math.min(Math.abs(ux) > 1e-6 ? (r * 1.6) / Math.abs(ux) : Infinity, Math.abs(uy) > 1e-6 ? r / Math.abs(uy) : Infinity);
 }
@@ -91,6 +93,7 @@ function drawNodes(nodes, moved) {
     if (!g) {
       g = el("g", { class: "node" }, nodesLayer);
       if (n.kind === "gateway") el("rect", { class: "shape" }, g);
+      else if (n.kind === "external" || n.kind === "blocked") el("polygon", { class: "shape" }, g);
       else el("circle", { class: "shape" }, g);
       el("circle", { class: "badge", r: 5 }, g);
       el("text", { class: "name" }, g);
@@ -110,7 +113,7 @@ function drawNodes(nodes, moved) {
     set(g, "data-health-detail", n.health_detail);
     const name = g.querySelector("text.name");
     const state = g.querySelector("text.state");
-    const shown = n.kind === "gateway" ? "ingress gateway" : n.version ? `${n.service} ${n.version}` : n.service;
+    const shown = n.kind === "gateway" ? "ingress gateway" : n.kind === "blocked" ? `${n.service} (blocked)` : n.version ? `${n.service} ${n.version}` : n.service;
     // The gateway's calls carry its service account's name; the map calls it what it is.
     text(name, shown);
     const word = health === "up" ? "" : HEALTH_WORDS[health] || health;
@@ -122,6 +125,8 @@ function drawNodes(nodes, moved) {
       const shape = g.firstChild;
       if (shape.tagName === "rect") {
         set(shape, "x", p.x - r * 1.6); set(shape, "y", p.y - r); set(shape, "width", r * 3.2); set(shape, "height", r * 2); set(shape, "rx", 6);
+      } else if (shape.tagName === "polygon") {
+        set(shape, "points", `${p.x},${p.y - r} ${p.x + r},${p.y} ${p.x},${p.y + r} ${p.x - r},${p.y}`);
       } else {
         set(shape, "cx", p.x); set(shape, "cy", p.y); set(shape, "r", r);
       }

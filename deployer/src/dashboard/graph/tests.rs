@@ -349,3 +349,27 @@ fn a_failure_is_attributed_to_the_callee_that_is_down() {
     assert!(graph.edges.iter().all(|e| e.cause.is_none()));
     assert_eq!(find(&graph, "gateway->service-a").health, Health::Failing);
 }
+
+/// Calls that left the mesh end at nodes of their own: an external host (a diamond on the
+/// page) and the BlackHoleCluster (blocked).
+#[test]
+fn external_hosts_and_blocked_calls_get_their_own_nodes() {
+    let mut o = observed();
+    let external = |to: &str, requests, success| {
+        let mut r = figures("service-a", to, requests, success, 0.0);
+        r.edge.destination_version = Some(meshtally_wire::metrics::EXTERNAL_VERSION.into());
+        r
+    };
+    o.total.push(external("payments", 9, 1.0));
+    o.total.push(external("BlackHoleCluster", 2, 0.0));
+    o.window.push(external("BlackHoleCluster", 2, 0.0));
+    let graph = Graph::build(1, &o, "deployer verify");
+    let kind = |id: &str| graph.nodes.iter().find(|n| n.id == id).map(|n| n.kind);
+    assert_eq!(kind("payments"), Some("external"));
+    assert_eq!(kind("BlackHoleCluster"), Some("blocked"));
+    assert_eq!(find(&graph, "service-a->payments").to, "payments");
+    assert_eq!(
+        find(&graph, "service-a->BlackHoleCluster").health,
+        Health::Failing
+    );
+}

@@ -205,13 +205,13 @@ fn unknown_keys_are_cut_and_cleaned() {
     assert_eq!(
         line,
         format!(
-            "plugin config field `{}…` is unknown (expected service, version, direction, max_hops)",
+            "plugin config field `{}…` is unknown (expected service, version, direction, max_hops, external, outbound_policy)",
             "a".repeat(64)
         )
     );
     assert_eq!(
         refused(r#"{"service":"a","a\nb\"c":1}"#),
-        "plugin config field `a?b?c` is unknown (expected service, version, direction, max_hops)"
+        "plugin config field `a?b?c` is unknown (expected service, version, direction, max_hops, external, outbound_policy)"
     );
 }
 

@@ -41,6 +41,8 @@ fn blamed(err: &ConfigError) -> &'static str {
         ConfigError::BadDirection(_) | ConfigError::NoDirection => "direction",
         ConfigError::BadService(_) | ConfigError::NoService => "service",
         ConfigError::BadVersion(_) => "version",
+        ConfigError::BadExternal(_) => "external",
+        ConfigError::BadOutboundPolicy(_) => "outbound_policy",
     }
 }
 
@@ -96,6 +98,9 @@ fn model(fields: &Map<String, Value>, node: &NodeMetadata) -> Expected {
             version: version.unwrap_or_else(|| meshtally_core::config::UNKNOWN_VERSION.to_owned()),
             direction,
             max_hops,
+            external: Vec::new(),
+            registry_only: false,
+            namespace: String::new(),
         }),
         (None, _) => Expected::Refused(vec!["service"]),
         (Some(_), None) => Expected::Refused(vec!["direction"]),
@@ -113,6 +118,7 @@ fn node_metadata() -> impl Strategy<Value = NodeMetadata> {
         workload_name,
         app_label,
         version_label: None,
+        namespace: None,
     })
 }
 
