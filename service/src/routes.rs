@@ -139,12 +139,10 @@ async fn fail_request(State(app): Shared, req: Request, next: Next) -> Response 
     }
 }
 
-/// Serves both `/call/{name}` (the peer's `/info`) and `/call/{name}/{rest…}` (the
-/// peer's `/{rest…}`). The split is done on the raw path rather than axum's decoded
-/// captures so percent-escapes in `rest` reach the peer exactly as the caller sent them.
-async fn call(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
-    app.stats.served(Served::Call);
-    let (name, rest) = split_call_path(uri.path(), "/call/");
+/// `<prefix>{name}[/{rest…}]` as the name and the path (with the query) to ask the target for:
+/// its `/info` when no path is given.
+fn call_target<'u>(uri: &'u Uri, prefix: &str) -> (&'u str, String) {
+    let (name, rest) = split_call_path(uri.path(), prefix);
     let path = if rest.is_empty() || rest == "/" {
         "/info"
     } else {
@@ -154,6 +152,15 @@ async fn call(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
+    (name, path_and_query)
+}
+
+/// Serves both `/call/{name}` (the peer's `/info`) and `/call/{name}/{rest…}` (the
+/// peer's `/{rest…}`). The split is done on the raw path rather than axum's decoded
+/// captures so percent-escapes in `rest` reach the peer exactly as the caller sent them.
+async fn call(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
+    app.stats.served(Served::Call);
+    let (name, path_and_query) = call_target(&uri, "/call/");
 
     let Some(peer) = app.config.peer(name) else {
         return unknown_peer(&app, name);
@@ -165,16 +172,7 @@ async fn call(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
 /// host, through the sidecar like any call (its `/info` when no path is given).
 async fn call_external(State(app): Shared, uri: Uri, headers: HeaderMap) -> Response {
     app.stats.served(Served::Call);
-    let (name, rest) = split_call_path(uri.path(), "/call-external/");
-    let path = if rest.is_empty() || rest == "/" {
-        "/info"
-    } else {
-        rest
-    };
-    let path_and_query = match uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
-    };
+    let (name, path_and_query) = call_target(&uri, "/call-external/");
     let Some(peer) = app.config.external(name) else {
         let known: Vec<&str> = app
             .config

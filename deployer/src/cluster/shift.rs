@@ -115,36 +115,7 @@ pub fn shift(
         });
         todo.push((name.to_owned(), serde_json::to_vec(&doc)?));
     }
-    let mut patched = Vec::new();
-    let manager = format!("--field-manager={}", super::shift_routes::FIELD_MANAGER);
-    for (i, (name, doc)) in todo.iter().enumerate() {
-        let result = kubectl.run(
-            &[
-                "apply",
-                "--server-side",
-                &manager,
-                // The routes list is atomic and `meshtally` owns it since `apply`: take it over.
-                "--force-conflicts",
-                "-f",
-                "-",
-                "--request-timeout=30s",
-            ],
-            Some(doc),
-        );
-        if let Err(e) = result {
-            let names = |items: &[(String, Vec<u8>)]| {
-                object_list("virtualservice", items.iter().map(|(n, _)| n.as_str()))
-            };
-            bail!(
-                "shift stopped after {i} of {} VirtualServices ({e}); applied: {}; not applied: {}; \
-                 each keeps a whole split; the same `deployer shift` again converges",
-                todo.len(),
-                names(&todo[..i]),
-                names(&todo[i..])
-            );
-        }
-        patched.push(Patched { name: name.clone() });
-    }
+    let patched = apply_each(kubectl, "VirtualService", &todo)?;
     if patched.is_empty() && !already_split(&list, &host, weights) {
         bail!("no VirtualService in namespace {namespace} routes to {host}: apply the mesh first (`deployer apply`)");
     }
@@ -225,6 +196,48 @@ fn get(kubectl: &Kubectl, namespace: &str, kind: &str) -> Result<Value> {
         None,
     )?;
     serde_json::from_slice(&out).with_context(|| format!("kubectl get {kind} did not print JSON"))
+}
+
+/// Sends each object's new weights by server-side apply under the shift's field manager, in
+/// order; one that fails stops the shift with the objects reached and not reached named (each
+/// object holds a whole split, so a stop leaves none half-changed). Both dialects' shifts.
+pub(super) fn apply_each(
+    kubectl: &Kubectl,
+    kind: &str,
+    todo: &[(String, Vec<u8>)],
+) -> Result<Vec<Patched>> {
+    let manager = format!("--field-manager={}", super::shift_routes::FIELD_MANAGER);
+    let mut patched = Vec::new();
+    for (i, (name, doc)) in todo.iter().enumerate() {
+        let result = kubectl.run(
+            &[
+                "apply",
+                "--server-side",
+                &manager,
+                // The routes are an atomic list `meshtally` owns since `apply`: take it over.
+                "--force-conflicts",
+                "-f",
+                "-",
+                "--request-timeout=30s",
+            ],
+            Some(doc),
+        );
+        if let Err(e) = result {
+            let lower = kind.to_ascii_lowercase();
+            let names = |items: &[(String, Vec<u8>)]| {
+                object_list(&lower, items.iter().map(|(n, _)| n.as_str()))
+            };
+            bail!(
+                "shift stopped after {i} of {} {kind}s ({e}); applied: {}; not applied: {}; \
+                 each keeps a whole split; the same `deployer shift` again converges",
+                todo.len(),
+                names(todo.get(..i).unwrap_or_default()),
+                names(todo.get(i..).unwrap_or_default())
+            );
+        }
+        patched.push(Patched { name: name.clone() });
+    }
+    Ok(patched)
 }
 
 /// `kind/name, …` of the objects a stopped shift did or did not reach, or `none`: how both

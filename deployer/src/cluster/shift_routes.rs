@@ -135,36 +135,7 @@ pub fn shift(
         });
         todo.push((name.to_owned(), serde_json::to_vec(&doc)?));
     }
-    let mut patched = Vec::new();
-    let manager = format!("--field-manager={FIELD_MANAGER}");
-    for (i, (name, doc)) in todo.iter().enumerate() {
-        let result = kubectl.run(
-            &[
-                "apply",
-                "--server-side",
-                &manager,
-                // The rules list is atomic and `meshtally` owns it since `apply`: take it over.
-                "--force-conflicts",
-                "-f",
-                "-",
-                "--request-timeout=30s",
-            ],
-            Some(doc),
-        );
-        if let Err(e) = result {
-            let names = |items: &[(String, Vec<u8>)]| {
-                super::shift::object_list("httproute", items.iter().map(|(n, _)| n.as_str()))
-            };
-            bail!(
-                "shift stopped after {i} of {} HTTPRoutes ({e}); applied: {}; not applied: {}; \
-                 each keeps a whole split; the same `deployer shift` again converges",
-                todo.len(),
-                names(&todo[..i]),
-                names(&todo[i..])
-            );
-        }
-        patched.push(Patched { name: name.clone() });
-    }
+    let patched = super::shift::apply_each(kubectl, "HTTPRoute", &todo)?;
     if routes_to_service == 0 {
         bail!("no HTTPRoute in namespace {namespace} routes to {service}: apply the mesh with --api gateway-api first");
     }
